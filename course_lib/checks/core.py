@@ -1,0 +1,181 @@
+"""The machinery shared by every exercise check."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+LOG_ENV_VAR = "COURSE_KIT_CHECK_LOG"
+
+
+class CheckFailed(AssertionError):
+    """A student's function gave a wrong answer; the message says where and how."""
+
+
+@dataclass
+class Case:
+    """One input to try: positional ``args``, keyword ``kwargs``, and what it tests."""
+
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    about: str = ""
+    """What this case probes, e.g. "temperature 0.5 sharpens the distribution"."""
+    hint: str = ""
+    """Shown when this case fails."""
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check: ``pass``, ``fail``, ``not-implemented`` or ``error``."""
+
+    exercise: str
+    status: str
+    message: str
+    passed: int
+    total: int
+
+
+def _describe(x: Any) -> str:
+    try:
+        import torch
+
+        if isinstance(x, torch.Tensor):
+            return f"tensor(shape={tuple(x.shape)}, dtype={x.dtype})"
+    except ImportError:
+        pass
+    if isinstance(x, np.ndarray):
+        return f"array(shape={x.shape}, dtype={x.dtype})"
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe_case(case: Case) -> str:
+    parts = [_describe(a) for a in case.args] + [f"{k}={_describe(v)}" for k, v in case.kwargs.items()]
+    return ", ".join(parts)
+
+
+def _as_array(x: Any) -> np.ndarray | None:
+    try:
+        import torch
+
+        if isinstance(x, torch.Tensor):
+            return x.detach().cpu().numpy()
+    except ImportError:
+        pass
+    if isinstance(x, np.ndarray):
+        return x
+    return None
+
+
+def compare(expected: Any, got: Any, *, rtol: float = 1e-5, atol: float = 1e-6, path: str = "result") -> str | None:
+    """Compare strictly; return None when equal, else a one-line description of the first mismatch.
+
+    Types must match in kind (tensor vs tensor, tuple vs tuple, number vs
+    number), shapes and dtype kinds must match, floats must be finite and
+    within tolerance. Comparison is by value, never via the student object's
+    own ``__eq__``.
+    """
+    exp_arr = _as_array(expected)
+    if exp_arr is not None:
+        got_arr = _as_array(got)
+        if got_arr is None or type(got).__module__.split(".")[0] != type(expected).__module__.split(".")[0]:
+            return f"{path}: expected a {type(expected).__name__}, got {type(got).__name__}"
+        if got_arr.shape != exp_arr.shape:
+            return f"{path}: expected shape {tuple(exp_arr.shape)}, got shape {tuple(got_arr.shape)}"
+        if got_arr.dtype.kind != exp_arr.dtype.kind:
+            return f"{path}: expected dtype {expected.dtype}, got dtype {got.dtype}"
+        if exp_arr.dtype.kind == "f":
+            bad = ~np.isfinite(got_arr)
+            if bad.any():
+                idx = tuple(int(i) for i in np.argwhere(bad)[0])
+                return f"{path}: non-finite value {got_arr[idx]} at index {list(idx)}"
+            close = np.isclose(got_arr, exp_arr, rtol=rtol, atol=atol)
+        else:
+            close = got_arr == exp_arr
+        if not close.all():
+            idx = tuple(int(i) for i in np.argwhere(~close)[0])
+            return f"{path}: first mismatch at index {list(idx)}: expected {exp_arr[idx]!r}, got {got_arr[idx]!r}"
+        return None
+    if isinstance(expected, (tuple, list)):
+        if type(got) is not type(expected):
+            return f"{path}: expected a {type(expected).__name__} of {len(expected)} items, got {type(got).__name__}"
+        if len(got) != len(expected):
+            return f"{path}: expected {len(expected)} items, got {len(got)}"
+        for i, (e, g) in enumerate(zip(expected, got)):
+            msg = compare(e, g, rtol=rtol, atol=atol, path=f"{path}[{i}]")
+            if msg:
+                return msg
+        return None
+    if isinstance(expected, bool) or isinstance(expected, str):
+        if type(got) is not type(expected) or got != expected:
+            return f"{path}: expected {expected!r}, got {_describe(got)}"
+        return None
+    if isinstance(expected, (int, float, np.integer, np.floating)):
+        if isinstance(got, bool) or not isinstance(got, (int, float, np.integer, np.floating)):
+            return f"{path}: expected a number, got {type(got).__name__}"
+        if not math.isfinite(float(got)):
+            return f"{path}: expected a finite number, got {got!r}"
+        if not math.isclose(float(got), float(expected), rel_tol=rtol, abs_tol=atol):
+            return f"{path}: expected {expected!r}, got {got!r}"
+        return None
+    raise TypeError(f"compare: no rule for expected values of type {type(expected).__name__}")
+
+
+def _log(result: CheckResult) -> None:
+    path = os.environ.get(LOG_ENV_VAR)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(result.__dict__) + "\n")
+
+
+def run_check(
+    exercise: str,
+    student_fn: Callable,
+    reference_fn: Callable,
+    cases: list[Case],
+    *,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+    quiet: bool = False,
+) -> CheckResult:
+    """Run ``student_fn`` and ``reference_fn`` on each case and compare.
+
+    Raises:
+        NotImplementedError: the student's function is still the stub.
+        CheckFailed: a case gave a wrong answer or raised; the message names
+            the case's input, the first mismatch and a hint.
+    """
+    if not callable(student_fn):
+        raise TypeError(f"{exercise}: expected your function, got {type(student_fn).__name__}")
+    for i, case in enumerate(cases, start=1):
+        expected = reference_fn(*case.args, **case.kwargs)
+        where = f"case {i}/{len(cases)} ({case.about}; input: {_describe_case(case)})"
+        try:
+            got = student_fn(*case.args, **case.kwargs)
+        except NotImplementedError:
+            result = CheckResult(exercise, "not-implemented", f"{exercise}: not implemented yet", 0, len(cases))
+            _log(result)
+            if not quiet:
+                print(f"[ ] {exercise}: not implemented yet; fill in the TODO, then run this cell again.")
+            raise
+        except Exception as exc:  # the student's code crashed on this input
+            message = f"{exercise}: {where} raised {type(exc).__name__}: {exc}"
+            result = CheckResult(exercise, "error", message, i - 1, len(cases))
+            _log(result)
+            raise CheckFailed(message + (f"\nHint: {case.hint}" if case.hint else "")) from exc
+        mismatch = compare(expected, got, rtol=rtol, atol=atol)
+        if mismatch:
+            message = f"{exercise}: {where}: {mismatch}"
+            result = CheckResult(exercise, "fail", message, i - 1, len(cases))
+            _log(result)
+            raise CheckFailed(message + (f"\nHint: {case.hint}" if case.hint else ""))
+    result = CheckResult(exercise, "pass", f"{exercise}: all {len(cases)} cases passed", len(cases), len(cases))
+    _log(result)
+    if not quiet:
+        print(f"[x] {result.message}")
+    return result

@@ -1,0 +1,36 @@
+"""Checks for lesson 0's warm-up exercise."""
+
+from __future__ import annotations
+
+import torch
+
+from course_lib.checks.core import Case, CheckResult, run_check
+from course_lib.llm.generation import top_k_next_tokens
+
+
+def _logits(seed: int, shape: tuple[int, ...], scale: float = 3.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g) * scale
+
+
+def top_k_cases() -> list[Case]:
+    """Seeded cases for :func:`top_k_next_tokens`; each probes one property."""
+    return [
+        Case((_logits(0, (8,)), 3), {}, "one prompt, 8-token vocabulary",
+             "softmax over the last axis, then the k largest probabilities, largest first."),
+        Case((_logits(1, (8,)), 8), {}, "k equal to the vocabulary size",
+             "with k = V every token is returned, sorted by probability."),
+        Case((_logits(2, (4, 50)), 5), {}, "a batch of 4 prompts: logits of shape (B, V)",
+             "work on the last axis (dim=-1) so a batch of prompts works too."),
+        Case((_logits(3, (50,)), 5), {"temperature": 0.5}, "temperature 0.5 sharpens the distribution",
+             "divide the logits by the temperature before the softmax."),
+        Case((_logits(4, (50,)), 5), {"temperature": 2.0}, "temperature 2.0 flattens the distribution",
+             "divide the logits by the temperature before the softmax."),
+        Case((_logits(5, (2, 30), scale=400.0), 4), {}, "very large logits",
+             "exp(400) overflows: use torch.softmax (it subtracts the max first), not exp / sum."),
+    ]
+
+
+def check_top_k_next_tokens(fn) -> CheckResult:
+    """Check a student's ``top_k_next_tokens(logits, k, temperature=1.0) -> (probs, ids)``."""
+    return run_check("top_k_next_tokens", fn, top_k_next_tokens, top_k_cases())

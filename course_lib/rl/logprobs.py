@@ -1,0 +1,50 @@
+"""Log-probabilities of chosen actions (tokens) under a categorical policy.
+
+Shape letters used across the library: B batch, T time steps or tokens,
+V vocabulary (number of actions), G group, N parallel envs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log pi(a_t | s_t) for the actions actually taken.
+
+    Equals the naive ``torch.log_softmax(logits, -1).gather(-1, tokens[..., None]).squeeze(-1)``
+    (``tests/test_logprobs.py`` proves it) but never materialises the
+    (B, T, V) log-softmax: it gathers the chosen logit and subtracts the
+    log-sum-exp, which saves B*T*V floats of memory for a 49k-token vocabulary.
+
+    Args:
+        logits: (..., V) unnormalised scores, e.g. (B, T, V) from a language model.
+        tokens: (...) int64 indices into the last axis of ``logits``, e.g. (B, T).
+
+    Returns:
+        (...) float tensor of log-probabilities, same leading shape as ``tokens``.
+    """
+    if logits.dim() < 1 or tokens.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"tokens: expected shape {tuple(logits.shape[:-1])} (logits.shape[:-1]), got {tuple(tokens.shape)}"
+        )
+    if tokens.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"tokens: expected an integer tensor (int64), got dtype {tokens.dtype}")
+    logits = logits.float()  # log-sum-exp in float32 even for bf16 models
+    chosen = logits.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)  # (...)
+    return chosen - torch.logsumexp(logits, dim=-1)  # (...)
+
+
+def masked_sum(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Sum of ``values`` where ``mask`` is true (or 1), e.g. a sequence log-prob.
+
+    Args:
+        values: (B, T) per-step values such as token log-probs.
+        mask: (B, T) bool or 0/1 tensor; 0 marks padding or prompt tokens.
+        dim: axis to sum over (``-1`` gives one number per sequence); ``None`` sums all.
+    """
+    if values.shape != mask.shape:
+        raise ValueError(f"mask: expected shape {tuple(values.shape)} (values.shape), got {tuple(mask.shape)}")
+    # where(), not values * mask: a padded -inf log-prob times 0 would be NaN.
+    masked = torch.where(mask.bool(), values, torch.zeros_like(values))
+    return masked.sum() if dim is None else masked.sum(dim=dim)
