@@ -75,12 +75,18 @@ def strip_cell(source: str, cell_type: str, where: str) -> str:
 def build_exercise(solution: Path) -> nbformat.NotebookNode:
     """The exercise notebook generated from one solution notebook."""
     nb = nbformat.read(solution, as_version=4)
+    kept = []
     for i, cell in enumerate(nb.cells):
-        cell.source = strip_cell(cell.source, cell.cell_type, f"{solution.name}, cell {i} (id {cell.get('id')})")
+        original = cell.source
+        cell.source = strip_cell(original, cell.cell_type, f"{solution.name}, cell {i} (id {cell.get('id')})")
+        if original.strip() and not cell.source.strip():
+            continue  # a cell of hidden tests only: students get no empty cell in its place
+        kept.append(cell)
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
         cell.metadata = {k: v for k, v in cell.metadata.items() if k in ("tags", "editable", "deletable")}
+    nb.cells = kept
     nb.metadata = {k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")}
     nb.metadata.get("language_info", {}).pop("version", None)
     return nb

@@ -180,13 +180,18 @@ def convert_wheel_model(gguf: str | os.PathLike, dest: str | os.PathLike, *, qui
 
 def _load_from_folder(location: str, device: Any, dtype: Any):
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
     from course_lib.utils.device import pick_device, pick_dtype
 
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
     tok = _load_tokenizer(location)
-    model = AutoModelForCausalLM.from_pretrained(location, dtype=dt)
+    hf_logging.disable_progress_bar()  # a one-second load needs no bar in every notebook
+    try:
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=dt)
+    finally:
+        hf_logging.enable_progress_bar()
     model.to(dev).eval()
     return model, tok
 

