@@ -44,7 +44,7 @@ doctor: setup
 exercises: setup
 	$(VENV)/bin/course-kit build-exercises
 notebooks: model
-	COURSE_PROFILE=cpu $(VENV)/bin/course-kit run --inplace notebooks/*.ipynb
+	COURSE_PROFILE=cpu $(VENV)/bin/course-kit run --inplace notebooks/[0-9]*.ipynb solutions/[0-9]*.ipynb
 
 bench: model
 	$(PY) bench/bench_model_load.py

@@ -51,3 +51,12 @@ def test_masked_sum_ignores_padding_even_if_inf():
     assert masked_sum(values, mask).item() == -4.0
     with pytest.raises(ValueError, match=r"mask: expected shape \(2, 3\)"):
         masked_sum(values, mask[:, :2])
+
+
+def test_row_wise_path_handles_bf16_batches():
+    g = torch.Generator().manual_seed(1)
+    logits = (torch.randn(3, 4, 9, generator=g) * 4).bfloat16()
+    tokens = torch.randint(0, 9, (3, 4), generator=g)
+    out = token_logprobs(logits, tokens)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, naive_token_logprobs(logits.float(), tokens))
