@@ -72,7 +72,14 @@ def _as_array(x: Any) -> np.ndarray | None:
     return None
 
 
-def compare(expected: Any, got: Any, *, rtol: float = 1e-5, atol: float = 1e-6, path: str = "result") -> str | None:
+def _fmt(value: Any) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
+    return f"{value:.6g}" if isinstance(value, float) else repr(value)
+
+
+def compare(expected: Any, got: Any, *, rtol: float = 1e-5, atol: float = 1e-6, path: str = "result",
+            names: tuple[str, ...] | None = None) -> str | None:
     """Compare strictly; return None when equal, else a one-line description of the first mismatch.
 
     Types must match in kind (tensor vs tensor, tuple vs tuple, number vs
@@ -93,13 +100,13 @@ def compare(expected: Any, got: Any, *, rtol: float = 1e-5, atol: float = 1e-6, 
             bad = ~np.isfinite(got_arr)
             if bad.any():
                 idx = tuple(int(i) for i in np.argwhere(bad)[0])
-                return f"{path}: non-finite value {got_arr[idx]} at index {list(idx)}"
+                return f"{path}: non-finite value {_fmt(got_arr[idx])} at index {list(idx)}"
             close = np.isclose(got_arr, exp_arr, rtol=rtol, atol=atol)
         else:
             close = got_arr == exp_arr
         if not close.all():
             idx = tuple(int(i) for i in np.argwhere(~close)[0])
-            return f"{path}: first mismatch at index {list(idx)}: expected {exp_arr[idx]!r}, got {got_arr[idx]!r}"
+            return f"{path}: first mismatch at index {list(idx)}: expected {_fmt(exp_arr[idx])}, got {_fmt(got_arr[idx])}"
         return None
     if isinstance(expected, (tuple, list)):
         if type(got) is not type(expected):
@@ -107,7 +114,8 @@ def compare(expected: Any, got: Any, *, rtol: float = 1e-5, atol: float = 1e-6, 
         if len(got) != len(expected):
             return f"{path}: expected {len(expected)} items, got {len(got)}"
         for i, (e, g) in enumerate(zip(expected, got)):
-            msg = compare(e, g, rtol=rtol, atol=atol, path=f"{path}[{i}]")
+            item = f"{path}[{i}] ({names[i]})" if names and len(names) == len(expected) else f"{path}[{i}]"
+            msg = compare(e, g, rtol=rtol, atol=atol, path=item)
             if msg:
                 return msg
         return None
@@ -121,7 +129,7 @@ def compare(expected: Any, got: Any, *, rtol: float = 1e-5, atol: float = 1e-6, 
         if not math.isfinite(float(got)):
             return f"{path}: expected a finite number, got {got!r}"
         if not math.isclose(float(got), float(expected), rel_tol=rtol, abs_tol=atol):
-            return f"{path}: expected {expected!r}, got {got!r}"
+            return f"{path}: expected {_fmt(expected)}, got {_fmt(got)}"
         return None
     raise TypeError(f"compare: no rule for expected values of type {type(expected).__name__}")
 
@@ -141,15 +149,19 @@ def run_check(
     *,
     rtol: float = 1e-5,
     atol: float = 1e-6,
+    names: tuple[str, ...] | None = None,
     quiet: bool = False,
 ) -> CheckResult:
     """Run ``student_fn`` and ``reference_fn`` on each case and compare.
+
+    ``names`` labels the items of a tuple result in messages, e.g. ``("probs", "ids")``.
 
     Raises:
         NotImplementedError: the student's function is still the stub.
         CheckFailed: a case gave a wrong answer or raised; the message names
             the case's input, the first mismatch and a hint.
     """
+    __tracebackhide__ = True  # IPython and pytest show the student the verdict, not this frame
     if not callable(student_fn):
         raise TypeError(f"{exercise}: expected your function, got {type(student_fn).__name__}")
     for i, case in enumerate(cases, start=1):
@@ -168,7 +180,7 @@ def run_check(
             result = CheckResult(exercise, "error", message, i - 1, len(cases))
             _log(result)
             raise CheckFailed(message + (f"\nHint: {case.hint}" if case.hint else "")) from exc
-        mismatch = compare(expected, got, rtol=rtol, atol=atol)
+        mismatch = compare(expected, got, rtol=rtol, atol=atol, names=names)
         if mismatch:
             message = f"{exercise}: {where}: {mismatch}"
             result = CheckResult(exercise, "fail", message, i - 1, len(cases))

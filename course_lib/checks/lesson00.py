@@ -33,4 +33,5 @@ def top_k_cases() -> list[Case]:
 
 def check_top_k_next_tokens(fn) -> CheckResult:
     """Check a student's ``top_k_next_tokens(logits, k, temperature=1.0) -> (probs, ids)``."""
-    return run_check("top_k_next_tokens", fn, top_k_next_tokens, top_k_cases())
+    __tracebackhide__ = True
+    return run_check("top_k_next_tokens", fn, top_k_next_tokens, top_k_cases(), names=("probs", "ids"))

@@ -87,8 +87,9 @@ def build_exercise(solution: Path) -> nbformat.NotebookNode:
             cell.execution_count = None
         cell.metadata = {k: v for k, v in cell.metadata.items() if k in ("tags", "editable", "deletable")}
     nb.cells = kept
-    nb.metadata = {k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")}
-    nb.metadata.get("language_info", {}).pop("version", None)
+    # Only what does not change when the solution is executed, so the output stays byte-stable.
+    language = nb.metadata.get("language_info", {}).get("name", "python")
+    nb.metadata = {"kernelspec": nb.metadata.get("kernelspec", {}), "language_info": {"name": language}}
     return nb
 
 
