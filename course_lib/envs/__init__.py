@@ -1,4 +1,27 @@
-"""Gymnasium environments (the maze robot, the cat-feeder bandit, token-level MDPs). numpy + gymnasium only, no torch.
+"""Gymnasium environments: the maze robot, the cat-feeder bandit, the maximisation-bias MDP. numpy + gymnasium only, no torch.
 
-Layer 2 (beside ``data``): imports only ``utils``. Filled by the Part I lessons.
+Importing this package registers the versioned ids, each with a time limit::
+
+    import gymnasium as gym
+    import course_lib.envs  # registers course/...
+    env = gym.make("course/MazeRobot-v0", render_mode="ansi")
+
+Layer 2 (beside ``data``): imports only ``utils``.
 """
+
+from gymnasium.envs.registration import register, registry
+
+from course_lib.envs.maxbias import MaxBiasEnv
+from course_lib.envs.maze import LAYOUTS, MazeModel, MazeRobotEnv, Transition, parse_layout
+
+_IDS = {
+    "course/MazeRobot-v0": ("course_lib.envs.maze:MazeRobotEnv", {"layout": "small"}, 100),
+    "course/CliffMaze-v0": ("course_lib.envs.maze:MazeRobotEnv", {"layout": "cliff"}, 200),
+    "course/LargeMaze-v0": ("course_lib.envs.maze:MazeRobotEnv", {"layout": "large"}, 400),
+    "course/MaxBias-v0": ("course_lib.envs.maxbias:MaxBiasEnv", {}, 10),
+}
+for _id, (_entry, _kwargs, _limit) in _IDS.items():
+    if _id not in registry:
+        register(id=_id, entry_point=_entry, kwargs=_kwargs, max_episode_steps=_limit)
+
+__all__ = ["MaxBiasEnv", "LAYOUTS", "MazeModel", "MazeRobotEnv", "Transition", "parse_layout"]
