@@ -78,3 +78,60 @@ def test_question_feedback_and_widget():
     assert "Correct" in feedback.value
     with pytest.raises(ValueError, match=r"answer: expected an index in \[0, 1\], got 2"):
         Question("?", ["a", "b"], answer=2, explanation="")
+
+
+def test_smooth_is_a_trailing_moving_average():
+    from course_lib.utils.plotting import smooth
+
+    np.testing.assert_allclose(smooth([0, 2, 4, 6], window=2), [0, 1, 3, 5])
+    np.testing.assert_allclose(smooth([1, 2, 3], window=1), [1, 2, 3])
+    with pytest.raises(ValueError, match="window: expected an int >= 1, got 0"):
+        smooth([1.0], window=0)
+
+
+def test_maze_plots_draw(tmp_path):
+    import gymnasium as gym
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import course_lib.envs  # noqa: F401
+    from course_lib.tabular.dp import value_iteration
+    from course_lib.utils.plotting import plot_learning_curves, plot_paths, plot_regret, plot_value_heatmap
+
+    env = gym.make("course/MazeRobot-v0").unwrapped
+    vi = value_iteration(env.model)
+    walls = env.grid == "#"
+    fig = plot_value_heatmap(vi.V, walls, vi.policy, terminals=env.grid == "C")
+    n_arrows = len([p for p in fig.axes[0].patches])
+    assert n_arrows == (~walls).sum() - 1  # one arrow per open cell but the cheese
+    fig = plot_paths(walls, {"a": [8, 9, 10]}, env.width)
+    assert fig.axes[0].get_legend().get_texts()[0].get_text() == "a (2 steps)"
+    fig = plot_learning_curves({"x": np.zeros((3, 20))}, window=5)
+    assert fig.axes[0].get_lines()[0].get_ydata().shape == (20,)
+    fig = plot_regret({"ucb": np.ones((4, 10)).cumsum(axis=1)})
+    assert "ucb (10.0)" in fig.axes[0].get_legend().get_texts()[0].get_text()
+
+
+def test_stepper_and_policy_player_widgets():
+    import gymnasium as gym
+
+    import course_lib.envs  # noqa: F401
+    from course_lib.utils.widgets import env_stepper, policy_player
+
+    env = gym.make("course/MazeRobot-v0", render_mode="rgb_array")
+    box = env_stepper(env)
+    first_image = box.image.value
+    box.buttons[1].click()  # right
+    assert "action right, reward -1, return so far -1" in box.status.value
+    assert box.image.value != first_image  # the maze was redrawn with the robot moved
+    box.reset_button.click()
+    assert box.episode["return"] == 0.0 and box.episode["steps"] == 0
+    for a in (1, 1, 2, 2, 2, 1, 1):  # no path through walls: bumps keep costing -1
+        box.buttons[a].click()
+    assert box.episode["steps"] == 7
+
+    player = policy_player(gym.make("course/MazeRobot-v0", render_mode="rgb_array"), policy=lambda s: 1)
+    player.next_button.click()
+    assert player.episode["steps"] == 1 and "step 1: action 1" in player.status.value
+    player.play_button.click()
+    assert player.episode["done"]  # the time limit ends a policy that never reaches the cheese

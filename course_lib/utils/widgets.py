@@ -48,3 +48,103 @@ def multiple_choice(question: Question):
 
     button.on_click(on_click)
     return w.VBox([w.HTML(f"<b>{question.prompt}</b>"), radio, button, feedback])
+
+
+def _frame_to_png(frame) -> bytes:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    plt.imsave(buf, frame, format="png")
+    return buf.getvalue()
+
+
+def env_stepper(env, action_names: Sequence[str] = ("up", "right", "down", "left"), seed: int = 0):
+    """Buttons for each action, the env's rgb frame redrawn after every step, the reward and the return so far.
+
+    ``env`` must have ``render_mode="rgb_array"``. Returns the widget box; the
+    attributes ``buttons`` (one per action), ``reset_button``, ``status`` and
+    ``image`` let tests and notebooks drive it.
+    """
+    import ipywidgets as w
+
+    image = w.Image(format="png")
+    status = w.HTML()
+    state = {"return": 0.0, "steps": 0, "done": False}
+
+    def show(text: str) -> None:
+        image.value = _frame_to_png(env.render())
+        status.value = text
+
+    def reset(_=None):
+        obs, _info = env.reset(seed=seed)
+        state.update({"return": 0.0, "steps": 0, "done": False})
+        show(f"state {obs}: press a button to move")
+
+    def act(action: int):
+        if state["done"]:
+            status.value += " <b>Episode over: press reset.</b>"
+            return
+        obs, reward, terminated, truncated, _ = env.step(action)
+        state["return"] += float(reward)
+        state["steps"] += 1
+        state["done"] = terminated or truncated
+        end = " <b>Terminated!</b>" if terminated else (" <b>Time limit.</b>" if truncated else "")
+        show(f"step {state['steps']}: action {action_names[action]}, reward {reward:+.0f}, "
+             f"return so far {state['return']:+.0f}, state {obs}{end}")
+
+    buttons = []
+    for a, name in enumerate(action_names):
+        b = w.Button(description=name)
+        b.on_click(lambda _b, a=a: act(a))
+        buttons.append(b)
+    reset_button = w.Button(description="reset", button_style="warning")
+    reset_button.on_click(reset)
+    reset()
+    box = w.VBox([w.HBox(buttons + [reset_button]), image, status])
+    box.buttons, box.reset_button, box.status, box.image, box.episode = buttons, reset_button, status, image, state
+    return box
+
+
+def policy_player(env, policy, seed: int = 0, max_steps: int = 200):
+    """Play a policy step by step: a 'next step' button and a 'play to the end' button over the rgb frame.
+
+    Args:
+        policy: a function state -> action, e.g. ``lambda s: int(Q[s].argmax())``.
+    """
+    import ipywidgets as w
+
+    image = w.Image(format="png")
+    status = w.HTML()
+    state = {"obs": None, "return": 0.0, "steps": 0, "done": False}
+
+    def reset(_=None):
+        state.update({"obs": env.reset(seed=seed)[0], "return": 0.0, "steps": 0, "done": False})
+        image.value = _frame_to_png(env.render())
+        status.value = "ready"
+
+    def step(_=None):
+        if state["done"] or state["steps"] >= max_steps:
+            return
+        action = int(policy(state["obs"]))
+        obs, reward, terminated, truncated, _ = env.step(action)
+        state.update({"obs": obs, "return": state["return"] + float(reward), "steps": state["steps"] + 1,
+                      "done": terminated or truncated})
+        image.value = _frame_to_png(env.render())
+        status.value = f"step {state['steps']}: action {action}, return {state['return']:+.0f}" + (
+            " (done)" if state["done"] else "")
+
+    def play(_=None):
+        while not state["done"] and state["steps"] < max_steps:
+            step()
+
+    next_button, play_button, reset_button = (w.Button(description=d) for d in ("next step", "play to the end", "reset"))
+    next_button.on_click(step)
+    play_button.on_click(play)
+    reset_button.on_click(reset)
+    reset()
+    box = w.VBox([w.HBox([next_button, play_button, reset_button]), image, status])
+    box.next_button, box.play_button, box.reset_button, box.status, box.episode = (
+        next_button, play_button, reset_button, status, state)
+    return box
