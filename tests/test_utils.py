@@ -135,3 +135,20 @@ def test_stepper_and_policy_player_widgets():
     assert player.episode["steps"] == 1 and "step 1: action 1" in player.status.value
     player.play_button.click()
     assert player.episode["done"]  # the time limit ends a policy that never reaches the cheese
+
+
+def test_matching_quiz():
+    from course_lib.utils.widgets import Matching, matching_quiz
+
+    quiz = Matching("match", ["robot", "cheese"], ["agent", "reward"], ["agent", "reward"],
+                    explanations=["It acts.", "It is the signal."])
+    assert quiz.feedback(["agent", "reward"])[0] == 2
+    correct, lines = quiz.feedback(["reward", None])
+    assert correct == 0 and lines == ["✗ robot: not reward. It acts.", "? cheese: not answered yet"]
+    box = matching_quiz(quiz)
+    box.dropdowns[0].value = "agent"
+    box.dropdowns[1].value = "agent"
+    box.check_button.click()
+    assert "1/2 correct" in box.feedback.value and "✗ cheese: not agent. It is the signal." in box.feedback.value
+    with pytest.raises(ValueError, match=r"answers: expected labels from \['agent', 'reward'\], got \['cat'\]"):
+        Matching("m", ["a"], ["agent", "reward"], ["cat"])

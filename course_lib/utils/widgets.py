@@ -148,3 +148,67 @@ def policy_player(env, policy, seed: int = 0, max_steps: int = 200):
     box.next_button, box.play_button, box.reset_button, box.status, box.episode = (
         next_button, play_button, reset_button, status, state)
     return box
+
+
+@dataclass(frozen=True)
+class Matching:
+    """A matching concept check: pair each item with one of the labels.
+
+    Example: items are parts of the robot story ("the robot", "the maze", ...),
+    labels are RL terms ("agent", "environment", ...).
+    """
+
+    prompt: str
+    items: Sequence[str]
+    labels: Sequence[str]
+    answers: Sequence[str]
+    """The correct label for each item, in order."""
+    explanations: Sequence[str] = ()
+    """Optional: one explanation per item, shown when that item is wrong."""
+
+    def __post_init__(self):
+        if len(self.answers) != len(self.items):
+            raise ValueError(f"answers: expected {len(self.items)} (one per item), got {len(self.answers)}")
+        unknown = [a for a in self.answers if a not in self.labels]
+        if unknown:
+            raise ValueError(f"answers: expected labels from {list(self.labels)}, got {unknown}")
+        if self.explanations and len(self.explanations) != len(self.items):
+            raise ValueError(f"explanations: expected {len(self.items)} or none, got {len(self.explanations)}")
+
+    def feedback(self, chosen: Sequence[str | None]) -> tuple[int, list[str]]:
+        """(number correct, one feedback line per item) for the chosen labels."""
+        if len(chosen) != len(self.items):
+            raise ValueError(f"chosen: expected {len(self.items)} labels, got {len(chosen)}")
+        lines, correct = [], 0
+        for i, (item, pick, answer) in enumerate(zip(self.items, chosen, self.answers)):
+            if pick == answer:
+                correct += 1
+                lines.append(f"✓ {item}: {answer}")
+            elif pick is None:
+                lines.append(f"? {item}: not answered yet")
+            else:
+                why = f" {self.explanations[i]}" if self.explanations else ""
+                lines.append(f"✗ {item}: not {pick}.{why}")
+        return correct, lines
+
+
+def matching_quiz(quiz: Matching):
+    """One dropdown per item, a Check button, and per-item feedback (right items are confirmed)."""
+    import ipywidgets as w
+
+    dropdowns = [w.Dropdown(options=[("choose...", None)] + [(lbl, lbl) for lbl in quiz.labels], value=None,
+                            description=item, style={"description_width": "initial"},
+                            layout=w.Layout(width="max-content")) for item in quiz.items]
+    button = w.Button(description="Check", button_style="primary")
+    feedback = w.HTML()
+
+    def on_click(_):
+        correct, lines = quiz.feedback([d.value for d in dropdowns])
+        color = "green" if correct == len(quiz.items) else "#b00"
+        feedback.value = (f"<span style='color:{color}'><b>{correct}/{len(quiz.items)} correct.</b></span><br>"
+                          + "<br>".join(lines))
+
+    button.on_click(on_click)
+    box = w.VBox([w.HTML(f"<b>{quiz.prompt}</b>"), *dropdowns, button, feedback])
+    box.dropdowns, box.check_button, box.feedback = dropdowns, button, feedback
+    return box
