@@ -11,6 +11,7 @@ Layer 2 (beside ``data``): imports only ``utils``.
 
 from gymnasium.envs.registration import register, registry
 
+from course_lib.envs.bandit import CatFeederBandit
 from course_lib.envs.maxbias import MaxBiasEnv
 from course_lib.envs.maze import LAYOUTS, MazeModel, MazeRobotEnv, Transition, parse_layout
 
@@ -20,8 +21,10 @@ _IDS = {
     "course/LargeMaze-v0": ("course_lib.envs.maze:MazeRobotEnv", {"layout": "large"}, 400),
     "course/MaxBias-v0": ("course_lib.envs.maxbias:MaxBiasEnv", {}, 10),
 }
+# The bandit ends its own episodes after `steps` pulls (truncated), so it needs no TimeLimit wrapper.
+_IDS["course/CatFeeder-v0"] = ("course_lib.envs.bandit:CatFeederBandit", {}, None)
 for _id, (_entry, _kwargs, _limit) in _IDS.items():
     if _id not in registry:
         register(id=_id, entry_point=_entry, kwargs=_kwargs, max_episode_steps=_limit)
 
-__all__ = ["MaxBiasEnv", "LAYOUTS", "MazeModel", "MazeRobotEnv", "Transition", "parse_layout"]
+__all__ = ["CatFeederBandit", "MaxBiasEnv", "LAYOUTS", "MazeModel", "MazeRobotEnv", "Transition", "parse_layout"]
