@@ -52,3 +52,10 @@ def test_import_course_lib_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_part_one_checks_do_not_import_torch():
+    code = ("import sys; from course_lib.checks import check_q_learning_target, CheckFailed;"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

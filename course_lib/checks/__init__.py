@@ -14,9 +14,27 @@ Outcomes: passing prints a verdict; a wrong answer raises :class:`CheckFailed`
 stub's ``NotImplementedError`` propagates after a friendly line. When the
 environment variable ``COURSE_KIT_CHECK_LOG`` names a file, each outcome is
 also appended to it as a JSON line (``course-kit check`` reads it).
+
+The checks live in one module per lesson (``lesson00``, ``lesson01``, ...)
+and are imported on first use, so the torch-free Part I exercises never
+import torch through lesson 0's checks.
 """
 
-from course_lib.checks.core import Case, CheckFailed, CheckResult, compare, run_check
-from course_lib.checks.lesson00 import check_top_k_next_tokens
+from __future__ import annotations
 
-__all__ = ["Case", "CheckFailed", "CheckResult", "compare", "run_check", "check_top_k_next_tokens"]
+import importlib
+from pathlib import Path
+
+from course_lib.checks.core import Case, CheckFailed, CheckResult, compare, run_check
+
+__all__ = ["Case", "CheckFailed", "CheckResult", "compare", "run_check"]
+
+
+def __getattr__(name: str):
+    """``from course_lib.checks import check_x`` finds ``check_x`` in whichever lesson module defines it."""
+    if name.startswith("check_"):
+        # Find the defining module by its text, so only that lesson's imports are paid.
+        for path in sorted(Path(__file__).parent.glob("lesson*.py")):
+            if f"def {name}(" in path.read_text(encoding="utf-8"):
+                return getattr(importlib.import_module(f"{__name__}.{path.stem}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
