@@ -174,7 +174,7 @@ def policy_called_twice(env, policy, seed=None, max_steps=1000):
         (max_steps_is_not_a_truncation, r"case 6/8 \(max_steps=5.*result\[4\] \(truncated\): expected True, got False"),
         (reward_of_the_previous_step, r"case 1/8 .*result\[2\] \(rewards\)\[0\]: expected -1, got 0"),
         (numpy_arrays, r"case 1/8 .*result\[0\] \(states\): expected a list of 8 items, got ndarray"),
-        (plain_tuple, r"case 1/8 .*result: expected a Episode of 5 items, got tuple"),
+        (plain_tuple, r"case 1/8 .*result: expected an Episode of 5 items, got tuple"),
         (policy_called_twice, r"case 4/8 \(a uniform random agent"),
     ],
 )

@@ -110,7 +110,8 @@ def compare(expected: Any, got: Any, *, rtol: float = 1e-5, atol: float = 1e-6, 
         return None
     if isinstance(expected, (tuple, list)):
         if type(got) is not type(expected):
-            return f"{path}: expected a {type(expected).__name__} of {len(expected)} items, got {type(got).__name__}"
+            article = "an" if type(expected).__name__[0].lower() in "aeiou" else "a"
+            return f"{path}: expected {article} {type(expected).__name__} of {len(expected)} items, got {type(got).__name__}"
         if len(got) != len(expected):
             return f"{path}: expected {len(expected)} items, got {len(got)}"
         for i, (e, g) in enumerate(zip(expected, got)):
