@@ -1,0 +1,209 @@
+"""Checks for lesson 2's exercises: the bandit math (incremental mean, epsilon-greedy, UCB scores).
+
+Randomness: ``epsilon_greedy_action`` takes a generator. Each case gives the
+student's function and the reference their own fresh
+``np.random.default_rng(seed)`` with the same seed, so both see the same
+random numbers and must return the same arm.
+
+Infinities: ``ucb_scores`` returns ``+inf`` for arms never pulled, and
+:func:`~course_lib.checks.core.compare` rejects non-finite floats. The case
+wrapper therefore splits a score vector into ``(is_inf, finite)``: where the
+``+inf`` entries are, and the scores with those entries set to 0. A NaN or
+``-inf`` stays in ``finite`` and is reported as non-finite.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from course_lib.checks.core import Case, CheckResult, run_check
+from course_lib.tabular.bandits import epsilon_greedy_action, incremental_mean, ucb_scores
+
+# ----------------------------------------------------------------------------
+# incremental_mean(q, n, reward) -> float
+# ----------------------------------------------------------------------------
+
+
+def incremental_mean_cases() -> list[Case]:
+    """Seeded cases for :func:`incremental_mean`; each probes one property."""
+    rng = np.random.default_rng(20)
+    rewards = (rng.random(30) < 0.7).astype(float)  # (30,) a lever that pays 70 % of the time
+    q29 = float(rewards[:29].mean())  # Q_30: the mean of the first 29 rewards
+    gauss = rng.normal(0.4, 1.0, size=8)  # (8,) Gaussian rewards
+    q7 = float(gauss[:7].mean())
+    return [
+        Case((0.0, 1, 1.0), {}, "the first reward (n = 1) of a lever whose estimate starts at 0",
+             "Q_{n+1} = Q_n + (R_n - Q_n) / n: with n = 1 the new estimate is the reward itself."),
+        Case((7.0, 1, 0.0), {}, "n = 1: the old estimate (here 7.0) must not matter",
+             "divide by n, the count that includes this reward: with n = 1, Q + (R - Q) / 1 = R."),
+        Case((1.0, 2, 0.0), {}, "the second reward: the mean of 1 and 0 is 0.5",
+             "the step size is 1 / n: without it the estimate jumps to the latest reward."),
+        Case((0.5, 4, 1.0), {}, "the fourth reward moves the estimate a quarter of the way",
+             "Q_{n+1} = Q_n + (R_n - Q_n) / n with n = 4."),
+        Case((q29, 30, float(rewards[29])), {}, "the 30th Bernoulli reward of a seeded stream",
+             "n counts every reward so far, this one included."),
+        Case((q7, 8, float(gauss[7])), {}, "a Gaussian reward, which can be negative",
+             "nothing special for negative rewards: Q + (R - Q) / n."),
+        Case((0.25, 1000, 1.0), {}, "a lever pulled 1,000 times barely moves",
+             "the step 1 / n shrinks as n grows: the 1000th reward changes the mean by (R - Q) / 1000."),
+    ]
+
+
+def check_incremental_mean(fn) -> CheckResult:
+    """Check a student's ``incremental_mean(q, n, reward) -> float``."""
+    __tracebackhide__ = True
+    return run_check("incremental_mean", fn, incremental_mean, incremental_mean_cases())
+
+
+# ----------------------------------------------------------------------------
+# epsilon_greedy_action(q, epsilon, rng) -> int
+# ----------------------------------------------------------------------------
+
+
+def _seeded(fn: Callable) -> Callable:
+    """``fn(q, epsilon, rng)`` as ``f(q, epsilon, seed=...)``: a fresh ``default_rng(seed)``, a copy of ``q``."""
+
+    def call(q: np.ndarray, epsilon: float, seed: int):
+        return fn(q.copy(), epsilon, np.random.default_rng(seed))
+
+    return call
+
+
+def _first_seed(q: np.ndarray, epsilon: float, want: Callable[[int], bool], explores: bool | None = None) -> int:
+    """The smallest seed for which the reference's arm satisfies ``want`` (and its coin explores, if given).
+
+    So each case probes what its ``about`` says, whatever numpy's streams are.
+    """
+    for seed in range(1000):
+        if explores is not None and (np.random.default_rng(seed).random() < epsilon) != explores:
+            continue
+        if want(epsilon_greedy_action(q, epsilon, np.random.default_rng(seed))):
+            return seed
+    raise RuntimeError("no seed found")  # pragma: no cover: 1000 seeds always suffice for these cases
+
+
+def epsilon_greedy_cases() -> list[Case]:
+    """Seeded cases for :func:`epsilon_greedy_action`; ``seed`` gives both functions ``np.random.default_rng(seed)``."""
+    clear = np.array([0.1, 0.7, 0.3, 0.2])  # (4,) arm 1 is best
+    tie = np.array([0.2, 0.9, 0.1, 0.9])  # (4,) arms 1 and 3 tie
+    zeros = np.zeros(6)  # (6,) before any pull: every arm ties
+    negative = np.array([-1.0, -0.5, -2.0])  # (3,) Gaussian levers can all be negative
+    rng = np.random.default_rng(21)
+    randoms = [rng.normal(0.0, 1.0, size=k) for k in (5, 8, 10)]
+    cases = [
+        Case((clear, 0.0), {"seed": 0}, "epsilon 0: pure greedy, q = [0.1, 0.7, 0.3, 0.2]",
+             "with epsilon 0 return the arm with the largest q (here arm 1). Still draw rng.random() first."),
+        Case((negative, 0.0), {"seed": 0}, "epsilon 0, all values negative: q = [-1.0, -0.5, -2.0]",
+             "the greedy arm is argmax q even when every value is negative (here arm 1)."),
+        Case((tie, 0.0), {"seed": _first_seed(tie, 0.0, lambda a: a == 3)},
+             "epsilon 0, arms 1 and 3 tie at 0.9; the seeded tie-break picks arm 3",
+             "ties must be broken at random: best = np.flatnonzero(q == q.max()), then rng.choice(best) "
+             "when there is more than one (np.argmax always takes the first)."),
+        Case((zeros, 0.0), {"seed": _first_seed(zeros, 0.0, lambda a: a == 4)},
+             "epsilon 0 before any pull: all 6 estimates are 0, so all 6 arms tie",
+             "draw rng.random() first, then break the 6-way tie with rng.choice(best)."),
+        Case((clear, 1.0), {"seed": _first_seed(clear, 1.0, lambda a: a == 3)},
+             "epsilon 1: always explore, a uniformly random arm",
+             "when rng.random() < epsilon, return int(rng.integers(K)): any of the K arms."),
+        Case((clear, 1.0), {"seed": _first_seed(clear, 1.0, lambda a: a == 1)},
+             "epsilon 1: exploring may pick the greedy arm too",
+             "explore over all K arms, the greedy one included: rng.integers(K), not only the others."),
+        Case((tie, 0.5), {"seed": _first_seed(tie, 0.5, lambda a: a == 3, explores=False)},
+             "epsilon 0.5 with a tie: the coin says exploit, the tie-break says arm 3",
+             "the order of the draws: rng.random() for the coin first, then rng.choice(best) for the tie."),
+        Case((tie, 0.5), {"seed": _first_seed(tie, 0.5, lambda a: a in (0, 2), explores=True)},
+             "epsilon 0.5: the coin says explore",
+             "explore when rng.random() < epsilon (not >)."),
+    ]
+    for q in randoms:  # one seed whose coin explores (off the greedy arm), one whose coin exploits
+        greedy = int(np.argmax(q))
+        explore = _first_seed(q, 0.2, lambda a: a != greedy, explores=True)
+        exploit = _first_seed(q, 0.2, lambda a: True, explores=False)
+        for seed, what in ((explore, "explores"), (exploit, "exploits")):
+            cases.append(Case((q, 0.2), {"seed": seed}, f"seeded values for K = {q.shape[0]} arms, epsilon 0.2; "
+                              f"the coin {what}", "one coin rng.random() < epsilon; explore with rng.integers(K); "
+                              "else the argmax with a random tie-break."))
+    return cases
+
+
+def check_epsilon_greedy_action(fn) -> CheckResult:
+    """Check a student's ``epsilon_greedy_action(q, epsilon, rng) -> int``."""
+    __tracebackhide__ = True
+    return run_check("epsilon_greedy_action", _seeded(fn), _seeded(epsilon_greedy_action), epsilon_greedy_cases())
+
+
+# ----------------------------------------------------------------------------
+# ucb_scores(q, counts, t, c) -> (K,) float array with +inf for unpulled arms
+# ----------------------------------------------------------------------------
+
+UCB_NAMES = ("is +inf", "finite scores")
+"""Labels of the two parts a score vector is split into for comparison."""
+
+
+def split_inf(scores):
+    """``(is_inf, finite)`` of a (K,) score array: the ``+inf`` positions (bool) and the scores with them set to 0.
+
+    A value that is not a numpy array comes back unchanged in both places, so
+    the comparison names its type.
+    """
+    if not isinstance(scores, np.ndarray):
+        return scores, scores
+    is_inf = np.isposinf(scores) if scores.dtype.kind == "f" else np.zeros(scores.shape, dtype=bool)
+    return is_inf, np.where(is_inf, 0, scores)  # (K,) bool, (K,) same dtype kind; NaN and -inf stay
+
+
+def _split(fn: Callable) -> Callable:
+    """``fn(q, counts, t, c)`` as a function returning ``split_inf`` of its scores; copies of the arrays per call."""
+
+    def call(q: np.ndarray, counts: np.ndarray, t: int, c: float):
+        return split_inf(fn(q.copy(), counts.copy(), t, c))
+
+    return call
+
+
+def ucb_cases() -> list[Case]:
+    """Seeded cases for :func:`ucb_scores`; each probes one property."""
+    rng = np.random.default_rng(22)
+
+    def pulled(k: int, low: int = 1, high: int = 50) -> tuple[np.ndarray, np.ndarray]:
+        counts = rng.integers(low, high, size=k)  # (K,) int64
+        return rng.random(k), counts  # (K,) Q in [0, 1), (K,)
+
+    q1, n1 = pulled(5)
+    q2, n2 = pulled(6)
+    n2[[1, 4]] = 0
+    q2[[1, 4]] = 0.0
+    q3, n3 = pulled(4)
+    n3[2] = 0
+    q3[2] = 0.0
+    q4, n4 = pulled(10, 100, 2000)
+    q5 = rng.normal(0.0, 1.0, size=5)  # (5,) Gaussian levers: negative values too
+    n5 = rng.integers(1, 30, size=5)
+    q6, n6 = np.array([0.5, 0.5]), np.array([1, 99])
+    return [
+        Case((np.zeros(4), np.zeros(4, dtype=np.int64), 1, 0.5), {},
+             "t = 1, no arm pulled yet: every score is +inf",
+             "an arm with N(a) = 0 gets U(a) = +inf; with t = 1, ln t = 0 and 0 / 0 would give NaN."),
+        Case((q1, n1, int(n1.sum()) + 1, 0.5), {}, "every arm pulled at least once, c = 0.5",
+             "U(a) = Q(a) + c * sqrt(ln t / N(a)): the natural log (np.log), under a square root."),
+        Case((q2, n2, int(n2.sum()) + 1, 0.5), {}, "arms 1 and 4 never pulled: their scores are +inf",
+             "set U(a) = np.inf where counts == 0 (and do not divide by those zeros)."),
+        Case((q3, n3, int(n3.sum()) + 1, 0.0), {}, "c = 0: the bonus vanishes, yet an unpulled arm is still +inf",
+             "with c = 0 pulled arms score Q(a); arms with N(a) = 0 stay +inf (0 * inf would be NaN)."),
+        Case((q1, n1, int(n1.sum()) + 1, 2.0), {}, "c = 2 (Sutton & Barto's Fig. 2.4) scales the bonus",
+             "multiply the square root by c."),
+        Case((q6, n6, 101, 0.5), {}, "two arms with the same Q: the rarely pulled one (N = 1) scores higher",
+             "the bonus grows with ln t and shrinks with N(a)."),
+        Case((q4, n4, int(n4.sum()) + 1, 0.5), {}, "10 arms after many pulls (t around 10,000)",
+             "U(a) = Q(a) + c * sqrt(ln t / N(a)) with the natural log of t."),
+        Case((q5, n5, int(n5.sum()) + 1, 1.0), {}, "negative estimates (Gaussian levers), c = 1",
+             "add the bonus to Q(a) as it is; nothing special for negative values."),
+    ]
+
+
+def check_ucb_scores(fn) -> CheckResult:
+    """Check a student's ``ucb_scores(q, counts, t, c) -> (K,) float array`` (``+inf`` for unpulled arms)."""
+    __tracebackhide__ = True
+    return run_check("ucb_scores", _split(fn), _split(ucb_scores), ucb_cases(), names=UCB_NAMES)
