@@ -184,3 +184,12 @@ def test_truncation_bootstraps_but_termination_does_not():
     cheese = next(iter(env.unwrapped.model.terminal_states))
     r, c = env.unwrapped.cell_of(cheese)
     assert Q[env.unwrapped.state_of(r - 1, c), 2] == 10.0
+
+
+def test_dyna_planning_needs_a_model():
+    from course_lib.tabular.td import dyna_planning
+
+    Q = np.zeros((2, 2))
+    dyna_planning(Q, {}, 0, 0.5, 0.9, np.random.default_rng(0))  # nothing to do is fine
+    with pytest.raises(ValueError, match="model: expected at least one remembered"):
+        dyna_planning(Q, {}, 3, 0.5, 0.9, np.random.default_rng(0))

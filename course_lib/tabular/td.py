@@ -298,7 +298,8 @@ def dyna_q(env, config: TDConfig, seed: int = 0, progress: bool = False):
 
     After every real step the model remembers the last outcome of (s, a)
     (deterministic environments), then ``planning_steps`` simulated steps
-    replay remembered pairs and apply the same Q-learning update.
+    replay remembered pairs and apply the same Q-learning update. It assumes
+    every action is valid in every state: it ignores ``info["action_mask"]``.
     """
     rng = np.random.default_rng(seed)
     Q = _table(env)
@@ -332,6 +333,8 @@ def dyna_q(env, config: TDConfig, seed: int = 0, progress: bool = False):
 def dyna_planning(Q: np.ndarray, model: dict, n: int, alpha: float, gamma: float, rng: np.random.Generator) -> None:
     """Dyna-Q's planning step, in place: ``n`` times, pick a remembered (s, a) at random,
     read (r, s', terminated) from the model, and apply the Q-learning update."""
+    if n > 0 and not model:
+        raise ValueError("model: expected at least one remembered (s, a) pair to plan from, got an empty model")
     keys = list(model)
     for _ in range(n):
         s, a = keys[rng.integers(len(keys))]
