@@ -152,3 +152,14 @@ def test_matching_quiz():
     assert "1/2 correct" in box.feedback.value and "✗ cheese: not agent. It is the signal." in box.feedback.value
     with pytest.raises(ValueError, match=r"answers: expected labels from \['agent', 'reward'\], got \['cat'\]"):
         Matching("m", ["a"], ["agent", "reward"], ["cat"])
+
+
+def test_default_profile_does_not_import_torch_on_a_cpu_machine():
+    import subprocess
+    import sys
+
+    code = ("import os, sys; os.environ.pop('COURSE_PROFILE', None);"
+            "from course_lib.utils import get_profile; print(get_profile().name, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    if out[0] == "cpu" and not torch.cuda.is_available():
+        assert out[1] == "False"

@@ -24,7 +24,8 @@ class DPResult:
     policy: np.ndarray
     """(S,) greedy action per state (int)."""
     deltas: list[float] = field(default_factory=list)
-    """Largest value change per sweep (for convergence plots)."""
+    """Convergence trace: value iteration stores the largest value change per sweep; policy
+    iteration stores the number of states whose action changed per iteration."""
 
 
 def _check_gamma(gamma: float) -> None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -46,10 +48,13 @@ PROFILES: dict[str, Profile] = {
 
 
 def _cuda_available() -> bool:
-    # Only ask torch when it is installed, and only when no profile was set,
-    # so Part I never pays for importing torch.
-    if importlib.util.find_spec("torch") is None:
-        return False
+    # Ask torch only when it is installed and an NVIDIA driver is present (or torch is
+    # already imported), so a torch-free Part I lesson on a CPU machine never imports it.
+    if "torch" not in sys.modules:
+        if importlib.util.find_spec("torch") is None:
+            return False
+        if not (os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi")):
+            return False
     import torch
 
     return torch.cuda.is_available()
