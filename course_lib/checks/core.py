@@ -29,6 +29,44 @@ class Case:
     """Shown when this case fails."""
 
 
+@dataclass(frozen=True)
+class Exercise:
+    """Everything needed to check one exercise, in a notebook or in the grader.
+
+    The notebook's check runs ``cases``; the autograder runs ``cases`` and
+    ``hidden_cases`` (never shown in the notebooks), each result compared with
+    ``reference`` in the trusted grader process.
+    """
+
+    name: str
+    """The student's function name, e.g. ``q_learning_target``."""
+    reference: Callable
+    """The library's correct implementation."""
+    cases: Callable[[], list[Case]]
+    """Builds the seeded public cases (deterministic: the same list every call)."""
+    hidden_cases: Callable[[], list[Case]]
+    """Builds the grader-only cases; at least one must defeat answers that return zeros,
+    an empty list or their input unchanged."""
+    adapt: Callable[[Callable], Callable] | None = None
+    """Wraps the student's function and the reference alike (e.g. copy inputs, seed a generator,
+    return what an in-place function changed); None calls them as they are."""
+    names: tuple[str, ...] | None = None
+    """Labels for the items of a tuple result, used in messages."""
+    rtol: float = 1e-5
+    atol: float = 1e-6
+
+    def call(self, fn: Callable) -> Callable:
+        """``fn`` as the cases call it (through ``adapt``)."""
+        return self.adapt(fn) if self.adapt is not None else fn
+
+    def check(self, fn: Callable, quiet: bool = False) -> "CheckResult":
+        """The notebook check: run the public cases against the reference."""
+        __tracebackhide__ = True
+        student = self.call(fn) if callable(fn) else fn
+        return run_check(self.name, student, self.call(self.reference), self.cases(), rtol=self.rtol,
+                         atol=self.atol, names=self.names, quiet=quiet)
+
+
 @dataclass
 class CheckResult:
     """The outcome of one check: ``pass``, ``fail``, ``not-implemented`` or ``error``."""
@@ -120,6 +158,8 @@ def compare(expected: Any, got: Any, *, rtol: float = 1e-5, atol: float = 1e-6, 
             if msg:
                 return msg
         return None
+    if expected is None:
+        return None if got is None else f"{path}: expected None, got {_describe(got)}"
     if isinstance(expected, bool) or isinstance(expected, str):
         if type(got) is not type(expected) or got != expected:
             return f"{path}: expected {expected!r}, got {_describe(got)}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from course_lib.checks.core import Case, CheckResult, run_check
+from course_lib.checks.core import Case, CheckResult, Exercise
 from course_lib.llm.generation import top_k_next_tokens
 
 
@@ -31,7 +31,24 @@ def top_k_cases() -> list[Case]:
     ]
 
 
+def top_k_hidden_cases() -> list[Case]:
+    """Grader-only cases: other seeds, shapes and temperatures than the notebook's."""
+    return [
+        Case((_logits(100, (3, 17)), 4), {"temperature": 0.8}, "a batch of 3, temperature 0.8",
+             "softmax(logits / temperature) over the last axis, then the top k."),
+        Case((_logits(101, (64,), scale=50.0), 2), {"temperature": 3.0}, "large logits at temperature 3",
+             "use a numerically stable softmax."),
+        Case((_logits(102, (2, 2, 9)), 9), {}, "a (2, 2, V) batch with k = V", "work on the last axis."),
+    ]
+
+
+EXERCISES = {
+    "top_k_next_tokens": Exercise("top_k_next_tokens", top_k_next_tokens, top_k_cases, top_k_hidden_cases,
+                                  names=("probs", "ids")),
+}
+
+
 def check_top_k_next_tokens(fn) -> CheckResult:
     """Check a student's ``top_k_next_tokens(logits, k, temperature=1.0) -> (probs, ids)``."""
     __tracebackhide__ = True
-    return run_check("top_k_next_tokens", fn, top_k_next_tokens, top_k_cases(), names=("probs", "ids"))
+    return EXERCISES["top_k_next_tokens"].check(fn)

@@ -75,6 +75,25 @@ def _cmd_build_exercises(args) -> int:
     return 0
 
 
+def _cmd_grade(args) -> int:
+    from course_lib.grading.grader import grade_folder
+    from course_lib.grading.sandbox import Limits
+
+    if not Path(args.submissions).is_dir():
+        print(f"error: SUBMISSIONS_DIR: expected a folder of student folders, got {args.submissions!r}",
+              file=sys.stderr)
+        return 2
+    limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb)
+    grades = grade_folder(Path(args.submissions), Path(args.out), hidden=Path(args.hidden) if args.hidden else None,
+                          jobs=args.jobs, limits=limits)
+    for student, gs in grades.items():
+        statuses = ", ".join(f"{g.lesson}:{g.exercise} {g.score:.2f} {g.status}" for g in gs)
+        print(f"{student}: {sum(g.score for g in gs):.2f}/{len(gs)}  ({statuses})")
+    out = Path(args.out)
+    print(f"wrote {out}, {out.with_suffix('.json')} and {out.with_name(out.stem + '_feedback')}/")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from course_lib.kit.demo import run_demo
 
@@ -123,6 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exercises", default="exercises", help="output folder (default exercises)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if exercises/ is stale")
     p.set_defaults(func=_cmd_build_exercises)
+
+    p = sub.add_parser("grade", help="grade a folder of submissions in a sandbox; write a CSV, JSON and feedback")
+    p.add_argument("submissions", metavar="SUBMISSIONS_DIR", help="one folder per student holding NN_*.ipynb files")
+    p.add_argument("--out", default="grades.csv", help="grade table (default grades.csv); grades.json and "
+                   "grades_feedback/ are written beside it")
+    p.add_argument("--hidden", default="solutions", help="instructor-only folder hidden from student code "
+                   "during grading (default solutions)")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (default 1)")
+    p.add_argument("--timeout", type=float, default=60.0, help="wall-clock seconds per (notebook x exercise) run")
+    p.add_argument("--memory-mb", type=int, default=2048, help="address-space limit per run in MB (default 2048)")
+    p.set_defaults(func=_cmd_grade)
 
     p = sub.add_parser("demo", help="run the end-to-end demo headless; write plots and report.md")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")

@@ -1,0 +1,219 @@
+"""Grade a folder of submissions: ``course-kit grade SUBMISSIONS --out grades.csv``.
+
+Layout: ``SUBMISSIONS/<student>/<NN_lesson>.ipynb`` (one folder per student,
+the exercise notebooks under their original names). For every (notebook x
+exercise) a sandboxed child (:mod:`course_lib.grading.sandbox`) runs the
+notebook's code and calls the student's function on the exercise's public
+and hidden cases; this trusted process computes the expected values with the
+library's reference and compares (type-strict, finite-only, with the
+exercise's tolerances). Score per exercise: the fraction of cases passed (1 point each).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import queue
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from course_lib.checks.core import compare
+from course_lib.grading.encoding import decode
+from course_lib.grading.sandbox import Limits, run_exercise
+from course_lib.grading.submission import Rejected, load_submission
+
+
+@dataclass
+class ExerciseGrade:
+    lesson: str
+    exercise: str
+    status: str
+    """ok, rejected, timeout, memory, crash, missing-function, not-implemented, missing."""
+    score: float
+    """Fraction of cases passed, 0 to 1."""
+    passed: int
+    total: int
+    detail: str = ""
+    failures: list[str] = field(default_factory=list)
+    """Feedback lines: public cases say what differs; hidden cases say only which property failed."""
+    flags: list[str] = field(default_factory=list)
+
+
+def exercises_of(lesson: str) -> dict:
+    """The lesson's exercises (``course_lib.checks.lessonNN.EXERCISES``), or {} for a lesson without any."""
+    try:
+        return importlib.import_module(f"course_lib.checks.lesson{lesson}").EXERCISES
+    except ModuleNotFoundError:
+        return {}
+
+
+class _Expected:
+    """Expected values per (lesson, exercise), computed once with the reference in this process."""
+
+    def __init__(self):
+        self._cache: dict = {}
+
+    def get(self, lesson: str, name: str):
+        key = (lesson, name)
+        if key not in self._cache:
+            ex = exercises_of(lesson)[name]
+            public, hidden = ex.cases(), ex.hidden_cases()
+            reference = ex.call(ex.reference)
+            expected = [reference(*c.args, **c.kwargs) for c in public + hidden]
+            self._cache[key] = (ex, public, hidden, expected)
+        return self._cache[key]
+
+
+def _score(lesson: str, name: str, outcome, expected_cache: _Expected) -> ExerciseGrade:
+    ex, public, hidden, expected = expected_cache.get(lesson, name)
+    total = len(public) + len(hidden)
+    if outcome.status != "ok":
+        return ExerciseGrade(lesson, name, outcome.status, 0.0, 0, total, outcome.detail)
+    if len(outcome.cases) != total:
+        return ExerciseGrade(lesson, name, "crash", 0.0, 0, total,
+                             f"the sandbox reported {len(outcome.cases)} results for {total} cases")
+    passed, failures = 0, []
+    for i, (case, exp, res) in enumerate(zip(public + hidden, expected, outcome.cases)):
+        is_public = i < len(public)
+        label = f"case {i + 1}/{len(public)} ({case.about})" if is_public else f"hidden case {i - len(public) + 1} ({case.about})"
+        if not isinstance(res, dict) or not ("value" in res or "error" in res):
+            failures.append(f"{label}: no valid result")
+            continue
+        if "error" in res:
+            failures.append(f"{label}: raised {str(res['error'])[:200] if is_public else str(res['error']).split(':')[0]}")
+            continue
+        try:
+            got = decode(res["value"], like=exp)
+            mismatch = compare(exp, got, rtol=ex.rtol, atol=ex.atol, names=ex.names)
+        except Exception as exc:  # a malformed encoded value: the student's process wrote it
+            mismatch = f"the result could not be read back ({type(exc).__name__})"
+        if mismatch is None:
+            passed += 1
+        else:
+            # hidden cases never reveal inputs or expected values, only the property they test
+            failures.append(f"{label}: {mismatch}" + (f" Hint: {case.hint}" if case.hint else "") if is_public
+                            else f"{label}: wrong result. Hint: {case.hint}")
+    return ExerciseGrade(lesson, name, "ok", passed / total, passed, total, outcome.detail, failures)
+
+
+def _flags(source: str, ex) -> list[str]:
+    module = ex.reference.__module__
+    if module.startswith("course_lib") and f"{ex.reference.__name__}" in source and module.split(".")[-1] in source:
+        return [f"the code mentions the library's reference {module}.{ex.reference.__name__}: check by hand"]
+    return []
+
+
+def grade_folder(submissions: Path, out_csv: Path, hidden: Path | None = None, jobs: int = 1,
+                 limits: Limits = Limits(), progress: bool = True) -> dict[str, list[ExerciseGrade]]:
+    """Grade every ``submissions/<student>/<NN_*.ipynb>``; write the CSV, the JSON and the feedback.
+
+    Returns:
+        student -> the grade of every exercise of every lesson that anyone submitted.
+    """
+    submissions = Path(submissions)
+    students = sorted(p.name for p in submissions.iterdir() if p.is_dir())
+    notebooks = {s: sorted((submissions / s).glob("*.ipynb")) for s in students}
+    lessons = sorted({nb.name[:2] for nbs in notebooks.values() for nb in nbs if exercises_of(nb.name[:2])})
+    out_csv = Path(out_csv)
+    feedback_dir = out_csv.with_name(out_csv.stem + "_feedback")
+    hide = [submissions, feedback_dir] + ([Path(hidden)] if hidden else [])
+    expected = _Expected()
+    for lesson in lessons:  # compute the references once, before any child runs
+        for name in exercises_of(lesson):
+            expected.get(lesson, name)
+
+    grades: dict[str, dict[tuple[str, str], ExerciseGrade]] = {s: {} for s in students}
+    tasks = []
+    for student in students:
+        by_lesson = {nb.name[:2]: nb for nb in notebooks[student]}
+        for lesson in lessons:
+            names = exercises_of(lesson)
+            nb = by_lesson.get(lesson)
+            if nb is None:
+                for name in names:
+                    grades[student][(lesson, name)] = ExerciseGrade(lesson, name, "missing", 0.0, 0, 0,
+                                                                    "no notebook for this lesson")
+                continue
+            try:
+                sub = load_submission(nb, student, set(names))
+            except Rejected as exc:
+                for name in names:
+                    grades[student][(lesson, name)] = ExerciseGrade(lesson, name, "rejected", 0.0, 0, 0, str(exc))
+                continue
+            tasks += [(student, lesson, name, sub) for name in names]
+
+    slots: queue.Queue = queue.Queue()
+    for slot in range(max(1, jobs)):
+        slots.put(slot)
+
+    def work(task):
+        student, lesson, name, sub = task
+        slot = slots.get()
+        try:
+            outcome = run_exercise(sub.code, lesson, name, limits, hide, slot)
+        finally:
+            slots.put(slot)
+        grade = _score(lesson, name, outcome, expected)
+        grade.flags = _flags(sub.source_text, exercises_of(lesson)[name])
+        if outcome.not_isolated:
+            grade.flags.append("sandbox could not apply: " + ", ".join(outcome.not_isolated))
+        return student, grade
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for student, grade in tqdm(pool.map(work, tasks), total=len(tasks), desc="grading", unit="run",
+                                   disable=not progress):
+            grades[student][(grade.lesson, grade.exercise)] = grade
+
+    ordered = {s: [grades[s][k] for k in sorted(grades[s])] for s in students}
+    write_outputs(ordered, out_csv, feedback_dir)
+    return ordered
+
+
+def write_outputs(grades: dict[str, list[ExerciseGrade]], out_csv: Path, feedback_dir: Path) -> None:
+    """``grades.csv`` (a row per student), ``grades.json`` (everything), ``<out>_feedback/<student>.md``."""
+    columns = sorted({(g.lesson, g.exercise) for gs in grades.values() for g in gs})
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_csv, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        header = ["student"]
+        for lesson, name in columns:
+            header += [f"{lesson}:{name}", f"{lesson}:{name}:status"]
+        writer.writerow(header + ["total", "max"])
+        for student, gs in grades.items():
+            by_key = {(g.lesson, g.exercise): g for g in gs}
+            row = [student]
+            for key in columns:
+                g = by_key[key]
+                row += [f"{g.score:.3f}", g.status]
+            writer.writerow(row + [f"{sum(g.score for g in gs):.3f}", len(columns)])
+    out_json = out_csv.with_suffix(".json")
+    out_json.write_text(json.dumps({s: [asdict(g) for g in gs] for s, gs in grades.items()}, indent=1) + "\n",
+                        encoding="utf-8")
+    feedback_dir.mkdir(parents=True, exist_ok=True)
+    for student, gs in grades.items():
+        lines = [f"# Feedback for {student}", "", f"Total: {sum(g.score for g in gs):.2f} / {len(gs)}", ""]
+        for g in gs:
+            lines.append(f"## Lesson {g.lesson}: `{g.exercise}`: {g.score:.2f} ({g.status})")
+            lines.append("")
+            if g.status == "ok":
+                lines.append(f"{g.passed} of {g.total} cases passed." + ("" if g.failures else " Well done."))
+            else:
+                lines.append(_STATUS_TEXT.get(g.status, g.status) + (f" ({g.detail})" if g.detail else ""))
+            lines += [f"- {line}" for line in g.failures]
+            lines.append("")
+        (feedback_dir / f"{student}.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+_STATUS_TEXT = {
+    "rejected": "The notebook could not be graded",
+    "timeout": "The code ran out of time",
+    "memory": "The code ran out of memory",
+    "crash": "The code crashed before reporting results",
+    "missing-function": "The function is not defined in the notebook",
+    "not-implemented": "Not implemented yet: the function still raises NotImplementedError",
+    "missing": "No notebook was submitted for this lesson",
+}
