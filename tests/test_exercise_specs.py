@@ -52,7 +52,7 @@ def test_every_check_function_has_an_exercise_spec(lesson):
         assert isinstance(ex, Exercise) and ex.name == name
 
 
-@pytest.mark.parametrize("lesson, name, ex", exercises())
+@pytest.mark.parametrize("lesson, name, ex", list(exercises()))
 def test_hidden_cases_differ_from_public_and_defeat_trivial_answers(lesson, name, ex):
     hidden = ex.hidden_cases()
     assert hidden, f"{name}: no hidden cases"

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 import course_lib.envs  # noqa: F401  (registers the course/... ids)
-from course_lib.checks.core import Case, CheckResult, run_check
+from course_lib.checks.core import Case, CheckResult, Exercise
 from course_lib.envs.loop import discounted_return, run_episode
 from course_lib.tabular.dp import value_iteration
 
@@ -62,10 +62,27 @@ def discounted_return_cases() -> list[Case]:
     ]
 
 
+def discounted_return_hidden_cases() -> list[Case]:
+    """Grader-only cases for :func:`discounted_return`: other rewards, lengths and discounts than the notebook's."""
+    rng = np.random.default_rng(101)
+    seeded = rng.normal(0.0, 2.0, size=20)  # (20,) float array
+    six = [float(r) for r in rng.normal(1.0, 3.0, size=6)]
+    return [
+        Case((seeded, 0.95), {}, "20 seeded rewards as a numpy array, gamma 0.95",
+             "sum gamma^t * rewards[t] for t = 0, ..., T-1; return one Python float."),
+        Case(([0.0, 0.0, 0.0, 8.0], 0.5), {}, "a sparse reward at the end: 8 * 0.5^3 = 1.0",
+             "the reward of step t is discounted by gamma^t, the first one by gamma^0 = 1."),
+        Case((six, 0.0), {}, "gamma 0 on six seeded rewards: only the first one counts",
+             "with gamma = 0 every later reward is multiplied by 0: G_0 = r_1."),
+        Case(([1.0, 1.0], 1.01), {}, "gamma = 1.01, just above 1, is rejected",
+             "gamma must lie in [0, 1]: raise a ValueError whose message names gamma."),
+    ]
+
+
 def check_discounted_return(fn) -> CheckResult:
     """Check a student's ``discounted_return(rewards, gamma) -> float``."""
     __tracebackhide__ = True
-    return run_check("discounted_return", _outcome(fn), _outcome(discounted_return), discounted_return_cases())
+    return EXERCISES["discounted_return"].check(fn)
 
 
 # ---- run_episode ---------------------------------------------------------------------
@@ -155,8 +172,35 @@ def run_episode_cases() -> list[Case]:
     ]
 
 
+def run_episode_hidden_cases() -> list[Case]:
+    """Grader-only cases for :func:`run_episode`: other mazes, slips, seeds and step limits than the notebook's."""
+    maze, cliff, large = "course/MazeRobot-v0", "course/CliffMaze-v0", "course/LargeMaze-v0"
+    return [
+        Case((_EnvSpec(cliff), _shortest_path(cliff)), {"seed": 4},
+             "the cliff maze without slip: the shortest path reaches the goal",
+             "record T + 1 states, T actions and T rewards; the last step terminates (terminated=True)."),
+        Case((_EnvSpec(large, 0.2), _random(42)), {"seed": 42, "max_steps": 30},
+             "the large maze, slip 0.2: a random agent cut off by max_steps=30",
+             "pass the seed to env.reset and stop after max_steps steps at the latest (truncated=True)."),
+        Case((_EnvSpec(maze, 0.3), _table(maze, 17)), {"seed": 11}, "slip 0.3 with fixed random table 17",
+             "call policy(state) once per step with the latest observation; record exactly what env.step returned."),
+        Case((_EnvSpec(maze, 0.2), _shortest_path(maze)), {"seed": 8, "max_steps": 1},
+             "max_steps=1: a single step, then stop",
+             "with max_steps=1 the episode has 2 states, 1 action and 1 reward, and counts as truncated."),
+    ]
+
+
 def check_run_episode(fn) -> CheckResult:
     """Check a student's ``run_episode(env, policy, seed=None, max_steps=1000) -> Episode``."""
     __tracebackhide__ = True
-    return run_check("run_episode", _on_fresh_env(fn), _on_fresh_env(run_episode), run_episode_cases(),
-                     names=("states", "actions", "rewards", "terminated", "truncated"))
+    return EXERCISES["run_episode"].check(fn)
+
+
+# ---- the exercises, for the notebook checks and the grader -----------------------------
+
+EXERCISES = {
+    "discounted_return": Exercise("discounted_return", discounted_return, discounted_return_cases,
+                                  discounted_return_hidden_cases, adapt=_outcome),
+    "run_episode": Exercise("run_episode", run_episode, run_episode_cases, run_episode_hidden_cases,
+                            adapt=_on_fresh_env, names=("states", "actions", "rewards", "terminated", "truncated")),
+}

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from course_lib.checks.core import Case, CheckResult, run_check
+from course_lib.checks.core import Case, CheckResult, Exercise
 from course_lib.tabular.bandits import epsilon_greedy_action, incremental_mean, ucb_scores
 
 # ----------------------------------------------------------------------------
@@ -51,10 +51,29 @@ def incremental_mean_cases() -> list[Case]:
     ]
 
 
+def incremental_mean_hidden_cases() -> list[Case]:
+    """Grader-only cases for :func:`incremental_mean`: other streams, counts and signs than the notebook's."""
+    rng = np.random.default_rng(120)
+    rewards = (rng.random(12) < 0.3).astype(float)  # (12,) a lever that pays 30 % of the time
+    rewards[-1] = 1.0  # the 12th pull pays, so the estimate moves
+    gauss = rng.normal(-0.5, 2.0, size=250)  # (250,) Gaussian rewards
+    return [
+        Case((float(rewards[:11].mean()), 12, float(rewards[11])), {},
+             "the 12th reward of a seeded lever that pays 30 %",
+             "Q_{n+1} = Q_n + (R_n - Q_n) / n, with n = 12 counting this reward."),
+        Case((-3.0, 2, 5.0), {}, "the second reward: a negative estimate -3 and a reward 5 average to 1",
+             "the step size is 1 / n with n = 2: Q + (R - Q) / 2."),
+        Case((float(gauss[:249].mean()), 250, float(gauss[249])), {}, "the 250th reward of a seeded Gaussian lever",
+             "the step 1 / n shrinks as n grows; n = 250 here."),
+        Case((-4.0, 1, 2.5), {}, "n = 1 with a negative old estimate: the result is the reward 2.5",
+             "with n = 1, Q + (R - Q) / 1 = R whatever Q was."),
+    ]
+
+
 def check_incremental_mean(fn) -> CheckResult:
     """Check a student's ``incremental_mean(q, n, reward) -> float``."""
     __tracebackhide__ = True
-    return run_check("incremental_mean", fn, incremental_mean, incremental_mean_cases())
+    return EXERCISES["incremental_mean"].check(fn)
 
 
 # ----------------------------------------------------------------------------
@@ -128,10 +147,32 @@ def epsilon_greedy_cases() -> list[Case]:
     return cases
 
 
+def epsilon_greedy_hidden_cases() -> list[Case]:
+    """Grader-only cases for :func:`epsilon_greedy_action`: other values, ties and epsilons than the notebook's."""
+    tie3 = np.array([0.5, 0.2, 0.5, 0.5, 0.1])  # (5,) arms 0, 2 and 3 tie
+    q7 = np.random.default_rng(122).normal(0.0, 1.0, size=7)  # (7,)
+    greedy7 = int(np.argmax(q7))
+    pair = np.array([0.3, 0.8])  # (2,) arm 1 is best
+    return [
+        Case((tie3, 0.0), {"seed": _first_seed(tie3, 0.0, lambda a: a == 2)},
+             "epsilon 0, a three-way tie at 0.5 (arms 0, 2, 3); the seeded tie-break picks arm 2",
+             "break ties at random among all the best arms: rng.choice(np.flatnonzero(q == q.max()))."),
+        Case((q7, 0.3), {"seed": _first_seed(q7, 0.3, lambda a: a != greedy7, explores=True)},
+             "K = 7 seeded arms, epsilon 0.3: the coin explores to a non-greedy arm",
+             "when rng.random() < epsilon, return int(rng.integers(K))."),
+        Case((q7, 0.3), {"seed": _first_seed(q7, 0.3, lambda a: True, explores=False)},
+             "K = 7 seeded arms, epsilon 0.3: the coin exploits, the greedy arm",
+             "when rng.random() >= epsilon, return the arm with the largest q."),
+        Case((pair, 0.9), {"seed": _first_seed(pair, 0.9, lambda a: a == 1, explores=True)},
+             "two arms, epsilon 0.9: the coin explores and lands on the better arm 1",
+             "explore over all K arms with rng.integers(K), the greedy one included, after one coin rng.random()."),
+    ]
+
+
 def check_epsilon_greedy_action(fn) -> CheckResult:
     """Check a student's ``epsilon_greedy_action(q, epsilon, rng) -> int``."""
     __tracebackhide__ = True
-    return run_check("epsilon_greedy_action", _seeded(fn), _seeded(epsilon_greedy_action), epsilon_greedy_cases())
+    return EXERCISES["epsilon_greedy_action"].check(fn)
 
 
 # ----------------------------------------------------------------------------
@@ -203,7 +244,42 @@ def ucb_cases() -> list[Case]:
     ]
 
 
+def ucb_hidden_cases() -> list[Case]:
+    """Grader-only cases for :func:`ucb_scores`: other counts, times and exploration weights than the notebook's."""
+    rng = np.random.default_rng(123)
+    q1, n1 = rng.random(7), rng.integers(1, 40, size=7)  # (7,), (7,) int64
+    n1[0], q1[0] = 0, 0.0
+    q2 = rng.normal(0.5, 1.0, size=3)  # (3,)
+    n2 = np.ones(3, dtype=np.int64)
+    q3, n3 = np.zeros(5), np.array([0, 0, 3, 0, 0])
+    q3[2] = 0.6
+    q4, n4 = rng.normal(0.0, 1.0, size=6), rng.integers(5, 500, size=6)
+    return [
+        Case((q1, n1, int(n1.sum()) + 1, 1.5), {}, "7 arms, arm 0 never pulled, c = 1.5",
+             "U(a) = +inf where N(a) = 0, else Q(a) + c * sqrt(ln t / N(a))."),
+        Case((q2, n2, 4, 0.5), {}, "every arm pulled once, t = 4: the same bonus for all",
+             "with equal counts the bonus c * sqrt(ln t / N(a)) is equal for every arm."),
+        Case((q3, n3, 4, 1.0), {}, "only arm 2 pulled (3 times): the other four are +inf",
+             "compute the bonus only where counts > 0; every other arm is +inf."),
+        Case((q4, n4, 5000, 0.25), {}, "6 Gaussian arms at t = 5000, c = 0.25",
+             "use the natural log of t, np.log(t), and the square root of ln t / N(a)."),
+    ]
+
+
 def check_ucb_scores(fn) -> CheckResult:
     """Check a student's ``ucb_scores(q, counts, t, c) -> (K,) float array`` (``+inf`` for unpulled arms)."""
     __tracebackhide__ = True
-    return run_check("ucb_scores", _split(fn), _split(ucb_scores), ucb_cases(), names=UCB_NAMES)
+    return EXERCISES["ucb_scores"].check(fn)
+
+
+# ----------------------------------------------------------------------------
+# The exercises, for the notebook checks and the grader
+# ----------------------------------------------------------------------------
+
+EXERCISES = {
+    "incremental_mean": Exercise("incremental_mean", incremental_mean, incremental_mean_cases,
+                                 incremental_mean_hidden_cases),
+    "epsilon_greedy_action": Exercise("epsilon_greedy_action", epsilon_greedy_action, epsilon_greedy_cases,
+                                      epsilon_greedy_hidden_cases, adapt=_seeded),
+    "ucb_scores": Exercise("ucb_scores", ucb_scores, ucb_cases, ucb_hidden_cases, adapt=_split, names=UCB_NAMES),
+}

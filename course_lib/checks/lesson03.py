@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from course_lib.checks.core import Case, CheckResult, run_check
+from course_lib.checks.core import Case, CheckResult, Exercise
 from course_lib.envs.maze import MazeRobotEnv
 from course_lib.tabular.dp import bellman_backup, value_iteration
 
@@ -124,19 +124,83 @@ def greedy_policy_cases() -> list[Case]:
     ]
 
 
+def bellman_backup_hidden_cases() -> list[Case]:
+    """Grader-only cases for ``bellman_backup``: other MDP sizes, terminal rates, discounts and the cliff maze."""
+    P, R, done = MazeRobotEnv("cliff", slip=0.1).model.arrays()
+    cliff_V = np.random.default_rng(37).normal(0.0, 5.0, size=R.shape[0])
+    return [
+        Case((*random_mdp(30, 6, 2, p_done=0.5), 0.95), {},
+             "6 states, 2 actions, half the transitions terminal, gamma 0.95",
+             "Q(s, a) = R(s, a) + gamma * sum over s' of P(s, a, s') * (1 - done(s, a, s')) * V(s')."),
+        Case((*random_mdp(31, 2, 5, p_done=0.0, sign="negative"), 0.5), {},
+             "more actions than states (S = 2, A = 5), negative rewards, gamma 0.5",
+             "Q has shape (S, A): sum over the next state s' (the last axis of P), keep (s, a)."),
+        Case((*random_mdp(32, 1, 3, p_done=0.2), 0.9), {}, "a single state with three actions (S = 1)",
+             "the same formula with S = 1: P has shape (1, A, 1) and V shape (1,)."),
+        Case((P, R, done, cliff_V, 0.9), {}, "the cliff maze's exact model with slip 0.1, random V, gamma 0.9",
+             "falling off the cliff and reaching the goal come from model.arrays() like any other transition."),
+    ]
+
+
+def value_iteration_sweep_hidden_cases() -> list[Case]:
+    """Grader-only cases for ``value_iteration_sweep``: other MDPs, discounts and the large maze."""
+    P, R, done = MazeRobotEnv("large", slip=0.1).model.arrays()
+    V_large = np.zeros(R.shape[0])
+    for _ in range(3):  # a value function early in value iteration
+        V_large = value_iteration_sweep(P, R, done, V_large, 0.95)
+    return [
+        Case((*random_mdp(40, 6, 3, p_done=0.2, sign="negative"), 0.95), {},
+             "6 states, 3 actions, negative rewards and values, gamma 0.95",
+             "V_new(s) = max over a of Q(s, a), even when every Q value is negative."),
+        Case((*random_mdp(41, 3, 5, p_done=0.5), 0.9), {}, "more actions than states (S = 3, A = 5), half terminal",
+             "the max runs over the action axis (axis 1 of Q), giving one value per state."),
+        Case((*random_mdp(42, 4, 2, p_done=0.3, sign="positive"), 1.0), {}, "gamma 1 with positive rewards",
+             "with gamma = 1 the next value is not discounted; the same formula applies."),
+        Case((P, R, done, V_large, 0.95), {}, "the large maze with slip 0.1, V after 3 sweeps from 0, gamma 0.95",
+             "one sweep: the Bellman backup on the maze's exact model, then the max over actions."),
+    ]
+
+
+def greedy_policy_hidden_cases() -> list[Case]:
+    """Grader-only cases for ``greedy_policy``: other shapes, ties and the cliff maze's Q*."""
+    rng = np.random.default_rng(50)
+    last_two = rng.random((6, 4)) * 0.5  # (6, 4) values below 0.5
+    last_two[:, 2:] = 1.0  # the best two actions are 2 and 3, tied
+    cliff_Q = value_iteration(MazeRobotEnv("cliff").model, gamma=0.9).Q  # (S, 4)
+    return [
+        Case((rng.integers(-2, 2, size=(10, 5)).astype(float),), {},
+             "integer-valued Q with many ties (10 states, 5 actions)",
+             "np.argmax(Q, axis=1) returns the first of the tied best actions."),
+        Case((last_two,), {}, "the best two actions are the last two (2 and 3): action 2 wins",
+             "on a tie return the smallest index among the best actions."),
+        Case((rng.normal(0.0, 1e-3, size=(12, 2)),), {}, "12 states, 2 actions whose values differ by about 1e-3",
+             "compare the values exactly; no rounding, no threshold."),
+        Case((cliff_Q,), {}, "Q* of the cliff maze at gamma 0.9",
+             "the greedy action per state of Q*: argmax over actions, first index on ties."),
+    ]
+
+
 def check_bellman_backup(fn) -> CheckResult:
     """Check a student's ``bellman_backup(P, R, done, V, gamma) -> Q`` of shape (S, A)."""
     __tracebackhide__ = True
-    return run_check("bellman_backup", fn, bellman_backup, bellman_backup_cases())
+    return EXERCISES["bellman_backup"].check(fn)
 
 
 def check_value_iteration_sweep(fn) -> CheckResult:
     """Check a student's ``value_iteration_sweep(P, R, done, V, gamma) -> V_new`` of shape (S,)."""
     __tracebackhide__ = True
-    return run_check("value_iteration_sweep", fn, value_iteration_sweep, value_iteration_sweep_cases())
+    return EXERCISES["value_iteration_sweep"].check(fn)
 
 
 def check_greedy_policy(fn) -> CheckResult:
     """Check a student's ``greedy_policy(Q) -> policy``: (S, A) floats to (S,) ints."""
     __tracebackhide__ = True
-    return run_check("greedy_policy", fn, greedy_policy, greedy_policy_cases())
+    return EXERCISES["greedy_policy"].check(fn)
+
+
+EXERCISES = {
+    "bellman_backup": Exercise("bellman_backup", bellman_backup, bellman_backup_cases, bellman_backup_hidden_cases),
+    "value_iteration_sweep": Exercise("value_iteration_sweep", value_iteration_sweep, value_iteration_sweep_cases,
+                                      value_iteration_sweep_hidden_cases),
+    "greedy_policy": Exercise("greedy_policy", greedy_policy, greedy_policy_cases, greedy_policy_hidden_cases),
+}

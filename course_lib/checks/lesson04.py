@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from course_lib.checks.core import Case, CheckResult, run_check
+from course_lib.checks.core import Case, CheckResult, Exercise
 from course_lib.tabular.td import double_q_target, expected_sarsa_target, q_learning_target, sarsa_target
 
 _TERMINAL_HINT = ("terminated=True means s' is terminal: its value is 0 by definition, so the target is the reward "
@@ -65,10 +65,25 @@ def q_learning_target_cases() -> list[Case]:
     ]
 
 
+def q_learning_target_hidden_cases() -> list[Case]:
+    """Grader-only cases: other seeds, sizes and discounts than the notebook's."""
+    return [
+        Case((_reward(110), _values(110, 6), 0.8, False), {}, "six next actions, gamma 0.8",
+             "target = r + gamma * max_a' Q(s', a'): the best next value, discounted."),
+        Case((_reward(111), _values(111, 5, shift=-4.0), 0.95, True), {},
+             "a terminal step with five stale next values", _TERMINAL_HINT),
+        Case((_reward(112), np.array([-0.7, -2.1, -0.7]), 0.9, False), {},
+             "a tie for the best among negative next values",
+             "the max of [-0.7, -2.1, -0.7] is -0.7: use np.max on the values, starting from none of your own."),
+        Case((0.0, _values(113, 4, shift=2.0), 0.97, False), {}, "reward 0 on a non-terminal step",
+             "with r = 0 the target is gamma * max_a' Q(s', a'), not 0."),
+    ]
+
+
 def check_q_learning_target(fn) -> CheckResult:
     """Check a student's ``q_learning_target(reward, q_next, gamma, terminated) -> float``."""
     __tracebackhide__ = True
-    return run_check("q_learning_target", fn, q_learning_target, q_learning_target_cases())
+    return EXERCISES["q_learning_target"].check(fn)
 
 
 # ---- SARSA --------------------------------------------------------------------------------
@@ -95,10 +110,25 @@ def sarsa_target_cases() -> list[Case]:
     ]
 
 
+def sarsa_target_hidden_cases() -> list[Case]:
+    """Grader-only cases: other seeds, tables and discounts than the notebook's."""
+    table = _values(122, 20).reshape(5, 4)
+    return [
+        Case((_reward(120), float(_values(120, 1)[0]), 0.8, False), {}, "a non-terminal step, gamma 0.8",
+             "target = r + gamma * Q(s', a')."),
+        Case((_reward(121), float(_values(121, 1, shift=6.0)[0]), 0.99, True), {},
+             "a terminal step with a large stale next value", _TERMINAL_HINT),
+        Case((_reward(123), table[3, 0], 1.0, False), {}, "gamma 1 with Q[s', a'] read from a (5, 4) table",
+             "with gamma = 1 the target is r + Q(s', a'); a numpy float64 is a number like any other."),
+        Case((0.0, float(_values(124, 1, shift=1.0)[0]), 0.9, False), {}, "reward 0 on a non-terminal step",
+             "with r = 0 the target is gamma * Q(s', a'), not 0."),
+    ]
+
+
 def check_sarsa_target(fn) -> CheckResult:
     """Check a student's ``sarsa_target(reward, q_next_action, gamma, terminated) -> float``."""
     __tracebackhide__ = True
-    return run_check("sarsa_target", fn, sarsa_target, sarsa_target_cases())
+    return EXERCISES["sarsa_target"].check(fn)
 
 
 # ---- expected SARSA -----------------------------------------------------------------------
@@ -133,10 +163,32 @@ def expected_sarsa_target_cases() -> list[Case]:
     ]
 
 
+def expected_sarsa_target_hidden_cases() -> list[Case]:
+    """Grader-only cases: other seeds, policies and discounts than the notebook's."""
+    q5 = _values(130, 5)
+    q_term = _values(131, 3, shift=-5.0)
+    q_soft = _values(132, 4)
+    soft = np.exp(_values(133, 4, scale=1.0))
+    soft = soft / soft.sum()
+    q_tie_masked = np.array([1.2, -np.inf, 1.2, -0.4, -np.inf])
+    return [
+        Case((_reward(130), q5, _eps_greedy_probs(q5, 0.3), 0.85, False), {},
+             "five actions, epsilon-greedy with epsilon 0.3, gamma 0.85",
+             "target = r + gamma * sum_a' pi(a'|s') Q(s', a')."),
+        Case((_reward(131), q_term, _eps_greedy_probs(q_term, 0.5), 0.9, True), {},
+             "a terminal step under a non-uniform policy", _TERMINAL_HINT),
+        Case((_reward(132), q_soft, soft, 0.95, False), {}, "an arbitrary (softmax) policy, not epsilon-greedy",
+             "weight each next value by the probability you were given; do not rebuild the policy."),
+        Case((-1.0, q_tie_masked, _eps_greedy_probs(q_tie_masked, 0.1), 1.0, False), {},
+             "a tie for the greedy action beside masked -inf actions",
+             "0 * -inf is nan: sum only over actions with probability > 0; the tied actions share the greedy mass."),
+    ]
+
+
 def check_expected_sarsa_target(fn) -> CheckResult:
     """Check a student's ``expected_sarsa_target(reward, q_next, probs_next, gamma, terminated) -> float``."""
     __tracebackhide__ = True
-    return run_check("expected_sarsa_target", fn, expected_sarsa_target, expected_sarsa_target_cases())
+    return EXERCISES["expected_sarsa_target"].check(fn)
 
 
 # ---- Double Q-learning --------------------------------------------------------------------
@@ -176,7 +228,39 @@ def double_q_target_cases() -> list[Case]:
     ]
 
 
+def double_q_target_hidden_cases() -> list[Case]:
+    """Grader-only cases: other seeds, sizes, ties and masks than the notebook's."""
+    # Seeds 140/141: Q1's best action (3) differs from Q2's (1).
+    masked_select = _values(145, 8)
+    masked_select[3:] = -np.inf  # only actions 0, 1 and 2 are valid in s'
+    masked_eval = _values(146, 8)  # its best action (4) is invalid in s'
+    return [
+        Case((_reward(140), _values(140, 6), _values(141, 6), 0.9, False), {},
+             "six actions, the tables' best actions differ, gamma 0.9",
+             "a' = argmax_a Q1(s', a) from q_select_next, then r + gamma * Q2(s', a') from q_eval_next."),
+        Case((_reward(142), _values(142, 5, shift=7.0), _values(143, 5, shift=7.0), 0.8, True), {},
+             "a terminal step with large values in both tables", _TERMINAL_HINT),
+        Case((_reward(144), np.array([2.0, 2.0, -1.0, 2.0]), np.array([-0.5, 1.4, 0.3, 2.2]), 0.95, False), {},
+             "three actions tie in the selecting table",
+             "break ties like np.argmax: the first (lowest-index) best action."),
+        Case((_reward(147), masked_select, masked_eval, 0.5, False), {},
+             "masked actions in the selecting table, gamma 0.5",
+             "choose a' in q_select_next (where invalid actions are -inf), not in q_eval_next."),
+    ]
+
+
 def check_double_q_target(fn) -> CheckResult:
     """Check a student's ``double_q_target(reward, q_select_next, q_eval_next, gamma, terminated) -> float``."""
     __tracebackhide__ = True
-    return run_check("double_q_target", fn, double_q_target, double_q_target_cases())
+    return EXERCISES["double_q_target"].check(fn)
+
+
+EXERCISES = {
+    "q_learning_target": Exercise("q_learning_target", q_learning_target, q_learning_target_cases,
+                                  q_learning_target_hidden_cases),
+    "sarsa_target": Exercise("sarsa_target", sarsa_target, sarsa_target_cases, sarsa_target_hidden_cases),
+    "expected_sarsa_target": Exercise("expected_sarsa_target", expected_sarsa_target, expected_sarsa_target_cases,
+                                      expected_sarsa_target_hidden_cases),
+    "double_q_target": Exercise("double_q_target", double_q_target, double_q_target_cases,
+                                double_q_target_hidden_cases),
+}

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from course_lib.checks.core import Case, CheckResult, run_check
+from course_lib.checks.core import Case, CheckResult, Exercise
 from course_lib.tabular.td import dyna_planning
 
 
@@ -95,12 +95,31 @@ def update_model_cases() -> list[Case]:
     ]
 
 
+def update_model_hidden_cases() -> list[Case]:
+    """Grader-only cases: other seeds, sizes and outcomes than the notebook's."""
+    overwritten = _random_model(11, 15, 4, 7, p_terminal=1.0)  # every remembered step ended the episode
+    s_old, a_old = next(iter(overwritten))
+    _, s2_old, _ = overwritten[(s_old, a_old)]
+    return [
+        Case((_random_model(10, 40, 4, 12, p_terminal=0.3), 34, 0, -10.0, 0, True), {},
+             "a terminal step with reward -10 joins a model of 12 pairs",
+             "store (r, s2, terminated) under (s, a) and leave the other 12 entries as they were."),
+        Case((overwritten, s_old, a_old, -1.0, (s2_old + 1) % 15, False), {},
+             "a remembered terminal outcome is replaced by a non-terminal one",
+             "the newest outcome replaces the old one, terminated flag included."),
+        Case((_random_model(12, 10, 4, 1), 6, 3, -1.0, 7, False), {},
+             "a second action of an already remembered state gets its own entry",
+             "key the model by the pair (s, a), not by s alone."),
+        Case((_random_model(13, 10, 4, 4), 0, 0, -1.0, 1, False), {},
+             "state 0 and action 0: a key made of zeros",
+             "(0, 0) is a key like any other: store model[(s, a)] = (r, s2, terminated) without testing s or a."),
+    ]
+
+
 def check_update_model(fn) -> CheckResult:
     """Check a student's ``update_model(model, s, a, r, s2, terminated) -> None`` (in place)."""
     __tracebackhide__ = True
-    student = _model_after(fn) if callable(fn) else fn
-    return run_check("update_model", student, _model_after(update_model), update_model_cases(),
-                     names=("the outcome stored for (s, a)", "the model's keys", "the model's outcomes"))
+    return EXERCISES["update_model"].check(fn)
 
 
 # ---- dyna_planning ---------------------------------------------------------------------
@@ -154,8 +173,34 @@ def dyna_planning_cases() -> list[Case]:
     ]
 
 
+def dyna_planning_hidden_cases() -> list[Case]:
+    """Grader-only cases: other seeds, table shapes and parameters than the notebook's."""
+    target_hint = "target = r if terminated else r + gamma * max(Q[s2]); Q[s, a] += alpha * (target - Q[s, a])."
+    return [
+        Case((_random_q(10, 7, 3), _random_model(10, 7, 3, 6, p_terminal=0.3), 15, 0.3, 0.8), {"seed": 10},
+             "15 steps on a 7 x 3 table, alpha 0.3, gamma 0.8", target_hint),
+        Case((_random_q(11, 6, 4), _random_model(11, 6, 4, 6), 8, 0.5, 0.0), {"seed": 11},
+             "gamma 0: planning pulls Q[s, a] toward r alone",
+             "with gamma = 0 the target is r: Q[s, a] += alpha * (r - Q[s, a])."),
+        Case((_random_q(12, 5, 4), _random_model(12, 5, 4, 1), 4, 0.5, 0.9), {"seed": 12},
+             "a model with a single remembered pair, 4 steps",
+             "every step samples the same pair and updates it again from its new value."),
+        Case((np.zeros((6, 4)), _random_model(13, 6, 4, 10, p_terminal=0.3), 40, 0.5, 0.95), {"seed": 13},
+             "a zero Q table and a model with terminal rewards, 40 steps",
+             "update Q[s, a] in place, one sample after the other; stop bootstrapping where terminated is True."),
+    ]
+
+
 def check_dyna_planning(fn) -> CheckResult:
     """Check a student's ``dyna_planning(Q, model, n, alpha, gamma, rng) -> None`` (updates Q in place)."""
     __tracebackhide__ = True
-    student = _q_after_planning(fn) if callable(fn) else fn
-    return run_check("dyna_planning", student, _q_after_planning(dyna_planning), dyna_planning_cases())
+    return EXERCISES["dyna_planning"].check(fn)
+
+
+EXERCISES = {
+    "update_model": Exercise("update_model", update_model, update_model_cases, update_model_hidden_cases,
+                             adapt=_model_after,
+                             names=("the outcome stored for (s, a)", "the model's keys", "the model's outcomes")),
+    "dyna_planning": Exercise("dyna_planning", dyna_planning, dyna_planning_cases, dyna_planning_hidden_cases,
+                              adapt=_q_after_planning),
+}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import ctypes
+import errno
 import importlib
 import json
 import os
@@ -129,6 +130,10 @@ def main() -> None:
                 pass  # a cell that calls an unfinished stub: the exercise itself decides
             except MemoryError:
                 finish("memory", f"MemoryError in code cell {index}")
+            except OSError as exc:
+                if exc.errno == errno.EFBIG:  # Python ignores SIGXFSZ: writes past the limit raise instead
+                    finish("crash", f"output or file size limit reached in code cell {index}")
+                report["detail"] = f"{type(exc).__name__} in code cell {index}: {exc}"[:300]
             except SystemExit as exc:
                 finish("crash", f"SystemExit({exc.code!r}) in code cell {index}")
             except BaseException as exc:  # the student's cell failed: later cells may still define the function

@@ -11,6 +11,7 @@ exercise's tolerances). Score per exercise: the fraction of cases passed (1 poin
 
 from __future__ import annotations
 
+import ast
 import csv
 import importlib
 import json
@@ -101,9 +102,17 @@ def _score(lesson: str, name: str, outcome, expected_cache: _Expected) -> Exerci
 
 
 def _flags(source: str, ex) -> list[str]:
-    module = ex.reference.__module__
-    if module.startswith("course_lib") and f"{ex.reference.__name__}" in source and module.split(".")[-1] in source:
-        return [f"the code mentions the library's reference {module}.{ex.reference.__name__}: check by hand"]
+    """Flag code that imports the exercise's reference from the library (it would pass without being written)."""
+    module, name = ex.reference.__module__, ex.reference.__name__
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == module and any(a.name == name for a in node.names):
+            return [f"imports the library's reference {module}.{name}: check by hand"]
+    if f"{module}.{name}" in source:
+        return [f"uses the library's reference {module}.{name}: check by hand"]
     return []
 
 
