@@ -49,6 +49,7 @@ notebooks: model
 bench: model
 	$(PY) bench/bench_model_load.py
 	$(PY) bench/bench_logprobs.py
+	$(PY) bench/bench_grading.py
 
 clean:
 	rm -rf runs build .pytest_cache

@@ -13,13 +13,13 @@ from course_lib.kit.cli import build_parser, main
 from course_lib.llm import models
 
 SUBCOMMANDS = [[], ["doctor"], ["model"], ["model", "prepare"], ["lab"], ["run"], ["check"], ["build-exercises"],
-               ["demo"]]
+               ["grade"], ["demo"]]
 
 
 def test_every_subcommand_is_listed_and_documented():
     parser = build_parser()
     help_text = parser.format_help()
-    for name in ("doctor", "model", "lab", "run", "check", "build-exercises", "demo"):
+    for name in ("doctor", "model", "lab", "run", "check", "build-exercises", "grade", "demo"):
         assert name in help_text
 
 
@@ -88,3 +88,8 @@ def test_demo_writes_report_and_plot(tmp_path):
     assert "| temperature | top token |" in report
     png = (tmp_path / "next_token_distribution.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_grade_rejects_a_missing_folder(capsys):
+    assert main(["grade", "/no/such/folder"]) == 2
+    assert "SUBMISSIONS_DIR: expected a folder of student folders, got '/no/such/folder'" in capsys.readouterr().err

@@ -221,3 +221,14 @@ def test_every_solution_scores_full_marks_and_every_exercise_zero(tmp_path):
         assert (g.status, g.score, g.flags) == ("ok", 1.0, []), g
     for g in grades["exercises"]:
         assert g.status in ("ok", "not-implemented") and g.score == 0.0, g
+
+
+def test_worked_example_in_the_docs(tmp_path):
+    """The three sample submissions grade to the table docs/instructors.md shows."""
+    grade_folder(ROOT / "tests" / "sample_submissions", tmp_path / "grades.csv", jobs=2, limits=LIMITS,
+                 progress=False)
+    docs = (ROOT / "docs" / "instructors.md").read_text()
+    table = (tmp_path / "grades.csv").read_text().replace("\r\n", "\n")
+    assert table in docs
+    feedback = (tmp_path / "grades_feedback" / "ben.md").read_text()
+    assert "## Lesson 01: `run_episode`: 0.50 (ok)\n\n6 of 12 cases passed." in feedback
