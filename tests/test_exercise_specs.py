@@ -55,6 +55,12 @@ def test_every_check_function_has_an_exercise_spec(lesson):
 @pytest.mark.parametrize("lesson, name, ex", list(exercises()))
 def test_hidden_cases_differ_from_public_and_defeat_trivial_answers(lesson, name, ex):
     hidden = ex.hidden_cases()
+    if ex.kind == "answer":  # a concept-check answer: one right value, no inputs to vary
+        right = ex.reference()
+        for wrong in ({}, [], None, "", {k: "agent" for k in right} if isinstance(right, dict) else "A"):
+            assert ex.compare(right, wrong) is not None
+        assert not hidden
+        return
     assert hidden, f"{name}: no hidden cases"
     public_about = {c.about for c in ex.cases()}
     assert not public_about & {c.about for c in hidden}, "hidden cases must not repeat the notebook's cases"

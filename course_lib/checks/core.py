@@ -54,17 +54,32 @@ class Exercise:
     """Labels for the items of a tuple result, used in messages."""
     rtol: float = 1e-5
     atol: float = 1e-6
+    kind: str = "function"
+    """``function``: the student writes a function; ``answer``: the student assigns a value (a
+    concept-check answer) to a variable named ``name``, and ``reference()`` returns the right one."""
+    comparer: Callable[[Any, Any], str | None] | None = None
+    """Replaces :func:`compare` (e.g. quiz answers: name the wrong items without revealing the right ones)."""
 
     def call(self, fn: Callable) -> Callable:
         """``fn`` as the cases call it (through ``adapt``)."""
         return self.adapt(fn) if self.adapt is not None else fn
 
-    def check(self, fn: Callable, quiet: bool = False) -> "CheckResult":
+    def student_callable(self, obj: Any) -> Any:
+        """What the cases call for the student's object: the function, or a function returning the answer."""
+        if self.kind == "answer":
+            return lambda: obj
+        return self.call(obj) if callable(obj) else obj
+
+    def compare(self, expected: Any, got: Any) -> str | None:
+        if self.comparer is not None:
+            return self.comparer(expected, got)
+        return compare(expected, got, rtol=self.rtol, atol=self.atol, names=self.names)
+
+    def check(self, obj: Any, quiet: bool = False) -> "CheckResult":
         """The notebook check: run the public cases against the reference."""
         __tracebackhide__ = True
-        student = self.call(fn) if callable(fn) else fn
-        return run_check(self.name, student, self.call(self.reference), self.cases(), rtol=self.rtol,
-                         atol=self.atol, names=self.names, quiet=quiet)
+        return run_check(self.name, self.student_callable(obj), self.call(self.reference), self.cases(),
+                         rtol=self.rtol, atol=self.atol, names=self.names, quiet=quiet, comparer=self.comparer)
 
 
 @dataclass
@@ -175,6 +190,28 @@ def compare(expected: Any, got: Any, *, rtol: float = 1e-5, atol: float = 1e-6, 
     raise TypeError(f"compare: no rule for expected values of type {type(expected).__name__}")
 
 
+def compare_answers(expected: Any, got: Any) -> str | None:
+    """Compare concept-check answers without revealing the right ones.
+
+    ``expected`` is a dict item -> choice (wrong items are named, with the
+    student's choice) or a single choice such as the letter of a statement.
+    """
+    if not isinstance(expected, dict):
+        if type(got) is type(expected) and got == expected:
+            return None
+        return f"your answer {got!r} is not the right one yet"
+    if not isinstance(got, dict):
+        return f"answers: expected a dict with the keys {sorted(expected)}, got {type(got).__name__}"
+    missing = [k for k in expected if k not in got]
+    if missing:
+        return f"answers: these items have no answer yet: {missing}"
+    wrong = [k for k in expected if not (type(got[k]) is type(expected[k]) and got[k] == expected[k])]
+    if wrong:
+        return f"{len(wrong)} of {len(expected)} answers are not right yet: " + ", ".join(
+            f"{k!r} (you chose {got[k]!r})" for k in wrong)
+    return None
+
+
 def _log(result: CheckResult) -> None:
     path = os.environ.get(LOG_ENV_VAR)
     if path:
@@ -192,6 +229,7 @@ def run_check(
     atol: float = 1e-6,
     names: tuple[str, ...] | None = None,
     quiet: bool = False,
+    comparer: Callable[[Any, Any], str | None] | None = None,
 ) -> CheckResult:
     """Run ``student_fn`` and ``reference_fn`` on each case and compare.
 
@@ -207,7 +245,8 @@ def run_check(
         raise TypeError(f"{exercise}: expected your function, got {type(student_fn).__name__}")
     for i, case in enumerate(cases, start=1):
         expected = reference_fn(*case.args, **case.kwargs)
-        where = f"case {i}/{len(cases)} ({case.about}; input: {_describe_case(case)})"
+        inputs = _describe_case(case)
+        where = f"case {i}/{len(cases)} ({case.about}" + (f"; input: {inputs})" if inputs else ")")
         try:
             got = student_fn(*case.args, **case.kwargs)
         except NotImplementedError:
@@ -221,13 +260,14 @@ def run_check(
             result = CheckResult(exercise, "error", message, i - 1, len(cases))
             _log(result)
             raise CheckFailed(message + (f"\nHint: {case.hint}" if case.hint else "")) from exc
-        mismatch = compare(expected, got, rtol=rtol, atol=atol, names=names)
+        mismatch = comparer(expected, got) if comparer else compare(expected, got, rtol=rtol, atol=atol, names=names)
         if mismatch:
             message = f"{exercise}: {where}: {mismatch}"
             result = CheckResult(exercise, "fail", message, i - 1, len(cases))
             _log(result)
             raise CheckFailed(message + (f"\nHint: {case.hint}" if case.hint else ""))
-    result = CheckResult(exercise, "pass", f"{exercise}: all {len(cases)} cases passed", len(cases), len(cases))
+    verdict = f"all {len(cases)} cases passed" if len(cases) > 1 else "right"
+    result = CheckResult(exercise, "pass", f"{exercise}: {verdict}", len(cases), len(cases))
     _log(result)
     if not quiet:
         print(f"[x] {result.message}")

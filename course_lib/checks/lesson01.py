@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 import course_lib.envs  # noqa: F401  (registers the course/... ids)
-from course_lib.checks.core import Case, CheckResult, Exercise
+from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
 from course_lib.envs.loop import discounted_return, run_episode
 from course_lib.tabular.dp import value_iteration
 
@@ -198,9 +198,53 @@ def check_run_episode(fn) -> CheckResult:
 
 # ---- the exercises, for the notebook checks and the grader -----------------------------
 
+# ---- graded concept checks ---------------------------------------------------------------
+
+ROBOT_STORY_LABELS = ("agent", "environment", "state", "action", "reward", "policy")
+
+
+def robot_story() -> dict:
+    """The right mapping of the maze robot's story to RL terms (the answer to the graded concept check)."""
+    return {
+        "the robot": "agent",
+        "the maze, its walls and the cheese": "environment",
+        "the robot's current cell": "state",
+        "moving up, down, left or right": "action",
+        "+10 for the cheese, -1 per step": "reward",
+        "the robot's rule for choosing its next move": "policy",
+    }
+
+
+def cat_statement() -> str:
+    """The letter of the statement that relates agent, action and reward correctly in the cat story."""
+    return "C"
+
+
+def _robot_case() -> list[Case]:
+    return [Case((), {}, "your answers", "re-read the robot story in lesson 1; each term is used exactly once.")]
+
+
+def _cat_case() -> list[Case]:
+    return [Case((), {}, "your answer", "who decides, what is decided, and what comes back after the decision?")]
+
+
 EXERCISES = {
+    "robot_story": Exercise("robot_story", robot_story, _robot_case, list, kind="answer", comparer=compare_answers),
+    "cat_statement": Exercise("cat_statement", cat_statement, _cat_case, list, kind="answer", comparer=compare_answers),
     "discounted_return": Exercise("discounted_return", discounted_return, discounted_return_cases,
                                   discounted_return_hidden_cases, adapt=_outcome),
     "run_episode": Exercise("run_episode", run_episode, run_episode_cases, run_episode_hidden_cases,
                             adapt=_on_fresh_env, names=("states", "actions", "rewards", "terminated", "truncated")),
 }
+
+
+def check_robot_story(answers) -> CheckResult:
+    """Check the robot story's mapping to RL terms; names wrong items without revealing the right terms."""
+    __tracebackhide__ = True
+    return EXERCISES["robot_story"].check(answers)
+
+
+def check_cat_statement(letter) -> CheckResult:
+    """Check the letter chosen for the cat story."""
+    __tracebackhide__ = True
+    return EXERCISES["cat_statement"].check(letter)

@@ -141,12 +141,17 @@ def main() -> None:
     except BaseException as exc:  # e.g. a KeyboardInterrupt raised from a finally
         finish("crash", f"{type(exc).__name__} while running the notebook's code")
 
-    fn = namespace.get(job["exercise"])
-    if not callable(fn):
-        finish("missing-function", f"no function named {job['exercise']!r} was defined")
+    if job["exercise"] not in namespace:
+        finish("missing-function", f"nothing named {job['exercise']!r} was defined")
+    fn = namespace[job["exercise"]]
+    if exercise.kind == "function" and not callable(fn):
+        finish("missing-function", f"{job['exercise']!r} is not a function")
 
-    # 3. call the student's function on every case; only encoded data leaves
-    call = exercise.call(fn)
+    if exercise.kind == "answer" and (fn is None or isinstance(fn, dict) and all(v is None for v in fn.values())):
+        finish("not-implemented")  # the answer template, still unfilled
+
+    # 3. call the student's function on every case (or read the answer); only encoded data leaves
+    call = exercise.student_callable(fn)
     statuses = set()
     for case in cases:
         try:

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from course_lib.checks.core import compare
 from course_lib.grading.encoding import decode
 from course_lib.grading.sandbox import Limits, run_exercise
 from course_lib.grading.submission import Rejected, load_submission
@@ -89,7 +88,7 @@ def _score(lesson: str, name: str, outcome, expected_cache: _Expected) -> Exerci
             continue
         try:
             got = decode(res["value"], like=exp)
-            mismatch = compare(exp, got, rtol=ex.rtol, atol=ex.atol, names=ex.names)
+            mismatch = ex.compare(exp, got)
         except Exception as exc:  # a malformed encoded value: the student's process wrote it
             mismatch = f"the result could not be read back ({type(exc).__name__})"
         if mismatch is None:

@@ -73,8 +73,10 @@ def load_submission(path: Path, student: str, exercise_names: set[str], max_byte
         except SyntaxError as exc:
             raise Rejected(f"syntax error in code cell {index}, line {exc.lineno}: {exc.msg}") from None
         defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        defined |= {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets
+                    if isinstance(t, ast.Name)}  # concept-check answers are assignments
         cells.append(python)
         if defined & exercise_names:
             last_answer = len(cells) - 1
-    code = cells[: last_answer + 1]  # cells after the last exercise are demos, not graded
+    code = cells[: last_answer + 1]  # cells after the last exercise (function or answer) are demos, not graded
     return Submission(path, student, m.group(1), code, "\n".join(code))

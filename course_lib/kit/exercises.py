@@ -30,10 +30,12 @@ class ExerciseSourceError(ValueError):
 
 
 def _stub_lines(indent: str, function: str | None) -> list[str]:
-    what = f"`{function}`" if function else "this exercise"
+    if function is None:  # an answer block outside any function, e.g. a concept check
+        return [f"{indent}# YOUR ANSWER HERE",
+                f'{indent}raise NotImplementedError("Fill in your answers above, then delete this line.")']
     return [
         f"{indent}# YOUR CODE HERE",
-        f'{indent}raise NotImplementedError("Exercise: implement {what} (the hint is in the docstring above).")',
+        f'{indent}raise NotImplementedError("Exercise: implement `{function}` (the hint is in the docstring above).")',
     ]
 
 
