@@ -1,9 +1,18 @@
-"""Pure RL math on arrays and tensors: log-probs, returns, advantages, losses, KL.
+"""Pure RL math on tensors: log-probs, masked statistics, returns and advantages, PPO's losses, KL estimators.
 
 Written once and called by both the control-world algorithms (``deep``) and
 the LLM algorithms (``llm``): PPO for an LLM *is* PPO on a token-level MDP.
+Time is the last axis: (B, T) for sequences of env steps or tokens.
 """
 
-from course_lib.rl.logprobs import masked_sum, token_logprobs
+from course_lib.rl.advantages import discounted_returns, explained_variance, gae, td_errors
+from course_lib.rl.kl import kl_k1, kl_k2, kl_k3
+from course_lib.rl.logprobs import token_logprobs
+from course_lib.rl.losses import clipped_surrogate, entropy_from_logits, value_loss
+from course_lib.rl.masked import masked_mean, masked_sum, masked_var, masked_whiten, normalize
 
-__all__ = ["masked_sum", "token_logprobs"]
+__all__ = [
+    "clipped_surrogate", "discounted_returns", "entropy_from_logits", "explained_variance", "gae", "kl_k1",
+    "kl_k2", "kl_k3", "masked_mean", "masked_sum", "masked_var", "masked_whiten", "normalize", "td_errors",
+    "token_logprobs", "value_loss",
+]

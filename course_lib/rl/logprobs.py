@@ -38,18 +38,3 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     else:
         lse = torch.logsumexp(logits.to(dtype), dim=-1)  # (...)
     return chosen - lse
-
-
-def masked_sum(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Sum of ``values`` where ``mask`` is true (or 1), e.g. a sequence log-prob.
-
-    Args:
-        values: (B, T) per-step values such as token log-probs.
-        mask: (B, T) bool or 0/1 tensor; 0 marks padding or prompt tokens.
-        dim: axis to sum over (``-1`` gives one number per sequence); ``None`` sums all.
-    """
-    if values.shape != mask.shape:
-        raise ValueError(f"mask: expected shape {tuple(values.shape)} (values.shape), got {tuple(mask.shape)}")
-    # where(), not values * mask: a padded -inf log-prob times 0 would be NaN.
-    masked = torch.where(mask.bool(), values, torch.zeros_like(values))
-    return masked.sum() if dim is None else masked.sum(dim=dim)
