@@ -1,0 +1,443 @@
+"""PPO: proximal policy optimisation with an actor-critic on vectorised Gymnasium envs (Schulman et al. 2017).
+
+:func:`ppo` is one function in numbered phases, the loop of Schulman et al. (2017),
+Algorithm 1, with the details of the common implementations (Huang et al. 2022, "The 37
+implementation details of PPO"): N envs step in lock-step for ``num_steps`` steps
+(collection); GAE computes advantages and value targets (Schulman et al. 2016); several
+epochs of minibatch updates minimise the clipped surrogate, the value loss and an entropy
+bonus; gradients are clipped; the learning rate anneals linearly to 0; a target KL may stop
+the epochs early. The math comes from :mod:`course_lib.rl`, the very functions the LLM's
+PPO calls in lesson 11.
+
+Episode ends follow Gymnasium's split: ``terminated`` (a terminal state, worth 0) and
+``truncated`` (a time limit: bootstrap from V of the final observation). The vector env
+resets finished copies in the same step (``AutoresetMode.SAME_STEP``) and hands back the
+final observation in ``info["final_obs"]``.
+
+Metrics (names fixed, meanings in ``docs/metrics.md``): ``charts/episodic_return``,
+``charts/episode_length`` (per finished episode), ``charts/learning_rate``,
+``losses/policy_loss``, ``losses/value_loss``, ``losses/entropy``, ``losses/approx_kl``,
+``losses/clipfrac``, ``losses/explained_variance``, ``losses/loss`` (per update), all at
+the global environment step, in a :class:`~course_lib.utils.metrics.MetricLogger`.
+
+Checkpoints (:func:`ppo` with ``checkpoint=`` / ``resume=``) hold the networks, the
+optimiser, the envs (pickled mid-episode), the current observations, the episode
+counters and the Python, NumPy and torch random states, so ``updates=N``, save, resume,
+``updates=N`` gives the same parameters as ``updates=2N`` in one go (tested on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from torch import nn
+from torch.distributions import Categorical
+
+from course_lib.rl import clipped_surrogate, explained_variance, gae, normalize, value_loss
+from course_lib.utils import pick_device, set_seed
+from course_lib.utils.metrics import MetricLogger
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Hyper-parameters of :func:`ppo` (names as in CleanRL's ``ppo.py``)."""
+
+    env_id: str = "CartPole-v1"
+    """A Gymnasium id with flat ``Box`` observations and ``Discrete`` actions (ignored when ``ppo`` gets ``env_fn``)."""
+    num_envs: int = 8
+    """Envs stepped in lock-step (a ``SyncVectorEnv``); usually 1 to 64."""
+    num_steps: int = 32
+    """Steps per env per rollout; batch = num_envs * num_steps transitions per update; usually 16 to 2048."""
+    total_timesteps: int = 100_000
+    """Environment steps in all (summed over envs), rounded down to whole updates."""
+    learning_rate: float = 1e-3
+    """Adam step size in (0, 1] at the first update; usually 1e-4 to 3e-3."""
+    anneal_lr: bool = True
+    """Anneal the step size linearly to 0 over ``num_updates`` updates."""
+    gamma: float = 0.98
+    """Discount in [0, 1]; usually 0.95 to 0.999."""
+    gae_lambda: float = 0.8
+    """GAE's lambda in [0, 1]: 0 is the TD error, 1 the Monte-Carlo return minus V; usually 0.8 to 0.99."""
+    num_minibatches: int = 1
+    """Minibatches per epoch; must divide the batch; usually 1 to 32."""
+    update_epochs: int = 20
+    """Passes over each batch; usually 3 to 30."""
+    norm_adv: bool = True
+    """Whiten the advantages of each minibatch (mean 0, std 1)."""
+    clip_coef: float = 0.2
+    """PPO's epsilon in (0, 1): the ratio is clipped to [1 - eps, 1 + eps]; usually 0.1 to 0.3."""
+    clip_vloss: bool = False
+    """Clip the value update around the old values by ``clip_coef`` (Engstrom et al. 2020 found it rarely helps)."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus, >= 0; usually 0 to 0.01."""
+    vf_coef: float = 0.5
+    """Weight of the value loss, > 0; usually 0.5 to 1."""
+    max_grad_norm: float = 0.5
+    """Clip the gradient to this global L2 norm, > 0 (``math.inf``: off); usually 0.5 to 10."""
+    target_kl: float | None = None
+    """Stop an update's epochs once the approximate KL of a minibatch exceeds this (> 0), or None; usually 0.01-0.05."""
+    hidden: int = 64
+    """Width of the two tanh hidden layers of the actor and of the critic; usually 32 to 256."""
+
+    def __post_init__(self):
+        def positive_int(name):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+
+        def flag(name):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected a bool, got {getattr(self, name)!r}")
+
+        if not isinstance(self.env_id, str) or not self.env_id:
+            raise ValueError(f"env_id: expected a Gymnasium id such as 'CartPole-v1', got {self.env_id!r}")
+        for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "hidden"):
+            positive_int(name)
+        for name in ("anneal_lr", "norm_adv", "clip_vloss"):
+            flag(name)
+        if isinstance(self.total_timesteps, bool) or not isinstance(self.total_timesteps, int) \
+                or self.total_timesteps < self.batch_size:
+            raise ValueError(f"total_timesteps: expected an int >= one batch (num_envs * num_steps = "
+                             f"{self.batch_size}), got {self.total_timesteps!r}")
+        if self.batch_size % self.num_minibatches:
+            raise ValueError(f"num_minibatches: expected a divisor of the batch size {self.batch_size} "
+                             f"(num_envs * num_steps), got {self.num_minibatches!r}")
+        if not 0 < self.learning_rate <= 1:
+            raise ValueError(f"learning_rate: expected a float in (0, 1], got {self.learning_rate!r}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name}: expected a float in [0, 1], got {getattr(self, name)!r}")
+        if not 0 < self.clip_coef < 1:
+            raise ValueError(f"clip_coef: expected a float in (0, 1), got {self.clip_coef!r}")
+        if not self.ent_coef >= 0:
+            raise ValueError(f"ent_coef: expected a float >= 0, got {self.ent_coef!r}")
+        if not self.vf_coef > 0:
+            raise ValueError(f"vf_coef: expected a float > 0, got {self.vf_coef!r}")
+        if not self.max_grad_norm > 0:  # also rejects NaN
+            raise ValueError(f"max_grad_norm: expected a float > 0 (math.inf: no clipping), got {self.max_grad_norm!r}")
+        if self.target_kl is not None and not self.target_kl > 0:
+            raise ValueError(f"target_kl: expected a float > 0 or None, got {self.target_kl!r}")
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per update: num_envs * num_steps."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        """Updates in a full run: total_timesteps // batch_size."""
+        return self.total_timesteps // self.batch_size
+
+
+PPO_PRESETS: dict[str, PPOConfig] = {
+    # The test suite: 3 updates of 4 x 16 steps; proves the loop runs, checkpoints and logs. Learns little.
+    "cartpole_ci": PPOConfig(num_envs=4, num_steps=16, total_timesteps=192, update_epochs=2),
+    # Solves CartPole-v1 fast: few envs, short rollouts, many epochs on each small batch (the RL Zoo's tuned
+    # CartPole settings: 8 envs x 32 steps, 20 epochs, gamma 0.98, lambda 0.8, lr 1e-3 annealed, no entropy).
+    "cartpole_fast": PPOConfig(),
+    # CleanRL's defaults for classic control (4 envs x 128 steps, 4 epochs of 4 minibatches, lr 2.5e-4):
+    # slower to solve, the settings most tutorials start from.
+    "cartpole_cleanrl": PPOConfig(num_envs=4, num_steps=128, total_timesteps=500_000, learning_rate=2.5e-4,
+                                  gamma=0.99, gae_lambda=0.95, num_minibatches=4, update_epochs=4, clip_vloss=True,
+                                  ent_coef=0.01),
+}
+
+
+# ---- the agent ---------------------------------------------------------------------------
+
+
+def _layer(in_dim: int, out_dim: int, gain: float) -> nn.Linear:
+    """A linear layer with orthogonal weights of scale ``gain`` and zero bias (Huang et al. 2022, detail 2)."""
+    layer = nn.Linear(in_dim, out_dim)
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ActorCritic(nn.Module):
+    """Separate actor and critic MLPs: pi(a | s) as categorical logits and V(s).
+
+    The actor's last layer starts near 0 (gain 0.01), so the first policy is close to uniform;
+    the critic's with gain 1.
+    """
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 64):
+        super().__init__()
+        self.actor = nn.Sequential(_layer(obs_dim, hidden, math.sqrt(2)), nn.Tanh(),
+                                   _layer(hidden, hidden, math.sqrt(2)), nn.Tanh(), _layer(hidden, n_actions, 0.01))
+        self.critic = nn.Sequential(_layer(obs_dim, hidden, math.sqrt(2)), nn.Tanh(),
+                                    _layer(hidden, hidden, math.sqrt(2)), nn.Tanh(), _layer(hidden, 1, 1.0))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs (B, obs_dim) -> V(s) (B,)."""
+        return self.critic(obs).squeeze(-1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs (B, obs_dim) -> action logits (B, A)."""
+        return self.actor(obs)
+
+
+@dataclass
+class PPOResult:
+    """What :func:`ppo` returns."""
+
+    agent: ActorCritic
+    logger: MetricLogger
+    """Every metric of the run, with history (``logger.plot()``, ``logger.as_arrays(name)``)."""
+    global_step: int
+    """Environment steps taken so far (summed over the envs), counting those before a resume."""
+    updates_done: int
+    """Updates done so far, counting those before a resume."""
+    seconds: float
+    """Wall time of this call's training (after setup)."""
+    stopped_by_callback: bool = False
+
+
+def make_envs(env_fn: Callable[[], gym.Env], num_envs: int) -> SyncVectorEnv:
+    """``num_envs`` copies of ``env_fn()`` in a ``SyncVectorEnv`` that resets finished copies in the same step.
+
+    ``env_fn`` must be picklable (a module-level function or a ``functools.partial``) for checkpoints.
+    """
+    return SyncVectorEnv([env_fn] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def _check_spaces(envs: SyncVectorEnv) -> tuple[int, int]:
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    if not isinstance(act_space, gym.spaces.Discrete) or not isinstance(obs_space, gym.spaces.Box) \
+            or len(obs_space.shape) != 1:
+        raise ValueError(f"env: expected flat Box observations and Discrete actions, got {obs_space} and {act_space}")
+    return obs_space.shape[0], int(act_space.n)
+
+
+def _rng_states() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+
+
+def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_fn: Callable[[], gym.Env] | None = None,
+        agent: ActorCritic | None = None, updates: int | None = None, checkpoint: str | Path | None = None,
+        resume: str | Path | None = None, callback: Callable[[int, ActorCritic], bool] | None = None,
+        progress: bool = True, live: bool | None = None, device=None) -> PPOResult:
+    """Train an actor-critic with PPO (Schulman et al. 2017, Algorithm 1; clipped objective, Eq. 7).
+
+    Args:
+        config: a :class:`PPOConfig`, e.g. ``PPO_PRESETS["cartpole_fast"]``.
+        seed: seeds Python, NumPy and torch (:func:`set_seed`); env i is reset with ``seed + i``.
+        env_fn: builds one env (flat ``Box`` observations, ``Discrete`` actions); default
+            ``gym.make(config.env_id)``. Picklable when ``checkpoint`` is used.
+        agent: an :class:`ActorCritic` to start from (e.g. behaviour-cloned), trained in place;
+            default a fresh one.
+        updates: stop after this many updates in this call (default: the rest of ``config.num_updates``).
+            The learning-rate schedule always follows the full ``config.num_updates``.
+        checkpoint: save the whole training state to this file when the call ends.
+        resume: continue from a file written with ``checkpoint`` (``seed``, ``env_fn`` and ``agent``
+            are then taken from it; ``config`` must equal the saved one).
+        callback: ``callback(global_step, agent)`` after each update; returning True stops training
+            (e.g. an evaluation that found the task solved). Its time is not counted in ``seconds``.
+        progress: show a progress bar over environment steps. live: passed to :class:`MetricLogger`.
+        device: passed to :func:`pick_device`; None means ``"cpu"`` (small MLPs are fastest there).
+
+    Returns:
+        a :class:`PPOResult`.
+
+    Raises:
+        FloatingPointError: a reward, logit, loss or gradient norm is not finite; the message names
+            the update and the global step (and the epoch and minibatch). Training never goes on from NaN.
+    """
+    if not isinstance(config, PPOConfig):
+        raise ValueError(f"config: expected a PPOConfig (e.g. PPO_PRESETS['cartpole_fast']), got {config!r}")
+    if isinstance(updates, bool) or (updates is not None and (not isinstance(updates, int) or updates < 1)):
+        raise ValueError(f"updates: expected an int >= 1 or None, got {updates!r}")
+    device = pick_device("cpu" if device is None else device)
+    if resume is not None:
+        state = torch.load(resume, map_location="cpu", weights_only=False)
+        if state["config"] != asdict(config):
+            changed = [f.name for f in fields(config) if state["config"][f.name] != getattr(config, f.name)]
+            raise ValueError(f"config: expected the configuration saved in {resume}, got changes in {changed}")
+        envs = pickle.loads(state["envs"])
+        agent = ActorCritic(*_check_spaces(envs), config.hidden).to(device)
+        agent.load_state_dict(state["agent"])
+        next_obs, counters = state["next_obs"], state["counters"]
+    else:
+        set_seed(seed)
+        envs = make_envs(env_fn or partial(gym.make, config.env_id), config.num_envs)
+        obs_dim, n_actions = _check_spaces(envs)
+        if agent is None:
+            agent = ActorCritic(obs_dim, n_actions, config.hidden)
+        agent = agent.to(device)
+        next_obs, _ = envs.reset(seed=[seed + i for i in range(config.num_envs)])
+        counters = {"update": 0, "global_step": 0, "ep_return": np.zeros(config.num_envs),
+                    "ep_length": np.zeros(config.num_envs, dtype=np.int64)}
+    optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, foreach=True)
+    if resume is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_states(state["rng"])
+    first = counters["update"]
+    last = config.num_updates if updates is None else min(config.num_updates, first + updates)
+
+    N, T = config.num_envs, config.num_steps
+    obs_buf = torch.zeros((N, T, envs.single_observation_space.shape[0]), device=device)  # (N, T, obs_dim)
+    act_buf = torch.zeros((N, T), dtype=torch.long, device=device)  # (N, T)
+    logp_buf, rew_buf, val_buf, next_val_buf = (torch.zeros((N, T), device=device) for _ in range(4))  # (N, T) each
+    term_buf, trunc_buf = (torch.zeros((N, T), dtype=torch.bool, device=device) for _ in range(2))  # (N, T) each
+    logger = MetricLogger(total=config.num_updates * config.batch_size, desc="PPO", live=live, progress=progress,
+                          keys_to_plot=["charts/episodic_return", "losses/approx_kl", "losses/clipfrac",
+                                        "losses/entropy", "losses/explained_variance", "losses/value_loss"])
+    obs_t = torch.as_tensor(next_obs, dtype=torch.float32, device=device)  # (N, obs_dim)
+    seconds, stopped = 0.0, False
+    started = time.perf_counter()
+
+    for update in range(first, last):
+        # 1. anneal the learning rate linearly from learning_rate to 0 over the whole run
+        lr = config.learning_rate * (1 - update / config.num_updates) if config.anneal_lr else config.learning_rate
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        # 2. collect T steps in each of the N envs with the current policy (no gradient)
+        for t in range(T):
+            with torch.no_grad():
+                logits = agent(obs_t)  # (N, A)
+                if not torch.isfinite(logits).all():
+                    raise FloatingPointError(f"update {update}, global step {counters['global_step']}: the policy's "
+                                             "logits are not finite; lower learning_rate or max_grad_norm")
+                dist = Categorical(logits=logits, validate_args=False)
+                action = dist.sample()  # (N,)
+                obs_buf[:, t], act_buf[:, t] = obs_t, action
+                logp_buf[:, t], val_buf[:, t] = dist.log_prob(action), agent.value(obs_t)
+            next_obs, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
+            counters["global_step"] += N
+            if not np.isfinite(reward).all():
+                raise FloatingPointError(f"update {update}, global step {counters['global_step']}: env "
+                                         f"{int(np.flatnonzero(~np.isfinite(reward))[0])} returned the reward "
+                                         f"{reward[~np.isfinite(reward)][0]}; check the environment")
+            rew_buf[:, t] = torch.as_tensor(reward, dtype=torch.float32, device=device)
+            term_buf[:, t] = torch.as_tensor(terminated, device=device)
+            trunc_buf[:, t] = torch.as_tensor(truncated, device=device)
+            # V(s_{t+1}) for bootstrapping where a time limit cut the episode: the value of its *final*
+            # observation (SAME_STEP autoreset already put the next episode's first observation in next_obs).
+            # Elsewhere V(s_{t+1}) is the next step's val_buf entry, filled in after the rollout.
+            cut = np.flatnonzero(truncated & ~terminated)
+            if len(cut):
+                final = np.stack([info["final_obs"][i] for i in cut])  # (len(cut), obs_dim)
+                with torch.no_grad():
+                    next_val_buf[cut, t] = agent.value(torch.as_tensor(final, dtype=torch.float32, device=device))
+            obs_t = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
+            counters["ep_return"] += reward
+            counters["ep_length"] += 1
+            for i in np.flatnonzero(terminated | truncated):
+                logger.log(counters["global_step"], {"charts/episodic_return": counters["ep_return"][i],
+                                                     "charts/episode_length": counters["ep_length"][i]})
+                counters["ep_return"][i], counters["ep_length"][i] = 0.0, 0
+
+        with torch.no_grad():
+            next_val_buf[:, -1] = torch.where(trunc_buf[:, -1], next_val_buf[:, -1], agent.value(obs_t))  # (N,)
+        next_val_buf[:, :-1] = torch.where(trunc_buf[:, :-1], next_val_buf[:, :-1], val_buf[:, 1:])  # (N, T-1)
+
+        # 3. advantages and value targets by GAE over each env's row (Schulman et al. 2016, Eq. 16)
+        advantages, returns = gae(rew_buf, val_buf, next_val_buf, term_buf, trunc_buf,
+                                  gamma=config.gamma, lam=config.gae_lambda)  # (N, T) each
+
+        # 4. update epochs: shuffle the N*T transitions into minibatches, step on each
+        b_obs, b_act, b_logp = obs_buf.reshape(N * T, -1), act_buf.reshape(-1), logp_buf.reshape(-1)
+        b_adv, b_ret, b_val = advantages.reshape(-1), returns.reshape(-1), val_buf.reshape(-1)  # (N*T,) each
+        infos = []
+        for epoch in range(config.update_epochs):
+            order = torch.randperm(N * T, device=device)
+            for k, start in enumerate(range(0, N * T, config.minibatch_size)):
+                where = f"update {update}, epoch {epoch}, minibatch {k} (global step {counters['global_step']})"
+                mb = order[start:start + config.minibatch_size]
+                logits = agent(b_obs[mb])  # (M, A)
+                dist = Categorical(logits=logits, validate_args=False)
+                adv = normalize(b_adv[mb]) if config.norm_adv else b_adv[mb]  # (M,)
+                pg_loss, info = clipped_surrogate(dist.log_prob(b_act[mb]), b_logp[mb], adv, config.clip_coef)
+                v_loss, v_info = value_loss(agent.value(b_obs[mb]), b_ret[mb], b_val[mb],
+                                            config.clip_coef if config.clip_vloss else None)
+                entropy = dist.entropy().mean()
+                loss = pg_loss - config.ent_coef * entropy + config.vf_coef * v_loss
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"{where}: the loss is {loss.item()} (policy {pg_loss.item()}, "
+                                             f"value {v_loss.item()}); lower learning_rate or max_grad_norm")
+                optimizer.zero_grad()
+                loss.backward()
+                grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
+                if not torch.isfinite(grad_norm):
+                    raise FloatingPointError(f"{where}: the gradient norm is {grad_norm.item()}; "
+                                             "lower learning_rate or max_grad_norm")
+                optimizer.step()
+                infos.append({"losses/policy_loss": pg_loss.item(), "losses/value_loss": v_loss.item(),
+                              "losses/entropy": entropy.item(), "losses/loss": loss.item(),
+                              "losses/approx_kl": info["approx_kl"], "losses/clipfrac": info["clipfrac"]})
+            # optional early stop once the policy moved too far from the one that collected the data
+            if config.target_kl is not None and infos[-1]["losses/approx_kl"] > config.target_kl:
+                break
+
+        # 5. log the update's means, then let the callback evaluate (untimed)
+        counters["update"] = update + 1
+        metrics = {name: float(np.mean([i[name] for i in infos])) for name in infos[0]}
+        ev = float(explained_variance(val_buf.reshape(-1), returns.reshape(-1)))
+        if math.isfinite(ev):  # NaN when the returns of the batch do not vary
+            metrics["losses/explained_variance"] = ev
+        metrics["charts/learning_rate"] = lr
+        logger.log(counters["global_step"], metrics)
+        if callback is not None:
+            seconds += time.perf_counter() - started
+            stopped = bool(callback(counters["global_step"], agent))
+            started = time.perf_counter()
+            if stopped:
+                break
+
+    seconds += time.perf_counter() - started
+    logger.close()
+    if checkpoint is not None:
+        torch.save({"config": asdict(config), "agent": agent.state_dict(), "optimizer": optimizer.state_dict(),
+                    "envs": pickle.dumps(envs), "next_obs": obs_t.cpu().numpy(), "counters": counters,
+                    "rng": _rng_states()}, checkpoint)
+    envs.close()
+    return PPOResult(agent, logger, counters["global_step"], counters["update"], seconds, stopped)
+
+
+def evaluate(agent: nn.Module, env_fn: Callable[[], gym.Env] | str = "CartPole-v1", episodes: int = 10,
+             seed: int = 10_000) -> np.ndarray:
+    """Undiscounted returns of ``episodes`` greedy episodes (argmax of the logits), run side by side.
+
+    One vectorised env with ``episodes`` copies, reset with seeds ``seed, seed + 1, ...``, each
+    copy playing one episode. Works for any module mapping (B, obs_dim) to (B, A) logits.
+
+    Returns:
+        (episodes,) float64.
+    """
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes: expected an int >= 1, got {episodes!r}")
+    env_fn = partial(gym.make, env_fn) if isinstance(env_fn, str) else env_fn
+    envs = SyncVectorEnv([env_fn] * episodes, autoreset_mode=AutoresetMode.SAME_STEP)
+    device = next(agent.parameters()).device
+    obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
+    returns, running = np.zeros(episodes), np.ones(episodes, dtype=bool)
+    while running.any():
+        with torch.no_grad():
+            action = agent(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax(-1)  # (episodes,)
+        obs, reward, terminated, truncated, _ = envs.step(action.cpu().numpy())
+        returns += reward * running
+        running &= ~(terminated | truncated)
+    envs.close()
+    return returns
