@@ -47,9 +47,11 @@ notebooks: model
 	COURSE_PROFILE=cpu $(VENV)/bin/course-kit run --inplace notebooks/[0-9]*.ipynb solutions/[0-9]*.ipynb
 
 bench: model
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	$(PY) bench/bench_model_load.py
 	$(PY) bench/bench_logprobs.py
 	$(PY) bench/bench_grading.py
+	$(PY) bench/bench_ppo.py
 
 clean:
 	rm -rf runs build .pytest_cache
