@@ -10,9 +10,10 @@ from course_lib.rl.kl import kl_k1, kl_k2, kl_k3
 from course_lib.rl.logprobs import token_logprobs
 from course_lib.rl.losses import clipped_surrogate, entropy_from_logits, value_loss
 from course_lib.rl.masked import masked_mean, masked_sum, masked_var, masked_whiten, normalize
+from course_lib.rl.preference import bradley_terry_loss
 
 __all__ = [
-    "clipped_surrogate", "discounted_returns", "entropy_from_logits", "explained_variance", "gae", "kl_k1",
-    "kl_k2", "kl_k3", "masked_mean", "masked_sum", "masked_var", "masked_whiten", "normalize", "td_errors",
-    "token_logprobs", "value_loss",
+    "bradley_terry_loss", "clipped_surrogate", "discounted_returns", "entropy_from_logits", "explained_variance",
+    "gae", "kl_k1", "kl_k2", "kl_k3", "masked_mean", "masked_sum", "masked_var", "masked_whiten", "normalize",
+    "td_errors", "token_logprobs", "value_loss",
 ]

@@ -1,0 +1,51 @@
+"""Losses that learn from preferences: the Bradley-Terry reward-model loss.
+
+A reward model r_phi scores a prompt x with a response y. People compare two responses
+rather than score one; the Bradley-Terry model (Bradley & Terry 1952) links the two:
+
+    P(y_w preferred to y_l | x) = sigmoid(r(x, y_w) - r(x, y_l))
+
+and the reward model maximises the log-likelihood of the observed choices (Ouyang et al.
+2022, Eq. 1; Stiennon et al. 2020, Eq. 1):
+
+    loss = -E[ log sigmoid(r(x, y_w) - r(x, y_l)) ]
+
+Only differences of rewards matter, so a constant added to every score changes nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor, margin=None):
+    """-mean log sigmoid(r_chosen - r_rejected [- margin]) (Ouyang et al. 2022, Eq. 1).
+
+    ``F.logsigmoid`` keeps it finite for large differences of either sign (the naive
+    ``log(sigmoid(d))`` gives -inf below about d = -104 in float32).
+
+    Args:
+        chosen_rewards: (B,) scores of the preferred responses (with gradient).
+        rejected_rewards: (B,) scores of the other responses.
+        margin: None or (B,) >= 0: how much better the chosen one must be (Llama 2's margin
+            from graded preferences, Touvron et al. 2023, Eq. 2).
+
+    Returns:
+        ``(loss, info)``; info: ``accuracy`` (share of pairs with r_chosen > r_rejected),
+        ``margin`` (mean r_chosen - r_rejected).
+    """
+    if chosen_rewards.dim() != 1 or rejected_rewards.shape != chosen_rewards.shape:
+        raise ValueError(f"rejected_rewards: expected shape {tuple(chosen_rewards.shape)} like chosen_rewards, "
+                         f"both (B,), got {tuple(rejected_rewards.shape)} and {tuple(chosen_rewards.shape)}")
+    diff = chosen_rewards - rejected_rewards  # (B,)
+    if margin is not None:
+        margin = torch.as_tensor(margin, dtype=diff.dtype, device=diff.device)
+        if margin.shape != diff.shape:
+            raise ValueError(f"margin: expected shape {tuple(diff.shape)}, got {tuple(margin.shape)}")
+        diff = diff - margin
+    loss = -F.logsigmoid(diff).mean()
+    with torch.no_grad():
+        raw = chosen_rewards - rejected_rewards
+        info = {"accuracy": float((raw > 0).float().mean()), "margin": float(raw.mean())}
+    return loss, info

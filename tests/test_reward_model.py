@@ -1,0 +1,88 @@
+"""The Bradley-Terry loss and the reward model's last-token read-out under left and right padding."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from course_lib.llm.models import tiny_model
+from course_lib.llm.reward_model import RewardModel, last_token_index
+from course_lib.rl import bradley_terry_loss
+
+
+def test_bradley_terry_loss_equals_the_formula_on_hand_made_scores():
+    chosen = torch.tensor([2.0, 0.5, -1.0])
+    rejected = torch.tensor([1.0, 0.5, 1.0])
+    loss, info = bradley_terry_loss(chosen, rejected)
+    by_hand = -(math.log(1 / (1 + math.exp(-1.0))) + math.log(0.5) + math.log(1 / (1 + math.exp(2.0)))) / 3
+    assert loss.item() == pytest.approx(by_hand, rel=1e-6)
+    assert info == {"accuracy": pytest.approx(1 / 3), "margin": pytest.approx((1.0 + 0.0 - 2.0) / 3)}
+
+
+def test_bradley_terry_loss_depends_only_on_differences_and_is_stable_far_out():
+    chosen, rejected = torch.tensor([0.3, -2.0]), torch.tensor([1.0, 4.0])
+    assert bradley_terry_loss(chosen + 7, rejected + 7)[0].item() == pytest.approx(
+        bradley_terry_loss(chosen, rejected)[0].item(), rel=1e-6)
+    far = bradley_terry_loss(torch.tensor([-500.0]), torch.tensor([500.0]))[0]
+    assert torch.isfinite(far) and far.item() == pytest.approx(1000.0)
+
+
+def test_margin_asks_for_a_larger_gap_and_gradients_push_scores_apart():
+    chosen = torch.tensor([1.0], requires_grad=True)
+    rejected = torch.tensor([0.0], requires_grad=True)
+    plain, _ = bradley_terry_loss(chosen, rejected)
+    with_margin, _ = bradley_terry_loss(chosen, rejected, margin=torch.tensor([1.0]))
+    assert with_margin.item() == pytest.approx(math.log(2)) and with_margin > plain
+    with_margin.backward()
+    assert chosen.grad.item() < 0 < rejected.grad.item()  # descent raises chosen, lowers rejected
+
+
+def test_bradley_terry_loss_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match=r"rejected_rewards: expected shape \(3,\)"):
+        bradley_terry_loss(torch.zeros(3), torch.zeros(2))
+    with pytest.raises(ValueError, match=r"margin: expected shape \(2,\), got \(3,\)"):
+        bradley_terry_loss(torch.zeros(2), torch.zeros(2), margin=torch.zeros(3))
+
+
+def test_last_token_index_matches_a_loop_for_left_and_right_padding():
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 0, 0, 0]])
+    expected = [max(t for t in range(5) if mask[b, t]) for b in range(4)]
+    assert last_token_index(mask).tolist() == expected == [2, 4, 4, 1]
+    with pytest.raises(ValueError, match=r"attention_mask: expected at least one real token per row, rows \[1\]"):
+        last_token_index(torch.tensor([[1, 0], [0, 0]]))
+
+
+def _pad(rows, side, pad_id):
+    T = max(len(r) for r in rows)
+    ids = torch.full((len(rows), T), pad_id)
+    mask = torch.zeros((len(rows), T), dtype=torch.long)
+    for b, r in enumerate(rows):
+        sl = slice(0, len(r)) if side == "right" else slice(T - len(r), T)
+        ids[b, sl], mask[b, sl] = torch.tensor(r), 1
+    return ids, mask
+
+
+def test_reward_model_scores_do_not_depend_on_the_padding_side():
+    lm, tok = tiny_model(seed=0)
+    rm = RewardModel(lm).eval()
+    rows = [tok("The robot found the cheese.")["input_ids"], tok("Lost.")["input_ids"]]
+    alone = torch.stack([rm(torch.tensor([r]), torch.ones(1, len(r), dtype=torch.long))[0] for r in rows])
+    for side in ("left", "right"):
+        ids, mask = _pad(rows, side, tok.pad_token_id)
+        with torch.no_grad():
+            scores = rm(ids, mask)
+        assert scores.shape == (2,) and torch.allclose(scores, alone, atol=1e-5), side
+
+
+def test_reward_model_trains_head_and_body_and_shares_the_body():
+    lm, tok = tiny_model(seed=0)
+    rm = RewardModel(lm)
+    assert rm.body is lm.model
+    ids, mask = _pad([tok("good")["input_ids"], tok("bad bad")["input_ids"]], "left", tok.pad_token_id)
+    scores = rm(ids, mask)
+    loss, _ = bradley_terry_loss(scores[:1], scores[1:])
+    loss.backward()
+    assert rm.head.weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in rm.body.layers.parameters())
