@@ -1,0 +1,179 @@
+"""The LLM as a policy in the token-level MDP: sampling, per-token log-probs and values, token rewards.
+
+State s_t = prompt + the response tokens before t; action a_t = response token t;
+pi(a_t | s_t) = softmax(logits / temperature); one score at the end of the response.
+Shapes (B batch, P prompt length after left padding, R response tokens, V vocabulary):
+
+* ``input_ids`` (B, P + R): left-padded prompts, then the sampled response tokens;
+* ``response_mask`` (B, R): True on the response's real tokens, up to and including the
+  first EOS; False on what ``generate`` wrote after it (padding; SmolLM2's pad id *is* its EOS id);
+* the logits at position P - 1 + t predict response token t, so per-token log-probs and
+  values of the response are read at positions P - 1 .. P + R - 2 (the shift of next-token
+  prediction, at every place it happens below).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from course_lib.rl import masked_sum, token_logprobs
+
+
+class PolicyWithValue(nn.Module):
+    """A causal LM plus a value head: one forward gives the next-token logits and V(s_t) at every position.
+
+    Args:
+        causal_lm: a Hugging Face ``...ForCausalLM``; trained in place (its ``.model`` body and ``.lm_head``).
+
+    The value head is a linear layer on the last hidden state, started at zero (V = 0 everywhere
+    at first), as the critic of the PPO-RLHF recipe (Ziegler et al. 2019; Ouyang et al. 2022).
+    """
+
+    def __init__(self, causal_lm):
+        super().__init__()
+        self.lm = causal_lm
+        self.value_head = nn.Linear(causal_lm.config.hidden_size, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+        self.value_head.to(next(causal_lm.parameters()).device)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """input_ids, attention_mask: (B, T) -> ``(logits (B, T, V), values (B, T))``."""
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding does not shift
+        hidden = self.lm.model(input_ids=input_ids, attention_mask=attention_mask,
+                               position_ids=position_ids).last_hidden_state  # (B, T, H)
+        logits = self.lm.lm_head(hidden)  # (B, T, V)
+        values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()  # (B, T)
+        return logits, values
+
+
+@dataclass
+class Samples:
+    """Prompts and the responses sampled for them, as tokens."""
+
+    input_ids: torch.Tensor
+    """(B, P + R) int64: left-padded prompt tokens, then response tokens (padding after EOS)."""
+    attention_mask: torch.Tensor
+    """(B, P + R) int64: 1 on real prompt tokens and on the response up to its first EOS."""
+    response_mask: torch.Tensor
+    """(B, R) bool: True on the response's real tokens, the first EOS included."""
+    prompt_length: int
+    """P: every response starts at this position."""
+    texts: list[str]
+    """The B responses, decoded without special tokens."""
+
+    @property
+    def responses(self) -> torch.Tensor:
+        """(B, R) the response tokens."""
+        return self.input_ids[:, self.prompt_length:]
+
+
+def response_mask_from(tokens: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    """(B, R) response tokens -> (B, R) bool, True up to and including the first EOS of each row.
+
+    Equals, per row: ``[t <= first_eos for t in range(R)]`` with first_eos = R - 1 when no EOS (tested).
+    """
+    is_eos = tokens == eos_token_id  # (B, R)
+    before = is_eos.long().cumsum(dim=1) - is_eos.long()  # (B, R): EOS tokens strictly before t
+    return before == 0
+
+
+@torch.no_grad()
+def sample_responses(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, temperature: float = 1.0,
+                     top_k: int | None = None) -> Samples:
+    """Sample one response per prompt from softmax(logits / temperature), with the KV cache of ``generate``.
+
+    Args:
+        model: a causal LM (or a :class:`PolicyWithValue`, whose LM is used).
+        prompts: B formatted prompts. max_new_tokens: R, >= 1. temperature: > 0 (this is sampling,
+            the policy's exploration). top_k: None samples from the whole vocabulary, as the policy
+            gradient assumes; a top-k sample is not drawn from the distribution whose log-probs PPO uses.
+    """
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens: expected an int >= 1, got {max_new_tokens!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature: expected a float > 0 (sampling), got {temperature!r}")
+    if isinstance(prompts, str) or len(prompts) == 0 or not all(isinstance(p, str) for p in prompts):
+        raise ValueError(f"prompts: expected a non-empty list of str, got {prompts!r:.80}")
+    if tokenizer.padding_side != "left":
+        raise ValueError(f"tokenizer.padding_side: expected 'left' (responses must start at one position), "
+                         f"got {tokenizer.padding_side!r}")
+    lm = model.lm if isinstance(model, PolicyWithValue) else model
+    device = next(lm.parameters()).device
+    batch = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    out = lm.generate(**batch, do_sample=True, temperature=float(temperature), top_k=top_k or 0, top_p=1.0,
+                      max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)  # (B, P + R')
+    P = batch["input_ids"].shape[1]
+    responses = out[:, P:]  # (B, R'), R' <= max_new_tokens when every row stopped early
+    response_mask = response_mask_from(responses, tokenizer.eos_token_id)  # (B, R')
+    attention_mask = torch.cat([batch["attention_mask"], response_mask.long()], dim=1)  # (B, P + R')
+    texts = tokenizer.batch_decode(responses.masked_fill(~response_mask, tokenizer.pad_token_id),
+                                   skip_special_tokens=True)
+    return Samples(out, attention_mask, response_mask, P, texts)
+
+
+def response_logprobs_and_values(model, samples: Samples, temperature: float = 1.0,
+                                 with_values: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log pi(a_t | s_t) of each response token, and V(s_t) before it, from one forward pass.
+
+    Args:
+        model: a :class:`PolicyWithValue` (values too) or a plain causal LM (``with_values=False``),
+            e.g. the frozen reference.
+        temperature: the sampling temperature: the policy *is* softmax(logits / temperature).
+
+    Returns:
+        ``(logp, values)``, each (B, R); values is None without a value head. Entries outside
+        ``samples.response_mask`` are meaningless (mask them).
+    """
+    P = samples.prompt_length
+    if isinstance(model, PolicyWithValue):
+        logits, values = model(samples.input_ids, samples.attention_mask)  # (B, P + R, V), (B, P + R)
+        values = values[:, P - 1:-1] if with_values else None  # (B, R): V(s_t) at the position before token t
+    else:
+        position_ids = (samples.attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, P + R)
+        logits = model(input_ids=samples.input_ids, attention_mask=samples.attention_mask,
+                       position_ids=position_ids).logits  # (B, P + R, V)
+        values = None
+    logits = logits[:, P - 1:-1, :]  # (B, R, V): position P - 1 + t predicts response token t
+    logp = token_logprobs(logits / temperature, samples.responses)  # (B, R)
+    return logp, values
+
+
+def token_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, response_mask: torch.Tensor,
+                  kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards of RLHF (Ziegler et al. 2019, Eq. 2; Ouyang et al. 2022, Eq. 2):
+
+        r_t = -kl_coef * (log pi(a_t | s_t) - log pi_ref(a_t | s_t))      on every response token
+        r_T += score(x, y)                                                 on the last response token
+
+    The per-token KL term is k1 (the log-ratio of the sampled token), whose sum over the response
+    is an unbiased estimate of KL(pi || pi_ref) for that prompt. Nothing on padding.
+
+    Args:
+        scores: (B,) the reward model's (or any scorer's) score of each finished response.
+        logp, ref_logp: (B, R) per-token log-probs of the policy at sampling time and of the reference.
+        response_mask: (B, R) bool, True on real response tokens (at least one per row).
+        kl_coef: beta >= 0.
+
+    Returns:
+        ``(rewards, kl)``: (B, R) rewards, and (B, R) per-token log-ratios (0 outside the mask).
+    """
+    if not kl_coef >= 0:
+        raise ValueError(f"kl_coef: expected a float >= 0, got {kl_coef!r}")
+    mask = response_mask.bool()
+    if not mask.any(dim=1).all():
+        raise ValueError("response_mask: expected at least one real token per response")
+    kl = torch.where(mask, logp - ref_logp, torch.zeros_like(logp))  # (B, R)
+    rewards = -kl_coef * kl  # (B, R)
+    last = mask.long().cumsum(dim=1).argmax(dim=1)  # (B,): index of the last True (first max of the running count)
+    rewards[torch.arange(rewards.shape[0], device=rewards.device), last] += scores.to(rewards.dtype)
+    return rewards, kl
+
+
+def sequence_kl(kl: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """(B, R) per-token log-ratios -> (B,) their sum over each response: the k1 estimate of KL(pi || pi_ref)."""
+    return masked_sum(kl, response_mask.bool(), dim=-1)
