@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from course_lib.rl import masked_sum, token_logprobs
+from course_lib.rl import kl_k1, masked_sum, token_logprobs
 
 
 class PolicyWithValue(nn.Module):
@@ -167,7 +167,7 @@ def token_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tens
     mask = response_mask.bool()
     if not mask.any(dim=1).all():
         raise ValueError("response_mask: expected at least one real token per response")
-    kl = torch.where(mask, logp - ref_logp, torch.zeros_like(logp))  # (B, R)
+    kl = torch.where(mask, kl_k1(logp, ref_logp), torch.zeros_like(logp))  # (B, R): log pi - log pi_ref
     rewards = -kl_coef * kl  # (B, R)
     last = mask.long().cumsum(dim=1).argmax(dim=1)  # (B,): index of the last True (first max of the running count)
     rewards[torch.arange(rewards.shape[0], device=rewards.device), last] += scores.to(rewards.dtype)
