@@ -8,7 +8,7 @@ import torch
 from course_lib.llm.models import tiny_model
 from course_lib.llm.rollout import (
     PolicyWithValue,
-    response_logprobs_and_values,
+    response_outputs,
     response_mask_from,
     sample_responses,
     sequence_kl,
@@ -38,7 +38,7 @@ def test_sampled_log_probs_equal_a_rescoring_of_each_sequence_alone(tiny):
     model, tok = tiny
     torch.manual_seed(0)
     samples = sample_responses(model, tok, PROMPTS, max_new_tokens=6, temperature=0.7)
-    logp, values = response_logprobs_and_values(model, samples, temperature=0.7, with_values=False)
+    logp, values, _ = response_outputs(model, samples, temperature=0.7, with_values=False)
     assert values is None and logp.shape == samples.response_mask.shape
     for b in range(len(PROMPTS)):
         real = samples.attention_mask[b].bool()
@@ -82,10 +82,11 @@ def test_policy_with_value_gives_logits_and_values_in_one_forward(tiny):
     policy = PolicyWithValue(model)
     torch.manual_seed(2)
     samples = sample_responses(policy, tok, PROMPTS, max_new_tokens=4)
-    logp, values = response_logprobs_and_values(policy, samples)
-    ref_logp, _ = response_logprobs_and_values(model, samples, with_values=False)
+    logp, values, entropy = response_outputs(policy, samples, with_entropy=True)
+    ref_logp, _, _ = response_outputs(model, samples, with_values=False)
     assert values.shape == logp.shape and torch.all(values == 0)  # the value head starts at zero
     assert torch.allclose(logp, ref_logp)  # same LM, same log-probs
+    assert entropy.shape == logp.shape and torch.all(entropy > 0)
 
 
 def test_bad_arguments_name_the_argument(tiny):

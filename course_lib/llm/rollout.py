@@ -15,12 +15,12 @@ Shapes (B batch, P prompt length after left padding, R response tokens, V vocabu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import nn
 
-from course_lib.rl import kl_k1, masked_sum, token_logprobs
+from course_lib.rl import entropy_from_logits, kl_k1, masked_sum, token_logprobs
 
 
 class PolicyWithValue(nn.Module):
@@ -116,18 +116,26 @@ def sample_responses(model, tokenizer, prompts: Sequence[str], max_new_tokens: i
     return Samples(out, attention_mask, response_mask, P, texts)
 
 
-def response_logprobs_and_values(model, samples: Samples, temperature: float = 1.0,
-                                 with_values: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log pi(a_t | s_t) of each response token, and V(s_t) before it, from one forward pass.
+class ResponseOutputs(NamedTuple):
+    """Per response token t, from one forward pass: (B, R) each; entries outside the response mask are meaningless."""
+
+    logp: torch.Tensor
+    """log pi(a_t | s_t) at the sampling temperature."""
+    values: torch.Tensor | None
+    """V(s_t), the value of the state before token t; None without a value head."""
+    entropy: torch.Tensor | None
+    """H(pi(. | s_t)) in nats; None unless asked for."""
+
+
+def response_outputs(model, samples: Samples, temperature: float = 1.0, with_values: bool = True,
+                     with_entropy: bool = False) -> ResponseOutputs:
+    """log pi(a_t | s_t) of each response token, V(s_t) before it, and optionally the entropy, in one forward pass.
 
     Args:
         model: a :class:`PolicyWithValue` (values too) or a plain causal LM (``with_values=False``),
             e.g. the frozen reference.
+        samples: the :class:`Samples` (or a minibatch of them) to score.
         temperature: the sampling temperature: the policy *is* softmax(logits / temperature).
-
-    Returns:
-        ``(logp, values)``, each (B, R); values is None without a value head. Entries outside
-        ``samples.response_mask`` are meaningless (mask them).
     """
     P = samples.prompt_length
     if isinstance(model, PolicyWithValue):
@@ -138,9 +146,10 @@ def response_logprobs_and_values(model, samples: Samples, temperature: float = 1
         logits = model(input_ids=samples.input_ids, attention_mask=samples.attention_mask,
                        position_ids=position_ids).logits  # (B, P + R, V)
         values = None
-    logits = logits[:, P - 1:-1, :]  # (B, R, V): position P - 1 + t predicts response token t
-    logp = token_logprobs(logits / temperature, samples.responses)  # (B, R)
-    return logp, values
+    logits = logits[:, P - 1:-1, :] / temperature  # (B, R, V): position P - 1 + t predicts response token t
+    logp = token_logprobs(logits, samples.responses)  # (B, R)
+    entropy = entropy_from_logits(logits) if with_entropy else None  # (B, R)
+    return ResponseOutputs(logp, values, entropy)
 
 
 def token_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, response_mask: torch.Tensor,

@@ -91,6 +91,15 @@ METRICS: dict[str, MetricInfo] = {
     "rlhf/response_length": MetricInfo(
         "Mean number of generated tokens per response.",
         "Stays in the range the task needs and changes slowly; no run-away to max_new_tokens or to empty answers."),
+    "rlhf/eos_rate": MetricInfo(
+        "Share of the step's responses that ended with end-of-sequence instead of being cut at max_new_tokens.",
+        "High (near 1 for a chat model) and steady; falling means answers grow past the length limit."),
+    "rlhf/distinct_2": MetricInfo(
+        "Distinct word pairs over all word pairs in the step's responses (Li et al. 2016): diversity of the text.",
+        "Stays near its starting level; falling towards 0 means the policy repeats itself (mode collapse)."),
+    "rlhf/gold_score": MetricInfo(
+        "Mean score of the same responses by a second, trusted judge (the simulated annotator), not trained on.",
+        "Rises with rlhf/reward; if the reward keeps rising while this falls, the policy is hacking the reward."),
     # DPO.
     "dpo/loss": MetricInfo(
         "-log sigmoid(beta * (chosen log-ratio - rejected log-ratio)), log-ratio = log pi(y|x) - log pi_ref(y|x).",

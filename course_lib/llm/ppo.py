@@ -1,0 +1,335 @@
+"""RLHF with PPO: the LLM policy, a reward function, a frozen reference, one loop in numbered phases (lesson 11).
+
+The same PPO as CartPole's (:mod:`course_lib.deep.ppo`), on the token-level MDP of
+:mod:`course_lib.llm.rollout`: the same :func:`~course_lib.rl.gae`,
+:func:`~course_lib.rl.clipped_surrogate` and :func:`~course_lib.rl.value_loss`, now with
+masks, because responses have different lengths. Per step (Ziegler et al. 2019; Stiennon
+et al. 2020; Ouyang et al. 2022; the implementation details of Huang et al. 2024, "The N+
+implementation details of RLHF with PPO"):
+
+1. sample one response per prompt from the policy (temperature > 0: exploration);
+2. score the finished responses with the reward function (a reward model, or any scorer);
+3. one forward pass of the policy gives the old log-probs and values; one of the frozen
+   reference gives its log-probs (once per batch, never per minibatch);
+4. per-token rewards: -beta * (log pi - log pi_ref) on every response token, plus the score
+   on the last one (:func:`~course_lib.llm.rollout.token_rewards`);
+5. GAE over the response tokens (the response ends at its last token: terminated), then
+   whitened advantages over the batch's real tokens;
+6. PPO epochs over minibatches: clipped surrogate + clipped value loss - entropy bonus, with
+   guards (non-finite loss: error; ratio outliers: skip the minibatch; approx KL above
+   ``max_update_kl``: stop this step's update, with the reason logged);
+7. log: reward, KL to the reference, entropy, response length, EOS rate, distinct-2, and
+   PPO's own diagnostics.
+
+Deliberate simplifications: no reward or value normalisation across steps, and a fixed
+``kl_coef`` (no adaptive KL controller); both are one line away and named in the lesson.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from course_lib.llm.rollout import (
+    PolicyWithValue,
+    Samples,
+    response_outputs,
+    sample_responses,
+    sequence_kl,
+    token_rewards,
+)
+from course_lib.rl import clipped_surrogate, gae, masked_mean, masked_whiten, value_loss
+from course_lib.utils import set_seed
+from course_lib.utils.metrics import MetricLogger
+
+RewardFn = Callable[[list[str], list[str]], Sequence[float]]
+"""reward_fn(prompts, responses) -> one float per response (a reward model's score, or any scorer)."""
+
+
+@dataclass(frozen=True)
+class RLHFConfig:
+    """Hyper-parameters of :func:`rlhf_ppo`."""
+
+    steps: int = 20
+    """PPO steps (each: one batch of prompts, sampled, scored, and trained on); usually 10 to 1,000."""
+    batch_size: int = 8
+    """Prompts per step, one response each; usually 4 to 512."""
+    max_new_tokens: int = 24
+    """Response length limit R in tokens; usually 16 to 512."""
+    temperature: float = 1.0
+    """Sampling temperature > 0; the policy *is* softmax(logits / temperature); usually 0.7 to 1."""
+    learning_rate: float = 1e-5
+    """Adam step size in (0, 1); usually 1e-6 to 3e-5 for full fine-tuning, 1e-4 to 1e-3 for a few layers."""
+    kl_coef: float = 0.05
+    """beta >= 0, the per-token KL penalty to the reference; usually 0.01 to 0.2."""
+    gamma: float = 1.0
+    """Discount over tokens in [0, 1]; 1 is standard (one score per response)."""
+    gae_lambda: float = 0.95
+    """GAE's lambda over tokens in [0, 1]; usually 0.9 to 1."""
+    ppo_epochs: int = 4
+    """Passes over each batch; usually 1 to 4."""
+    num_minibatches: int = 1
+    """Minibatches per epoch, dividing batch_size; usually 1 to 8."""
+    clip_eps: float = 0.2
+    """PPO's epsilon in (0, 1); usually 0.1 to 0.3."""
+    value_clip: float | None = 0.2
+    """Clip the value update around the old values by this (> 0), or None; usually 0.2."""
+    vf_coef: float = 0.1
+    """Weight of the value loss, > 0; usually 0.1 to 1."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus, >= 0; usually 0 (the KL penalty already keeps the policy spread out)."""
+    max_grad_norm: float = 1.0
+    """Clip the gradient to this global L2 norm, > 0; usually 0.5 to 1."""
+    max_update_kl: float | None = 0.5
+    """Stop a step's update once a minibatch's approx KL(old || new) per token exceeds this (> 0), or None."""
+    max_ratio: float = 10.0
+    """Skip a minibatch whose largest probability ratio exceeds this (> 1): a sampling mismatch or an outlier."""
+    trainable: str = "all"
+    """``"all"`` parameters, or ``"top:N"``: only the top N transformer layers, the final norm and the value head."""
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "max_new_tokens", "ppo_epochs", "num_minibatches"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+        if self.batch_size % self.num_minibatches:
+            raise ValueError(f"num_minibatches: expected a divisor of batch_size ({self.batch_size}), "
+                             f"got {self.num_minibatches!r}")
+        checks = [("temperature", self.temperature > 0, "a float > 0"),
+                  ("learning_rate", 0 < self.learning_rate < 1, "a float in (0, 1)"),
+                  ("kl_coef", self.kl_coef >= 0, "a float >= 0"),
+                  ("gamma", 0 <= self.gamma <= 1, "a float in [0, 1]"),
+                  ("gae_lambda", 0 <= self.gae_lambda <= 1, "a float in [0, 1]"),
+                  ("clip_eps", 0 < self.clip_eps < 1, "a float in (0, 1)"),
+                  ("value_clip", self.value_clip is None or self.value_clip > 0, "a float > 0 or None"),
+                  ("vf_coef", self.vf_coef > 0, "a float > 0"),
+                  ("ent_coef", self.ent_coef >= 0, "a float >= 0"),
+                  ("max_grad_norm", self.max_grad_norm > 0, "a float > 0"),
+                  ("max_update_kl", self.max_update_kl is None or self.max_update_kl > 0, "a float > 0 or None"),
+                  ("max_ratio", self.max_ratio > 1, "a float > 1")]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
+        if self.trainable != "all" and not (self.trainable.startswith("top:") and self.trainable[4:].isdigit()
+                                            and int(self.trainable[4:]) >= 1):
+            raise ValueError(f"trainable: expected 'all' or 'top:N' with N >= 1 (e.g. 'top:2'), got {self.trainable!r}")
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+
+RLHF_PRESETS: dict[str, RLHFConfig] = {
+    # The test suite with the tiny model: 2 steps of 4 prompts, 8 tokens; proves the loop runs and updates.
+    "ci": RLHFConfig(steps=2, batch_size=4, max_new_tokens=8, ppo_epochs=2, learning_rate=1e-3),
+    # SmolLM2-135M on a laptop CPU: the top 4 of 30 layers trained, 8 prompts x 24 tokens per step.
+    "cpu": RLHFConfig(steps=30, batch_size=8, max_new_tokens=24, learning_rate=2e-4, kl_coef=0.05,
+                      trainable="top:4"),
+    # SmolLM2-135M on a GPU: every parameter, larger batches.
+    "gpu": RLHFConfig(steps=100, batch_size=32, max_new_tokens=48, learning_rate=1e-5, num_minibatches=4),
+}
+
+
+@dataclass
+class RLHFResult:
+    """What :func:`rlhf_ppo` returns."""
+
+    logger: MetricLogger
+    """Every metric per step (names in docs/metrics.md)."""
+    reference: nn.Module
+    """The frozen reference policy (a copy of the starting LM)."""
+    samples: list[tuple[str, str, float]] = field(default_factory=list)
+    """(prompt, response, score) of the last step's batch."""
+    stopped_early: list[str] = field(default_factory=list)
+    """One line per step whose update stopped before its last epoch, with the reason."""
+    skipped_minibatches: int = 0
+    """Minibatches skipped for a probability ratio above ``max_ratio``."""
+    seconds: float = 0.0
+
+
+def select_trainable(policy: PolicyWithValue, trainable: str) -> list[nn.Parameter]:
+    """Set ``requires_grad`` per ``trainable`` and return the trained parameters.
+
+    ``"all"``: every parameter. ``"top:N"``: the value head, the final norm and the top N decoder
+    layers; the embeddings (tied to the LM head in SmolLM2) and the lower layers stay frozen.
+    """
+    if trainable == "all":
+        for p in policy.parameters():
+            p.requires_grad_(True)
+        return list(policy.parameters())
+    n = int(trainable.split(":", 1)[1])
+    layers = policy.lm.model.layers
+    if n > len(layers):
+        raise ValueError(f"trainable: expected top:N with N <= {len(layers)} layers, got {trainable!r}")
+    for p in policy.parameters():
+        p.requires_grad_(False)
+    train = [*layers[len(layers) - n:], policy.lm.model.norm, policy.value_head]
+    for module in train:
+        for p in module.parameters():
+            p.requires_grad_(True)
+    return [p for p in policy.parameters() if p.requires_grad]
+
+
+def distinct_n(texts: Sequence[str], n: int = 2) -> float:
+    """Distinct n-grams over all n-grams of the texts' whitespace words (Li et al. 2016); 0 when there are none."""
+    grams = [tuple(words[i:i + n]) for words in (t.split() for t in texts) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def _step_stats(samples: Samples, scores: torch.Tensor, kl: torch.Tensor, eos_token_id: int) -> dict[str, float]:
+    mask = samples.response_mask
+    lengths = mask.sum(dim=1).float()  # (B,)
+    ended = (samples.responses == eos_token_id) & mask  # (B, R): the EOS inside the real tokens
+    return {"rlhf/reward": float(scores.mean()), "rlhf/kl": float(sequence_kl(kl, mask).mean()),
+            "rlhf/response_length": float(lengths.mean()), "rlhf/eos_rate": float(ended.any(dim=1).float().mean()),
+            "rlhf/distinct_2": distinct_n(samples.texts, 2)}
+
+
+def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_fn: RewardFn,
+             config: RLHFConfig = RLHF_PRESETS["cpu"], seed: int = 0, reference: nn.Module | None = None,
+             gold_fn: RewardFn | None = None, progress: bool = True, live: bool | None = None) -> RLHFResult:
+    """Fine-tune ``policy`` in place with PPO against ``reward_fn``, KL-anchored to a frozen reference.
+
+    Args:
+        policy: a :class:`PolicyWithValue` wrapping the LM to train.
+        tokenizer: its tokenizer, padding on the left.
+        prompts: formatted training prompts, cycled through in a shuffled order, ``batch_size`` per step.
+        reward_fn: ``reward_fn(prompts, responses)`` -> one float per response, e.g. a reward model's score.
+        config: an :class:`RLHFConfig`, e.g. ``RLHF_PRESETS["cpu"]``.
+        seed: seeds the prompt order and the sampling (:func:`set_seed`).
+        reference: the frozen reference LM; default a copy of ``policy.lm`` taken now.
+        gold_fn: optional second scorer logged as ``rlhf/gold_score`` (e.g. the simulated annotator
+            when ``reward_fn`` is a learned reward model): the over-optimisation check of lesson 15.
+        progress, live: passed to :class:`MetricLogger`.
+
+    Returns:
+        an :class:`RLHFResult`.
+
+    Raises:
+        FloatingPointError: a non-finite score, loss or gradient norm, naming the step, epoch and minibatch.
+    """
+    if not isinstance(policy, PolicyWithValue):
+        raise ValueError(f"policy: expected a PolicyWithValue (PolicyWithValue(causal_lm)), got {type(policy).__name__}")
+    if not isinstance(config, RLHFConfig):
+        raise ValueError(f"config: expected an RLHFConfig (e.g. RLHF_PRESETS['cpu']), got {config!r}")
+    prompts = list(prompts)
+    if len(prompts) < config.batch_size or not all(isinstance(p, str) and p for p in prompts):
+        raise ValueError(f"prompts: expected at least batch_size ({config.batch_size}) non-empty strings, "
+                         f"got {len(prompts)}")
+    set_seed(seed)
+    if reference is None:
+        reference = copy.deepcopy(policy.lm)
+    reference.eval()
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    params = select_trainable(policy, config.trainable)
+    optimizer = torch.optim.Adam(params, lr=config.learning_rate)
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    logger = MetricLogger(total=config.steps, desc="RLHF-PPO", live=live, progress=progress,
+                          keys_to_plot=["rlhf/reward", "rlhf/gold_score", "rlhf/kl", "losses/entropy",
+                                        "rlhf/response_length", "losses/approx_kl"] if gold_fn else
+                          ["rlhf/reward", "rlhf/kl", "losses/entropy", "rlhf/response_length", "losses/approx_kl",
+                           "losses/clipfrac"])
+    result = RLHFResult(logger, reference)
+    device = next(policy.parameters()).device
+    started = time.perf_counter()
+
+    for step in range(config.steps):
+        # 1. a batch of prompts (a fresh shuffled pass when the last one is used up), one sampled response each
+        while len(order) < config.batch_size:
+            order += rng.permutation(len(prompts)).tolist()
+        batch_prompts = [prompts[i] for i in order[:config.batch_size]]
+        del order[:config.batch_size]
+        policy.eval()
+        samples = sample_responses(policy, tokenizer, batch_prompts, config.max_new_tokens, config.temperature)
+        mask = samples.response_mask  # (B, R)
+
+        # 2. score the finished responses
+        scores = torch.as_tensor(np.asarray(reward_fn(batch_prompts, samples.texts), dtype=np.float32),
+                                 device=device)  # (B,)
+        if scores.shape != (config.batch_size,) or not torch.isfinite(scores).all():
+            raise FloatingPointError(f"step {step}: reward_fn returned {scores.tolist()}; expected "
+                                     f"{config.batch_size} finite floats")
+
+        # 3. old log-probs and values (one forward of the policy), reference log-probs (one of the reference)
+        with torch.no_grad():
+            old_logp, old_values, _ = response_outputs(policy, samples, config.temperature)  # (B, R) each
+            ref_logp, _, _ = response_outputs(reference, samples, config.temperature, with_values=False)  # (B, R)
+
+        # 4. per-token rewards: -beta * KL on every response token, the score on the last one
+        rewards, kl = token_rewards(scores, old_logp, ref_logp, mask, config.kl_coef)  # (B, R) each
+        stats = _step_stats(samples, scores, kl, tokenizer.eos_token_id)
+        seq_kl = sequence_kl(kl, mask)  # (B,): the k1 estimate per response, >= 0 in expectation
+        if seq_kl.mean() < -3 * seq_kl.std() / config.batch_size ** 0.5:  # negative beyond sampling noise
+            warnings.warn(f"step {step}: the mean KL to the reference is {stats['rlhf/kl']:.3f} < 0 beyond sampling "
+                          "noise; policy and reference log-probs disagree on how the tokens were sampled "
+                          "(temperature, masks, top-k)", stacklevel=2)
+
+        # 5. GAE over tokens; the response ends (terminated) at its last real token; whitened advantages
+        last = torch.zeros_like(mask)
+        last[torch.arange(mask.shape[0]), mask.long().cumsum(1).argmax(1)] = True  # (B, R)
+        next_values = torch.cat([old_values[:, 1:], torch.zeros_like(old_values[:, :1])], dim=1)  # (B, R)
+        advantages, returns = gae(rewards, old_values, next_values, last, gamma=config.gamma,
+                                  lam=config.gae_lambda, mask=mask)  # (B, R) each
+        advantages = masked_whiten(advantages, mask)
+
+        # 6. PPO epochs over minibatches of whole responses
+        policy.train()
+        infos, stop_reason = [], None
+        for epoch in range(config.ppo_epochs):
+            perm = torch.randperm(config.batch_size, device=device)
+            for k in range(config.num_minibatches):
+                where = f"step {step}, epoch {epoch}, minibatch {k}"
+                mb = perm[k * config.minibatch_size:(k + 1) * config.minibatch_size]
+                sub = Samples(samples.input_ids[mb], samples.attention_mask[mb], mask[mb], samples.prompt_length,
+                              [samples.texts[i] for i in mb.tolist()])
+                logp, values, entropy = response_outputs(policy, sub, config.temperature, with_entropy=True)
+                m = mask[mb]
+                ratio_max = float(torch.exp(logp - old_logp[mb]).detach()[m].max())
+                if ratio_max > config.max_ratio:
+                    result.skipped_minibatches += 1
+                    continue
+                pg_loss, info = clipped_surrogate(logp, old_logp[mb], advantages[mb], config.clip_eps, mask=m)
+                v_loss, _ = value_loss(values, returns[mb], old_values[mb], config.value_clip, mask=m)
+                entropy = masked_mean(entropy, m)
+                loss = pg_loss + config.vf_coef * v_loss - config.ent_coef * entropy
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"{where}: the loss is {loss.item()} (policy {pg_loss.item()}, value "
+                                             f"{v_loss.item()}); lower learning_rate")
+                optimizer.zero_grad()
+                loss.backward()
+                grad_norm = nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                if not torch.isfinite(grad_norm):
+                    raise FloatingPointError(f"{where}: the gradient norm is {grad_norm.item()}; lower learning_rate")
+                optimizer.step()
+                infos.append({"losses/policy_loss": pg_loss.item(), "losses/value_loss": v_loss.item(),
+                              "losses/entropy": entropy.item(), "losses/approx_kl": info["approx_kl"],
+                              "losses/clipfrac": info["clipfrac"]})
+                if config.max_update_kl is not None and info["approx_kl"] > config.max_update_kl:
+                    stop_reason = (f"step {step}: update stopped at epoch {epoch}, minibatch {k}: approx KL "
+                                   f"{info['approx_kl']:.3f} > max_update_kl {config.max_update_kl}")
+                    break
+            if stop_reason:
+                result.stopped_early.append(stop_reason)
+                break
+
+        # 7. log the step
+        if gold_fn is not None:
+            stats["rlhf/gold_score"] = float(np.mean(gold_fn(batch_prompts, samples.texts)))
+        for name in infos[0] if infos else []:
+            stats[name] = float(np.mean([i[name] for i in infos]))
+        logger.log(step + 1, stats)
+        result.samples = list(zip(batch_prompts, samples.texts, scores.tolist()))
+
+    policy.eval()
+    logger.close()
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,111 @@
+"""RLHF with PPO on the tiny model: which parameters move, the frozen reference, guards, logged metrics."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from course_lib.llm.models import tiny_model
+from course_lib.llm.ppo import RLHF_PRESETS, RLHFConfig, distinct_n, rlhf_ppo, select_trainable
+from course_lib.llm.rollout import PolicyWithValue
+
+PROMPTS = ["The robot", "The cat", "Cheese is", "A maze"]
+ONE_STEP = replace(RLHF_PRESETS["ci"], steps=1, batch_size=2, max_new_tokens=4, ppo_epochs=1, learning_rate=1e-2)
+
+
+def lowercase_share(prompts, texts):
+    return [sum(c.islower() for c in t) / max(len(t), 1) for t in texts]
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def changed(before, module):
+    return {k for k, v in module.state_dict().items() if not torch.equal(v, before[k])}
+
+
+def test_a_step_trains_only_the_top_layers_and_leaves_the_reference_untouched():
+    lm, tok = tiny_model(seed=0)
+    policy = PolicyWithValue(lm)
+    before = snapshot(policy)
+    result = rlhf_ppo(policy, tok, PROMPTS, lowercase_share, replace(ONE_STEP, trainable="top:1"), progress=False)
+    moved = changed(before, policy)
+    assert any(k.startswith("lm.model.layers.1.") for k in moved) and "value_head.weight" in moved
+    assert not any(k.startswith("lm.model.layers.0.") or "embed_tokens" in k for k in moved)
+    ref_state = result.reference.state_dict()
+    assert all(torch.equal(ref_state[k], before["lm." + k]) for k in ref_state)
+    assert all(not p.requires_grad for p in result.reference.parameters())
+
+
+def test_full_training_moves_the_embeddings_but_never_the_reference():
+    lm, tok = tiny_model(seed=0)
+    policy = PolicyWithValue(lm)
+    before = snapshot(policy)
+    result = rlhf_ppo(policy, tok, PROMPTS, lowercase_share, ONE_STEP, progress=False)
+    assert "lm.model.embed_tokens.weight" in changed(before, policy)
+    assert all(torch.equal(v, before["lm." + k]) for k, v in result.reference.state_dict().items())
+
+
+def test_the_logged_metrics_are_the_documented_ones():
+    from course_lib.utils.metrics import METRICS
+
+    lm, tok = tiny_model(seed=0)
+    result = rlhf_ppo(PolicyWithValue(lm), tok, PROMPTS, lowercase_share, ONE_STEP, gold_fn=lowercase_share,
+                      progress=False)
+    names = set(result.logger.names())
+    assert {"rlhf/reward", "rlhf/gold_score", "rlhf/kl", "rlhf/response_length", "rlhf/eos_rate",
+            "rlhf/distinct_2", "losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl",
+            "losses/clipfrac"} <= names <= set(METRICS)
+    assert result.logger.last("rlhf/kl") == pytest.approx(0.0, abs=1e-5)  # sampled before any update
+    assert len(result.samples) == 2 and all(isinstance(t, str) for _, t, _ in result.samples)
+
+
+def test_a_non_finite_score_stops_training_and_names_the_step():
+    lm, tok = tiny_model(seed=0)
+    with pytest.raises(FloatingPointError, match=r"step 0: reward_fn returned \[nan, nan\]"):
+        rlhf_ppo(PolicyWithValue(lm), tok, PROMPTS, lambda p, t: [math.nan] * len(t), ONE_STEP, progress=False)
+
+
+def test_ratio_outliers_skip_the_minibatch():
+    lm, tok = tiny_model(seed=0)
+    policy = PolicyWithValue(lm)
+    before = snapshot(policy)
+    config = replace(ONE_STEP, max_ratio=1.0 + 1e-12, temperature=0.5)
+    result = rlhf_ppo(policy, tok, PROMPTS, lowercase_share, config, progress=False)
+    # float noise between the no-grad and the training forward makes some ratio exceed 1 + 1e-12, or not:
+    # either the minibatch was skipped (nothing moved) or it ran
+    assert (result.skipped_minibatches == 1) == (not changed(before, policy))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batch_size", 0, "batch_size: expected an int >= 1, got 0"),
+    ("num_minibatches", 3, "num_minibatches: expected a divisor of batch_size (8), got 3"),
+    ("temperature", 0.0, "temperature: expected a float > 0, got 0.0"),
+    ("kl_coef", -0.1, "kl_coef: expected a float >= 0, got -0.1"),
+    ("max_ratio", 1.0, "max_ratio: expected a float > 1, got 1.0"),
+    ("trainable", "top:0", "trainable: expected 'all' or 'top:N' with N >= 1"),
+    ("trainable", "lora", "trainable: expected 'all' or 'top:N'"),
+])
+def test_config_errors_name_the_field(field, value, message):
+    with pytest.raises(ValueError) as err:
+        replace(RLHFConfig(), **{field: value})
+    assert message in str(err.value)
+
+
+def test_bad_arguments_are_rejected():
+    lm, tok = tiny_model(seed=0)
+    with pytest.raises(ValueError, match="policy: expected a PolicyWithValue"):
+        rlhf_ppo(lm, tok, PROMPTS, lowercase_share, ONE_STEP)
+    with pytest.raises(ValueError, match=r"prompts: expected at least batch_size \(2\) non-empty strings, got 1"):
+        rlhf_ppo(PolicyWithValue(lm), tok, PROMPTS[:1], lowercase_share, ONE_STEP)
+    with pytest.raises(ValueError, match="trainable: expected top:N with N <= 2 layers"):
+        select_trainable(PolicyWithValue(lm), "top:5")
+
+
+def test_distinct_2_counts_unique_word_pairs():
+    assert distinct_n(["a b a b", "a b"], 2) == pytest.approx(2 / 4)
+    assert distinct_n(["one"], 2) == 0.0
