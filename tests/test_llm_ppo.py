@@ -102,7 +102,7 @@ def test_bad_arguments_are_rejected():
         rlhf_ppo(lm, tok, PROMPTS, lowercase_share, ONE_STEP)
     with pytest.raises(ValueError, match=r"prompts: expected at least batch_size \(2\) non-empty strings, got 1"):
         rlhf_ppo(PolicyWithValue(lm), tok, PROMPTS[:1], lowercase_share, ONE_STEP)
-    with pytest.raises(ValueError, match="trainable: expected top:N with N <= 2 layers"):
+    with pytest.raises(ValueError, match=r"trainable: expected 'all' or 'top:N' with 1 <= N <= 2 layers, got 'top:5'"):
         select_trainable(PolicyWithValue(lm), "top:5")
 
 

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
+from course_lib.data.preferences import PreferencePair
 from course_lib.llm.models import tiny_model
-from course_lib.llm.reward_model import RewardModel, last_token_index
+from course_lib.llm.reward_model import (
+    REWARD_PRESETS,
+    RewardConfig,
+    RewardModel,
+    last_token_index,
+    score_pairs,
+    train_reward_model,
+)
 from course_lib.rl import bradley_terry_loss
 
 
@@ -86,3 +95,25 @@ def test_reward_model_trains_head_and_body_and_shares_the_body():
     loss.backward()
     assert rm.head.weight.grad.abs().sum() > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in rm.body.layers.parameters())
+
+
+def test_training_on_an_easy_preference_learns_it_and_reports_held_out_accuracy():
+    lm, tok = tiny_model(seed=0)
+    rm = RewardModel(lm)
+    words = ["robot", "cheese", "maze", "cat", "lever", "path", "wall", "day"]
+    pairs = [PreferencePair(f"Tell me about the {w}.", f"The {w} is lovely, thank you!", f"The {w}.")
+             for w in words]
+    config = replace(REWARD_PRESETS["ci"], epochs=8, learning_rate=1e-2)
+    logger = train_reward_model(rm, tok, pairs[:6], pairs[6:], config, progress=False)
+    chosen, rejected = score_pairs(rm, tok, pairs)
+    assert bool((chosen > rejected).all())
+    assert logger.last("rm/eval_accuracy") == 1.0
+    _, losses = logger.as_arrays("rm/loss")
+    assert losses[-1] < losses[0]
+
+
+def test_reward_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="max_length: expected an int >= 2, got 1"):
+        RewardConfig(max_length=1)
+    with pytest.raises(ValueError, match=r"learning_rate: expected a float in \(0, 1\), got 0"):
+        RewardConfig(learning_rate=0)

@@ -279,3 +279,30 @@ def tiny_model(seed: int = 0, tokenizer=None):
         model = LlamaForCausalLM(config)
     model.eval()
     return model, tok
+
+
+def train_top_layers(body, heads, trainable: str = "all") -> list:
+    """Choose what a fine-tuning run trains; returns the parameters with ``requires_grad`` set.
+
+    Args:
+        body: the transformer body of a causal LM (``lm.model``: ``embed_tokens``, ``layers``, ``norm``).
+        heads: modules always trained (a value head, a reward head).
+        trainable: ``"all"`` (the body and the heads), or ``"top:N"``: the heads, the final norm and
+            the top N decoder layers; the embeddings (tied to the LM head in SmolLM2) and the lower
+            layers stay frozen. Fewer trained layers: faster steps and less memory, less capacity.
+    """
+    modules = [body, *heads]
+    if trainable == "all":
+        for m in modules:
+            m.requires_grad_(True)
+        return [p for m in modules for p in m.parameters()]
+    n = int(trainable[4:]) if isinstance(trainable, str) and trainable.startswith("top:") and trainable[4:].isdigit() \
+        else 0
+    layers = body.layers
+    if not 1 <= n <= len(layers):
+        raise ValueError(f"trainable: expected 'all' or 'top:N' with 1 <= N <= {len(layers)} layers, got {trainable!r}")
+    body.requires_grad_(False)
+    trained = [*layers[len(layers) - n:], body.norm, *heads]
+    for m in trained:
+        m.requires_grad_(True)
+    return [p for m in trained for p in m.parameters()]

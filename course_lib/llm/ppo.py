@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from course_lib.llm.models import train_top_layers
 from course_lib.llm.rollout import (
     PolicyWithValue,
     Samples,
@@ -155,26 +156,12 @@ class RLHFResult:
 
 
 def select_trainable(policy: PolicyWithValue, trainable: str) -> list[nn.Parameter]:
-    """Set ``requires_grad`` per ``trainable`` and return the trained parameters.
+    """Set ``requires_grad`` per ``trainable`` ("all" or "top:N") and return the trained parameters.
 
-    ``"all"``: every parameter. ``"top:N"``: the value head, the final norm and the top N decoder
-    layers; the embeddings (tied to the LM head in SmolLM2) and the lower layers stay frozen.
+    ``"top:N"`` trains the value head, the final norm and the top N decoder layers; the embeddings
+    (tied to the LM head in SmolLM2) and the lower layers stay frozen (:func:`train_top_layers`).
     """
-    if trainable == "all":
-        for p in policy.parameters():
-            p.requires_grad_(True)
-        return list(policy.parameters())
-    n = int(trainable.split(":", 1)[1])
-    layers = policy.lm.model.layers
-    if n > len(layers):
-        raise ValueError(f"trainable: expected top:N with N <= {len(layers)} layers, got {trainable!r}")
-    for p in policy.parameters():
-        p.requires_grad_(False)
-    train = [*layers[len(layers) - n:], policy.lm.model.norm, policy.value_head]
-    for module in train:
-        for p in module.parameters():
-            p.requires_grad_(True)
-    return [p for p in policy.parameters() if p.requires_grad]
+    return train_top_layers(policy.lm.model, [policy.value_head], trainable)
 
 
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:

@@ -10,6 +10,8 @@ of assuming one: with right padding it is ``mask.sum() - 1``, with left padding 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -60,3 +62,146 @@ class RewardModel(nn.Module):
         idx = last_token_index(attention_mask)  # (B,)
         last = hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]  # (B, H)
         return self.head(last.to(self.head.weight.dtype)).squeeze(-1).float()  # (B,)
+
+
+# ---- training ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Hyper-parameters of :func:`train_reward_model`."""
+
+    epochs: int = 2
+    """Passes over the training pairs; usually 1 to 3 (reward models overfit fast)."""
+    batch_size: int = 8
+    """Pairs per step; each step runs one forward over 2 x batch_size sequences; usually 8 to 64."""
+    learning_rate: float = 1e-4
+    """AdamW step size in (0, 1); usually 1e-5 to 1e-4 for full fine-tuning, up to 1e-3 for a few layers."""
+    weight_decay: float = 0.0
+    """AdamW weight decay >= 0."""
+    max_length: int = 128
+    """Tokens kept per sequence (prompt + response, cut from the left so the end survives), >= 2."""
+    trainable: str = "all"
+    """``"all"`` or ``"top:N"`` (the head, the final norm and the top N layers), see :func:`train_top_layers`."""
+    max_grad_norm: float = 1.0
+    """Clip the gradient to this global L2 norm, > 0."""
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "max_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "max_length" else 1):
+                raise ValueError(f"{name}: expected an int >= {2 if name == 'max_length' else 1}, got {value!r}")
+        if not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning_rate: expected a float in (0, 1), got {self.learning_rate!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay: expected a float >= 0, got {self.weight_decay!r}")
+        if not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm: expected a float > 0, got {self.max_grad_norm!r}")
+
+
+REWARD_PRESETS: dict[str, RewardConfig] = {
+    # The test suite with the tiny model: one epoch, small batches.
+    "ci": RewardConfig(epochs=1, batch_size=4, learning_rate=1e-3, max_length=64),
+    # SmolLM2-135M on a laptop CPU: the top 4 of 30 layers and the head, 2 epochs.
+    "cpu": RewardConfig(epochs=2, batch_size=8, learning_rate=3e-4, max_length=96, trainable="top:4"),
+    # SmolLM2-135M on a GPU: every parameter.
+    "gpu": RewardConfig(epochs=2, batch_size=16, learning_rate=2e-5, max_length=256),
+}
+
+
+def encode_pairs(tokenizer, pairs, max_length: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """B pairs -> one left-padded batch of 2B sequences: the B (prompt + chosen) rows, then the B (prompt + rejected).
+
+    Prompt and response are tokenised separately and joined (the boundary stays exact); each row keeps
+    its last ``max_length`` tokens. Returns ``(input_ids, attention_mask)``, both (2B, T).
+    """
+    rows = []
+    for side in ("chosen", "rejected"):
+        for pair in pairs:
+            ids = (tokenizer(pair.prompt, add_special_tokens=False)["input_ids"]
+                   + tokenizer(getattr(pair, side), add_special_tokens=False)["input_ids"])[-max_length:]
+            rows.append(ids)
+    T = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), T), tokenizer.pad_token_id, dtype=torch.long)  # (2B, T)
+    attention_mask = torch.zeros((len(rows), T), dtype=torch.long)  # (2B, T)
+    for b, ids in enumerate(rows):
+        input_ids[b, T - len(ids):] = torch.tensor(ids)
+        attention_mask[b, T - len(ids):] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+@torch.no_grad()
+def score_pairs(model: RewardModel, tokenizer, pairs, batch_size: int = 16, max_length: int = 128
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chosen_scores, rejected_scores), each (len(pairs),), with the model in eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    chosen, rejected = [], []
+    for i in range(0, len(pairs), batch_size):
+        batch = pairs[i:i + batch_size]
+        scores = model(*encode_pairs(tokenizer, batch, max_length, device))  # (2B,)
+        chosen.append(scores[:len(batch)].cpu())
+        rejected.append(scores[len(batch):].cpu())
+    return torch.cat(chosen), torch.cat(rejected)
+
+
+def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=None,
+                       config: RewardConfig = REWARD_PRESETS["cpu"], seed: int = 0, progress: bool = True,
+                       live: bool | None = None):
+    """Fit ``model`` to preferences with the Bradley-Terry loss (Ouyang et al. 2022, Eq. 1), in place.
+
+    Each step encodes its B pairs as one batch of 2B sequences (one forward for chosen and rejected)
+    and minimises :func:`course_lib.rl.bradley_terry_loss`. After each epoch the held-out pairs
+    (if any) are scored: ``rm/eval_accuracy`` is the share the model orders like the labels.
+
+    Returns:
+        a :class:`MetricLogger` with ``rm/loss``, ``rm/accuracy`` (per step, on the training batch)
+        and ``rm/eval_accuracy``, ``rm/eval_loss`` (per epoch).
+
+    Raises:
+        FloatingPointError: a non-finite loss or gradient norm, naming the epoch and step.
+    """
+    from course_lib.llm.models import train_top_layers
+    from course_lib.rl import bradley_terry_loss
+    from course_lib.utils import set_seed
+    from course_lib.utils.metrics import MetricLogger
+
+    if not isinstance(config, RewardConfig):
+        raise ValueError(f"config: expected a RewardConfig (e.g. REWARD_PRESETS['cpu']), got {config!r}")
+    train_pairs = list(train_pairs)
+    if not train_pairs:
+        raise ValueError("train_pairs: expected at least one preference pair, got none")
+    set_seed(seed)
+    params = train_top_layers(model.body, [model.head], config.trainable)
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    device = next(model.parameters()).device
+    steps_per_epoch = -(-len(train_pairs) // config.batch_size)
+    logger = MetricLogger(total=config.epochs * steps_per_epoch, desc="reward model", live=live, progress=progress,
+                          keys_to_plot=["rm/loss", "rm/accuracy", "rm/eval_accuracy"])
+    generator = torch.Generator().manual_seed(seed)
+    step = 0
+    for epoch in range(config.epochs):
+        model.train()
+        order = torch.randperm(len(train_pairs), generator=generator).tolist()
+        for start in range(0, len(order), config.batch_size):
+            batch = [train_pairs[i] for i in order[start:start + config.batch_size]]
+            scores = model(*encode_pairs(tokenizer, batch, config.max_length, device))  # (2B,)
+            loss, info = bradley_terry_loss(scores[:len(batch)], scores[len(batch):])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"epoch {epoch}, step {step}: the loss is {loss.item()}; lower learning_rate")
+            optimizer.zero_grad()
+            loss.backward()
+            norm = nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            if not torch.isfinite(norm):
+                raise FloatingPointError(f"epoch {epoch}, step {step}: the gradient norm is {norm.item()}; "
+                                         "lower learning_rate")
+            optimizer.step()
+            step += 1
+            logger.log(step, {"rm/loss": loss.item(), "rm/accuracy": info["accuracy"]})
+        if eval_pairs:
+            chosen, rejected = score_pairs(model, tokenizer, list(eval_pairs), config.batch_size, config.max_length)
+            eval_loss, eval_info = bradley_terry_loss(chosen, rejected)
+            logger.log(step, {"rm/eval_loss": eval_loss.item(), "rm/eval_accuracy": eval_info["accuracy"]})
+    model.eval()
+    logger.close()
+    return logger

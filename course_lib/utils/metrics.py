@@ -100,6 +100,19 @@ METRICS: dict[str, MetricInfo] = {
     "rlhf/gold_score": MetricInfo(
         "Mean score of the same responses by a second, trusted judge (the simulated annotator), not trained on.",
         "Rises with rlhf/reward; if the reward keeps rising while this falls, the policy is hacking the reward."),
+    # Reward model training.
+    "rm/loss": MetricInfo(
+        "Bradley-Terry loss of a training batch, -mean log sigmoid(r(chosen) - r(rejected)).",
+        "Starts near ln 2 = 0.693 and falls; a held-out loss that rises while this falls means overfitting."),
+    "rm/accuracy": MetricInfo(
+        "Share of a training batch's pairs that the reward model orders like the labels (r(chosen) > r(rejected)).",
+        "Rises from about 0.5; noisy per batch."),
+    "rm/eval_loss": MetricInfo(
+        "The Bradley-Terry loss on held-out pairs, after each epoch.",
+        "Falls, then flattens; rising means the model memorises the training pairs."),
+    "rm/eval_accuracy": MetricInfo(
+        "Share of held-out pairs ordered like the labels: how often the reward model agrees with the annotator.",
+        "Well above 0.5; its ceiling is the annotator's own consistency (about 0.7 for human labellers)."),
     # DPO.
     "dpo/loss": MetricInfo(
         "-log sigmoid(beta * (chosen log-ratio - rejected log-ratio)), log-ratio = log pi(y|x) - log pi_ref(y|x).",
