@@ -116,3 +116,28 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask=None) -
     m = torch.ones_like(returns, dtype=torch.bool) if mask is None else mask.bool()
     var_y = masked_var(returns, m)
     return 1 - masked_var(returns - values, m) / var_y if var_y > 0 else torch.tensor(float("nan"))
+
+
+def group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
+    """GRPO's advantages: each completion's reward relative to the other completions of its prompt.
+
+        A_i = (r_i - mean_g(r)) / (std_g(r) + eps)     (Shao et al. 2024, DeepSeekMath, Section 4.1.2)
+
+    No value model: the group's mean is the baseline. With ``scale=False`` the division by the
+    group's standard deviation is dropped, as Dr. GRPO argues (Liu et al. 2025, "Understanding
+    R1-Zero-like training"): dividing up-weights prompts that are nearly always solved or failed.
+    A group whose rewards are all equal gets advantages of exactly 0: it teaches nothing.
+
+    Args:
+        rewards: (B, G) one reward per completion, G completions for each of B prompts.
+        scale: divide by the group's (population) standard deviation plus ``eps``.
+
+    Returns:
+        (B, G) advantages, one per completion (broadcast over its tokens by the loss).
+    """
+    if rewards.dim() != 2 or rewards.shape[1] < 2:
+        raise ValueError(f"rewards: expected shape (B, G) with G >= 2 completions per prompt, got {tuple(rewards.shape)}")
+    centred = rewards - rewards.mean(dim=1, keepdim=True)  # (B, G)
+    if not scale:
+        return centred
+    return centred / (rewards.std(dim=1, unbiased=False, keepdim=True) + eps)  # (B, G)

@@ -1,4 +1,4 @@
-"""Losses that learn from preferences: the Bradley-Terry reward-model loss.
+"""Losses that learn from preferences: the Bradley-Terry reward-model loss and DPO.
 
 A reward model r_phi scores a prompt x with a response y. People compare two responses
 rather than score one; the Bradley-Terry model (Bradley & Terry 1952) links the two:
@@ -48,4 +48,42 @@ def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Ten
     with torch.no_grad():
         raw = chosen_rewards - rejected_rewards
         info = {"accuracy": float((raw > 0).float().mean()), "margin": float(raw.mean())}
+    return loss, info
+
+
+def dpo_loss(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor, ref_logp_chosen: torch.Tensor,
+             ref_logp_rejected: torch.Tensor, beta: float = 0.1):
+    """Direct preference optimisation (Rafailov et al. 2023, Eq. 7):
+
+        loss = -E[ log sigmoid( beta * (log pi(y_w|x) - log pi_ref(y_w|x))
+                              - beta * (log pi(y_l|x) - log pi_ref(y_l|x)) ) ]
+
+    The Bradley-Terry loss with the implicit reward r(x, y) = beta * log pi(y|x) / pi_ref(y|x)
+    in place of a reward model (their Eq. 5 solved for r). Equals ln 2 when the policy is the
+    reference.
+
+    Args:
+        logp_chosen, logp_rejected: (B,) sequence log-probs log pi(y|x) of the responses under the
+            policy (sums over the response tokens only), with gradient.
+        ref_logp_chosen, ref_logp_rejected: (B,) the same under the frozen reference (no gradient).
+        beta: > 0, the strength of the KL anchor; usually 0.05 to 0.5.
+
+    Returns:
+        ``(loss, info)``; info: ``reward_chosen``, ``reward_rejected`` (mean implicit rewards),
+        ``reward_margin`` (their mean difference), ``accuracy`` (share of pairs with a positive margin).
+    """
+    if not beta > 0:
+        raise ValueError(f"beta: expected a float > 0, got {beta!r}")
+    shape = logp_chosen.shape
+    for name, t in (("logp_rejected", logp_rejected), ("ref_logp_chosen", ref_logp_chosen),
+                    ("ref_logp_rejected", ref_logp_rejected)):
+        if t.shape != shape or t.dim() != 1:
+            raise ValueError(f"{name}: expected shape {tuple(shape)} like logp_chosen, both (B,), got {tuple(t.shape)}")
+    reward_chosen = beta * (logp_chosen - ref_logp_chosen.detach())  # (B,) implicit rewards
+    reward_rejected = beta * (logp_rejected - ref_logp_rejected.detach())  # (B,)
+    loss = -F.logsigmoid(reward_chosen - reward_rejected).mean()
+    with torch.no_grad():
+        margin = reward_chosen - reward_rejected
+        info = {"reward_chosen": float(reward_chosen.mean()), "reward_rejected": float(reward_rejected.mean()),
+                "reward_margin": float(margin.mean()), "accuracy": float((margin > 0).float().mean())}
     return loss, info
