@@ -107,7 +107,7 @@ def test_time_limit_truncates_not_terminates():
         (["#####", "#S#C#", "#####"], r"the cheese is unreachable from the start at \(row 1, column 1\)"),
         (["#####", "#STC#", "#####"], "the cheese is unreachable"),
         ([], "expected a non-empty list of strings"),
-        ("tiny", r"layout: expected one of \['cliff', 'large', 'small'\]"),
+        ("tiny", r"layout: expected one of \['cliff', 'large', 'large_changed', 'small'\]"),
     ],
 )
 def test_invalid_layouts_say_what_and_where(layout, message):

@@ -54,6 +54,21 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
         "#T......#...#C#",
         "###############",
     ),
+    # Lesson 7 (imitation, then RL): "large" after a change. A new wall at (row 4, column 13) blocks the old
+    # shortest path just before the cheese; a gap opens at (row 3, column 12) beside it. Shortest path: 36 steps.
+    "large_changed": (
+        "###############",
+        "#S....#.......#",
+        "#.###.#.#####.#",
+        "#.#...#.#.....#",
+        "#.#.###.#.#.###",
+        "#.#.....#.#...#",
+        "#.#######.###.#",
+        "#.......#...#.#",
+        "#######.###.#.#",
+        "#T......#...#C#",
+        "###############",
+    ),
 }
 
 
@@ -175,7 +190,7 @@ class MazeRobotEnv(gym.Env):
     200, ``course/LargeMaze-v0``: 400): bootstrap on truncation, not on termination.
 
     ## Arguments
-    ``layout``: a name from ``LAYOUTS`` (``small``, ``cliff``, ``large``) or a
+    ``layout``: a name from ``LAYOUTS`` (``small``, ``cliff``, ``large``, ``large_changed``) or a
     list of equal-length strings over ``# . S C T X``. ``slip``: probability in
     [0, 1). ``render_mode``: ``"ansi"`` (text) or ``"rgb_array"`` (image).
 
