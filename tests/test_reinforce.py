@@ -179,6 +179,10 @@ def test_truncated_episodes_train_without_trouble():
 def test_rejects_envs_it_cannot_handle():
     with pytest.raises(ValueError, match="env_id: expected flat Box observations and Discrete actions"):
         reinforce("Pendulum-v1", CI, progress=False)
+    with pytest.raises(ValueError, match=r"env_id: expected a Gymnasium id string .* got ReinforceConfig .* config=\.\.\."):
+        reinforce(CI, progress=False)
+    with pytest.raises(ValueError, match="config: expected a ReinforceConfig .* got dict"):
+        reinforce("CartPole-v1", {"episodes": 8}, progress=False)
 
 
 # ---- the NaN guard -------------------------------------------------------------------------

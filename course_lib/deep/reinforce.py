@@ -253,6 +253,12 @@ def reinforce(env_id: str = "CartPole-v1", config: ReinforceConfig = REINFORCE_P
         FloatingPointError: a logit, loss or gradient norm is not finite; the message names
             the batch and its episodes. Training never goes on from NaN.
     """
+    if not isinstance(env_id, str):
+        raise ValueError(f"env_id: expected a Gymnasium id string such as 'CartPole-v1', got {type(env_id).__name__} "
+                         f"{env_id!r:.80}" + (" (pass it as config=...)" if isinstance(env_id, ReinforceConfig) else ""))
+    if not isinstance(config, ReinforceConfig):
+        raise ValueError(f"config: expected a ReinforceConfig (e.g. REINFORCE_PRESETS['cartpole']), got "
+                         f"{type(config).__name__}")
     set_seed(seed)
     device = pick_device("cpu" if device is None else device)
     env = gym.make(env_id)

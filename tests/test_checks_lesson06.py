@@ -1,0 +1,389 @@
+"""Lesson 6's checks pass the library's REINFORCE pieces and fail plausible wrong versions with the right hint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib.checks.core import CheckFailed
+from course_lib.checks.lesson06 import (
+    EXERCISES,
+    check_gradient_variance,
+    check_reinforce_loss,
+    check_reward_to_go,
+    gradient_variance_cases,
+    reinforce_loss_cases,
+    reward_to_go_cases,
+)
+from course_lib.deep.reinforce import gradient_variance, reward_to_go
+
+CHECKS = {
+    "reward_to_go": (check_reward_to_go, reward_to_go_cases),
+    "reinforce_loss": (check_reinforce_loss, reinforce_loss_cases),
+    "gradient_variance": (check_gradient_variance, gradient_variance_cases),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_reference_passes(name, capsys):
+    check, cases = CHECKS[name]
+    result = check(EXERCISES[name].reference)
+    n = len(cases())
+    assert result.status == "pass" and result.passed == result.total == n
+    assert f"[x] {name}: all {n} cases passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_cases_are_seeded_and_explained(name):
+    ex = EXERCISES[name]
+    reference = ex.call(ex.reference)
+    first, second = ex.cases(), ex.cases()
+    for a, b in zip(first, second):
+        assert ex.compare(reference(*a.args), reference(*b.args)) is None
+        assert a.about == b.about and a.about and a.hint
+    assert len({c.about for c in first}) == len(first)
+
+
+def test_references_agree_with_the_library_and_the_definition():
+    """The exercise's reward_to_go is the library's for a terminated episode, and equals the definition term by term."""
+    rewards = torch.tensor([0.5, -1.0, 2.0, 0.0, 3.0], dtype=torch.float64)
+    gamma = 0.9
+    naive = torch.tensor([sum(gamma ** (k - t) * rewards[k].item() for k in range(t, 5)) for t in range(5)],
+                         dtype=torch.float64)
+    ours = EXERCISES["reward_to_go"].reference(rewards, gamma)
+    assert torch.allclose(ours, naive) and ours.dtype == torch.float64
+    assert torch.equal(ours, reward_to_go(rewards, gamma, terminated=True))
+    grads = torch.randn(7, 5, generator=torch.Generator().manual_seed(0))
+    assert EXERCISES["gradient_variance"].reference is gradient_variance
+    assert np.isclose(gradient_variance(grads), float(torch.trace(torch.cov(grads.T))))
+
+
+def test_cases_cover_the_edges():
+    """gamma 0 and 1, a one-step and a long episode, float32 and float64 inputs; critic-made advantages."""
+    rtg = reward_to_go_cases()
+    assert {c.args[1] for c in rtg} >= {0.0, 1.0}
+    assert min(len(c.args[0]) for c in rtg) == 1 and max(len(c.args[0]) for c in rtg) >= 500
+    assert {c.args[0].dtype for c in rtg} == {torch.float32, torch.float64}
+    loss = reinforce_loss_cases()
+    assert any(c.args[1].requires_grad for c in loss) and not loss[0].args[1].requires_grad
+    assert {c.args[0].dtype for c in loss} == {torch.float32, torch.float64}
+
+
+# ---- reward_to_go: right answers in other forms ---------------------------------------------
+
+
+def rtg_loop(rewards, gamma):
+    G = torch.zeros_like(rewards)
+    running = 0.0
+    for t in reversed(range(len(rewards))):
+        running = rewards[t] + gamma * running
+        G[t] = running
+    return G
+
+
+def rtg_matrix(rewards, gamma):
+    """The definition as a (T, T) matrix of gamma^(k - t) for k >= t."""
+    T = len(rewards)
+    t = torch.arange(T, dtype=rewards.dtype)
+    exponents = t[None, :] - t[:, None]  # (T, T): k - t
+    powers = torch.where(exponents >= 0, torch.tensor(gamma, dtype=rewards.dtype) ** exponents,
+                         torch.zeros((), dtype=rewards.dtype))
+    return powers @ rewards
+
+
+@pytest.mark.parametrize("fn", [rtg_loop, rtg_matrix], ids=["backward loop", "(T, T) matrix"])
+def test_reward_to_go_equivalent_forms_pass(fn):
+    assert check_reward_to_go(fn).status == "pass"
+
+
+# ---- reward_to_go: wrong versions -------------------------------------------------------------
+
+
+def rtg_whole_episode(rewards, gamma):
+    """REINFORCE without reward-to-go: the whole episode's discounted return G_0 at every step."""
+    return torch.full_like(rewards, float(rtg_loop(rewards, gamma)[0]))
+
+
+def rtg_prefix_sum(rewards, gamma):
+    """Accumulated forwards: the rewards up to t instead of from t."""
+    G = torch.zeros_like(rewards)
+    running = 0.0
+    for t in range(len(rewards)):
+        running = rewards[t] + gamma * running
+        G[t] = running
+    return G
+
+
+def rtg_no_discount(rewards, gamma):
+    return rewards.flip(0).cumsum(0).flip(0)
+
+
+def rtg_discount_from_start(rewards, gamma):
+    """gamma^k instead of gamma^(k - t): every step discounted from the episode's first step."""
+    k = torch.arange(len(rewards), dtype=rewards.dtype)
+    return (gamma ** k * rewards).flip(0).cumsum(0).flip(0)
+
+
+def rtg_excludes_own_reward(rewards, gamma):
+    """G[t] = gamma * G[t + 1] + ... without rewards[t]: sums the rewards strictly after t."""
+    return rtg_loop(rewards, gamma) - rewards
+
+
+def rtg_discounts_own_reward(rewards, gamma):
+    return gamma * rtg_loop(rewards, gamma)
+
+
+def rtg_reversed(rewards, gamma):
+    return rtg_loop(rewards, gamma).flip(0)
+
+
+def rtg_float32(rewards, gamma):
+    return torch.tensor(rtg_loop(rewards, gamma).tolist())  # always float32
+
+
+def rtg_numpy(rewards, gamma):
+    return rtg_loop(rewards, gamma).numpy()
+
+
+def rtg_reads_past_the_end(rewards, gamma):
+    G = torch.zeros_like(rewards)
+    G[-1] = rewards[-1]
+    for t in range(len(rewards) - 2, -1, -1):
+        G[t] = rewards[t] + gamma * G[t + 1]
+    G[0] = rewards[0] + gamma * G[1]  # breaks for T = 1
+    return G
+
+
+def rtg_prefix_difference(rewards, gamma):
+    """Algebraically right, numerically not: sum_k gamma^k r_k (k >= t) divided by gamma^t, via a forward cumsum."""
+    T = len(rewards)
+    k = torch.arange(T, dtype=rewards.dtype)
+    weighted = gamma ** k * rewards  # gamma^k r_k
+    total = weighted.sum()
+    before = torch.cat([torch.zeros(1, dtype=rewards.dtype), weighted.cumsum(0)[:-1]])
+    return (total - before) / gamma ** k if gamma > 0 else rewards.clone()
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (rtg_whole_episode, r"(?s)case 2/8 \(a reward at the first step only, gamma 1;.*first mismatch at index \[1\]: "
+                            r"expected 0, got 1.*Hint: you summed the rewards \*before\* t too"),
+        (rtg_prefix_sum, r"(?s)case 2/8 \(a reward at the first step only.*"
+                         r"Hint: you summed the rewards \*before\* t too"),
+        (rtg_no_discount, r"(?s)case 3/8 \(CartPole: five rewards of \+1, gamma 0\.9;.*first mismatch at index \[0\]: "
+                          r"expected 4\.0951, got 5.*you left out gamma"),
+        (rtg_discount_from_start, r"(?s)case 3/8 \(CartPole.*first mismatch at index \[1\]: "
+                                  r"expected 3\.439, got 3\.0951.*you discounted from the episode's start"),
+        (rtg_excludes_own_reward, r"(?s)case 1/8 \(one step \(T = 1\).*the step's own reward, undiscounted"),
+        (rtg_discounts_own_reward, r"(?s)case 1/8 \(one step \(T = 1\).*expected 2\.5, got 2\.25.*undiscounted"),
+        (rtg_reversed, r"(?s)case 2/8 .*first mismatch at index \[0\].*in reverse order"),
+        (rtg_float32, r"(?s)case 8/8 \(float64 rewards.*expected dtype torch\.float64 \(the dtype of `rewards`\), got "
+                      r"dtype torch\.float32.*Hint: keep the dtype of `rewards`: start from torch\.zeros_like"),
+        (rtg_numpy, r"case 1/8 .*result: expected a Tensor, got ndarray"),
+        (rtg_reads_past_the_end, r"(?s)case 1/8 \(one step.* raised IndexError.*do not read G\[T\]"),
+    ],
+)
+def test_reward_to_go_wrong_versions_fail_with_the_right_hint(wrong, message):
+    with pytest.raises(CheckFailed, match=message) as err:
+        check_reward_to_go(wrong)
+    assert "Hint:" in str(err.value)
+
+
+def test_reward_to_go_prefix_difference_fails_on_long_episodes():
+    """Dividing by gamma^t after subtracting prefix sums is right on short episodes and loses precision later.
+
+    The public long case (gamma 0.99, T = 500) is still within float32 reach; the hidden 1000-step case is not."""
+    ex = EXERCISES["reward_to_go"]
+    long_hidden = next(c for c in ex.hidden_cases() if c.about.startswith("1000 rewards"))
+    expected = ex.reference(*long_hidden.args)
+    assert ex.compare(expected, rtg_prefix_difference(*long_hidden.args)) is not None
+    assert ex.compare(ex.reference(torch.ones(5), 0.9), rtg_prefix_difference(torch.ones(5), 0.9)) is None
+
+
+# ---- reinforce_loss: right answers in other forms -------------------------------------------
+
+
+def loss_sum_over_n(logp, advantages):
+    return -(logp * advantages.detach()).sum() / logp.numel()
+
+
+def loss_no_grad_weights(logp, advantages):
+    with torch.no_grad():
+        weights = advantages.clone()
+    return -torch.mean(weights * logp)
+
+
+@pytest.mark.parametrize("fn", [loss_sum_over_n, loss_no_grad_weights], ids=["sum / N", "weights under no_grad"])
+def test_reinforce_loss_equivalent_forms_pass(fn):
+    assert check_reinforce_loss(fn).status == "pass"
+
+
+# ---- reinforce_loss: wrong versions -----------------------------------------------------------
+
+
+def loss_not_detached(logp, advantages):
+    return -(logp * advantages).mean()
+
+
+def loss_sums(logp, advantages):
+    return -(logp * advantages.detach()).sum()
+
+
+def loss_no_minus(logp, advantages):
+    return (logp * advantages.detach()).mean()
+
+
+def loss_uses_probabilities(logp, advantages):
+    return -(logp.exp() * advantages.detach()).mean()
+
+
+def loss_normalises(logp, advantages):
+    a = advantages.detach()
+    if a.numel() > 1:
+        a = (a - a.mean()) / (a.std() + 1e-8)
+    return -(logp * a).mean()
+
+
+def loss_returns_float(logp, advantages):
+    return -(logp * advantages.detach()).mean().item()
+
+
+def loss_per_step(logp, advantages):
+    return -(logp * advantages.detach())
+
+
+def loss_detaches_logp(logp, advantages):
+    return -(logp.detach() * advantages.detach()).mean()
+
+
+def loss_detaches_only_logp(logp, advantages):
+    return -(logp.detach() * advantages).mean()
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (loss_not_detached, r"(?s)case 3/6 \(advantages computed by a critic: they carry a gradient;.*"
+                            r"result\[2\] \(d loss / d advantages\): first mismatch.*"
+                            r"Hint: the advantages must not receive a gradient"),
+        (loss_sums, r"(?s)case 1/6 \(advantages all 1.*result\[0\] \(loss\).*you summed instead of averaging"),
+        (loss_no_minus, r"(?s)case 1/6 \(advantages all 1.*result\[0\] \(loss\): first mismatch at index \[\]: "
+                        r"expected 0\.5398\d*, got -0\.5398.*A negative loss here: you left out the minus"),
+        (loss_uses_probabilities, r"(?s)case 1/6 .*Use logp as given \(log-probabilities, no exp\)"),
+        (loss_normalises, r"(?s)case 1/6 \(advantages all 1.*got -?0\n"
+                          r".*0: you normalised the advantages inside the loss"),
+        (loss_returns_float, r"case 1/6 .* raised TypeError: reinforce_loss should return a 0-d torch tensor"),
+        (loss_per_step, r"case 1/6 .* raised ValueError: reinforce_loss should return one number"),
+        (loss_detaches_logp, r"case 1/6 .* raised RuntimeError: reinforce_loss's loss has no gradient "
+                             r"w\.r\.t\. `logp`"),
+        (loss_detaches_only_logp, r"case 1/6 .* raised RuntimeError: reinforce_loss's loss has no gradient"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")
+def test_reinforce_loss_wrong_versions_fail_with_the_right_hint(wrong, message):
+    with pytest.raises(CheckFailed, match=message) as err:
+        check_reinforce_loss(wrong)
+    assert "Hint:" in str(err.value)
+
+
+def test_reinforce_loss_detach_is_caught_only_where_the_advantages_carry_a_gradient():
+    """The not-detached loss has the right value and the right gradient w.r.t. logp everywhere; only the gradient
+    that reaches the critic's advantages tells it apart, in the grader's hidden cases too."""
+    ex = EXERCISES["reinforce_loss"]
+    ref, wrong = ex.call(ex.reference), ex.call(loss_not_detached)
+    for case in ex.cases() + ex.hidden_cases():
+        expected, got = ref(*case.args), wrong(*case.args)
+        assert ex.compare(expected[:2], got[:2]) is None
+        assert (ex.compare(expected, got) is not None) == case.args[1].requires_grad
+
+
+# ---- gradient_variance: right answers in other forms ------------------------------------------
+
+
+def var_two_pass(grads):
+    centred = grads - grads.mean(dim=0, keepdim=True)  # (B, P)
+    return float((centred ** 2).sum() / (grads.shape[0] - 1))
+
+
+def var_trace_of_covariance(grads):
+    return torch.trace(torch.atleast_2d(torch.cov(grads.T))).item()
+
+
+def var_numpy(grads):
+    return np.var(grads.numpy(), axis=0, ddof=1).sum()  # a numpy float: a number too
+
+
+@pytest.mark.parametrize("fn", [var_two_pass, var_trace_of_covariance, var_numpy],
+                         ids=["two-pass", "trace of torch.cov", "numpy float"])
+def test_gradient_variance_equivalent_forms_pass(fn):
+    assert check_gradient_variance(fn).status == "pass"
+
+
+# ---- gradient_variance: wrong versions -------------------------------------------------------
+
+
+def var_biased(grads):
+    return float(grads.var(dim=0, unbiased=False).sum())
+
+
+def var_across_parameters(grads):
+    return float(grads.var(dim=1).sum())
+
+
+def var_mean_over_parameters(grads):
+    return float(grads.var(dim=0).mean())
+
+
+def var_second_moment(grads):
+    return float((grads ** 2).sum() / (grads.shape[0] - 1))
+
+
+def var_one_pass(grads):
+    """E[g^2] - E[g]^2 in float32: cancels when the mean is large."""
+    B = grads.shape[0]
+    return float(((grads ** 2).mean(dim=0) - grads.mean(dim=0) ** 2).sum() * B / (B - 1))
+
+
+def var_std(grads):
+    return float(grads.std(dim=0).sum())
+
+
+def var_of_the_mean(grads):
+    """The variance of the batch's mean gradient, tr Cov / B: a different (also useful) number."""
+    return float(grads.var(dim=0).sum() / grads.shape[0])
+
+
+def var_tensor(grads):
+    return grads.var(dim=0).sum()
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (var_biased, r"(?s)case 1/7 \(two episodes, one parameter.*result: expected 2, got 1\b.*"
+                     r"you divided by B \(the biased variance\)"),
+        (var_across_parameters, r"(?s)case 1/7 \(two episodes.*got nan.*A nan means you took the variance along dim 1"),
+        (var_mean_over_parameters, r"(?s)case 2/7 \(four episodes \(rows\), three parameters.*then SUM over the "
+                                   r"parameters"),
+        (var_second_moment, r"(?s)case 1/7 .*expected 2, got 10"),
+        (var_one_pass, r"(?s)case 4/7 \(a large mean gradient.*E\[g\^2\] - E\[g\]\^2 cancels badly"),
+        (var_std, r"(?s)case 1/7 .*expected 2, got 1\.41421"),
+        (var_of_the_mean, r"(?s)case 1/7 .*expected 2, got 1\b"),
+        (var_tensor, r"case 1/7 .* raised TypeError: gradient_variance should return a Python float"),
+    ],
+)
+@pytest.mark.filterwarnings(r"ignore:var\(\)")
+def test_gradient_variance_wrong_versions_fail_with_the_right_hint(wrong, message):
+    with pytest.raises(CheckFailed, match=message) as err:
+        check_gradient_variance(wrong)
+    assert "Hint:" in str(err.value)
+
+
+def test_gradient_variance_identical_rows_case_rejects_the_second_moment():
+    """Where the rows do not vary the variance is exactly 0, and a sum of squares is not."""
+    ex = EXERCISES["gradient_variance"]
+    identical = next(c for c in ex.cases() if c.about.startswith("all episodes give the same"))
+    assert ex.reference(*identical.args) == 0.0
+    assert ex.compare(0.0, var_second_moment(*identical.args)) is not None
