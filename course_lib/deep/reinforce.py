@@ -110,10 +110,11 @@ class ReinforceConfig:
 
 
 REINFORCE_PRESETS: dict[str, ReinforceConfig] = {
-    # The test suite: proves the loop runs and updates, 3 batches of 8 short episodes; ~0.2 s. Learns little.
+    # The test suite: proves the loop runs and updates, 3 batches of 8 short episodes; about 1 s. Learns little.
     "cartpole_ci": ReinforceConfig(episodes=24, episodes_per_batch=8),
-    # The lesson: CartPole-v1 with a learned baseline. On a 2-core CPU: 12-16 s; the 50-episode mean return
-    # passes 200 after 85-210 episodes and greedy evaluation returns 500 (the time limit), seeds 0-9.
+    # CartPole-v1 with a learned baseline. On a quiet 2-core CPU about 27 s (most later episodes run to the
+    # 500-step limit); the 50-episode mean return passes 200 after 85-210 episodes and greedy evaluation
+    # returns 500 (the time limit), seeds 0-9. Lesson 6 runs 300 of its 400 episodes.
     "cartpole": ReinforceConfig(episodes=400, episodes_per_batch=10, lr=1e-2, gamma=0.99, hidden=64, baseline=True,
                                 baseline_lr=1e-2, value_steps=20, normalize_advantages=True, max_grad_norm=1.0),
 }

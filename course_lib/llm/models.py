@@ -295,7 +295,7 @@ def train_top_layers(body, heads, trainable: str = "all") -> list:
     if trainable == "all":
         for m in modules:
             m.requires_grad_(True)
-        return [p for m in modules for p in m.parameters()]
+        return _unique([p for m in modules for p in m.parameters()])
     n = int(trainable[4:]) if isinstance(trainable, str) and trainable.startswith("top:") and trainable[4:].isdigit() \
         else 0
     layers = body.layers
@@ -305,4 +305,17 @@ def train_top_layers(body, heads, trainable: str = "all") -> list:
     trained = [*layers[len(layers) - n:], body.norm, *heads]
     for m in trained:
         m.requires_grad_(True)
-    return [p for m in trained for p in m.parameters()]
+    return _unique([p for m in trained for p in m.parameters()])
+
+
+def _unique(params: list) -> list:
+    """The parameters in order, each once (a tied LM head shares its weight with the embeddings)."""
+    seen: set[int] = set()
+    return [p for p in params if not (id(p) in seen or seen.add(id(p)))]
+
+
+def untied_lm_head(lm) -> list:
+    """``[lm.lm_head]`` when it has its own weight, ``[]`` when it is tied to the input embeddings (as in
+    SmolLM2): a tied head trains with the embeddings, so ``"top:N"`` must not list it as a head."""
+    tied = lm.lm_head.weight is lm.get_input_embeddings().weight
+    return [] if tied else [lm.lm_head]

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib.llm.models import train_top_layers
+from course_lib.llm.models import train_top_layers, untied_lm_head
 from course_lib.llm.rollout import (
     PolicyWithValue,
     Samples,
@@ -161,7 +161,7 @@ def select_trainable(policy: PolicyWithValue, trainable: str) -> list[nn.Paramet
     ``"top:N"`` trains the value head, the final norm and the top N decoder layers; the embeddings
     (tied to the LM head in SmolLM2) and the lower layers stay frozen (:func:`train_top_layers`).
     """
-    return train_top_layers(policy.lm.model, [policy.value_head], trainable)
+    return train_top_layers(policy.lm.model, [policy.value_head, *untied_lm_head(policy.lm)], trainable)
 
 
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:

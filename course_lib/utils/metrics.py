@@ -101,6 +101,9 @@ METRICS: dict[str, MetricInfo] = {
         "Mean score of the same responses by a second, trusted judge (the simulated annotator), not trained on.",
         "Rises with rlhf/reward; if the reward keeps rising while this falls, the policy is hacking the reward."),
     # Reward model training.
+    "sft/loss": MetricInfo(
+        "Token-mean negative log-likelihood of the demonstrations' response tokens (prompt and padding masked).",
+        "Falls from the model's starting NLL (a few nats) towards 1 or below; rises or jumps: the step is too big."),
     "rm/loss": MetricInfo(
         "Bradley-Terry loss of a training batch, -mean log sigmoid(r(chosen) - r(rejected)).",
         "Starts near ln 2 = 0.693 and falls; a held-out loss that rises while this falls means overfitting."),
