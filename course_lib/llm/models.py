@@ -319,3 +319,24 @@ def untied_lm_head(lm) -> list:
     SmolLM2): a tied head trains with the embeddings, so ``"top:N"`` must not list it as a head."""
     tied = lm.lm_head.weight is lm.get_input_embeddings().weight
     return [] if tied else [lm.lm_head]
+
+
+def check_finetune_config(config, int_fields: tuple[str, ...] = ("epochs", "batch_size")) -> None:
+    """The validation that SFT's and the reward model's configs share: ints >= 1, a learning rate in (0, 1),
+    weight decay >= 0, a gradient-clip norm > 0 and ``trainable`` "all" or "top:N". Raises ValueError naming
+    the field, what was expected and what came."""
+    for name in int_fields:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+    if not 0 < config.learning_rate < 1:
+        raise ValueError(f"learning_rate: expected a float in (0, 1), got {config.learning_rate!r}")
+    if not config.weight_decay >= 0:
+        raise ValueError(f"weight_decay: expected a float >= 0, got {config.weight_decay!r}")
+    if not config.max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm: expected a float > 0, got {config.max_grad_norm!r}")
+    trainable = config.trainable
+    if trainable != "all" and not (isinstance(trainable, str) and trainable.startswith("top:")
+                                   and trainable[4:].isdigit() and int(trainable[4:]) >= 1):
+        raise ValueError(f"trainable: expected 'all' or 'top:N' with N >= 1 (e.g. 'top:4'), got {trainable!r}")
+

@@ -87,16 +87,11 @@ class RewardConfig:
     """Clip the gradient to this global L2 norm, > 0."""
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "max_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "max_length" else 1):
-                raise ValueError(f"{name}: expected an int >= {2 if name == 'max_length' else 1}, got {value!r}")
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning_rate: expected a float in (0, 1), got {self.learning_rate!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay: expected a float >= 0, got {self.weight_decay!r}")
-        if not self.max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm: expected a float > 0, got {self.max_grad_norm!r}")
+        from course_lib.llm.models import check_finetune_config
+
+        check_finetune_config(self)
+        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 2:
+            raise ValueError(f"max_length: expected an int >= 2, got {self.max_length!r}")
 
 
 REWARD_PRESETS: dict[str, RewardConfig] = {

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from course_lib.llm.generation import completion_logprobs
-from course_lib.llm.models import train_top_layers, untied_lm_head
+from course_lib.llm.models import check_finetune_config, train_top_layers, untied_lm_head
 from course_lib.rl import masked_mean
 from course_lib.utils import set_seed
 from course_lib.utils.metrics import MetricLogger
@@ -50,19 +50,7 @@ class SFTConfig:
     """Clip the gradient to this global L2 norm, > 0."""
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning_rate: expected a float in (0, 1), got {self.learning_rate!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay: expected a float >= 0, got {self.weight_decay!r}")
-        if not self.max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm: expected a float > 0, got {self.max_grad_norm!r}")
-        if self.trainable != "all" and not (isinstance(self.trainable, str) and self.trainable.startswith("top:")
-                                            and self.trainable[4:].isdigit() and int(self.trainable[4:]) >= 1):
-            raise ValueError(f"trainable: expected 'all' or 'top:N' with N >= 1 (e.g. 'top:4'), got {self.trainable!r}")
+        check_finetune_config(self)
 
 
 SFT_PRESETS: dict[str, SFTConfig] = {
