@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from course_lib.llm.models import tiny_model
+from course_lib.llm.models import count_parameters, tiny_model
 from course_lib.llm.ppo import RLHF_PRESETS, RLHFConfig, distinct_n, rlhf_ppo, select_trainable
 from course_lib.llm.rollout import PolicyWithValue
 
@@ -50,6 +50,33 @@ def test_full_training_moves_the_embeddings_but_never_the_reference():
     assert all(torch.equal(v, before["lm." + k]) for k, v in result.reference.state_dict().items())
 
 
+def test_lora_trains_only_the_adapters_and_the_value_head_and_starts_as_the_model():
+    lm, tok = tiny_model(seed=0)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        logits_before = lm(input_ids=ids).logits
+    policy = PolicyWithValue(lm)
+    params = select_trainable(policy, "lora:2")
+    trainable, total = count_parameters(policy)
+    assert trainable == sum(p.numel() for p in params) and 0 < trainable < total / 10
+    names = {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert names and all("lora_" in n or n.startswith("value_head.") for n in names), names
+    with torch.no_grad():  # B starts at zero: the adapted model computes exactly what the base model did
+        torch.testing.assert_close(lm(input_ids=ids).logits, logits_before)
+    before = snapshot(policy)
+    result = rlhf_ppo(policy, tok, PROMPTS, lowercase_share, replace(ONE_STEP, trainable="lora:2"), progress=False)
+    moved = changed(before, policy)
+    assert moved and all("lora_B" in k or "lora_A" in k or k.startswith("value_head.") for k in moved), moved
+    assert any("lora_B" in k for k in moved)
+    ref_state = result.reference.state_dict()  # copied with the adapters at B = 0: the plain model, untouched
+    assert all(torch.equal(v, before["lm." + k]) for k, v in ref_state.items())
+    assert all(not v.any() for k, v in ref_state.items() if "lora_B" in k)
+    # a second run continues the same adapters; a different rank is refused
+    assert select_trainable(policy, "lora:2") == params
+    with pytest.raises(ValueError, match=r"trainable: the model already has LoRA adapters of rank \[2\], got 'lora:4'"):
+        select_trainable(policy, "lora:4")
+
+
 def test_the_logged_metrics_are_the_documented_ones():
     from course_lib.utils.metrics import METRICS
 
@@ -87,8 +114,8 @@ def test_ratio_outliers_skip_the_minibatch():
     ("temperature", 0.0, "temperature: expected a float > 0, got 0.0"),
     ("kl_coef", -0.1, "kl_coef: expected a float >= 0, got -0.1"),
     ("max_ratio", 1.0, "max_ratio: expected a float > 1, got 1.0"),
-    ("trainable", "top:0", "trainable: expected 'all' or 'top:N' with N >= 1"),
-    ("trainable", "lora", "trainable: expected 'all' or 'top:N'"),
+    ("trainable", "top:0", "trainable: expected 'all', 'top:N' or 'lora:R' with N, R >= 1"),
+    ("trainable", "lora", "trainable: expected 'all', 'top:N' or 'lora:R'"),
 ])
 def test_config_errors_name_the_field(field, value, message):
     with pytest.raises(ValueError) as err:
@@ -102,7 +129,7 @@ def test_bad_arguments_are_rejected():
         rlhf_ppo(lm, tok, PROMPTS, lowercase_share, ONE_STEP)
     with pytest.raises(ValueError, match=r"prompts: expected at least batch_size \(2\) non-empty strings, got 1"):
         rlhf_ppo(PolicyWithValue(lm), tok, PROMPTS[:1], lowercase_share, ONE_STEP)
-    with pytest.raises(ValueError, match=r"trainable: expected 'all' or 'top:N' with 1 <= N <= 2 layers, got 'top:5'"):
+    with pytest.raises(ValueError, match=r"trainable: expected 'top:N' with 1 <= N <= 2 layers, got 'top:5'"):
         select_trainable(PolicyWithValue(lm), "top:5")
 
 

@@ -77,7 +77,7 @@ def test_only_the_chosen_layers_train():
     ({"epochs": 0}, "epochs: expected an int >= 1, got 0"),
     ({"batch_size": 2.5}, "batch_size: expected an int >= 1, got 2.5"),
     ({"learning_rate": 2.0}, r"learning_rate: expected a float in \(0, 1\), got 2.0"),
-    ({"trainable": "top"}, "trainable: expected 'all' or 'top:N'"),
+    ({"trainable": "top"}, "trainable: expected 'all', 'top:N' or 'lora:R'"),
 ])
 def test_config_errors_name_the_field(kwargs, message):
     with pytest.raises(ValueError, match=message):

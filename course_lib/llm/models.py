@@ -281,26 +281,79 @@ def tiny_model(seed: int = 0, tokenizer=None):
     return model, tok
 
 
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""The linear layers of a Llama-family decoder layer (SmolLM2's) that ``"lora:R"`` adapts."""
+
+
+def parse_trainable(trainable) -> tuple[str, int]:
+    """``"all"`` -> ("all", 0); ``"top:N"`` -> ("top", N); ``"lora:R"`` -> ("lora", R), N and R >= 1.
+
+    Raises ValueError naming ``trainable`` for anything else.
+    """
+    if trainable == "all":
+        return "all", 0
+    kind, _, number = trainable.partition(":") if isinstance(trainable, str) else ("", "", "")
+    if kind in ("top", "lora") and number.isdigit() and int(number) >= 1:
+        return kind, int(number)
+    raise ValueError(f"trainable: expected 'all', 'top:N' or 'lora:R' with N, R >= 1 (e.g. 'top:4', 'lora:8'), "
+                     f"got {trainable!r}")
+
+
+def add_lora(body, rank: int) -> list:
+    """Inject LoRA adapters (Hu et al. 2021) of rank ``rank`` into every :data:`LORA_TARGETS` layer of ``body``,
+    in place, with the ``peft`` library; returns the adapter parameters (the only ones left trainable).
+
+    Each adapted layer computes W x + (alpha / r) B A x with A (r, in) random and B (out, r) zero, so the
+    model is unchanged until training moves B; alpha = 2 r. A body that already has adapters keeps them
+    (a second RL run continues the first one's adapters); a different rank is an error.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    existing = {m.r["default"] for m in body.modules() if hasattr(m, "lora_A") and "default" in getattr(m, "r", {})}
+    if existing and existing != {rank}:
+        raise ValueError(f"trainable: the model already has LoRA adapters of rank {sorted(existing)}, got 'lora:{rank}'")
+    if not existing:
+        inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, bias="none",
+                                           target_modules=list(LORA_TARGETS)), body)
+    body.requires_grad_(False)
+    params = [p for name, p in body.named_parameters() if "lora_" in name]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def count_parameters(module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts of ``module``, each shared tensor counted once."""
+    params = _unique(list(module.parameters()))
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
 def train_top_layers(body, heads, trainable: str = "all") -> list:
     """Choose what a fine-tuning run trains; returns the parameters with ``requires_grad`` set.
 
     Args:
         body: the transformer body of a causal LM (``lm.model``: ``embed_tokens``, ``layers``, ``norm``).
-        heads: modules always trained (a value head, a reward head).
-        trainable: ``"all"`` (the body and the heads), or ``"top:N"``: the heads, the final norm and
-            the top N decoder layers; the embeddings (tied to the LM head in SmolLM2) and the lower
-            layers stay frozen. Fewer trained layers: faster steps and less memory, less capacity.
+        heads: modules always trained (a value head, a reward head, an untied LM head).
+        trainable: ``"all"`` (the body and the heads); ``"top:N"``: the heads, the final norm and
+            the top N decoder layers, while the embeddings (tied to the LM head in SmolLM2) and the
+            lower layers stay frozen; ``"lora:R"``: the heads and rank-R LoRA adapters on every
+            attention and MLP projection (:func:`add_lora`), the body's own weights frozen.
+            Fewer trained parameters: less memory for gradients and optimiser state, less capacity.
     """
+    kind, n = parse_trainable(trainable)
     modules = [body, *heads]
-    if trainable == "all":
+    if kind == "all":
         for m in modules:
             m.requires_grad_(True)
         return _unique([p for m in modules for p in m.parameters()])
-    n = int(trainable[4:]) if isinstance(trainable, str) and trainable.startswith("top:") and trainable[4:].isdigit() \
-        else 0
+    if kind == "lora":
+        adapters = add_lora(body, n)
+        for m in heads:
+            m.requires_grad_(True)
+        return _unique(adapters + [p for m in heads for p in m.parameters()])
     layers = body.layers
-    if not 1 <= n <= len(layers):
-        raise ValueError(f"trainable: expected 'all' or 'top:N' with 1 <= N <= {len(layers)} layers, got {trainable!r}")
+    if not n <= len(layers):
+        raise ValueError(f"trainable: expected 'top:N' with 1 <= N <= {len(layers)} layers, got {trainable!r}")
     body.requires_grad_(False)
     trained = [*layers[len(layers) - n:], body.norm, *heads]
     for m in trained:
@@ -323,7 +376,7 @@ def untied_lm_head(lm) -> list:
 
 def check_finetune_config(config, int_fields: tuple[str, ...] = ("epochs", "batch_size")) -> None:
     """The validation that SFT's and the reward model's configs share: ints >= 1, a learning rate in (0, 1),
-    weight decay >= 0, a gradient-clip norm > 0 and ``trainable`` "all" or "top:N". Raises ValueError naming
+    weight decay >= 0, a gradient-clip norm > 0 and ``trainable`` "all", "top:N" or "lora:R". Raises ValueError naming
     the field, what was expected and what came."""
     for name in int_fields:
         value = getattr(config, name)
@@ -335,8 +388,5 @@ def check_finetune_config(config, int_fields: tuple[str, ...] = ("epochs", "batc
         raise ValueError(f"weight_decay: expected a float >= 0, got {config.weight_decay!r}")
     if not config.max_grad_norm > 0:
         raise ValueError(f"max_grad_norm: expected a float > 0, got {config.max_grad_norm!r}")
-    trainable = config.trainable
-    if trainable != "all" and not (isinstance(trainable, str) and trainable.startswith("top:")
-                                   and trainable[4:].isdigit() and int(trainable[4:]) >= 1):
-        raise ValueError(f"trainable: expected 'all' or 'top:N' with N >= 1 (e.g. 'top:4'), got {trainable!r}")
+    parse_trainable(config.trainable)
 

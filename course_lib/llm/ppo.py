@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib.llm.models import train_top_layers, untied_lm_head
+from course_lib.llm.models import parse_trainable, train_top_layers, untied_lm_head
 from course_lib.llm.rollout import (
     PolicyWithValue,
     Samples,
@@ -93,7 +93,8 @@ class RLHFConfig:
     max_ratio: float = 10.0
     """Skip a minibatch whose largest probability ratio exceeds this (> 1): a sampling mismatch or an outlier."""
     trainable: str = "all"
-    """``"all"`` parameters, or ``"top:N"``: only the top N transformer layers, the final norm and the value head."""
+    """``"all"`` parameters; ``"top:N"``: the top N transformer layers, the final norm and the value head;
+    ``"lora:R"``: rank-R LoRA adapters on every projection and the value head (see :func:`train_top_layers`)."""
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "max_new_tokens", "ppo_epochs", "num_minibatches"):
@@ -118,9 +119,7 @@ class RLHFConfig:
         for name, ok, expected in checks:
             if not ok:
                 raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
-        if self.trainable != "all" and not (self.trainable.startswith("top:") and self.trainable[4:].isdigit()
-                                            and int(self.trainable[4:]) >= 1):
-            raise ValueError(f"trainable: expected 'all' or 'top:N' with N >= 1 (e.g. 'top:2'), got {self.trainable!r}")
+        parse_trainable(self.trainable)
 
     @property
     def minibatch_size(self) -> int:
@@ -156,7 +155,7 @@ class RLHFResult:
 
 
 def select_trainable(policy: PolicyWithValue, trainable: str) -> list[nn.Parameter]:
-    """Set ``requires_grad`` per ``trainable`` ("all" or "top:N") and return the trained parameters.
+    """Set ``requires_grad`` per ``trainable`` ("all", "top:N" or "lora:R") and return the trained parameters.
 
     ``"top:N"`` trains the value head, the final norm and the top N decoder layers; the embeddings
     (tied to the LM head in SmolLM2) and the lower layers stay frozen (:func:`train_top_layers`).
