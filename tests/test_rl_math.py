@@ -195,6 +195,9 @@ def test_entropy_and_explained_variance():
     logits = torch.zeros(2, 3, 4)
     torch.testing.assert_close(entropy_from_logits(logits), torch.full((2, 3), math.log(4)))
     assert entropy_from_logits(torch.tensor([[100.0, 0.0, 0.0]])).item() == pytest.approx(0.0, abs=1e-6)
+    # masked (top-k) logits: -inf entries count 0 log 0 = 0, not NaN
+    masked = torch.tensor([[0.0, 0.0, -torch.inf, -torch.inf]])
+    assert entropy_from_logits(masked).item() == pytest.approx(math.log(2))
     ret = torch.tensor([1.0, 2.0, 3.0, 4.0])
     assert explained_variance(ret, ret).item() == pytest.approx(1.0)
     assert explained_variance(torch.full((4,), 2.5), ret).item() == pytest.approx(0.0)

@@ -85,10 +85,11 @@ def value_loss(values, returns, old_values=None, clip_eps: float | None = None, 
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of each categorical distribution: H = -sum_a p(a) log p(a).
+    """Entropy of each categorical distribution: H = -sum_a p(a) log p(a), with 0 log 0 = 0.
 
     Args:
-        logits: (..., V). Returns: (...).
+        logits: (..., V); -inf marks impossible actions (top-k or action masks). Returns: (...).
     """
     logp = torch.log_softmax(logits.float(), dim=-1)  # (..., V)
-    return -(logp.exp() * logp).sum(dim=-1)
+    p_logp = torch.where(logp > -torch.inf, logp.exp() * logp, torch.zeros_like(logp))  # (..., V): 0 * -inf -> 0
+    return -p_logp.sum(dim=-1)
