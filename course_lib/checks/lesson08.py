@@ -1,0 +1,257 @@
+"""Checks for lesson 8's exercises: a sequence's log-probability, the entropy at a temperature, per-token rewards.
+
+The references are thin wrappers around the library's functions (the ones the LLM code of
+Part III calls): :func:`course_lib.rl.token_logprobs` and :func:`course_lib.rl.masked_sum` for
+the sequence log-probability, :func:`course_lib.rl.entropy_from_logits` for the entropy, and
+:func:`course_lib.llm.rollout.token_rewards` for the rewards of RLHF.
+
+Shapes: B sequences, T tokens (prompt + completion), R response tokens, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from course_lib.checks.core import Case, CheckResult, Exercise
+from course_lib.llm.rollout import token_rewards
+from course_lib.rl import entropy_from_logits, masked_sum, token_logprobs
+
+# ---- references ----------------------------------------------------------------------------
+
+
+def sequence_logprob(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Reference: log pi(y | x) = sum over the masked positions t >= 1 of log softmax(logits[:, t - 1])[tokens[:, t]].
+
+    Args:
+        logits: (B, T, V) the model's output on ``tokens`` (one forward pass).
+        tokens: (B, T) int64, prompt and completion. mask: (B, T) bool, True on the tokens to score.
+
+    Returns:
+        (B,) float32.
+    """
+    logp = token_logprobs(logits[:, :-1, :], tokens[:, 1:])  # (B, T - 1): logits at t predict token t + 1
+    return masked_sum(logp, mask[:, 1:], dim=-1)  # (B,): the mask shifted like the targets
+
+
+def temperature_entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Reference: H(softmax(logits / temperature)) in nats, over the last axis: (..., V) -> (...)."""
+    return entropy_from_logits(logits / temperature)
+
+
+def per_token_rewards(score: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor,
+                      beta: float) -> torch.Tensor:
+    """Reference: the rewards of :func:`course_lib.llm.rollout.token_rewards` (Ziegler et al. 2019, Eq. 2):
+    -beta * (logp - ref_logp) on every response token, plus ``score`` on the last one; 0 on padding.
+
+    Args:
+        score: (B,). logp, ref_logp: (B, R). mask: (B, R) bool, True up to and including each row's last token.
+
+    Returns:
+        (B, R).
+    """
+    rewards, _ = token_rewards(score, logp, ref_logp, mask, beta)
+    return rewards + 0.0  # -beta * 0 is -0.0 on padding; + 0.0 makes it 0.0 (the same number, printed plainly)
+
+
+def _cloned(fn: Callable) -> Callable:
+    """Call ``fn`` on copies of its tensor arguments, so an in-place edit cannot change the case for others."""
+
+    def run(*args):
+        return fn(*(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
+
+    return run
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ---- sequence_logprob ------------------------------------------------------------------------
+
+
+def _sequence(seed: int, lengths: list[int], prompt_lengths: list[int], V: int = 7, scale: float = 2.0) -> tuple:
+    """``(logits, tokens, mask)`` for B left-padded sequences, as ``encode_completions`` lays them out.
+
+    Row b has ``lengths[b]`` real tokens, the first ``prompt_lengths[b]`` of them the prompt; T = max(lengths).
+    Padding (token 0, mask False) comes first; its logits are random like the others (a model outputs
+    something there too), so a sum that forgets the mask is wrong.
+    """
+    g = _gen(seed)
+    B, T = len(lengths), max(lengths)
+    logits = torch.randn((B, T, V), generator=g) * scale  # (B, T, V)
+    tokens = torch.randint(1, V, (B, T), generator=g)  # (B, T); token 0 is the padding id
+    mask = torch.zeros((B, T), dtype=torch.bool)
+    for b, (n, p) in enumerate(zip(lengths, prompt_lengths)):
+        tokens[b, : T - n] = 0
+        mask[b, T - n + p:] = True  # the completion: the last n - p tokens
+    return logits, tokens, mask
+
+
+_SEQ_RULE = ("logits[:, t] is the model's distribution of the NEXT token, tokens[:, t + 1]: take "
+             "log_softmax(logits[:, :-1]) at tokens[:, 1:] (a gather on the last axis), keep the positions where "
+             "mask[:, 1:] is True (the mask shifted like the targets) and sum over time: one number per row.")
+
+
+def sequence_logprob_cases() -> list[Case]:
+    """Seeded cases for ``sequence_logprob``; the first failure names the mistake."""
+    return [
+        Case(_sequence(0, [6], [1]), {}, "one sequence, every token after the first one scored",
+             "log pi(y | x) = sum_t log pi(y_t | y_<t). The logits at position t predict token t + 1, so the "
+             "scores are log_softmax(logits[:, :-1], dim=-1) gathered at tokens[:, 1:] (shape (B, T - 1)), "
+             "masked with mask[:, 1:] and summed (not averaged) over t. log_softmax, not the raw logits: a "
+             "log-probability is normalised over the V tokens."),
+        Case(_sequence(1, [7], [4]), {}, "a prompt of 4 tokens, then a completion of 3: only the completion counts",
+             "the mask is True only on the completion's tokens; the prompt's log-probs must not enter the sum. "
+             "Shift the mask with the targets: mask[:, 1:] goes with tokens[:, 1:] and logits[:, :-1]."),
+        Case(_sequence(2, [8, 5, 6], [3, 2, 4]), {}, "3 left-padded rows of different lengths",
+             "each row is summed on its own (sum over dim=-1, not over the batch); padding and prompt positions "
+             "have mask False and add nothing. " + _SEQ_RULE),
+        Case(_sequence(3, [9, 9], [2, 5], V=11, scale=60.0), {},
+             "a very confident model: some chosen tokens have probability below 1e-40",
+             "torch.log(torch.softmax(...)) underflows to log(0) = -inf for very unlikely tokens; "
+             "torch.log_softmax computes the same number without forming the tiny probability."),
+        Case(_sequence(4, [5, 12, 3, 8], [1, 6, 1, 7], V=32), {}, "4 rows, V = 32, completions of 1 to 6 tokens",
+             _SEQ_RULE),
+    ]
+
+
+def sequence_logprob_hidden_cases() -> list[Case]:
+    """Grader-only cases: other seeds, shapes and prompt lengths than the notebook's."""
+    return [
+        Case(_sequence(100, [10, 4], [9, 1], V=5), {}, "a completion of a single token", _SEQ_RULE),
+        Case(_sequence(101, [16, 16, 16], [3, 8, 12], V=50, scale=4.0), {}, "3 rows without padding, V = 50",
+             _SEQ_RULE),
+        Case(_sequence(102, [7, 2], [1, 1], V=9, scale=80.0), {}, "confident logits and a row of 2 tokens",
+             "use log_softmax (no log of a softmax), and the shifted mask. " + _SEQ_RULE),
+    ]
+
+
+def check_sequence_logprob(fn) -> CheckResult:
+    """Check a student's ``sequence_logprob(logits, tokens, mask) -> (B,)``."""
+    __tracebackhide__ = True
+    return EXERCISES["sequence_logprob"].check(fn)
+
+
+# ---- temperature_entropy ---------------------------------------------------------------------
+
+
+def _logits(seed: int, shape: tuple[int, ...], scale: float = 2.0, temperature: float = 1.0) -> tuple:
+    g = _gen(seed)
+    return torch.randn(shape, generator=g) * scale, temperature
+
+
+_ENTROPY_RULE = ("H = -sum_a p(a) log p(a) over the last axis, in nats (natural log), with "
+                 "log p = log_softmax(logits / temperature, dim=-1) and p = exp(log p).")
+
+
+def temperature_entropy_cases() -> list[Case]:
+    """Seeded cases for ``temperature_entropy``."""
+    return [
+        Case((torch.zeros(8), 1.0), {}, "equal logits: the uniform distribution over V = 8, H = ln 8 = 2.079",
+             "a uniform distribution over V tokens has entropy ln V (natural log: nats, not bits). Check the "
+             "minus sign: H = -sum p log p is >= 0."),
+        Case(_logits(10, (10,)), {}, "one distribution (V = 10) at temperature 1", _ENTROPY_RULE),
+        Case(_logits(11, (10,), temperature=0.5), {}, "temperature 0.5 sharpens: lower entropy",
+             "divide the logits by the temperature before the softmax: softmax(logits / temperature). Below 1 "
+             "that spreads the logits apart (sharper, lower entropy); multiplying would do the opposite."),
+        Case(_logits(12, (10,), temperature=2.0), {}, "temperature 2 flattens: higher entropy",
+             "softmax(logits / temperature) with temperature 2 halves the gaps between logits: the entropy rises "
+             "towards ln V."),
+        Case(_logits(13, (2, 3, 6), temperature=0.8), {}, "a (B, T, V) batch: one entropy per position",
+             "sum over the vocabulary only (dim=-1): the result has shape logits.shape[:-1], here (2, 3)."),
+        Case(_logits(14, (4, 16), scale=30.0, temperature=0.3), {},
+             "very sharp distributions (large logits, low temperature): many probabilities are exactly 0",
+             "p * log(p) with p = 0 gives 0 * (-inf) = nan. Use log p = log_softmax(logits / temperature) "
+             "(finite everywhere) and p = exp(log p): then p = 0 only multiplies a finite number."),
+    ]
+
+
+def temperature_entropy_hidden_cases() -> list[Case]:
+    """Grader-only cases: other seeds, shapes and temperatures than the notebook's."""
+    return [
+        Case(_logits(110, (3, 50), temperature=1.5), {}, "3 rows of V = 50 at temperature 1.5", _ENTROPY_RULE),
+        Case(_logits(111, (5,), scale=0.5, temperature=0.1), {}, "small logits at temperature 0.1", _ENTROPY_RULE),
+        Case(_logits(112, (2, 2, 2, 9), scale=50.0, temperature=0.5), {}, "a 4-d batch of sharp distributions",
+             "log_softmax over the last axis, p = exp(log p), H = -sum(p * log p, dim=-1). " + _ENTROPY_RULE),
+    ]
+
+
+def check_temperature_entropy(fn) -> CheckResult:
+    """Check a student's ``temperature_entropy(logits, temperature) -> logits.shape[:-1]``."""
+    __tracebackhide__ = True
+    return EXERCISES["temperature_entropy"].check(fn)
+
+
+# ---- per_token_rewards -----------------------------------------------------------------------
+
+
+def _rollout(seed: int, lengths: list[int], R: int | None = None, beta: float = 0.1, zero_score: bool = False,
+             garbage: float = 0.0) -> tuple:
+    """``(score, logp, ref_logp, mask, beta)`` for B responses of ``lengths`` real tokens, right-padded to R.
+
+    Padding positions hold log-probs like any other (the forward pass computes them) plus ``garbage``.
+    """
+    g = _gen(seed)
+    B, R = len(lengths), R or max(lengths)
+    logp = torch.log(0.05 + 0.9 * torch.rand((B, R), generator=g))  # (B, R) log pi at sampling time
+    ref_logp = logp + 0.5 * torch.randn((B, R), generator=g)  # (B, R) the reference disagrees a little
+    score = torch.round(torch.randn((B,), generator=g) * 2.0, decimals=2)  # (B,)
+    if zero_score:
+        score = torch.zeros(B)
+    mask = torch.arange(R)[None, :] < torch.tensor(lengths)[:, None]  # (B, R): True up to the last real token
+    logp = torch.where(mask, logp, logp + garbage)
+    return score, logp, ref_logp, mask, beta
+
+
+_REWARD_RULE = ("r_t = -beta * (logp_t - ref_logp_t) on every response token (mask True), 0 on padding; then add "
+                "score[b] to r at the row's last True position of the mask.")
+
+
+def per_token_rewards_cases() -> list[Case]:
+    """Seeded cases for ``per_token_rewards``; the first failure names the mistake."""
+    return [
+        Case(_rollout(20, [5, 5], beta=0.0), {}, "beta = 0, no padding: only the score, on the last token",
+             "the reward model scores the finished response once: score[b] goes on the last response token "
+             "alone, every other token gets 0 from it (not the score on every token, not on the first)."),
+        Case(_rollout(21, [6], beta=0.1, zero_score=True), {}, "score 0: only the per-token KL penalty",
+             "the penalty is -beta * (logp - ref_logp), the policy's log-prob minus the reference's (k1): it is "
+             "negative where the policy likes the token more than the reference does."),
+        Case(_rollout(22, [4, 4, 4], beta=0.05), {}, "score and penalty together, no padding", _REWARD_RULE),
+        Case(_rollout(23, [5, 2, 3], beta=0.0), {}, "rows of different lengths (padding after EOS), beta = 0",
+             "the last response token is the last position where the mask is True, not the last column: a "
+             "response that stopped early gets its score at its EOS. Padding gets nothing."),
+        Case(_rollout(24, [5, 2, 3], beta=0.2, zero_score=True, garbage=3.0), {},
+             "padding after EOS holds meaningless log-probs; score 0",
+             "multiply (or torch.where) the penalty by the mask: padding positions are not tokens of the response "
+             "and get reward 0."),
+        Case(_rollout(25, [1, 6, 4], R=7, beta=0.1, garbage=1.0), {}, "a one-token response and padded rows",
+             _REWARD_RULE),
+    ]
+
+
+def per_token_rewards_hidden_cases() -> list[Case]:
+    """Grader-only cases: other seeds, shapes and coefficients than the notebook's."""
+    return [
+        Case(_rollout(120, [8, 3, 8, 1], beta=0.3, garbage=2.0), {}, "4 rows with padding, beta 0.3", _REWARD_RULE),
+        Case(_rollout(121, [2], R=10, beta=0.0), {}, "a 2-token response padded to 10, beta 0",
+             "score on the last True position of the mask. " + _REWARD_RULE),
+        Case(_rollout(122, [12, 12], beta=1.0), {}, "full rows, beta 1", _REWARD_RULE),
+    ]
+
+
+def check_per_token_rewards(fn) -> CheckResult:
+    """Check a student's ``per_token_rewards(score, logp, ref_logp, mask, beta) -> (B, R)``."""
+    __tracebackhide__ = True
+    return EXERCISES["per_token_rewards"].check(fn)
+
+
+EXERCISES = {
+    "sequence_logprob": Exercise("sequence_logprob", sequence_logprob, sequence_logprob_cases,
+                                 sequence_logprob_hidden_cases, adapt=_cloned, rtol=1e-4, atol=1e-4),
+    "temperature_entropy": Exercise("temperature_entropy", temperature_entropy, temperature_entropy_cases,
+                                    temperature_entropy_hidden_cases, adapt=_cloned, rtol=1e-4, atol=1e-5),
+    "per_token_rewards": Exercise("per_token_rewards", per_token_rewards, per_token_rewards_cases,
+                                  per_token_rewards_hidden_cases, adapt=_cloned, rtol=1e-5, atol=1e-6),
+}
