@@ -390,3 +390,18 @@ def check_finetune_config(config, int_fields: tuple[str, ...] = ("epochs", "batc
         raise ValueError(f"max_grad_norm: expected a float > 0, got {config.max_grad_norm!r}")
     parse_trainable(config.trainable)
 
+
+def guarded_step(optimizer, loss, params: list, max_grad_norm: float, where: str) -> None:
+    """One optimiser step on ``loss`` that never goes on from NaN: a non-finite loss or gradient norm raises
+    FloatingPointError naming ``where`` (e.g. "epoch 0, step 3"); the gradient is clipped to ``max_grad_norm``."""
+    import torch
+
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{where}: the loss is {loss.item()}; lower learning_rate")
+    optimizer.zero_grad()
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    if not torch.isfinite(norm):
+        raise FloatingPointError(f"{where}: the gradient norm is {norm.item()}; lower learning_rate")
+    optimizer.step()
+

@@ -156,7 +156,7 @@ def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=No
     Raises:
         FloatingPointError: a non-finite loss or gradient norm, naming the epoch and step.
     """
-    from course_lib.llm.models import train_top_layers
+    from course_lib.llm.models import guarded_step, train_top_layers
     from course_lib.rl import bradley_terry_loss
     from course_lib.utils import set_seed
     from course_lib.utils.metrics import MetricLogger
@@ -182,15 +182,7 @@ def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=No
             batch = [train_pairs[i] for i in order[start:start + config.batch_size]]
             scores = model(*encode_pairs(tokenizer, batch, config.max_length, device))  # (2B,)
             loss, info = bradley_terry_loss(scores[:len(batch)], scores[len(batch):])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch}, step {step}: the loss is {loss.item()}; lower learning_rate")
-            optimizer.zero_grad()
-            loss.backward()
-            norm = nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            if not torch.isfinite(norm):
-                raise FloatingPointError(f"epoch {epoch}, step {step}: the gradient norm is {norm.item()}; "
-                                         "lower learning_rate")
-            optimizer.step()
+            guarded_step(optimizer, loss, params, config.max_grad_norm, f"epoch {epoch}, step {step}")
             step += 1
             logger.log(step, {"rm/loss": loss.item(), "rm/accuracy": info["accuracy"]})
         if eval_pairs:

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from torch import nn
 
 from course_lib.llm.generation import completion_logprobs
-from course_lib.llm.models import check_finetune_config, train_top_layers, untied_lm_head
+from course_lib.llm.models import check_finetune_config, guarded_step, train_top_layers, untied_lm_head
 from course_lib.rl import masked_mean
 from course_lib.utils import set_seed
 from course_lib.utils.metrics import MetricLogger
@@ -118,15 +117,7 @@ def sft(model, tokenizer, prompts: Sequence[str], demonstrations: Sequence[str],
         for start in range(0, len(order), config.batch_size):
             rows = order[start:start + config.batch_size]
             loss, _ = sft_loss(model, tokenizer, [prompts[i] for i in rows], [demonstrations[i] for i in rows])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch}, step {step}: the loss is {loss.item()}; lower learning_rate")
-            optimizer.zero_grad()
-            loss.backward()
-            norm = nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            if not torch.isfinite(norm):
-                raise FloatingPointError(f"epoch {epoch}, step {step}: the gradient norm is {norm.item()}; "
-                                         "lower learning_rate")
-            optimizer.step()
+            guarded_step(optimizer, loss, params, config.max_grad_norm, f"epoch {epoch}, step {step}")
             step += 1
             logger.log(step, {"sft/loss": loss.item()})
     model.eval()
