@@ -84,3 +84,41 @@ def test_exercise_names_match_the_solution_notebooks():
         module = importlib.import_module(f"course_lib.checks.{lesson}")
         called = set(re.findall(r"check_(\w+)\(", solution.read_text()))
         assert called == set(module.EXERCISES), (solution.name, called, set(module.EXERCISES))
+
+
+def function_exercises():
+    """Every exercise that is a function to write (concept-check answers excluded), with its lesson's module."""
+    for lesson in LESSONS:
+        module = importlib.import_module(f"course_lib.checks.{lesson}")
+        for name, ex in module.EXERCISES.items():
+            if ex.kind != "answer":
+                yield pytest.param(module, name, ex, id=f"{lesson}.{name}")
+
+
+@pytest.mark.parametrize("module, name, ex", list(function_exercises()))
+def test_the_reference_passes_its_own_check(module, name, ex, capsys):
+    result = getattr(module, f"check_{name}")(ex.reference)
+    n = len(ex.cases())
+    assert result.status == "pass" and result.passed == result.total == n
+    assert f"[x] {name}: all {n} cases passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("module, name, ex", list(function_exercises()))
+def test_cases_are_seeded_and_explained(module, name, ex):
+    run = ex.call(ex.reference)
+    first, second = ex.cases(), ex.cases()
+    for a, b in zip(first, second):
+        assert compare(run(*a.args, **a.kwargs), run(*b.args, **b.kwargs), rtol=0, atol=0) is None
+        assert a.about == b.about
+    assert all(c.about and c.hint for c in first + ex.hidden_cases())
+    assert len({c.about for c in first}) == len(first)
+
+
+@pytest.mark.parametrize("module, name, ex", list(function_exercises()))
+def test_an_unwritten_exercise_propagates_not_implemented(module, name, ex, capsys):
+    def stub(*args, **kwargs):
+        raise NotImplementedError("Exercise: implement it")
+
+    with pytest.raises(NotImplementedError):
+        getattr(module, f"check_{name}")(stub)
+    assert f"[ ] {name}: not implemented yet" in capsys.readouterr().out
