@@ -11,6 +11,7 @@ from course_lib.data.annotators import (
     SimulatedAnnotator,
     pairs_from_attributes,
     pairs_from_comments,
+    pairs_from_ranking,
     pairs_from_ratings,
 )
 from course_lib.data.preferences import PreferencePair
@@ -50,6 +51,30 @@ def test_a_consistent_annotator_always_prefers_the_higher_score():
     assert annotator.prefer(HAPPY, SAD) == 0 and annotator.prefer(SAD, HAPPY) == 1
     pairs = annotator.label(["p1", "p2", "p3"], [HAPPY, SAD, "same"], [SAD, HAPPY, "same"])
     assert pairs == [PreferencePair("p1", HAPPY, SAD), PreferencePair("p2", HAPPY, SAD)]  # the tie is skipped
+
+
+def test_a_noisy_ranking_keeps_the_pairwise_choice_probability():
+    # Plackett-Luce with Gumbel noise: P(a ranked above b) must equal the Bradley-Terry prob_first
+    a, b, c = "It is fine.", "It is good.", "It is bad."
+    annotator = SimulatedAnnotator(temperature=0.5, seed=3)
+    orders = [annotator.rank([a, b, c]) for _ in range(4000)]
+    a_above_b = np.mean([o.index(0) < o.index(1) for o in orders])
+    assert a_above_b == pytest.approx(annotator.prob_first(a, b), abs=0.03)
+    assert all(sorted(o) == [0, 1, 2] for o in orders)
+    assert SimulatedAnnotator(temperature=0).rank([SAD, "It is.", HAPPY]) == [2, 1, 0]
+
+
+def test_a_ranking_gives_best_vs_worst_or_every_pair():
+    responses = ["ok", "great", "bad", "great"]
+    assert pairs_from_ranking("p", responses, [1, 0, 2, 3]) == []  # best and worst are the same text
+    assert pairs_from_ranking("p", responses, [1, 0, 3, 2]) == [PreferencePair("p", "great", "bad")]
+    every = pairs_from_ranking("p", responses, [1, 0, 3, 2], keep="all")
+    assert len(every) == 5  # 6 pairs of 4, less great-vs-great
+    assert every[0] == PreferencePair("p", "great", "ok") and every[-1] == PreferencePair("p", "great", "bad")
+    with pytest.raises(ValueError, match=r"order: expected a permutation of range\(4\), got \[0, 0, 1, 2\]"):
+        pairs_from_ranking("p", responses, [0, 0, 1, 2])
+    with pytest.raises(ValueError, match="keep: expected 'best_vs_worst' or 'all', got 'top'"):
+        pairs_from_ranking("p", responses, [0, 1, 2, 3], keep="top")
 
 
 def test_bad_arguments_name_the_argument():

@@ -73,6 +73,21 @@ class SimulatedAnnotator:
             return 0 if p >= 0.5 else 1
         return 0 if self.rng.random() < p else 1
 
+    def rank(self, texts: Sequence[str]) -> list[int]:
+        """Indices of ``texts``, most preferred first: one noisy ranking, as a labeller ranks K responses.
+
+        Sorts ``score / temperature + Gumbel noise`` (the Plackett-Luce model; Luce 1959): for any two
+        texts the chance that ``a`` ranks above ``b`` is exactly :meth:`prob_first` (the difference of
+        two Gumbel draws is logistic), so a ranking is consistent with the pairwise judgements.
+        Temperature 0 sorts by score (ties keep their order).
+        """
+        scores = self.scores(texts)
+        if len(scores) == 0:
+            raise ValueError("texts: expected at least one response to rank, got none")
+        if self.temperature > 0:
+            scores = scores / self.temperature + self.rng.gumbel(size=len(scores))
+        return sorted(range(len(scores)), key=lambda i: -scores[i])
+
     def label(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str],
               skip_ties: bool = True) -> list[PreferencePair]:
         """Judge B pairs of responses to B prompts; returns the pairs as (prompt, chosen, rejected).
@@ -119,6 +134,24 @@ def pairs_from_ratings(prompt: str, responses: Sequence[str], ratings: Sequence[
             hi, lo = (i, j) if ratings[i] > ratings[j] else (j, i)
             pairs.append(PreferencePair(prompt, responses[hi], responses[lo]))
     return pairs
+
+
+def pairs_from_ranking(prompt: str, responses: Sequence[str], order: Sequence[int], keep: str = "best_vs_worst"
+                       ) -> list[PreferencePair]:
+    """A ranking of K responses (``order``: indices, best first) -> preference pairs.
+
+    ``keep="best_vs_worst"``: one pair, the top against the bottom response (the clearest judgement
+    of the group, as UltraFeedback's binarised pairs keep the top-rated response; Cui et al. 2023).
+    ``keep="all"``: all K (K - 1) / 2 pairs, each ordered by the ranking (InstructGPT trains on every
+    pair of a ranking; Ouyang et al. 2022, Section 3.5). Identical texts make no pair.
+    """
+    if sorted(order) != list(range(len(responses))):
+        raise ValueError(f"order: expected a permutation of range({len(responses)}), got {list(order)}")
+    if keep not in ("best_vs_worst", "all"):
+        raise ValueError(f"keep: expected 'best_vs_worst' or 'all', got {keep!r}")
+    chosen_rejected = [(order[0], order[-1])] if keep == "best_vs_worst" else itertools.combinations(order, 2)
+    return [PreferencePair(prompt, responses[i], responses[j]) for i, j in chosen_rejected
+            if responses[i] != responses[j]]
 
 
 def pairs_from_attributes(prompt: str, responses: Sequence[str], attributes: Sequence[Mapping[str, float]],
