@@ -52,6 +52,7 @@ bench: model
 	$(PY) bench/bench_logprobs.py
 	$(PY) bench/bench_grading.py
 	$(PY) bench/bench_ppo.py
+	$(PY) bench/bench_reward_model.py
 
 clean:
 	rm -rf runs build .pytest_cache

@@ -1,0 +1,238 @@
+"""One reward-model training step: course_lib's `train_reward_model` vs TRL's `RewardTrainer`, and a bare step.
+
+All three train every parameter of SmolLM2-135M-Instruct (fp32, CPU) plus a one-output linear
+head with the Bradley-Terry loss and AdamW (lr 1e-5, no weight decay, constant schedule), on
+batches of 8 preference pairs, i.e. one forward over 16 sequences per step, max length 128
+(no sequence comes close, so neither library cuts or drops anything). They run one after the
+other in this process with the same torch thread count, on the same batches in the same order:
+
+* course_lib: ``train_reward_model(RewardModel(lm), ...)`` with ``trainable="all"``, one epoch,
+  gradient clipped to norm 1 (its own loop: tokenise the batch, forward, loss, checks, clip,
+  AdamW, which is torch's fused kernel on the CPU from torch 2.4).
+* TRL: ``RewardTrainer`` on ``AutoModelForSequenceClassification`` (``num_labels=1``) loaded
+  from the same weights, fp32 (``bf16=False``), no gradient (activation) checkpointing, gradient
+  clipped to norm 1, sequential sampling, no logging, saving or evaluation, ``report_to=[]``,
+  ``dataloader_num_workers=0``, ``use_cpu=True``, its default optimiser (transformers' fused
+  AdamW). The dataset is given in course_lib's batch order, so step k sees the same 8 pairs.
+  (TRL reads the score at the last non-pad token; SmolLM2's pad token is its end-of-turn token,
+  so that is one position before course_lib's. The cost is the same.)
+* bare: the floor. A hand-written loop on batches tokenised in advance: one forward of the
+  body over the 16 sequences, the score at the last token, ``-logsigmoid(r_c - r_r).mean()``,
+  backward, ``torch.optim.AdamW(fused=True)`` step; no clipping, no checks, no bookkeeping.
+
+The data: 8 pairs per step, cycling through the 32 topics of ``course_lib.data.prompts`` in both
+phrasings; the prompt is the user message formatted with ``chat_prompt`` (SmolLM2's chat
+template with its default system turn, about 40 tokens); ``chosen`` is the topic's reply from
+``course_lib.data.demonstrations`` and ``rejected`` the next topic's reply (an off-topic
+answer), each closed with the end-of-turn token (about 20 tokens). TRL tokenises prompt +
+response as one string, course_lib each part on its own; the script checks that every step
+gets the same number of real tokens on both sides, and prints the padded shapes.
+
+A library's step is timed from the start of one forward call to the start of the next (a
+forward pre-hook on the model, the same for both), so it covers everything its loop does
+between two batches. The first ``--warmup`` steps are discarded; printed are the per-step
+times, their medians, the ratio TRL / course_lib, and each one's median against the bare
+step's (bare / X: the share of the step that is the raw forward, backward and AdamW).
+
+    python bench/bench_reward_model.py [--steps 6] [--warmup 2] [--threads N]
+
+On a CPU that other work keeps busy, pass ``--threads 1``: torch's OpenMP threads wait for
+each other by spinning, and when a core is taken from one of them every step gets several
+times slower, for all three alike.
+
+Needs the `bench` extra (``pip install -e ".[bench]"``: trl 1.13.0) and the cached model
+(``course-kit model prepare``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import statistics
+import tempfile
+import time
+
+import torch
+
+from course_lib.data.demonstrations import DEMONSTRATIONS
+from course_lib.data.preferences import PreferencePair
+from course_lib.data.prompts import TEMPLATES, TOPICS
+from course_lib.llm.generation import chat_prompt
+from course_lib.llm.models import load_model, load_tokenizer, resolve_model
+from course_lib.llm.reward_model import RewardConfig, RewardModel, encode_pairs, train_reward_model
+
+BATCH, MAX_LENGTH, LR, SEED = 8, 128, 1e-5, 0
+
+
+def build_pairs(tokenizer, n: int) -> list[PreferencePair]:
+    """n pairs: topic k % 32 in phrasing (k // 32) % 2; chosen its demonstration, rejected the next topic's."""
+    replies = [reply for _, reply in DEMONSTRATIONS]
+    pairs = []
+    for k in range(n):
+        i, j = k % len(TOPICS), (k // len(TOPICS)) % len(TEMPLATES)
+        prompt = chat_prompt(tokenizer, TEMPLATES[j].format(TOPICS[i]))
+        pairs.append(PreferencePair(prompt, replies[i % len(replies)] + tokenizer.eos_token,
+                                    replies[(i + 1) % len(replies)] + tokenizer.eos_token))
+    return pairs
+
+
+def course_lib_order(n: int) -> list[int]:
+    """The order in which ``train_reward_model(seed=SEED)`` visits n pairs in its first epoch."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(SEED)).tolist()
+
+
+class ForwardClock:
+    """A forward pre-hook noting when each forward starts, its padded shape and its real tokens."""
+
+    def __init__(self, module):
+        self.starts: list[float] = []
+        self.shapes: list[tuple[int, int]] = []
+        self.tokens: list[int] = []
+        self.threads: set[int] = set()
+        self.handle = module.register_forward_pre_hook(self, with_kwargs=True)
+
+    def __call__(self, module, args, kwargs):
+        self.starts.append(time.perf_counter())
+        mask = kwargs["attention_mask"] if "attention_mask" in kwargs else args[1]
+        self.shapes.append(tuple(mask.shape))
+        self.tokens.append(int(mask.sum()))
+        self.threads.add(torch.get_num_threads())
+
+    def step_times(self) -> list[float]:
+        """Seconds from each forward's start to the next one's: one per step but the last."""
+        self.handle.remove()
+        return [b - a for a, b in zip(self.starts, self.starts[1:])]
+
+
+def run_course_lib(pairs: list[PreferencePair]) -> dict:
+    lm, tok = load_model()
+    model = RewardModel(lm)
+    clock = ForwardClock(model)
+    config = RewardConfig(epochs=1, batch_size=BATCH, learning_rate=LR, weight_decay=0.0, max_length=MAX_LENGTH,
+                          trainable="all", max_grad_norm=1.0)
+    train_reward_model(model, tok, pairs, config=config, seed=SEED, progress=False, live=False)
+    return {"times": clock.step_times(), "shapes": clock.shapes, "tokens": clock.tokens, "threads": clock.threads}
+
+
+def run_trl(pairs: list[PreferencePair], steps: int) -> dict:
+    import datasets
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from transformers.utils import logging as hf_logging
+    from trl import RewardConfig as TRLRewardConfig
+    from trl import RewardTrainer
+
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    tok = load_tokenizer()
+    order = course_lib_order(len(pairs))
+    data = Dataset.from_list([{"prompt": pairs[i].prompt, "chosen": pairs[i].chosen, "rejected": pairs[i].rejected}
+                              for i in order])
+    fields = {f.name for f in dataclasses.fields(TRLRewardConfig)}  # transformers 5.x renamed the flag
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    with tempfile.TemporaryDirectory() as out:
+        args = TRLRewardConfig(
+            output_dir=out, max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=LR, weight_decay=0.0,
+            lr_scheduler_type="constant", warmup_steps=0, max_grad_norm=1.0, max_length=MAX_LENGTH,
+            center_rewards_coefficient=None, bf16=False, fp16=False, **{checkpointing: False},
+            train_sampling_strategy="sequential", logging_strategy="no", save_strategy="no", eval_strategy="no",
+            report_to=[], disable_tqdm=True, dataloader_num_workers=0, use_cpu=True, seed=SEED,
+            model_init_kwargs={"dtype": "float32"},
+        )
+        trainer = RewardTrainer(model=resolve_model(None).location, args=args, train_dataset=data,
+                                processing_class=tok)
+        trainer.remove_callback(PrinterCallback)  # its end-of-training summary line
+        if len(trainer.train_dataset) != len(pairs):
+            raise RuntimeError(f"TRL kept {len(trainer.train_dataset)} of {len(pairs)} pairs (max_length filter)")
+        model = trainer.model
+        if getattr(model, f"is_{checkpointing}"):
+            raise RuntimeError("TRL's model has gradient checkpointing on; expected it off")
+        dtypes = {p.dtype for p in model.parameters()}
+        clock = ForwardClock(model)
+        trainer.train()
+        optimizer = type(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer")
+                         else trainer.optimizer).__name__
+        fused = any(g.get("fused") for g in trainer.optimizer.param_groups)
+    return {"times": clock.step_times(), "shapes": clock.shapes, "tokens": clock.tokens, "threads": clock.threads,
+            "optimizer": f"{optimizer}{' (fused)' if fused else ''}", "dtypes": dtypes}
+
+
+def run_bare(pairs: list[PreferencePair], steps: int) -> dict:
+    lm, tok = load_model()
+    order = course_lib_order(len(pairs))
+    batches = [encode_pairs(tok, [pairs[i] for i in order[s * BATCH:(s + 1) * BATCH]], MAX_LENGTH)
+               for s in range(steps)]  # left-padded (2B, T) ids and masks, tokenised before timing
+    body = lm.model
+    head = torch.nn.Linear(lm.config.hidden_size, 1)
+    params = [*body.parameters(), *head.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    body.train()
+    optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=0.0, fused=True)
+    times = []
+    for input_ids, attention_mask in batches:
+        start = time.perf_counter()
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        scores = head(hidden[:, -1]).squeeze(-1)  # (2B,): left padding puts every last token at T - 1
+        loss = -torch.nn.functional.logsigmoid(scores[:BATCH] - scores[BATCH:]).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return {"times": times[:-1], "shapes": [tuple(m.shape) for _, m in batches],
+            "tokens": [int(m.sum()) for _, m in batches], "threads": {torch.get_num_threads()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per library (default 6)")
+    parser.add_argument("--warmup", type=int, default=2, help="steps run first and discarded (default 2)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for all (default: torch's own; 1 on a busy CPU)")
+    args = parser.parse_args()
+    if args.steps < 1 or args.warmup < 0:
+        parser.error("--steps must be >= 1 and --warmup >= 0")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    import transformers
+    import trl
+
+    total = args.warmup + args.steps + 1  # the last step only marks where the one before it ends
+    tok = load_tokenizer()
+    pairs = build_pairs(tok, total * BATCH)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; transformers {transformers.__version__}; "
+          f"trl {trl.__version__}")
+    print(f"SmolLM2-135M-Instruct, all parameters, fp32 CPU; {BATCH} pairs (16 sequences) per step, "
+          f"max length {MAX_LENGTH}; {args.warmup} warm-up + {args.steps} timed steps each")
+
+    results = {}
+    for name, run in (("course_lib", lambda: run_course_lib(pairs)),
+                      ("TRL RewardTrainer", lambda: run_trl(pairs, total)),
+                      ("bare step", lambda: run_bare(pairs, total))):
+        r = run()
+        gc.collect()
+        r["timed"] = r["times"][args.warmup:]
+        results[name] = r
+        extra = f"; optimizer {r['optimizer']}, dtypes {sorted(map(str, r['dtypes']))}" if "optimizer" in r else ""
+        print(f"{name}: threads {sorted(r['threads'])}{extra}")
+        print(f"  padded shapes {r['shapes'][:total]}")
+        print(f"  real tokens   {r['tokens'][:total]}")
+        print("  step s        " + " ".join(f"{t:.2f}" for t in r["times"]) + f"  (first {args.warmup} discarded)",
+              flush=True)
+
+    reference = results["course_lib"]["tokens"][:total]
+    for name, r in results.items():
+        if r["tokens"][:total] != reference:
+            print(f"WARNING: {name} saw other token counts than course_lib: {r['tokens'][:total]} vs {reference}")
+    medians = {name: statistics.median(r["timed"]) for name, r in results.items()}
+    bare = medians["bare step"]
+    print(f"\n{'':<20}{'median s/step':>14}{'bare / this':>13}")
+    for name, m in medians.items():
+        print(f"{name:<20}{m:>14.2f}{bare / m:>12.0%}")
+    ratio = medians["TRL RewardTrainer"] / medians["course_lib"]
+    print(f"ratio TRL / course_lib of the median step time: {ratio:.2f}x (target >= 1.3)")
+
+
+if __name__ == "__main__":
+    main()
