@@ -15,6 +15,8 @@ from course_lib.llm.reward_model import (
     RewardConfig,
     RewardModel,
     last_token_index,
+    load_reward_model,
+    save_reward_model,
     score_pairs,
     train_reward_model,
 )
@@ -110,6 +112,25 @@ def test_training_on_an_easy_preference_learns_it_and_reports_held_out_accuracy(
     assert logger.last("rm/eval_accuracy") == 1.0
     _, losses = logger.as_arrays("rm/loss")
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("trainable", ["top:1", "lora:2"])
+def test_a_saved_reward_model_scores_the_same_after_loading(tmp_path, trainable):
+    lm, tok = tiny_model(seed=0)
+    rm = RewardModel(lm)
+    pairs = [PreferencePair("Q:", "Lovely, thank you!", "No."), PreferencePair("Q2:", "Great!", "Bad.")]
+    train_reward_model(rm, tok, pairs, None, replace(REWARD_PRESETS["ci"], trainable=trainable,
+                                                     learning_rate=1e-2), progress=False)
+    n = save_reward_model(rm, tmp_path / "rm.pt", trainable)
+    assert n == sum(p.requires_grad for p in rm.parameters())  # only what training moved
+    again = load_reward_model(tmp_path / "rm.pt", tiny_model(seed=0)[0])
+    assert torch.equal(torch.stack(score_pairs(again, tok, pairs)), torch.stack(score_pairs(rm, tok, pairs)))
+    assert not any(p.requires_grad for p in again.parameters())
+    other, _ = tiny_model(seed=1)  # another base: the frozen weights differ, so the scores do
+    assert not torch.equal(torch.stack(score_pairs(load_reward_model(tmp_path / "rm.pt", other), tok, pairs)),
+                           torch.stack(score_pairs(rm, tok, pairs)))
+    with pytest.raises(FileNotFoundError, match="path: expected a reward model saved by save_reward_model"):
+        load_reward_model(tmp_path / "missing.pt", lm)
 
 
 def test_reward_config_errors_name_the_field():

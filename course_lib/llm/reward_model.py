@@ -204,3 +204,58 @@ def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=No
     model.eval()
     logger.close()
     return logger
+
+
+# ---- saving and loading --------------------------------------------------------------------
+
+
+def save_reward_model(model: RewardModel, path, trainable: str) -> int:
+    """Save what training changed: the parameters with ``requires_grad`` (head, top layers or adapters).
+
+    The frozen rest is the base model, which :func:`load_reward_model` loads again; with
+    ``trainable="top:4"`` the file is about a tenth of the model. Returns the number of saved tensors.
+    """
+    from pathlib import Path
+
+    from course_lib.llm.models import parse_trainable
+
+    parse_trainable(trainable)
+    trained = {name for name, p in model.named_parameters() if p.requires_grad}
+    if not trained:
+        raise ValueError("model: expected trained parameters (requires_grad=True), found none; save it before "
+                         "freezing it")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items() if k in trained}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"trainable": trainable, "state": state}, path)
+    return len(state)
+
+
+def load_reward_model(path, causal_lm=None) -> RewardModel:
+    """A :class:`RewardModel` saved by :func:`save_reward_model`, on the base model, frozen, in eval mode.
+
+    Args:
+        path: the file.
+        causal_lm: the base LM to build on (default: :func:`~course_lib.llm.models.load_model`'s); it is
+            used in place, so pass a copy if the same LM is also a policy.
+    """
+    from pathlib import Path
+
+    from course_lib.llm.models import add_lora, load_model, parse_trainable
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: expected a reward model saved by save_reward_model, {path} does not exist")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if causal_lm is None:
+        causal_lm, _ = load_model()
+    model = RewardModel(causal_lm)
+    kind, n = parse_trainable(saved["trainable"])
+    if kind == "lora":
+        add_lora(model.body, n)
+    missing, unexpected = model.load_state_dict(saved["state"], strict=False)
+    if unexpected:
+        raise ValueError(f"path: {path} holds {len(unexpected)} tensors this model does not have, e.g. "
+                         f"{unexpected[:3]}; was it saved from another model?")
+    model.requires_grad_(False)
+    return model.eval()
