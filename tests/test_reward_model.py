@@ -18,6 +18,7 @@ from course_lib.llm.reward_model import (
     load_reward_model,
     save_reward_model,
     score_pairs,
+    score_responses,
     train_reward_model,
 )
 from course_lib.rl import bradley_terry_loss
@@ -131,6 +132,18 @@ def test_a_saved_reward_model_scores_the_same_after_loading(tmp_path, trainable)
                            torch.stack(score_pairs(rm, tok, pairs)))
     with pytest.raises(FileNotFoundError, match="path: expected a reward model saved by save_reward_model"):
         load_reward_model(tmp_path / "missing.pt", lm)
+
+
+def test_scoring_responses_alone_equals_their_score_inside_a_pair():
+    lm, tok = tiny_model(seed=0)
+    rm = RewardModel(lm)
+    pairs = [PreferencePair("Q:", "Lovely, thank you!", "No."), PreferencePair("Another question:", "Great!", "Bad.")]
+    chosen, rejected = score_pairs(rm, tok, pairs)
+    alone = score_responses(rm, tok, [p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
+                            batch_size=3)
+    torch.testing.assert_close(alone, torch.cat([chosen, rejected]), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="prompts, responses: expected equal lengths, got 1, 2"):
+        score_responses(rm, tok, ["Q:"], ["a", "b"])
 
 
 def test_reward_config_errors_name_the_field():

@@ -104,25 +104,31 @@ REWARD_PRESETS: dict[str, RewardConfig] = {
 }
 
 
-def encode_pairs(tokenizer, pairs, max_length: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """B pairs -> one left-padded batch of 2B sequences: the B (prompt + chosen) rows, then the B (prompt + rejected).
+def encode_texts(tokenizer, prompts, responses, max_length: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """N (prompt, response) texts -> one left-padded batch ``(input_ids, attention_mask)``, both (N, T).
 
     Prompt and response are tokenised separately and joined (the boundary stays exact); each row keeps
-    its last ``max_length`` tokens. Returns ``(input_ids, attention_mask)``, both (2B, T).
+    its last ``max_length`` tokens, so the end of the response, where the score is read, survives.
     """
-    rows = []
-    for side in ("chosen", "rejected"):
-        for pair in pairs:
-            ids = (tokenizer(pair.prompt, add_special_tokens=False)["input_ids"]
-                   + tokenizer(getattr(pair, side), add_special_tokens=False)["input_ids"])[-max_length:]
-            rows.append(ids)
+    rows = [(tokenizer(p, add_special_tokens=False)["input_ids"]
+             + tokenizer(r, add_special_tokens=False)["input_ids"])[-max_length:] for p, r in zip(prompts, responses)]
     T = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), T), tokenizer.pad_token_id, dtype=torch.long)  # (2B, T)
-    attention_mask = torch.zeros((len(rows), T), dtype=torch.long)  # (2B, T)
+    input_ids = torch.full((len(rows), T), tokenizer.pad_token_id, dtype=torch.long)  # (N, T)
+    attention_mask = torch.zeros((len(rows), T), dtype=torch.long)  # (N, T)
     for b, ids in enumerate(rows):
         input_ids[b, T - len(ids):] = torch.tensor(ids)
         attention_mask[b, T - len(ids):] = 1
     return input_ids.to(device), attention_mask.to(device)
+
+
+def encode_pairs(tokenizer, pairs, max_length: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """B pairs -> one left-padded batch of 2B sequences: the B (prompt + chosen) rows, then the B (prompt + rejected).
+
+    See :func:`encode_texts`. Returns ``(input_ids, attention_mask)``, both (2B, T).
+    """
+    prompts = [pair.prompt for pair in pairs]
+    return encode_texts(tokenizer, prompts * 2, [pair.chosen for pair in pairs] + [pair.rejected for pair in pairs],
+                        max_length, device)
 
 
 @torch.no_grad()
@@ -138,6 +144,22 @@ def score_pairs(model: RewardModel, tokenizer, pairs, batch_size: int = 16, max_
         chosen.append(scores[:len(batch)].cpu())
         rejected.append(scores[len(batch):].cpu())
     return torch.cat(chosen), torch.cat(rejected)
+
+
+@torch.no_grad()
+def score_responses(model: RewardModel, tokenizer, prompts, responses, batch_size: int = 16,
+                    max_length: int = 128) -> torch.Tensor:
+    """(N,) reward-model scores of N (prompt, response) texts, encoded as in training; eval mode.
+
+    ``lambda p, r: score_responses(rm, tok, p, r).tolist()`` is the reward function of RLHF (lesson 11).
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"prompts, responses: expected equal lengths, got {len(prompts)}, {len(responses)}")
+    model.eval()
+    device = next(model.parameters()).device
+    scores = [model(*encode_texts(tokenizer, prompts[i:i + batch_size], responses[i:i + batch_size], max_length,
+                                  device)).cpu() for i in range(0, len(prompts), batch_size)]
+    return torch.cat(scores) if scores else torch.zeros(0)
 
 
 def _adamw(params: list, lr: float, weight_decay: float) -> torch.optim.AdamW:
