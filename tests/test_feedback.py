@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from course_lib.data.annotators import SimulatedAnnotator
 from course_lib.llm.feedback import collect_preferences
@@ -32,3 +33,21 @@ def test_bad_arguments_name_the_argument():
         collect_preferences(lm, tok, ["p"], SimulatedAnnotator(), responses_per_prompt=1)
     with pytest.raises(ValueError, match="prompts: expected a non-empty list"):
         collect_preferences(lm, tok, [], SimulatedAnnotator())
+
+
+def test_the_course_reward_model_is_built_once_then_loaded(tmp_path, monkeypatch):
+    from course_lib.llm.feedback import prepare_reward_model, reward_model_path
+    from course_lib.llm.reward_model import score_responses
+
+    lm, tok = tiny_model(seed=0)
+    assert reward_model_path(lm, "ci").name == "reward_model_ci_2x8.pt"
+    path = tmp_path / "rm.pt"
+    built = prepare_reward_model(lm, tok, "ci", progress=False, path=path)
+    assert path.is_file() and not any(p.requires_grad for p in built.parameters())
+    def no_training(*args, **kwargs):
+        raise AssertionError("a saved reward model must be loaded, not trained again")
+
+    monkeypatch.setattr("course_lib.llm.reward_model.train_reward_model", no_training)
+    loaded = prepare_reward_model(lm, tok, "ci", progress=False, path=path)
+    prompts, responses = ["Q:", "Q:"], ["Lovely!", "No."]
+    assert torch.equal(score_responses(built, tok, prompts, responses), score_responses(loaded, tok, prompts, responses))

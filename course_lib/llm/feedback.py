@@ -53,3 +53,86 @@ def collect_preferences(model, tokenizer, prompts: Sequence[str], annotator: Sim
         groups.append(group)
         pairs += pairs_from_ranking(jobs[g], group, annotator.rank(group), keep=keep)
     return pairs, groups
+
+
+# ---- the course's reward model: built in lesson 10, used from lesson 11 on ----------------------
+
+PREFERENCE_DATA: dict[str, dict] = {
+    # The test suite: a handful of short responses (the model may be the tiny one).
+    "ci": {"rounds": 1, "held_out_rounds": 1, "max_new_tokens": 8},
+    # A laptop CPU: 4 groups of K = 4 responses per training prompt (256 pairs), 4 per held-out prompt (64).
+    "cpu": {"rounds": 4, "held_out_rounds": 4, "max_new_tokens": 24},
+    # A GPU: four times the data.
+    "gpu": {"rounds": 16, "held_out_rounds": 8, "max_new_tokens": 24},
+}
+"""Per profile: groups per training prompt, groups per held-out prompt, response length in tokens."""
+
+
+def reward_model_path(model, profile: str | None = None):
+    """Where lesson 10 saves the course's reward model built on ``model`` for a profile (default: the active one).
+
+    The name holds the profile and the model's shape (layers x width), so the reward model of one
+    base model is never loaded onto another.
+    """
+    from course_lib.llm.models import cache_root
+    from course_lib.utils import get_profile
+
+    shape = f"{model.config.num_hidden_layers}x{model.config.hidden_size}"
+    return cache_root() / "runs" / f"reward_model_{profile or get_profile().name}_{shape}.pt"
+
+
+def course_preferences(model, tokenizer, profile: str | None = None, seed: int = 0, progress: bool = True):
+    """Lesson 10's data: best-vs-worst pairs of K = 4 samples per prompt, ranked by the simulated annotator.
+
+    Returns ``(train_pairs, held_out_pairs, held_out_groups)``: training pairs from
+    :data:`~course_lib.data.prompts.TRAIN_PROMPTS`, held-out pairs (and their groups of K responses)
+    from :data:`~course_lib.data.prompts.HELD_OUT_PROMPTS`, sizes from :data:`PREFERENCE_DATA`.
+    """
+    from course_lib.data.prompts import HELD_OUT_PROMPTS, TRAIN_PROMPTS
+    from course_lib.llm.generation import chat_prompt
+    from course_lib.utils import get_profile, set_seed
+
+    sizes = PREFERENCE_DATA[profile or get_profile().name]
+    set_seed(seed)
+    annotator = SimulatedAnnotator(temperature=0.1, seed=seed)
+    train, _ = collect_preferences(model, tokenizer, [chat_prompt(tokenizer, p) for p in TRAIN_PROMPTS], annotator,
+                                   rounds=sizes["rounds"], max_new_tokens=sizes["max_new_tokens"], progress=progress)
+    held, groups = collect_preferences(model, tokenizer, [chat_prompt(tokenizer, p) for p in HELD_OUT_PROMPTS],
+                                       annotator, rounds=sizes["held_out_rounds"],
+                                       max_new_tokens=sizes["max_new_tokens"], progress=progress)
+    return train, held, groups
+
+
+def prepare_reward_model(model, tokenizer, profile: str | None = None, seed: int = 0, progress: bool = True,
+                         path=None):
+    """The course's reward model: lesson 10's saved one if there is one, else built the same way and saved.
+
+    Building it: :func:`course_preferences`, then :func:`~course_lib.llm.reward_model.train_reward_model`
+    with ``REWARD_PRESETS[profile]`` on a copy of ``model``, saved to ``path`` (default
+    :func:`reward_model_path`). Returns a frozen
+    :class:`~course_lib.llm.reward_model.RewardModel` on ``model``'s device.
+    """
+    import copy
+    from pathlib import Path
+
+    from course_lib.llm.reward_model import (
+        REWARD_PRESETS,
+        RewardModel,
+        load_reward_model,
+        save_reward_model,
+        train_reward_model,
+    )
+    from course_lib.utils import get_profile
+
+    profile = profile or get_profile().name
+    path = Path(path) if path is not None else reward_model_path(model, profile)
+    device = next(model.parameters()).device
+    if path.is_file():
+        return load_reward_model(path, copy.deepcopy(model)).to(device)
+    train, held, _ = course_preferences(model, tokenizer, profile, seed, progress)
+    rm = RewardModel(copy.deepcopy(model))
+    config = REWARD_PRESETS[profile]
+    train_reward_model(rm, tokenizer, train, held, config, seed=seed, progress=progress, live=False)
+    save_reward_model(rm, path, config.trainable)
+    rm.requires_grad_(False)
+    return rm.eval()
