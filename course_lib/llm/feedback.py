@@ -60,8 +60,8 @@ def collect_preferences(model, tokenizer, prompts: Sequence[str], annotator: Sim
 PREFERENCE_DATA: dict[str, dict] = {
     # The test suite: a handful of short responses (the model may be the tiny one).
     "ci": {"rounds": 1, "held_out_rounds": 1, "max_new_tokens": 8},
-    # A laptop CPU: 4 groups of K = 4 responses per training prompt (256 pairs), 4 per held-out prompt (64).
-    "cpu": {"rounds": 4, "held_out_rounds": 4, "max_new_tokens": 24},
+    # A laptop CPU: 5 groups of K = 4 responses per training prompt (320 pairs), 5 per held-out prompt (80).
+    "cpu": {"rounds": 5, "held_out_rounds": 5, "max_new_tokens": 24},
     # A GPU: four times the data.
     "gpu": {"rounds": 16, "held_out_rounds": 8, "max_new_tokens": 24},
 }
