@@ -13,6 +13,8 @@ from course_lib.llm.models import tiny_model
 from course_lib.llm.reward_model import (
     REWARD_PRESETS,
     RewardConfig,
+    _blocks,
+    _score_distinct,
     RewardModel,
     last_token_index,
     load_reward_model,
@@ -151,3 +153,26 @@ def test_reward_config_errors_name_the_field():
         RewardConfig(max_length=1)
     with pytest.raises(ValueError, match=r"learning_rate: expected a float in \(0, 1\), got 0"):
         RewardConfig(learning_rate=0)
+
+
+def test_pairs_of_one_ranked_group_share_a_batch_and_each_response_is_scored_once():
+    from course_lib.data.annotators import pairs_from_ranking
+
+    lm, tok = tiny_model(seed=0)
+    rm = RewardModel(lm)
+    groups = [(f"Prompt {g}:", [f"reply {g}.{k}" for k in range(4)]) for g in range(3)]
+    pairs = [pair for prompt, group in groups for pair in pairs_from_ranking(prompt, group, [2, 0, 3, 1], "all")]
+    assert len(pairs) == 18  # 6 pairs per group of 4
+    rows = []
+    rm.body.register_forward_hook(lambda module, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]),
+                                  with_kwargs=True)
+    train_reward_model(rm, tok, pairs, None, replace(REWARD_PRESETS["ci"], batch_size=6, epochs=1), progress=False)
+    assert rows == [4, 4, 4]  # one batch per group, 4 distinct responses for its 6 pairs
+    chosen, rejected = score_pairs(rm, tok, pairs)  # the plain 2B-row encoding gives the same scores
+    c2, r2 = _score_distinct(rm, tok, pairs, 128, "cpu")
+    torch.testing.assert_close(torch.stack([c2, r2]).detach(), torch.stack([chosen, rejected]), atol=1e-5, rtol=1e-5)
+
+
+def test_a_run_of_pairs_with_one_prompt_is_cut_at_the_batch_size():
+    pairs = [PreferencePair("same", f"a{i}", f"b{i}") for i in range(5)] + [PreferencePair("other", "a", "b")]
+    assert _blocks(pairs, 2) == [[0, 1], [2, 3], [4], [5]]

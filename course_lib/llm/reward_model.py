@@ -174,14 +174,43 @@ def _adamw(params: list, lr: float, weight_decay: float) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
 
 
+def _blocks(pairs, batch_size: int) -> list[list[int]]:
+    """Indices of ``pairs`` in runs of neighbours with the same prompt, each run at most ``batch_size`` long."""
+    blocks: list[list[int]] = []
+    for i, pair in enumerate(pairs):
+        if blocks and pairs[blocks[-1][-1]].prompt == pair.prompt and len(blocks[-1]) < batch_size:
+            blocks[-1].append(i)
+        else:
+            blocks.append([i])
+    return blocks
+
+
+def _score_distinct(model: RewardModel, tokenizer, pairs, max_length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chosen, rejected) scores of B pairs, each (B,), from one forward over their distinct texts."""
+    texts: dict[tuple[str, str], int] = {}
+    for pair in pairs:
+        for response in (pair.chosen, pair.rejected):
+            texts.setdefault((pair.prompt, response), len(texts))
+    prompts, responses = zip(*texts)
+    scores = model(*encode_texts(tokenizer, list(prompts), list(responses), max_length, device))  # (U,)
+    chosen = torch.tensor([texts[(p.prompt, p.chosen)] for p in pairs], device=scores.device)
+    rejected = torch.tensor([texts[(p.prompt, p.rejected)] for p in pairs], device=scores.device)
+    return scores[chosen], scores[rejected]
+
+
 def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=None,
                        config: RewardConfig = REWARD_PRESETS["cpu"], seed: int = 0, progress: bool = True,
                        live: bool | None = None):
     """Fit ``model`` to preferences with the Bradley-Terry loss (Ouyang et al. 2022, Eq. 1), in place.
 
-    Each step encodes its B pairs as one batch of 2B sequences (one forward for chosen and rejected)
-    and minimises :func:`course_lib.rl.bradley_terry_loss`. After each epoch the held-out pairs
-    (if any) are scored: ``rm/eval_accuracy`` is the share the model orders like the labels.
+    Each step scores the distinct (prompt, response) texts of its pairs in one forward pass and
+    minimises :func:`course_lib.rl.bradley_terry_loss` over the pairs. Pairs that share a prompt and
+    sit next to each other in ``train_pairs`` (every pair of one ranked group, as
+    :func:`course_lib.llm.feedback.collect_preferences` returns them with ``keep="all"``) stay in one
+    batch, so a group of K responses costs K rows for its K (K - 1) / 2 pairs instead of K (K - 1)
+    (Ouyang et al. 2022, Section 3.5). A batch holds ``batch_size`` pairs or more, to finish a group.
+    After each epoch the held-out pairs (if any) are scored: ``rm/eval_accuracy`` is the share the
+    model orders like the labels.
 
     Returns:
         a :class:`MetricLogger` with ``rm/loss``, ``rm/accuracy`` (per step, on the training batch)
@@ -204,18 +233,26 @@ def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=No
     params = train_top_layers(model.body, [model.head], config.trainable)
     optimizer = _adamw(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     device = next(model.parameters()).device
-    steps_per_epoch = -(-len(train_pairs) // config.batch_size)
-    logger = MetricLogger(total=config.epochs * steps_per_epoch, desc="reward model", live=live, progress=progress,
-                          keys_to_plot=["rm/loss", "rm/accuracy", "rm/eval_accuracy"])
     generator = torch.Generator().manual_seed(seed)
+    blocks = _blocks(train_pairs, config.batch_size)
+    epochs = []
+    for _ in range(config.epochs):  # every epoch's batches up front: a fresh shuffle of the blocks each time
+        batches, current = [], []
+        for b in torch.randperm(len(blocks), generator=generator).tolist():
+            current += blocks[b]
+            if len(current) >= config.batch_size:
+                batches.append(current)
+                current = []
+        epochs.append(batches + ([current] if current else []))
+    logger = MetricLogger(total=sum(len(b) for b in epochs), desc="reward model", live=live, progress=progress,
+                          keys_to_plot=["rm/loss", "rm/accuracy", "rm/eval_accuracy"])
     step = 0
-    for epoch in range(config.epochs):
+    for epoch, batches in enumerate(epochs):
         model.train()
-        order = torch.randperm(len(train_pairs), generator=generator).tolist()
-        for start in range(0, len(order), config.batch_size):
-            batch = [train_pairs[i] for i in order[start:start + config.batch_size]]
-            scores = model(*encode_pairs(tokenizer, batch, config.max_length, device))  # (2B,)
-            loss, info = bradley_terry_loss(scores[:len(batch)], scores[len(batch):])
+        for indices in batches:
+            batch = [train_pairs[i] for i in indices]
+            chosen, rejected = _score_distinct(model, tokenizer, batch, config.max_length, device)  # (B,) each
+            loss, info = bradley_terry_loss(chosen, rejected)
             guarded_step(optimizer, loss, params, config.max_grad_norm, f"epoch {epoch}, step {step}")
             step += 1
             logger.log(step, {"rm/loss": loss.item(), "rm/accuracy": info["accuracy"]})
