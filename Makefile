@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup model lab test demo exercises notebooks doctor bench clean help
+.PHONY: setup model lab test demo exercises notebooks doctor bench bench-rlhf clean help
 help:
 	@sed -n 's/^#   //p' Makefile
 
@@ -53,6 +53,13 @@ bench: model
 	$(PY) bench/bench_grading.py
 	$(PY) bench/bench_ppo.py
 	$(PY) bench/bench_reward_model.py
+
+# RLHF-PPO against TRL's PPOTrainer, which TRL shipped last in 1.12.0: that needs its own environment
+# (bench/.venv-trl-ppo, made by bench/setup_trl_ppo_env.sh), as .venv keeps TRL 1.13.0 for the reward-model
+# benchmark; so it is not part of `make bench`. It takes about 15 minutes on 2 cores.
+bench-rlhf: model
+	bash bench/setup_trl_ppo_env.sh
+	bench/.venv-trl-ppo/bin/python bench/bench_rlhf_ppo.py --threads 1
 
 clean:
 	rm -rf runs build .pytest_cache

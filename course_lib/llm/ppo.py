@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib.llm.models import parse_trainable, train_top_layers, untied_lm_head
+from course_lib.llm.models import adamw, parse_trainable, train_top_layers, untied_lm_head
 from course_lib.llm.rollout import (
     PolicyWithValue,
     Samples,
@@ -216,7 +216,7 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
     for p in reference.parameters():
         p.requires_grad_(False)
     params = select_trainable(policy, config.trainable)
-    optimizer = torch.optim.Adam(params, lr=config.learning_rate)
+    optimizer = adamw(params, config.learning_rate)  # Adam: AdamW without weight decay
     rng = np.random.default_rng(seed)
     order: list[int] = []
     logger = MetricLogger(total=config.steps, desc="RLHF-PPO", live=live, progress=progress,
@@ -277,7 +277,8 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
                 mb = perm[k * config.minibatch_size:(k + 1) * config.minibatch_size]
                 sub = Samples(samples.input_ids[mb], samples.attention_mask[mb], mask[mb], samples.prompt_length,
                               [samples.texts[i] for i in mb.tolist()])
-                logp, values, entropy = response_outputs(policy, sub, config.temperature, with_entropy=True)
+                logp, values, entropy = response_outputs(policy, sub, config.temperature, with_entropy=True,
+                                                         entropy_grad=config.ent_coef > 0)  # only logged at 0
                 m = mask[mb]
                 ratio_max = float(torch.exp(logp - old_logp[mb]).detach()[m].max())
                 if ratio_max > config.max_ratio:

@@ -162,18 +162,6 @@ def score_responses(model: RewardModel, tokenizer, prompts, responses, batch_siz
     return torch.cat(scores) if scores else torch.zeros(0)
 
 
-def _adamw(params: list, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """``torch.optim.AdamW``, with torch's fused kernel where it has one for the parameters' device.
-
-    The fused kernel updates each tensor in one pass instead of about ten elementwise ops; the update is
-    the same up to rounding. Used on CUDA, and on the CPU from torch 2.4, where it takes SmolLM2-135M's
-    AdamW step from about 0.65 s to 0.15 s on one core. Elsewhere (MPS, older torch): the default one.
-    """
-    devices = {p.device.type for p in params}
-    fused = devices == {"cuda"} or (devices == {"cpu"} and torch.__version__ >= (2, 4))
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
-
-
 def _blocks(pairs, batch_size: int) -> list[list[int]]:
     """Indices of ``pairs`` in runs of neighbours with the same prompt, each run at most ``batch_size`` long."""
     blocks: list[list[int]] = []
@@ -219,7 +207,7 @@ def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=No
     Raises:
         FloatingPointError: a non-finite loss or gradient norm, naming the epoch and step.
     """
-    from course_lib.llm.models import guarded_step, train_top_layers
+    from course_lib.llm.models import adamw, guarded_step, train_top_layers
     from course_lib.rl import bradley_terry_loss
     from course_lib.utils import set_seed
     from course_lib.utils.metrics import MetricLogger
@@ -231,7 +219,7 @@ def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=No
         raise ValueError("train_pairs: expected at least one preference pair, got none")
     set_seed(seed)
     params = train_top_layers(model.body, [model.head], config.trainable)
-    optimizer = _adamw(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = adamw(params, config.learning_rate, config.weight_decay)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     blocks = _blocks(train_pairs, config.batch_size)

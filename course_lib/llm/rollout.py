@@ -14,6 +14,7 @@ Shapes (B batch, P prompt length after left padding, R response tokens, V vocabu
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
@@ -41,12 +42,18 @@ class PolicyWithValue(nn.Module):
         nn.init.zeros_(self.value_head.bias)
         self.value_head.to(next(causal_lm.parameters()).device)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """input_ids, attention_mask: (B, T) -> ``(logits (B, T, V), values (B, T))``."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                logits_from: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """input_ids, attention_mask: (B, T) -> ``(logits (B, T - logits_from, V), values (B, T))``.
+
+        ``logits_from``: the first position whose next-token logits are computed (default 0: all of
+        them). The LM head is the largest matrix product per position (576 x 49,152 in SmolLM2, about
+        a fifth of the forward's work), so scoring a response skips it on the prompt's positions.
+        """
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding does not shift
         hidden = self.lm.model(input_ids=input_ids, attention_mask=attention_mask,
                                position_ids=position_ids).last_hidden_state  # (B, T, H)
-        logits = self.lm.lm_head(hidden)  # (B, T, V)
+        logits = self.lm.lm_head(hidden[:, logits_from:])  # (B, T - logits_from, V)
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()  # (B, T)
         return logits, values
 
@@ -128,7 +135,7 @@ class ResponseOutputs(NamedTuple):
 
 
 def response_outputs(model, samples: Samples, temperature: float = 1.0, with_values: bool = True,
-                     with_entropy: bool = False) -> ResponseOutputs:
+                     with_entropy: bool = False, entropy_grad: bool = True) -> ResponseOutputs:
     """log pi(a_t | s_t) of each response token, V(s_t) before it, and optionally the entropy, in one forward pass.
 
     Args:
@@ -136,20 +143,38 @@ def response_outputs(model, samples: Samples, temperature: float = 1.0, with_val
             e.g. the frozen reference.
         samples: the :class:`Samples` (or a minibatch of them) to score.
         temperature: the sampling temperature: the policy *is* softmax(logits / temperature).
+        entropy_grad: False computes the entropy outside autograd, for a loop that only logs it (an entropy
+            bonus of 0): its backward over (B, R, V) would be wasted work.
     """
     P = samples.prompt_length
+    R = samples.input_ids.shape[1] - P
+    # Only positions P - 1 .. P + R - 1 get logits (the LM head on the prompt would be thrown away).
     if isinstance(model, PolicyWithValue):
-        logits, values = model(samples.input_ids, samples.attention_mask)  # (B, P + R, V), (B, P + R)
+        logits, values = model(samples.input_ids, samples.attention_mask, logits_from=P - 1)  # (B, R+1, V), (B, P+R)
         values = values[:, P - 1:-1] if with_values else None  # (B, R): V(s_t) at the position before token t
     else:
         position_ids = (samples.attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, P + R)
         logits = model(input_ids=samples.input_ids, attention_mask=samples.attention_mask,
-                       position_ids=position_ids).logits  # (B, P + R, V)
+                       position_ids=position_ids, **_keep_last_logits(model, R + 1)).logits  # (B, R+1 or P+R, V)
+        logits = logits[:, -(R + 1):]  # (B, R + 1, V), whether the model kept only those or not
         values = None
-    logits = logits[:, P - 1:-1, :] / temperature  # (B, R, V): position P - 1 + t predicts response token t
+    logits = logits[:, :-1, :] / temperature  # (B, R, V): position P - 1 + t predicts response token t
     logp = token_logprobs(logits, samples.responses)  # (B, R)
-    entropy = entropy_from_logits(logits) if with_entropy else None  # (B, R)
+    entropy = None
+    if with_entropy:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and entropy_grad):
+            entropy = entropy_from_logits(logits)  # (B, R)
     return ResponseOutputs(logp, values, entropy)
+
+
+def _keep_last_logits(model, n: int) -> dict:
+    """The keyword that makes a Hugging Face causal LM compute logits for its last ``n`` positions only
+    (``logits_to_keep``, called ``num_logits_to_keep`` before transformers 4.50), or {} when it has none."""
+    parameters = inspect.signature(model.forward).parameters
+    for name in ("logits_to_keep", "num_logits_to_keep"):
+        if name in parameters:
+            return {name: n}
+    return {}
 
 
 def token_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, response_mask: torch.Tensor,

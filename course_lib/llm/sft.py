@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 
 from course_lib.llm.generation import completion_logprobs
-from course_lib.llm.models import check_finetune_config, guarded_step, train_top_layers, untied_lm_head
+from course_lib.llm.models import adamw, check_finetune_config, guarded_step, train_top_layers, untied_lm_head
 from course_lib.rl import masked_mean
 from course_lib.utils import set_seed
 from course_lib.utils.metrics import MetricLogger
@@ -105,7 +105,7 @@ def sft(model, tokenizer, prompts: Sequence[str], demonstrations: Sequence[str],
         demonstrations = [d + tokenizer.eos_token for d in demonstrations]
     set_seed(seed)
     params = train_top_layers(model.model, untied_lm_head(model), config.trainable)
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = adamw(params, config.learning_rate, config.weight_decay)
     steps_per_epoch = -(-len(prompts) // config.batch_size)
     logger = MetricLogger(total=config.epochs * steps_per_epoch, desc="SFT", live=live, progress=progress,
                           keys_to_plot=["sft/loss"])
