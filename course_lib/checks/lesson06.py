@@ -26,12 +26,10 @@ import numpy as np
 import torch
 
 from course_lib.checks.core import Case, CheckResult, Exercise, compare
+from course_lib.checks.tensors import generator
 from course_lib.deep.reinforce import CategoricalPolicy, gradient_variance, per_episode_gradients
 from course_lib.deep.reinforce import reward_to_go as _library_reward_to_go
 
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # ---- reward_to_go --------------------------------------------------------------------------
@@ -48,7 +46,7 @@ def reward_to_go(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
 
 def _rewards(seed: int, T: int, low: float = -1.0, high: float = 2.0, dtype=torch.float32) -> torch.Tensor:
     """(T,) rewards uniform in [low, high), rounded to 2 decimals so messages stay readable."""
-    r = low + (high - low) * torch.rand(T, generator=_gen(seed), dtype=torch.float64)
+    r = low + (high - low) * torch.rand(T, generator=generator(seed), dtype=torch.float64)
     return torch.round(r, decimals=2).to(dtype)
 
 
@@ -161,14 +159,14 @@ def _loss_with_grads(fn: Callable) -> Callable:
 
 def _logp(seed: int, N: int, low: float = 0.1, high: float = 0.9, dtype=torch.float32) -> torch.Tensor:
     """(N,) log-probabilities of sampled actions whose probabilities are uniform in [low, high)."""
-    p = low + (high - low) * torch.rand(N, generator=_gen(seed), dtype=torch.float64)
+    p = low + (high - low) * torch.rand(N, generator=generator(seed), dtype=torch.float64)
     return torch.log(p).to(dtype)
 
 
 def _advantages(seed: int, N: int, scale: float = 1.0, shift: float = 0.0, critic: bool = False,
                 dtype=torch.float32) -> torch.Tensor:
     """(N,) advantages ~ N(shift, scale); ``critic=True``: they require grad, as the output of a value network would."""
-    a = (torch.randn(N, generator=_gen(seed), dtype=torch.float64) * scale + shift).to(dtype)
+    a = (torch.randn(N, generator=generator(seed), dtype=torch.float64) * scale + shift).to(dtype)
     return a.requires_grad_(critic)
 
 
@@ -238,7 +236,7 @@ def _returns_float(fn: Callable) -> Callable:
 
 def _grads(seed: int, B: int, P: int, scale: float = 1.0, shift: float = 0.0, dtype=torch.float32) -> torch.Tensor:
     """(B, P) gradient estimates ~ N(shift, scale)."""
-    g = torch.randn((B, P), generator=_gen(seed), dtype=torch.float64) * scale + shift
+    g = torch.randn((B, P), generator=generator(seed), dtype=torch.float64) * scale + shift
     return g.to(dtype)
 
 
@@ -248,7 +246,7 @@ def _policy_grads(seed: int, B: int, hidden: int = 16) -> torch.Tensor:
     with torch.random.fork_rng(devices=[]):  # the policy's initialisation must not touch the caller's random state
         torch.manual_seed(seed)
         policy = CategoricalPolicy(4, 2, hidden)
-    g = _gen(seed)
+    g = generator(seed)
     lengths = [int(n) for n in torch.randint(5, 40, (B,), generator=g)]
     obs = torch.randn((sum(lengths), 4), generator=g) * 0.5  # (N, 4)
     actions = torch.randint(0, 2, (sum(lengths),), generator=g)  # (N,)

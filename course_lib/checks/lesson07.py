@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 
 from course_lib.checks.core import Case, CheckResult, Exercise
+from course_lib.checks.tensors import generator
 from course_lib.rl import clipped_surrogate, gae, value_loss
 
 # ---- references ----------------------------------------------------------------------------
@@ -78,9 +79,6 @@ def _with_grad(exercise: str, wrt: str) -> Callable[[Callable], Callable]:
 # ---- seeded inputs -------------------------------------------------------------------------
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
 
 def _rollout(seed: int, N: int, T: int, terminated_at=(), truncated_at=(), gamma: float = 0.99,
              lam: float = 0.95) -> tuple:
@@ -91,7 +89,7 @@ def _rollout(seed: int, N: int, T: int, terminated_at=(), truncated_at=(), gamma
     termination it still holds the next episode's first value, as in the PPO buffers: the flag, not
     the number, says "do not bootstrap".
     """
-    g = _gen(seed)
+    g = generator(seed)
     rewards = torch.round(torch.rand((N, T), generator=g) * 2.0, decimals=2)  # (N, T), like CartPole's +1 scaled
     v = torch.round(torch.randn((N, T + 1), generator=g) * 2.0 + 3.0, decimals=2)  # (N, T + 1)
     values, next_values = v[:, :T].clone(), v[:, 1:].clone()  # (N, T) each: V(s_t) and V(s_{t+1})
@@ -180,7 +178,7 @@ def _clip_args(seed: int, shape: tuple[int, ...], log_ratio: tuple[float, float]
     """``(logp, old_logp, advantages, clip_eps)`` with log-ratios uniform in ``log_ratio`` and advantage sizes
     uniform in ``adv``, of sign ``sign`` (+1, -1, or 0 for random signs); old log-probs are those of actions
     with probabilities in (0.1, 0.9)."""
-    g = _gen(seed)
+    g = generator(seed)
     old_logp = torch.log(0.1 + 0.8 * torch.rand(shape, generator=g))  # (...)
     lo, hi = log_ratio
     logp = old_logp + lo + (hi - lo) * torch.rand(shape, generator=g)  # (...) ratio = exp(logp - old_logp)
@@ -192,7 +190,7 @@ def _clip_args(seed: int, shape: tuple[int, ...], log_ratio: tuple[float, float]
 
 def _clip_mixed(seed: int, shape: tuple[int, ...], clip_eps: float, spread: float = 0.3) -> tuple:
     """A batch as in training: log-ratios N(0, spread), advantages N(0, 1) (normalised)."""
-    g = _gen(seed)
+    g = generator(seed)
     old_logp = torch.log(0.1 + 0.8 * torch.rand(shape, generator=g))
     logp = old_logp + spread * torch.randn(shape, generator=g)
     advantages = torch.randn(shape, generator=g)
@@ -262,7 +260,7 @@ def check_ppo_clip_loss(fn) -> CheckResult:
 
 def _value_args(seed: int, shape: tuple[int, ...], error=None, scale: float = 3.0, shift: float = 0.0) -> tuple:
     """``(values, returns)``; with ``error``, returns = values + error * (random signs)."""
-    g = _gen(seed)
+    g = generator(seed)
     values = torch.randn(shape, generator=g) * scale + shift
     if error is None:
         returns = torch.randn(shape, generator=g) * scale + shift

@@ -10,11 +10,11 @@ Shapes: B sequences, T tokens (prompt + completion), R response tokens, V vocabu
 
 from __future__ import annotations
 
-from typing import Callable
 
 import torch
 
 from course_lib.checks.core import Case, CheckResult, Exercise
+from course_lib.checks.tensors import cloned, generator
 from course_lib.llm.rollout import token_rewards
 from course_lib.rl import entropy_from_logits, masked_sum, token_logprobs
 
@@ -55,17 +55,6 @@ def per_token_rewards(score: torch.Tensor, logp: torch.Tensor, ref_logp: torch.T
     return rewards + 0.0  # -beta * 0 is -0.0 on padding; + 0.0 makes it 0.0 (the same number, printed plainly)
 
 
-def _cloned(fn: Callable) -> Callable:
-    """Call ``fn`` on copies of its tensor arguments, so an in-place edit cannot change the case for others."""
-
-    def run(*args):
-        return fn(*(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
-
-    return run
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # ---- sequence_logprob ------------------------------------------------------------------------
@@ -78,7 +67,7 @@ def _sequence(seed: int, lengths: list[int], prompt_lengths: list[int], V: int =
     Padding (token 0, mask False) comes first; its logits are random like the others (a model outputs
     something there too), so a sum that forgets the mask is wrong.
     """
-    g = _gen(seed)
+    g = generator(seed)
     B, T = len(lengths), max(lengths)
     logits = torch.randn((B, T, V), generator=g) * scale  # (B, T, V)
     tokens = torch.randint(1, V, (B, T), generator=g)  # (B, T); token 0 is the padding id
@@ -138,7 +127,7 @@ def check_sequence_logprob(fn) -> CheckResult:
 
 
 def _logits(seed: int, shape: tuple[int, ...], scale: float = 2.0, temperature: float = 1.0) -> tuple:
-    g = _gen(seed)
+    g = generator(seed)
     return torch.randn(shape, generator=g) * scale, temperature
 
 
@@ -193,7 +182,7 @@ def _rollout(seed: int, lengths: list[int], R: int | None = None, beta: float = 
 
     Padding positions hold log-probs like any other (the forward pass computes them) plus ``garbage``.
     """
-    g = _gen(seed)
+    g = generator(seed)
     B, R = len(lengths), R or max(lengths)
     logp = torch.log(0.05 + 0.9 * torch.rand((B, R), generator=g))  # (B, R) log pi at sampling time
     ref_logp = logp + 0.5 * torch.randn((B, R), generator=g)  # (B, R) the reference disagrees a little
@@ -249,9 +238,9 @@ def check_per_token_rewards(fn) -> CheckResult:
 
 EXERCISES = {
     "sequence_logprob": Exercise("sequence_logprob", sequence_logprob, sequence_logprob_cases,
-                                 sequence_logprob_hidden_cases, adapt=_cloned, rtol=1e-4, atol=1e-4),
+                                 sequence_logprob_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-4),
     "temperature_entropy": Exercise("temperature_entropy", temperature_entropy, temperature_entropy_cases,
-                                    temperature_entropy_hidden_cases, adapt=_cloned, rtol=1e-4, atol=1e-5),
+                                    temperature_entropy_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-5),
     "per_token_rewards": Exercise("per_token_rewards", per_token_rewards, per_token_rewards_cases,
-                                  per_token_rewards_hidden_cases, adapt=_cloned, rtol=1e-5, atol=1e-6),
+                                  per_token_rewards_hidden_cases, adapt=cloned, rtol=1e-5, atol=1e-6),
 }

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from course_lib.checks.core import Case, CheckResult, Exercise
+from course_lib.checks.tensors import generator
 from course_lib.rl import masked_mean, masked_sum
 
 # ---- references ----------------------------------------------------------------------------
@@ -82,9 +83,6 @@ def _with_grad(exercise: str):
 # ---- seeded inputs -------------------------------------------------------------------------
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
 
 def _batch(seed: int, prompt_lengths, response_lengths, padding: str = "finite") -> tuple[torch.Tensor, torch.Tensor]:
     """``(logp, mask)`` of a left-padded batch laid out as :func:`course_lib.llm.generation.completion_logprobs`
@@ -94,7 +92,7 @@ def _batch(seed: int, prompt_lengths, response_lengths, padding: str = "finite")
     bad at predicting a user's message), so a loss that counts them is far off; padding holds
     ``padding``: "finite" (log-probs like the prompt's) or "-inf" (an impossible token).
     """
-    g = _gen(seed)
+    g = generator(seed)
     B = len(prompt_lengths)
     T = max(p + r for p, r in zip(prompt_lengths, response_lengths))
     logp = -12.0 + 6.0 * torch.rand((B, T), generator=g)  # (B, T) prompt-like values everywhere
@@ -170,7 +168,7 @@ def _kl_args(seed: int, prompt_lengths, response_lengths, drift: float = 0.5, pa
     logp, mask = _batch(seed, prompt_lengths, response_lengths, padding)
     if same:
         return logp, logp.clone(), mask
-    g = _gen(seed + 1_000)
+    g = generator(seed + 1_000)
     shift = drift + drift * torch.randn(logp.shape, generator=g)  # (B, T)
     ref_logp = torch.where(mask, logp - shift, logp + torch.randn(logp.shape, generator=g))
     ref_logp = torch.where(torch.isinf(logp), logp, ref_logp)  # padding: -inf in both
@@ -226,7 +224,7 @@ def _pg_args(seed: int, prompt_lengths, response_lengths, rewards=None, padding:
     """``(logp, mask, rewards)``: the policy's log-probs of its own samples and one annotator score per response."""
     logp, mask = _batch(seed, prompt_lengths, response_lengths, padding)
     if rewards is None:
-        rewards = torch.round(torch.rand(len(prompt_lengths), generator=_gen(seed + 2_000)) * 2 - 1, decimals=3)
+        rewards = torch.round(torch.rand(len(prompt_lengths), generator=generator(seed + 2_000)) * 2 - 1, decimals=3)
     return logp, mask, torch.as_tensor(rewards, dtype=torch.float32)
 
 

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from course_lib.checks.core import Case, CheckResult, Exercise
+from course_lib.checks.tensors import cloned, generator
 from course_lib.llm.reward_model import last_token_index
 from course_lib.rl import bradley_terry_loss
 
@@ -93,17 +94,6 @@ def _bt_with_grad(fn: Callable) -> Callable:
     return run
 
 
-def _cloned(fn: Callable) -> Callable:
-    """Call ``fn`` on copies of its tensor arguments, so an in-place edit cannot change the case for others."""
-
-    def run(*args):
-        return fn(*(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
-
-    return run
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # ---- bradley_terry_loss_fn -----------------------------------------------------------------
@@ -112,7 +102,7 @@ def _gen(seed: int) -> torch.Generator:
 def _scores(seed: int, B: int, gap: float = 0.3, scale: float = 1.0, offset: float = 0.0):
     """``(chosen, rejected)``, (B,) each: reward-model-like scores where the chosen one is ahead by ``gap`` on
     average, so most but not all pairs are ordered right."""
-    g = _gen(seed)
+    g = generator(seed)
     rejected = offset + scale * torch.randn(B, generator=g)
     chosen = rejected + gap + scale * torch.randn(B, generator=g)
     return torch.round(chosen, decimals=3), torch.round(rejected, decimals=3)
@@ -181,7 +171,7 @@ def _mask(lengths, T: int, sides) -> torch.Tensor:
 
 
 def _random_mask(seed: int, B: int, T: int, side: str) -> torch.Tensor:
-    g = _gen(seed)
+    g = generator(seed)
     lengths = torch.randint(1, T + 1, (B,), generator=g).tolist()
     sides = [side] * B if side in ("left", "right") else [("left", "right")[int(x)] for x in
                                                           torch.randint(0, 2, (B,), generator=g)]
@@ -235,7 +225,7 @@ def _calibrated(seed: int, N: int, low: float = 0.0, high: float = 1.0, power: f
     """``(probs, outcomes)``, (N,) float32 each: predictions in [low, high] (skewed by ``power``), and outcomes drawn
     with exactly those probabilities (a calibrated predictor). No prediction lies within 1e-4 of an inner bin edge
     of 2 to 10 bins, so float rounding cannot move one across."""
-    g = _gen(seed)
+    g = generator(seed)
     u = torch.rand(N, generator=g, dtype=torch.float64) ** power
     probs = low + (high - low) * u
     edges = torch.tensor(sorted({k / n for n in range(2, 11) for k in range(1, n)}), dtype=torch.float64)
@@ -295,8 +285,8 @@ EXERCISES = {
         bradley_terry_loss_fn_hidden_cases, adapt=_bt_with_grad,
         names=("loss", "d loss / d chosen_scores", "d loss / d rejected_scores", "accuracy"), rtol=1e-4, atol=1e-6),
     "last_token_positions": Exercise("last_token_positions", last_token_positions, last_token_positions_cases,
-                                     last_token_positions_hidden_cases, adapt=_cloned),
+                                     last_token_positions_hidden_cases, adapt=cloned),
     "calibration_bins": Exercise("calibration_bins", calibration_bins, calibration_bins_cases,
-                                 calibration_bins_hidden_cases, adapt=_cloned,
+                                 calibration_bins_hidden_cases, adapt=cloned,
                                  names=("mean_predicted", "observed_frequency", "counts"), rtol=1e-5, atol=1e-6),
 }

@@ -95,10 +95,11 @@ class RewardConfig:
 
 
 REWARD_PRESETS: dict[str, RewardConfig] = {
-    # The test suite with the tiny model: one epoch, small batches.
-    "ci": RewardConfig(epochs=1, batch_size=4, learning_rate=1e-3, max_length=64),
-    # SmolLM2-135M on a laptop CPU: the top 4 of 30 layers and the head, 2 epochs.
-    "cpu": RewardConfig(epochs=2, batch_size=8, learning_rate=3e-4, max_length=96, trainable="top:4"),
+    # The test suite (tiny model or a few steps of the real one): one epoch, the top layer and the head.
+    "ci": RewardConfig(epochs=1, batch_size=4, learning_rate=1e-3, max_length=64, trainable="top:1"),
+    # SmolLM2-135M on a laptop CPU: the top 4 of 30 layers and the head, 1 epoch (a second one overfits
+    # 320 pairs: held-out accuracy 0.675 after epoch 1, 0.600 after epoch 2 in one measured run).
+    "cpu": RewardConfig(epochs=1, batch_size=8, learning_rate=3e-4, max_length=96, trainable="top:4"),
     # SmolLM2-135M on a GPU: every parameter.
     "gpu": RewardConfig(epochs=2, batch_size=16, learning_rate=2e-5, max_length=256),
 }
