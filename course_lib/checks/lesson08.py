@@ -10,7 +10,6 @@ Shapes: B sequences, T tokens (prompt + completion), R response tokens, V vocabu
 
 from __future__ import annotations
 
-
 import torch
 
 from course_lib.checks.core import Case, CheckResult, Exercise
