@@ -14,6 +14,7 @@ Shapes (B batch, P prompt length after left padding, R response tokens, V vocabu
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
@@ -170,11 +171,15 @@ def response_outputs(model, samples: Samples, temperature: float = 1.0, with_val
 def _keep_last_logits(model, n: int) -> dict:
     """The keyword that makes a Hugging Face causal LM compute logits for its last ``n`` positions only
     (``logits_to_keep``, called ``num_logits_to_keep`` before transformers 4.50), or {} when it has none."""
-    parameters = inspect.signature(model.forward).parameters
-    for name in ("logits_to_keep", "num_logits_to_keep"):
-        if name in parameters:
-            return {name: n}
-    return {}
+    name = _logits_keyword(type(model))
+    return {name: n} if name else {}
+
+
+@functools.lru_cache(maxsize=None)
+def _logits_keyword(model_class: type) -> str | None:
+    """The name of ``model_class.forward``'s keep-last-logits argument, looked up once per class."""
+    parameters = inspect.signature(model_class.forward).parameters
+    return next((name for name in ("logits_to_keep", "num_logits_to_keep") if name in parameters), None)
 
 
 def token_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, response_mask: torch.Tensor,
