@@ -15,6 +15,8 @@ from course_lib.llm.reward_model import (
     RewardConfig,
     _blocks,
     _score_distinct,
+    encode_texts,
+    score_texts,
     RewardModel,
     last_token_index,
     load_reward_model,
@@ -167,10 +169,36 @@ def test_pairs_of_one_ranked_group_share_a_batch_and_each_response_is_scored_onc
     rm.body.register_forward_hook(lambda module, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]),
                                   with_kwargs=True)
     train_reward_model(rm, tok, pairs, None, replace(REWARD_PRESETS["ci"], batch_size=6, epochs=1), progress=False)
-    assert rows == [4, 4, 4]  # one batch per group, 4 distinct responses for its 6 pairs
-    chosen, rejected = score_pairs(rm, tok, pairs)  # the plain 2B-row encoding gives the same scores
-    c2, r2 = _score_distinct(rm, tok, pairs, 128, "cpu")
+    assert rows == [1, 4] * 3  # one batch per group: its prompt once, then its 4 distinct responses for 6 pairs
+    chosen, rejected = score_pairs(rm, tok, pairs)
+    c2, r2 = _score_distinct(rm, tok, pairs, 128)
     torch.testing.assert_close(torch.stack([c2, r2]).detach(), torch.stack([chosen, rejected]), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("trainable", ["all", "lora:2"])
+def test_a_shared_prompt_prefix_gives_the_plain_encodings_scores_and_gradients(trainable):
+    from course_lib.llm.models import train_top_layers
+
+    lm, tok = tiny_model(seed=0)
+    rm = RewardModel(lm)
+    params = train_top_layers(rm.body, [rm.head], trainable)
+    prompts = ["A longer first prompt, with words:", "Q:", "A longer first prompt, with words:", "Q:", "Q:"]
+    responses = ["Lovely, thank you!", "No.", "It is a fine day for the robot.", "Great!", "No."]
+    shared = score_texts(rm, tok, prompts, responses, max_length=64)
+    plain = rm(*encode_texts(tok, prompts, responses, 64))
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-4)
+    grads = [torch.autograd.grad(scores.square().sum(), params) for scores in (shared, plain)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    rows = []
+    rm.body.register_forward_hook(lambda module, args, kwargs, out: rows.append(tuple(kwargs["input_ids"].shape)),
+                                  with_kwargs=True)
+    score_texts(rm, tok, prompts, responses, max_length=64)
+    assert [r[0] for r in rows] == [2, 5]  # 2 distinct prompts, then the 5 responses on their cached prefixes
+    rows.clear()  # a text longer than max_length: the plain encoding, which cuts each row on its own
+    cut = score_texts(rm, tok, prompts, responses, max_length=8)
+    assert [r[0] for r in rows] == [5]
+    torch.testing.assert_close(cut, rm(*encode_texts(tok, prompts, responses, 8)), atol=1e-5, rtol=1e-4)
 
 
 def test_a_run_of_pairs_with_one_prompt_is_cut_at_the_batch_size():

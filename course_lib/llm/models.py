@@ -18,7 +18,9 @@ The cache folder is ``$COURSE_KIT_CACHE`` if set, else
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
+import inspect
 import os
 import shutil
 import sys
@@ -389,6 +391,14 @@ def check_finetune_config(config, int_fields: tuple[str, ...] = ("epochs", "batc
     if not config.max_grad_norm > 0:
         raise ValueError(f"max_grad_norm: expected a float > 0, got {config.max_grad_norm!r}")
     parse_trainable(config.trainable)
+
+
+@functools.lru_cache(maxsize=None)
+def forward_keyword(model_class: type, *names: str) -> str | None:
+    """The first of ``names`` that ``model_class.forward`` accepts, or None: for arguments that transformers
+    renamed between versions (e.g. ``logits_to_keep`` / ``num_logits_to_keep``). Looked up once per class."""
+    parameters = inspect.signature(model_class.forward).parameters
+    return next((name for name in names if name in parameters), None)
 
 
 def adamw(params: list, lr: float, weight_decay: float = 0.0):

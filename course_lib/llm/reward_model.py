@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from course_lib.llm.models import forward_keyword
+
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     """(B, T) 0/1 mask -> (B,) int64 index of the last 1 in each row, for left or right padding.
@@ -137,11 +139,11 @@ def score_pairs(model: RewardModel, tokenizer, pairs, batch_size: int = 16, max_
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(chosen_scores, rejected_scores), each (len(pairs),), with the model in eval mode."""
     model.eval()
-    device = next(model.parameters()).device
     chosen, rejected = [], []
     for i in range(0, len(pairs), batch_size):
         batch = pairs[i:i + batch_size]
-        scores = model(*encode_pairs(tokenizer, batch, max_length, device))  # (2B,)
+        scores = score_texts(model, tokenizer, [p.prompt for p in batch] * 2,
+                             [p.chosen for p in batch] + [p.rejected for p in batch], max_length)  # (2B,)
         chosen.append(scores[:len(batch)].cpu())
         rejected.append(scores[len(batch):].cpu())
     return torch.cat(chosen), torch.cat(rejected)
@@ -157,9 +159,8 @@ def score_responses(model: RewardModel, tokenizer, prompts, responses, batch_siz
     if len(prompts) != len(responses):
         raise ValueError(f"prompts, responses: expected equal lengths, got {len(prompts)}, {len(responses)}")
     model.eval()
-    device = next(model.parameters()).device
-    scores = [model(*encode_texts(tokenizer, prompts[i:i + batch_size], responses[i:i + batch_size], max_length,
-                                  device)).cpu() for i in range(0, len(prompts), batch_size)]
+    scores = [score_texts(model, tokenizer, list(prompts[i:i + batch_size]), list(responses[i:i + batch_size]),
+                          max_length).cpu() for i in range(0, len(prompts), batch_size)]
     return torch.cat(scores) if scores else torch.zeros(0)
 
 
@@ -174,14 +175,69 @@ def _blocks(pairs, batch_size: int) -> list[list[int]]:
     return blocks
 
 
-def _score_distinct(model: RewardModel, tokenizer, pairs, max_length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(chosen, rejected) scores of B pairs, each (B,), from one forward over their distinct texts."""
+def _shared_prefix_batch(tokenizer, prompts, responses, max_length: int, device):
+    """The N texts as U distinct left-padded prompts and N right-padded responses, or None when one would be cut.
+
+    Returns ``(prompt_ids, prompt_mask, owner, response_ids, response_mask)``: (U, P), (U, P), (N,) index
+    of each response's prompt, (N, R), (N, R). None when a response is empty or a text is longer than
+    ``max_length`` tokens (then :func:`encode_texts` cuts rows one by one and the prefix is not shared).
+    """
+    distinct = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
+    prompt_rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in distinct]
+    response_rows = [tokenizer(r, add_special_tokens=False)["input_ids"] for r in responses]
+    owner = [distinct[p] for p in prompts]
+    if any(not r or len(prompt_rows[o]) + len(r) > max_length for o, r in zip(owner, response_rows)):
+        return None
+    P, R = max(len(r) for r in prompt_rows), max(len(r) for r in response_rows)
+    prompt_ids = torch.full((len(prompt_rows), P), tokenizer.pad_token_id, dtype=torch.long)  # (U, P)
+    prompt_mask = torch.zeros((len(prompt_rows), P), dtype=torch.long)  # (U, P)
+    for u, ids in enumerate(prompt_rows):
+        prompt_ids[u, P - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        prompt_mask[u, P - len(ids):] = 1
+    response_ids = torch.full((len(response_rows), R), tokenizer.pad_token_id, dtype=torch.long)  # (N, R)
+    response_mask = torch.zeros((len(response_rows), R), dtype=torch.long)  # (N, R)
+    for n, ids in enumerate(response_rows):
+        response_ids[n, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        response_mask[n, :len(ids)] = 1
+    return (prompt_ids.to(device), prompt_mask.to(device), torch.tensor(owner, device=device),
+            response_ids.to(device), response_mask.to(device))
+
+
+def score_texts(model: RewardModel, tokenizer, prompts, responses, max_length: int) -> torch.Tensor:
+    """(N,) scores of N (prompt, response) texts; each distinct prompt goes through the body once.
+
+    The U distinct prompts are encoded once with the KV cache; the cache is indexed to the N responses,
+    which then run on top of it. Equal to ``model(*encode_texts(...))`` (tested, scores and gradients)
+    for a fraction of the tokens when responses share prompts (K samples per prompt, or a pair's two
+    responses). Falls back to that plain encoding when a text has to be cut to ``max_length``.
+    """
+    device = next(model.parameters()).device
+    batch = _shared_prefix_batch(tokenizer, list(prompts), list(responses), max_length, device)
+    if batch is None:
+        return model(*encode_texts(tokenizer, prompts, responses, max_length, device))
+    prompt_ids, prompt_mask, owner, response_ids, response_mask = batch
+    prompt_positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (U, P): real tokens counted, as in forward
+    cache = model.body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=prompt_positions,
+                       use_cache=True).past_key_values  # per layer: keys, values of shape (U, heads, P, d)
+    cache_keyword = forward_keyword(type(model.body), "cache", "past_key_values")  # renamed in transformers 5
+    cache.reorder_cache(owner)  # (N, heads, P, d): each response gets its prompt's keys and values
+    R = response_ids.shape[1]
+    positions = prompt_mask.sum(-1)[owner, None] + torch.arange(R, device=device)  # (N, R)
+    attention_mask = torch.cat([prompt_mask[owner], response_mask], dim=1)  # (N, P + R)
+    hidden = model.body(input_ids=response_ids, attention_mask=attention_mask, position_ids=positions,
+                        use_cache=True, **{cache_keyword: cache}).last_hidden_state  # (N, R, H)
+    last = hidden[torch.arange(len(owner), device=device), response_mask.sum(-1) - 1]  # (N, H): last real token
+    return model.head(last.to(model.head.weight.dtype)).squeeze(-1).float()  # (N,)
+
+
+def _score_distinct(model: RewardModel, tokenizer, pairs, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chosen, rejected) scores of B pairs, each (B,), from one pass over their distinct texts."""
     texts: dict[tuple[str, str], int] = {}
     for pair in pairs:
         for response in (pair.chosen, pair.rejected):
             texts.setdefault((pair.prompt, response), len(texts))
     prompts, responses = zip(*texts)
-    scores = model(*encode_texts(tokenizer, list(prompts), list(responses), max_length, device))  # (U,)
+    scores = score_texts(model, tokenizer, list(prompts), list(responses), max_length)  # (U,)
     chosen = torch.tensor([texts[(p.prompt, p.chosen)] for p in pairs], device=scores.device)
     rejected = torch.tensor([texts[(p.prompt, p.rejected)] for p in pairs], device=scores.device)
     return scores[chosen], scores[rejected]
@@ -240,7 +296,7 @@ def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=No
         model.train()
         for indices in batches:
             batch = [train_pairs[i] for i in indices]
-            chosen, rejected = _score_distinct(model, tokenizer, batch, config.max_length, device)  # (B,) each
+            chosen, rejected = _score_distinct(model, tokenizer, batch, config.max_length)  # (B,) each
             loss, info = bradley_terry_loss(chosen, rejected)
             guarded_step(optimizer, loss, params, config.max_grad_norm, f"epoch {epoch}, step {step}")
             step += 1

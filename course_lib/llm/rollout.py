@@ -14,14 +14,13 @@ Shapes (B batch, P prompt length after left padding, R response tokens, V vocabu
 
 from __future__ import annotations
 
-import functools
-import inspect
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 import torch
 from torch import nn
 
+from course_lib.llm.models import forward_keyword
 from course_lib.rl import entropy_from_logits, kl_k1, masked_sum, token_logprobs
 
 
@@ -171,15 +170,8 @@ def response_outputs(model, samples: Samples, temperature: float = 1.0, with_val
 def _keep_last_logits(model, n: int) -> dict:
     """The keyword that makes a Hugging Face causal LM compute logits for its last ``n`` positions only
     (``logits_to_keep``, called ``num_logits_to_keep`` before transformers 4.50), or {} when it has none."""
-    name = _logits_keyword(type(model))
+    name = forward_keyword(type(model), "logits_to_keep", "num_logits_to_keep")
     return {name: n} if name else {}
-
-
-@functools.lru_cache(maxsize=None)
-def _logits_keyword(model_class: type) -> str | None:
-    """The name of ``model_class.forward``'s keep-last-logits argument, looked up once per class."""
-    parameters = inspect.signature(model_class.forward).parameters
-    return next((name for name in ("logits_to_keep", "num_logits_to_keep") if name in parameters), None)
 
 
 def token_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, response_mask: torch.Tensor,
