@@ -217,9 +217,9 @@ def score_texts(model: RewardModel, tokenizer, prompts, responses, max_length: i
         return model(*encode_texts(tokenizer, prompts, responses, max_length, device))
     prompt_ids, prompt_mask, owner, response_ids, response_mask = batch
     prompt_positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (U, P): real tokens counted, as in forward
-    cache = model.body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=prompt_positions,
-                       use_cache=True).past_key_values  # per layer: keys, values of shape (U, heads, P, d)
     cache_keyword = forward_keyword(type(model.body), "cache", "past_key_values")  # renamed in transformers 5
+    out = model.body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=prompt_positions, use_cache=True)
+    cache = getattr(out, cache_keyword)  # per layer: keys, values of shape (U, heads, P, d)
     cache.reorder_cache(owner)  # (N, heads, P, d): each response gets its prompt's keys and values
     R = response_ids.shape[1]
     positions = prompt_mask.sum(-1)[owner, None] + torch.arange(R, device=device)  # (N, R)
