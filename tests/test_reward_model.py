@@ -199,6 +199,10 @@ def test_a_shared_prompt_prefix_gives_the_plain_encodings_scores_and_gradients(t
     cut = score_texts(rm, tok, prompts, responses, max_length=8)
     assert [r[0] for r in rows] == [5]
     torch.testing.assert_close(cut, rm(*encode_texts(tok, prompts, responses, 8)), atol=1e-5, rtol=1e-4)
+    rows.clear()  # an empty prompt has no prefix to share: the plain encoding again
+    empty = score_texts(rm, tok, ["", "Q:"], ["Lovely!", "No."], max_length=64)
+    assert [r[0] for r in rows] == [2]
+    torch.testing.assert_close(empty, rm(*encode_texts(tok, ["", "Q:"], ["Lovely!", "No."], 64)), atol=1e-5, rtol=1e-4)
 
 
 def test_a_run_of_pairs_with_one_prompt_is_cut_at_the_batch_size():

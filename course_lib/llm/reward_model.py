@@ -179,14 +179,15 @@ def _shared_prefix_batch(tokenizer, prompts, responses, max_length: int, device)
     """The N texts as U distinct left-padded prompts and N right-padded responses, or None when one would be cut.
 
     Returns ``(prompt_ids, prompt_mask, owner, response_ids, response_mask)``: (U, P), (U, P), (N,) index
-    of each response's prompt, (N, R), (N, R). None when a response is empty or a text is longer than
-    ``max_length`` tokens (then :func:`encode_texts` cuts rows one by one and the prefix is not shared).
+    of each response's prompt, (N, R), (N, R). None when a prompt or a response is empty or a text is longer
+    than ``max_length`` tokens (then :func:`encode_texts` cuts rows one by one and the prefix is not shared).
     """
     distinct = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
     prompt_rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in distinct]
     response_rows = [tokenizer(r, add_special_tokens=False)["input_ids"] for r in responses]
     owner = [distinct[p] for p in prompts]
-    if any(not r or len(prompt_rows[o]) + len(r) > max_length for o, r in zip(owner, response_rows)):
+    if any(not r or not prompt_rows[o] or len(prompt_rows[o]) + len(r) > max_length
+           for o, r in zip(owner, response_rows)):
         return None
     P, R = max(len(r) for r in prompt_rows), max(len(r) for r in response_rows)
     prompt_ids = torch.full((len(prompt_rows), P), tokenizer.pad_token_id, dtype=torch.long)  # (U, P)
