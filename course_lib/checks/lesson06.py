@@ -31,7 +31,6 @@ from course_lib.deep.reinforce import CategoricalPolicy, gradient_variance, per_
 from course_lib.deep.reinforce import reward_to_go as _library_reward_to_go
 
 
-
 # ---- reward_to_go --------------------------------------------------------------------------
 
 

@@ -79,7 +79,6 @@ def _with_grad(exercise: str, wrt: str) -> Callable[[Callable], Callable]:
 # ---- seeded inputs -------------------------------------------------------------------------
 
 
-
 def _rollout(seed: int, N: int, T: int, terminated_at=(), truncated_at=(), gamma: float = 0.99,
              lam: float = 0.95) -> tuple:
     """Args for ``gae_advantages`` as a rollout of the library's PPO lays them out.

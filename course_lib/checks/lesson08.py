@@ -54,8 +54,6 @@ def per_token_rewards(score: torch.Tensor, logp: torch.Tensor, ref_logp: torch.T
     return rewards + 0.0  # -beta * 0 is -0.0 on padding; + 0.0 makes it 0.0 (the same number, printed plainly)
 
 
-
-
 # ---- sequence_logprob ------------------------------------------------------------------------
 
 

@@ -83,7 +83,6 @@ def _with_grad(exercise: str):
 # ---- seeded inputs -------------------------------------------------------------------------
 
 
-
 def _batch(seed: int, prompt_lengths, response_lengths, padding: str = "finite") -> tuple[torch.Tensor, torch.Tensor]:
     """``(logp, mask)`` of a left-padded batch laid out as :func:`course_lib.llm.generation.completion_logprobs`
     returns it: each row is padding, then prompt, then response, over T = max(prompt + response) positions.

@@ -94,8 +94,6 @@ def _bt_with_grad(fn: Callable) -> Callable:
     return run
 
 
-
-
 # ---- bradley_terry_loss_fn -----------------------------------------------------------------
 
 
