@@ -62,8 +62,11 @@ class RewardModel(nn.Module):
         hidden = self.body(input_ids=input_ids, attention_mask=attention_mask,
                            position_ids=position_ids).last_hidden_state  # (B, T, H)
         idx = last_token_index(attention_mask)  # (B,)
-        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]  # (B, H)
-        return self.head(last.to(self.head.weight.dtype)).squeeze(-1).float()  # (B,)
+        return self.read_out(hidden[torch.arange(hidden.shape[0], device=hidden.device), idx])  # (B,)
+
+    def read_out(self, last: torch.Tensor) -> torch.Tensor:
+        """(B, H) hidden states at each text's last real token -> (B,) float32 scores."""
+        return self.head(last.to(self.head.weight.dtype)).squeeze(-1).float()
 
 
 # ---- training ----------------------------------------------------------------------------
@@ -227,8 +230,7 @@ def score_texts(model: RewardModel, tokenizer, prompts, responses, max_length: i
     attention_mask = torch.cat([prompt_mask[owner], response_mask], dim=1)  # (N, P + R)
     hidden = model.body(input_ids=response_ids, attention_mask=attention_mask, position_ids=positions,
                         use_cache=True, **{cache_keyword: cache}).last_hidden_state  # (N, R, H)
-    last = hidden[torch.arange(len(owner), device=device), response_mask.sum(-1) - 1]  # (N, H): last real token
-    return model.head(last.to(model.head.weight.dtype)).squeeze(-1).float()  # (N,)
+    return model.read_out(hidden[torch.arange(len(owner), device=device), response_mask.sum(-1) - 1])  # (N,)
 
 
 def _score_distinct(model: RewardModel, tokenizer, pairs, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -249,12 +251,13 @@ def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=No
                        live: bool | None = None):
     """Fit ``model`` to preferences with the Bradley-Terry loss (Ouyang et al. 2022, Eq. 1), in place.
 
-    Each step scores the distinct (prompt, response) texts of its pairs in one forward pass and
-    minimises :func:`course_lib.rl.bradley_terry_loss` over the pairs. Pairs that share a prompt and
-    sit next to each other in ``train_pairs`` (every pair of one ranked group, as
+    Each step scores the distinct (prompt, response) texts of its pairs with :func:`score_texts` (each
+    distinct prompt once, each distinct response once on its prompt's KV cache) and minimises
+    :func:`course_lib.rl.bradley_terry_loss` over the pairs. Pairs that share a prompt and sit next to
+    each other in ``train_pairs`` (every pair of one ranked group, as
     :func:`course_lib.llm.feedback.collect_preferences` returns them with ``keep="all"``) stay in one
-    batch, so a group of K responses costs K rows for its K (K - 1) / 2 pairs instead of K (K - 1)
-    (Ouyang et al. 2022, Section 3.5). A batch holds ``batch_size`` pairs or more, to finish a group.
+    batch, so a group of K responses costs one prompt and K responses for its K (K - 1) / 2 pairs
+    instead of K (K - 1) full texts (Ouyang et al. 2022, Section 3.5). A batch holds ``batch_size`` pairs or more, to finish a group.
     After each epoch the held-out pairs (if any) are scored: ``rm/eval_accuracy`` is the share the
     model orders like the labels.
 
@@ -278,7 +281,6 @@ def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=No
     set_seed(seed)
     params = train_top_layers(model.body, [model.head], config.trainable)
     optimizer = adamw(params, config.learning_rate, config.weight_decay)
-    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     blocks = _blocks(train_pairs, config.batch_size)
     epochs = []
