@@ -8,6 +8,7 @@ import torch
 from course_lib.llm.models import tiny_model
 from course_lib.llm.rollout import (
     PolicyWithValue,
+    Samples,
     response_outputs,
     response_mask_from,
     sample_responses,
@@ -30,6 +31,14 @@ def test_response_mask_stops_after_the_first_eos():
     expected = [[t <= (row.index(eos) if eos in row else 4) for t in range(5)] for row in tokens.tolist()]
     assert response_mask_from(tokens, eos).tolist() == expected
     assert expected[1] == [True, False, False, False, False]
+
+
+def test_a_response_ended_when_an_eos_is_among_its_real_tokens():
+    eos = 2
+    responses = torch.tensor([[5, 6, 2, 2], [2, 7, 8, 9], [5, 6, 7, 8]])  # (B, R) after a prompt of P = 1
+    samples = Samples(torch.cat([torch.ones(3, 1, dtype=torch.long), responses], dim=1), torch.ones(3, 5),
+                      response_mask_from(responses, eos), 1, ["", "", ""])
+    assert samples.ended(eos).tolist() == [True, True, False]
 
 
 def test_sampled_log_probs_equal_a_rescoring_of_each_sequence_alone(tiny):

@@ -93,7 +93,7 @@ def evaluate_policy(lm, tokenizer, prompts: Sequence[str], gold_fn: ScoreFn, ref
         ref_logp = response_outputs(reference, samples, with_values=False).logp  # (b, R) under the reference
         kl.append(sequence_kl(logp - ref_logp, mask).cpu())  # (b,)
         lengths.append(mask.sum(dim=1).cpu())  # (b,)
-        ended.append(((samples.responses == tokenizer.eos_token_id) & mask).any(dim=1).cpu())  # (b,)
+        ended.append(samples.ended(tokenizer.eos_token_id).cpu())  # (b,)
         texts += samples.texts
     lm.train(was_training)
     gold = _scores("gold_fn", gold_fn, repeated, texts)

@@ -172,9 +172,9 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
 def _step_stats(samples: Samples, scores: torch.Tensor, kl: torch.Tensor, eos_token_id: int) -> dict[str, float]:
     mask = samples.response_mask
     lengths = mask.sum(dim=1).float()  # (B,)
-    ended = (samples.responses == eos_token_id) & mask  # (B, R): the EOS inside the real tokens
     return {"rlhf/reward": float(scores.mean()), "rlhf/kl": float(sequence_kl(kl, mask).mean()),
-            "rlhf/response_length": float(lengths.mean()), "rlhf/eos_rate": float(ended.any(dim=1).float().mean()),
+            "rlhf/response_length": float(lengths.mean()),
+            "rlhf/eos_rate": float(samples.ended(eos_token_id).float().mean()),
             "rlhf/distinct_2": distinct_n(samples.texts, 2)}
 
 

@@ -78,6 +78,10 @@ class Samples:
         """(B, R) the response tokens."""
         return self.input_ids[:, self.prompt_length:]
 
+    def ended(self, eos_token_id: int) -> torch.Tensor:
+        """(B,) bool: the response ended with EOS within the token limit (an EOS among its real tokens)."""
+        return ((self.responses == eos_token_id) & self.response_mask).any(dim=1)
+
 
 def response_mask_from(tokens: torch.Tensor, eos_token_id: int) -> torch.Tensor:
     """(B, R) response tokens -> (B, R) bool, True up to and including the first EOS of each row.
