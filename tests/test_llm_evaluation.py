@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.llm.evaluation import evaluate_policy, evaluation_table
+from course_lib.llm.evaluation import evaluate_policy, evaluation_table, spearman
 from course_lib.llm.models import tiny_model
 from course_lib.llm.rollout import response_outputs, sample_responses
 
@@ -60,3 +60,17 @@ def test_the_table_has_one_row_per_model_with_its_numbers():
     lines = evaluation_table({"start": ev, "after": ev}).splitlines()
     assert len(lines) == 3 and lines[1].startswith("start") and lines[2].startswith("after")
     assert f"{ev.summary()['gold']:+.3f}" in lines[1] and "+0.500" in lines[1]
+
+
+def test_spearman_is_pearson_on_mean_ranks_and_nan_without_order():
+    a = np.array([0.3, -1.0, 0.3, 2.0, 0.0, 0.3])
+    b = np.array([1.0, 0.5, -2.0, 4.0, 0.5, 3.0])
+
+    def mean_rank(x):  # rank = how many are smaller, plus half of the other equal ones
+        return np.array([(x < v).sum() + ((x == v).sum() - 1) / 2 for v in x])
+
+    assert spearman(a, b) == pytest.approx(np.corrcoef(mean_rank(a), mean_rank(b))[0, 1])
+    assert spearman(a, a ** 3) == pytest.approx(1.0) and spearman(a, -a) == pytest.approx(-1.0)
+    assert np.isnan(spearman(a, np.zeros(6)))
+    with pytest.raises(ValueError, match=r"a, b: expected two 1-d arrays of one length, got shapes \(6,\) and \(5,\)"):
+        spearman(a, b[:5])

@@ -54,6 +54,25 @@ class HeldOutEvaluation:
         return out
 
 
+def spearman(a, b) -> float:
+    """Spearman's rank correlation of two equal-length score arrays: the Pearson correlation of their ranks,
+    tied values sharing their mean rank; nan when either array is constant (no order to compare)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"a, b: expected two 1-d arrays of one length, got shapes {a.shape} and {b.shape}")
+    if np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+
+    def ranks(x: np.ndarray) -> np.ndarray:
+        r = np.empty(len(x))
+        r[np.argsort(x, kind="stable")] = np.arange(len(x))
+        for value in np.unique(x):
+            r[x == value] = r[x == value].mean()
+        return r
+
+    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
+
+
 def _scores(name: str, fn: ScoreFn, prompts: list[str], texts: list[str]) -> np.ndarray:
     scores = np.asarray([float(s) for s in fn(prompts, texts)])
     if scores.shape != (len(texts),):
