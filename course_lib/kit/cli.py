@@ -102,6 +102,12 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_scale(args) -> int:
+    from course_lib.kit.scale import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="course-kit",
@@ -158,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--model", default=None, help="model name, folder or hub id (default: SmolLM2-135M-Instruct)")
     p.set_defaults(func=_cmd_demo)
+
+    from course_lib.kit.scale import build_parser as scale_parser
+
+    p = sub.add_parser("scale", help="train with TRL's Reward/DPO/GRPO trainer on the course's data (runs under "
+                                     "accelerate launch on many GPUs); needs the scale extra")
+    scale_parser(p)
+    p.set_defaults(func=_cmd_scale)
     return parser
 
 
