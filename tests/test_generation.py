@@ -11,8 +11,10 @@ from course_lib.llm.generation import (
     encode_completions,
     generate,
     next_token_distribution,
+    shared_prompt_logprobs,
     top_k_next_tokens,
 )
+from course_lib.llm.models import tiny_model
 from course_lib.rl import masked_sum
 
 PROMPTS = ["Hello there, how are", "A much longer prompt about a robot looking for cheese in a maze:"]
@@ -117,3 +119,33 @@ def test_top_k_next_tokens_and_distribution(tiny):
     pairs = next_token_distribution(model, tok, "Hello", k=4)
     assert len(pairs) == 4 and all(isinstance(t, str) for t, _ in pairs)
     assert [p for _, p in pairs] == sorted((p for _, p in pairs), reverse=True)
+
+
+def test_shared_prompt_logprobs_equal_the_plain_encoding_values_and_gradients():
+    model, tok = tiny_model(seed=3)
+    prompts = ["Tell me a story.", "Hi", "Tell me a story.", "Hi", "A much longer prompt than the others here."]
+    completions = ["Once upon a time.", "Hello there, friend!", "No.", "Hey", "Fine"]  # shared and distinct prompts
+
+    def sums(fn):
+        model.zero_grad()
+        logp, mask = fn(model, tok, prompts, completions)
+        seq = masked_sum(logp, mask, dim=-1)  # (N,)
+        (seq * torch.arange(1.0, 6.0)).sum().backward()
+        return seq.detach(), [p.grad.clone() for p in model.parameters()]
+
+    plain, plain_grads = sums(completion_logprobs)
+    shared, shared_grads = sums(shared_prompt_logprobs)
+    torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-5)
+    for a, b in zip(shared_grads, plain_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    logp, mask = shared_prompt_logprobs(model, tok, prompts, completions)
+    assert mask.sum(-1).tolist() == [len(tok(c, add_special_tokens=False)["input_ids"]) for c in completions]
+    assert logp.shape == mask.shape
+
+
+def test_shared_prompt_logprobs_reject_empty_texts_and_mismatched_lengths():
+    model, tok = tiny_model()
+    with pytest.raises(ValueError, match="at least one token"):
+        shared_prompt_logprobs(model, tok, ["Hi"], [""])
+    with pytest.raises(ValueError, match="completions: expected 2"):
+        shared_prompt_logprobs(model, tok, ["Hi", "Yo"], ["a"])

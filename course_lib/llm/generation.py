@@ -193,3 +193,64 @@ def next_token_distribution(model, tokenizer, prompt: str, k: int = 10, temperat
     logits = model(input_ids=ids).logits[0, -1]  # (V,) scores for the next token
     probs, top_ids = top_k_next_tokens(logits, k, temperature)
     return [(tokenizer.decode([int(i)]), float(p)) for p, i in zip(probs, top_ids)]
+
+
+def shared_prompt_logprobs(model, tokenizer, prompts: Sequence[str], completions: Sequence[str]):
+    """Per-token log-probs of each completion given its prompt, each distinct prompt run once.
+
+    Equals :func:`completion_logprobs` (tested: the sequence sums and their gradients), for fewer
+    tokens when completions share prompts (a DPO pair's two responses; GRPO's group of G samples).
+    The U distinct prompts go through the model's body once, left-padded, with the KV cache; the
+    cache is indexed to the N completions, which run right-padded on top of it. Completion token t
+    is predicted by the hidden state before it: the prompt's last one for t = 0, the completion's
+    token t - 1 after that. The LM head runs on those N x R positions only.
+
+    Args:
+        model: a Hugging Face ``...ForCausalLM`` (``.model`` body, ``.lm_head``).
+        prompts, completions: N texts each; each must encode to at least one token.
+
+    Returns:
+        ``(logp, mask)``, both (N, R), R the longest completion: ``logp[n, t]`` is log pi of the
+        completion's token t; ``mask`` is True on its real tokens. The sequence log-prob is
+        ``masked_sum(logp, mask, dim=-1)``.
+    """
+    from course_lib.llm.models import forward_keyword
+
+    prompts = _check_texts("prompts", prompts)
+    completions = _check_texts("completions", completions)
+    if len(prompts) != len(completions):
+        raise ValueError(f"completions: expected {len(prompts)} (one per prompt), got {len(completions)}")
+    device = next(model.parameters()).device
+    distinct = {p: u for u, p in enumerate(dict.fromkeys(prompts))}
+    prompt_rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in distinct]
+    rows = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in completions]
+    for text, ids in [*zip(distinct, prompt_rows), *zip(completions, rows)]:
+        if not ids:
+            raise ValueError(f"prompts/completions: each must encode to at least one token, got {text!r:.40}")
+    U, N = len(prompt_rows), len(rows)
+    P, R = max(map(len, prompt_rows)), max(map(len, rows))
+    prompt_ids = torch.full((U, P), tokenizer.pad_token_id, dtype=torch.long)  # (U, P), left-padded
+    prompt_mask = torch.zeros((U, P), dtype=torch.long)  # (U, P)
+    for u, ids in enumerate(prompt_rows):
+        prompt_ids[u, P - len(ids):] = torch.tensor(ids)
+        prompt_mask[u, P - len(ids):] = 1
+    ids = torch.full((N, R), tokenizer.pad_token_id, dtype=torch.long)  # (N, R), right-padded
+    mask = torch.zeros((N, R), dtype=torch.long)  # (N, R)
+    for n, row in enumerate(rows):
+        ids[n, :len(row)] = torch.tensor(row)
+        mask[n, :len(row)] = 1
+    prompt_ids, prompt_mask, ids, mask = (t.to(device) for t in (prompt_ids, prompt_mask, ids, mask))
+    owner = torch.tensor([distinct[p] for p in prompts], device=device)  # (N,): each completion's prompt
+
+    body = model.model
+    cache_keyword = forward_keyword(type(body), "cache", "past_key_values")  # renamed in transformers 5
+    out = body(input_ids=prompt_ids, attention_mask=prompt_mask,
+               position_ids=(prompt_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)  # real tokens counted
+    cache = getattr(out, cache_keyword)  # per layer: keys, values (U, heads, P, d)
+    cache.reorder_cache(owner)  # (N, heads, P, d): each completion gets its prompt's keys and values
+    positions = prompt_mask.sum(-1)[owner, None] + torch.arange(R, device=device)  # (N, R)
+    hidden = body(input_ids=ids, attention_mask=torch.cat([prompt_mask[owner], mask], dim=1), position_ids=positions,
+                  use_cache=True, **{cache_keyword: cache}).last_hidden_state  # (N, R, H)
+    before = torch.cat([out.last_hidden_state[owner, -1:], hidden[:, :-1]], dim=1)  # (N, R, H): state before token t
+    logp = token_logprobs(model.lm_head(before), ids)  # (N, R)
+    return logp, mask.bool()
