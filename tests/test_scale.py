@@ -158,3 +158,20 @@ def _write_pairs(tmp_path):
     path = tmp_path / "pairs.jsonl"
     save_pairs(_pairs(tiny_model()[1], 4), path)
     return path
+
+
+def test_runs_under_accelerate_launch(tmp_path):
+    """The multi-GPU entry point, `accelerate launch -m course_lib.kit.scale`, here with one CPU process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    launcher = Path(sys.executable).parent / "accelerate"
+    command = [str(launcher), "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision",
+               "no", "--dynamo_backend", "no", "-m", "course_lib.kit.scale", "dpo", "--tiny", "--pairs",
+               str(_write_pairs(tmp_path)), "--steps", "2", "--batch-size", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "dpo: 2 steps, loss per step" in done.stdout
