@@ -9,6 +9,7 @@ from course_lib.llm.models import tiny_model
 from course_lib.llm.rollout import (
     PolicyWithValue,
     Samples,
+    group_response_logprobs,
     response_outputs,
     response_mask_from,
     sample_responses,
@@ -106,3 +107,30 @@ def test_bad_arguments_name_the_argument(tiny):
         sample_responses(model, tok, PROMPTS, 0)
     with pytest.raises(ValueError, match="prompts: expected a non-empty list of str"):
         sample_responses(model, tok, "one prompt", 4)
+
+
+def test_group_response_logprobs_equal_response_outputs_values_and_gradients():
+    """Each prompt once on the KV cache for its G responses: the same log-probs and gradients as the full forward."""
+    model, tok = tiny_model(seed=4)
+    prompts = ["Short prompt", "A much longer prompt about a robot and some cheese"]
+    G = 3
+    torch.manual_seed(1)
+    samples = sample_responses(model, tok, [p for p in prompts for _ in range(G)], max_new_tokens=7, temperature=0.8)
+    mask = samples.response_mask
+    weights = torch.arange(1.0, 7.0)[:, None]  # (N, 1): a different weight per response
+
+    def run(fn):
+        model.zero_grad()
+        logp = fn()
+        (masked_sum(logp * weights, mask)).backward()
+        return logp.detach()[mask], [p.grad.clone() for p in model.parameters()]
+
+    full, full_grads = run(lambda: response_outputs(model, samples, 0.8, with_values=False).logp)
+    grouped, grouped_grads = run(lambda: group_response_logprobs(model, samples, G, 0.8))
+    torch.testing.assert_close(grouped, full, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grouped_grads, full_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="group_size: expected an int >= 1 dividing the 6 responses, got 4"):
+        group_response_logprobs(model, samples, 4)
+    with pytest.raises(ValueError, match="share one prompt"):
+        group_response_logprobs(model, samples, 6)

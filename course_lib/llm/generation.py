@@ -214,8 +214,6 @@ def shared_prompt_logprobs(model, tokenizer, prompts: Sequence[str], completions
         completion's token t; ``mask`` is True on its real tokens. The sequence log-prob is
         ``masked_sum(logp, mask, dim=-1)``.
     """
-    from course_lib.llm.models import forward_keyword
-
     prompts = _check_texts("prompts", prompts)
     completions = _check_texts("completions", completions)
     if len(prompts) != len(completions):
@@ -241,16 +239,40 @@ def shared_prompt_logprobs(model, tokenizer, prompts: Sequence[str], completions
         mask[n, :len(row)] = 1
     prompt_ids, prompt_mask, ids, mask = (t.to(device) for t in (prompt_ids, prompt_mask, ids, mask))
     owner = torch.tensor([distinct[p] for p in prompts], device=device)  # (N,): each completion's prompt
+    logp = cached_prefix_logprobs(model, prompt_ids, prompt_mask, owner, ids, mask)  # (N, R)
+    return logp, mask.bool()
+
+
+def cached_prefix_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, owner: torch.Tensor,
+                           ids: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log pi(token t | prompt, tokens < t) of N continuations of U prompts, each prompt run once.
+
+    The U prompts go through the model's body once with the KV cache; the cache is indexed to the N
+    continuations (``owner``), which run on top of it. Token t is predicted by the hidden state
+    before it: the prompt's last one for t = 0, the continuation's token t - 1 after that; the LM
+    head runs on those N x R positions only. Differentiable.
+
+    Args:
+        model: a Hugging Face ``...ForCausalLM`` (``.model`` body, ``.lm_head``).
+        prompt_ids, prompt_mask: (U, P), left-padded (every prompt ends at position P - 1).
+        owner: (N,) int, the prompt row of each continuation.
+        ids, mask: (N, R), right-padded continuations (1 on real tokens, each row starting with one).
+        temperature: > 0; the log-probs are those of softmax(logits / temperature).
+
+    Returns:
+        (N, R) log-probs; entries where ``mask`` is 0 are meaningless.
+    """
+    from course_lib.llm.models import forward_keyword
 
     body = model.model
     cache_keyword = forward_keyword(type(body), "cache", "past_key_values")  # renamed in transformers 5
     out = body(input_ids=prompt_ids, attention_mask=prompt_mask,
                position_ids=(prompt_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)  # real tokens counted
     cache = getattr(out, cache_keyword)  # per layer: keys, values (U, heads, P, d)
-    cache.reorder_cache(owner)  # (N, heads, P, d): each completion gets its prompt's keys and values
-    positions = prompt_mask.sum(-1)[owner, None] + torch.arange(R, device=device)  # (N, R)
-    hidden = body(input_ids=ids, attention_mask=torch.cat([prompt_mask[owner], mask], dim=1), position_ids=positions,
-                  use_cache=True, **{cache_keyword: cache}).last_hidden_state  # (N, R, H)
+    cache.reorder_cache(owner)  # (N, heads, P, d): each continuation gets its prompt's keys and values
+    R = ids.shape[1]
+    positions = prompt_mask.sum(-1)[owner, None] + torch.arange(R, device=ids.device)  # (N, R)
+    hidden = body(input_ids=ids, attention_mask=torch.cat([prompt_mask[owner], mask.long()], dim=1),
+                  position_ids=positions, use_cache=True, **{cache_keyword: cache}).last_hidden_state  # (N, R, H)
     before = torch.cat([out.last_hidden_state[owner, -1:], hidden[:, :-1]], dim=1)  # (N, R, H): state before token t
-    logp = token_logprobs(model.lm_head(before), ids)  # (N, R)
-    return logp, mask.bool()
+    return token_logprobs(model.lm_head(before) / temperature, ids)  # (N, R)

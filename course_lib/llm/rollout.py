@@ -212,3 +212,32 @@ def token_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tens
 def sequence_kl(kl: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
     """(B, R) per-token log-ratios -> (B,) their sum over each response: the k1 estimate of KL(pi || pi_ref)."""
     return masked_sum(kl, response_mask.bool(), dim=-1)
+
+
+def group_response_logprobs(model, samples: Samples, group_size: int, temperature: float = 1.0) -> torch.Tensor:
+    """(N, R) log pi(a_t | s_t) of each response token, for groups of G consecutive responses to one prompt.
+
+    GRPO samples G responses per prompt; rows b*G .. b*G + G - 1 of ``samples`` share prompt b. Each
+    prompt goes through the body once, its KV cache is reused by its G responses
+    (:func:`~course_lib.llm.generation.cached_prefix_logprobs`): equal to
+    ``response_outputs(model, samples, temperature, with_values=False).logp`` on the response tokens
+    (tested, values and gradients), for about 1/G of the prompt's work.
+
+    Raises:
+        ValueError: N is not a multiple of ``group_size``, or the rows of a group have different prompts.
+    """
+    from course_lib.llm.generation import cached_prefix_logprobs
+
+    N, P = samples.input_ids.shape[0], samples.prompt_length
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1 or N % group_size:
+        raise ValueError(f"group_size: expected an int >= 1 dividing the {N} responses, got {group_size!r}")
+    B = N // group_size
+    prompt_ids = samples.input_ids[::group_size, :P]  # (B, P)
+    prompt_mask = samples.attention_mask[::group_size, :P]  # (B, P)
+    same = (samples.input_ids[:, :P].view(B, group_size, P) == prompt_ids[:, None]).all()
+    if not same:
+        raise ValueError(f"samples: expected each run of group_size ({group_size}) rows to share one prompt")
+    owner = torch.arange(B, device=prompt_ids.device).repeat_interleave(group_size)  # (N,)
+    lm = model.lm if isinstance(model, PolicyWithValue) else model
+    return cached_prefix_logprobs(lm, prompt_ids, prompt_mask, owner, samples.responses, samples.response_mask,
+                                  temperature)  # (N, R)
