@@ -133,6 +133,21 @@ METRICS: dict[str, MetricInfo] = {
     "grpo/reward_std": MetricInfo(
         "Standard deviation of the rewards within each group of G completions of one prompt, averaged over prompts.",
         "Clearly above 0 (only groups whose completions differ give an advantage); falls as the task is solved."),
+    "grpo/zero_std_share": MetricInfo(
+        "Share of the step's groups whose G rewards are all equal: their advantages are 0, they give no gradient.",
+        "Well below 1; near 1 means almost no learning signal (raise G or the temperature, medium-hard prompts)."),
+    "grpo/accuracy": MetricInfo(
+        "Share of the step's completions that state the right answer in the required form; logged, not trained on.",
+        "Rises from the starting model's rate; flat while grpo/format_rate rises means only the form is learned."),
+    "grpo/format_rate": MetricInfo(
+        "Share of the step's completions in the required answer form (the parser finds an answer).",
+        "Rises fast towards 1 when the format is rewarded; stuck near 0 means no group ever differs."),
+    "grpo/response_length": MetricInfo(
+        "Mean number of generated tokens per completion, EOS included.",
+        "Changes slowly, may fall as a short answer form is learned; climbing to max_new_tokens: check loss_norm."),
+    "grpo/kl": MetricInfo(
+        "Mean k3 estimate of KL(policy || reference) per completion token, the term weighted by kl_coef; 0 without it.",
+        "Starts at 0 and stays small; growing fast means the policy leaves the reference (raise kl_coef)."),
 }
 """The fixed metric names of the course, each with its meaning and healthy values."""
 

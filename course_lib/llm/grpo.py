@@ -1,0 +1,308 @@
+"""GRPO with verifiable rewards: a group of samples per prompt, the group as the baseline, no value model (lesson 14).
+
+Group Relative Policy Optimization (Shao et al. 2024, "DeepSeekMath", Section 4.1) is PPO without
+the critic: for each prompt q it samples a group of G responses o_1..o_G, scores them with a reward
+program, and uses each response's reward relative to its own group as the advantage of every one of
+its tokens. Per step:
+
+1. a batch of prompts, each repeated G times; sample one response per copy (temperature > 0);
+2. score the responses with ``reward_fn`` (here a program: correctness, format);
+3. group advantages A_i = (r_i - mean(r)) / (std(r) + eps) over each prompt's G responses
+   (:func:`~course_lib.rl.group_advantages`; outcome supervision, Shao et al. 2024, Section 4.1.2),
+   or r_i - mean(r) without the std-scaling (Dr. GRPO, Liu et al. 2025);
+4. old log-probs (one forward without gradient; skipped when ``epochs`` is 1, where old = current),
+   and the frozen reference's log-probs when ``kl_coef`` > 0;
+5. ``epochs`` updates on the batch: PPO's clipped ratio per token, optionally minus kl_coef times
+   the k3 estimate of KL(pi || pi_ref) per token, reduced over tokens by the chosen normalisation
+   (:func:`grpo_token_loss`), with guards (a non-finite loss or gradient norm raises);
+6. log: reward, its spread within groups, the share of groups with zero spread, response length,
+   KL to the reference, clip fraction, and any extra scorers (accuracy, format rate).
+
+The loss normalisations (``loss_norm``), which differ in how a response's length weighs:
+
+* ``"sequence"``: mean over each response's tokens, then over responses: GRPO's objective
+  (Shao et al. 2024, Eq. 3). Every response weighs the same, so a token of a long response weighs
+  less: a wrong long answer is penalised less per token than a wrong short one (the length bias
+  that Liu et al. 2025 point out);
+* ``"token"``: one mean over all the batch's tokens (DAPO, Yu et al. 2025, Section 3.3): every token
+  weighs the same;
+* ``"constant"``: the sum over all tokens divided by (responses x max_new_tokens), a constant
+  (Dr. GRPO, Liu et al. 2025): no dependence on lengths at all.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from course_lib.llm.models import adamw, parse_trainable, train_top_layers, untied_lm_head
+from course_lib.llm.rollout import group_response_logprobs, sample_responses
+from course_lib.rl import group_advantages, kl_k3, masked_mean, masked_sum
+from course_lib.utils import set_seed
+from course_lib.utils.metrics import MetricLogger
+
+RewardFn = Callable[[list[str], list[str]], Sequence[float]]
+"""reward_fn(prompts, responses) -> one float per response (here a program that checks the answer)."""
+
+LOSS_NORMS = ("sequence", "token", "constant")
+"""The loss normalisations of :func:`grpo_token_loss`: GRPO's, DAPO's and Dr. GRPO's."""
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    """Hyper-parameters of :func:`grpo`."""
+
+    steps: int = 20
+    """GRPO steps (each: a batch of prompts, G samples each, scored and trained on); usually 10 to 1,000."""
+    prompts_per_step: int = 4
+    """Prompts per step; usually 4 to 64 (DeepSeekMath: 1,024)."""
+    group_size: int = 8
+    """G, responses sampled per prompt, >= 2; usually 4 to 16 (DeepSeekMath: 64)."""
+    max_new_tokens: int = 24
+    """Response length limit in tokens; usually 16 to 1,024."""
+    temperature: float = 1.0
+    """Sampling temperature > 0; the policy *is* softmax(logits / temperature); usually 0.7 to 1."""
+    learning_rate: float = 1e-5
+    """Adam step size in (0, 1); usually 1e-6 to 1e-5 for full fine-tuning, 1e-5 to 1e-4 for a few layers."""
+    epochs: int = 1
+    """Updates per batch (GRPO's mu); 1 is on-policy (the ratio is 1 and the clip never acts); usually 1 to 4."""
+    clip_eps: float = 0.2
+    """PPO's epsilon in (0, 1); usually 0.1 to 0.3."""
+    kl_coef: float = 0.0
+    """beta >= 0, weight of the per-token k3 KL to the frozen reference; 0 builds no reference; usually 0 to 0.04."""
+    scale_advantages: bool = True
+    """Divide each group's centred rewards by their std (GRPO) or not (Dr. GRPO, Liu et al. 2025)."""
+    loss_norm: str = "sequence"
+    """How token terms are averaged: "sequence" (GRPO), "token" (DAPO) or "constant" (Dr. GRPO)."""
+    max_grad_norm: float = 1.0
+    """Clip the gradient to this global L2 norm, > 0; usually 0.5 to 1."""
+    trainable: str = "all"
+    """``"all"`` parameters; ``"top:N"``: the top N transformer layers and the final norm;
+    ``"lora:R"``: rank-R LoRA adapters on every projection (see :func:`train_top_layers`)."""
+
+    def __post_init__(self):
+        for name, low in (("steps", 1), ("prompts_per_step", 1), ("group_size", 2), ("max_new_tokens", 1),
+                          ("epochs", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+        checks = [("temperature", self.temperature > 0, "a float > 0"),
+                  ("learning_rate", 0 < self.learning_rate < 1, "a float in (0, 1)"),
+                  ("clip_eps", 0 < self.clip_eps < 1, "a float in (0, 1)"),
+                  ("kl_coef", self.kl_coef >= 0, "a float >= 0"),
+                  ("scale_advantages", isinstance(self.scale_advantages, bool), "True or False"),
+                  ("loss_norm", self.loss_norm in LOSS_NORMS, f"one of {LOSS_NORMS}"),
+                  ("max_grad_norm", self.max_grad_norm > 0, "a float > 0")]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
+        parse_trainable(self.trainable)
+
+    @property
+    def batch_size(self) -> int:
+        """Responses per step: prompts_per_step * group_size."""
+        return self.prompts_per_step * self.group_size
+
+
+GRPO_PRESETS: dict[str, GRPOConfig] = {
+    # The test suite with the tiny model: 2 steps of 2 prompts x 4 samples, 8 tokens; the loop runs and updates.
+    "ci": GRPOConfig(steps=2, prompts_per_step=2, group_size=4, max_new_tokens=8, learning_rate=1e-3),
+    # SmolLM2-135M on a laptop CPU: the top 6 of 30 layers, 4 prompts x 8 samples x 24 tokens per step.
+    "cpu": GRPOConfig(steps=20, prompts_per_step=4, group_size=8, max_new_tokens=24, learning_rate=5e-5,
+                      trainable="top:6"),
+    # SmolLM2-135M on a GPU: every parameter, larger groups and batches, a small KL anchor.
+    "gpu": GRPOConfig(steps=100, prompts_per_step=16, group_size=16, max_new_tokens=48, learning_rate=2e-6,
+                      epochs=2, kl_coef=0.02),
+}
+
+
+def grpo_token_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                    clip_eps: float = 0.2, loss_norm: str = "sequence", ref_logp: torch.Tensor | None = None,
+                    kl_coef: float = 0.0, max_new_tokens: int | None = None) -> tuple[torch.Tensor, dict]:
+    """GRPO's clipped token loss, to minimise (Shao et al. 2024, Eq. 3, negated):
+
+        ratio_t   = exp(logp_t - old_logp_t)
+        term_t    = min(ratio_t * A_i, clip(ratio_t, 1 - eps, 1 + eps) * A_i) - kl_coef * k3_t
+        k3_t      = pi_ref / pi - log(pi_ref / pi) - 1            (Eq. 4; Schulman's k3, >= 0)
+        loss      = -reduce(term) over the response tokens, by ``loss_norm``:
+            "sequence":  mean_i [ (1 / |o_i|) sum_t term_i,t ]          (GRPO, Eq. 3)
+            "token":     sum_i sum_t term_i,t / sum_i |o_i|             (DAPO, Yu et al. 2025, Section 3.3)
+            "constant":  sum_i sum_t term_i,t / (N * max_new_tokens)    (Dr. GRPO, Liu et al. 2025)
+
+    With ``loss_norm="token"`` and no KL this is exactly :func:`course_lib.rl.clipped_surrogate` with
+    A_i broadcast over the tokens (tested); the other two only weigh the same token terms differently.
+
+    Args:
+        logp: (N, R) log pi_theta of each response token (with gradient); N = B * G responses.
+        old_logp: (N, R) the same at sampling time (no gradient).
+        advantages: (N,) one advantage per response, shared by all its tokens.
+        mask: (N, R) bool, True on real response tokens (at least one per row).
+        clip_eps: epsilon in (0, 1). loss_norm: one of :data:`LOSS_NORMS`.
+        ref_logp: (N, R) the frozen reference's log-probs, needed when ``kl_coef`` > 0.
+        kl_coef: beta >= 0. max_new_tokens: the constant of ``"constant"`` (default R).
+
+    Returns:
+        ``(loss, info)``; info: ``clipfrac``, ``approx_kl`` (k3 of KL(old || new) per token), ``kl``
+        (mean k3 of KL(pi || pi_ref) per token; 0 without a reference).
+    """
+    if loss_norm not in LOSS_NORMS:
+        raise ValueError(f"loss_norm: expected one of {LOSS_NORMS}, got {loss_norm!r}")
+    if not 0 < clip_eps < 1:
+        raise ValueError(f"clip_eps: expected a float in (0, 1), got {clip_eps!r}")
+    for name, t in (("old_logp", old_logp), ("mask", mask)):
+        if t.shape != logp.shape:
+            raise ValueError(f"{name}: expected shape {tuple(logp.shape)} (logp.shape), got {tuple(t.shape)}")
+    if advantages.shape != logp.shape[:1]:
+        raise ValueError(f"advantages: expected shape ({logp.shape[0]},), one per response, got "
+                         f"{tuple(advantages.shape)}")
+    mask = mask.bool()
+    if not mask.any(dim=1).all():
+        raise ValueError("mask: expected at least one real token per response")
+    ratio = torch.exp(logp - old_logp.detach())  # (N, R)
+    adv = advantages.detach()[:, None]  # (N, 1): broadcast over the response's tokens
+    term = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv)  # (N, R)
+    kl = torch.zeros_like(logp)
+    if kl_coef > 0:
+        if ref_logp is None or ref_logp.shape != logp.shape:
+            raise ValueError(f"ref_logp: expected shape {tuple(logp.shape)} when kl_coef > 0, got "
+                             f"{None if ref_logp is None else tuple(ref_logp.shape)}")
+        kl = kl_k3(logp, ref_logp.detach())  # (N, R): samples from pi, so k3 of KL(pi || pi_ref)
+        term = term - kl_coef * kl
+    if loss_norm == "sequence":
+        loss = -masked_mean(term, mask, dim=1).mean()  # (N,) per-response means, then their mean
+    elif loss_norm == "token":
+        loss = -masked_mean(term, mask)
+    else:
+        loss = -masked_sum(term, mask) / (logp.shape[0] * (max_new_tokens or logp.shape[1]))
+    with torch.no_grad():
+        info = {"clipfrac": float(masked_mean(((ratio - 1).abs() > clip_eps).float(), mask)),
+                "approx_kl": float(masked_mean(kl_k3(old_logp.detach(), logp.detach()), mask)),
+                "kl": float(masked_mean(kl.detach(), mask))}
+    return loss, info
+
+
+@dataclass
+class GRPOResult:
+    """What :func:`grpo` returns."""
+
+    logger: MetricLogger
+    """Every metric per step (names in docs/metrics.md)."""
+    reference: nn.Module | None
+    """The frozen reference (a copy of the starting LM), or None when ``kl_coef`` is 0."""
+    samples: list[tuple[str, str, float]] = field(default_factory=list)
+    """(prompt, response, reward) of the last step's batch, group by group."""
+    seconds: float = 0.0
+
+
+def grpo(lm, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: GRPOConfig = GRPO_PRESETS["cpu"],
+         seed: int = 0, extra_metrics: dict[str, RewardFn] | None = None, progress: bool = True,
+         live: bool | None = None) -> GRPOResult:
+    """Fine-tune the causal LM ``lm`` in place with GRPO against ``reward_fn``; no value model.
+
+    Args:
+        lm: a Hugging Face causal LM (the policy), trained in place.
+        tokenizer: its tokenizer, padding on the left.
+        prompts: formatted training prompts, cycled through in a shuffled order, ``prompts_per_step`` per step.
+        reward_fn: ``reward_fn(prompts, responses)`` -> one float per response.
+        config: a :class:`GRPOConfig`, e.g. ``GRPO_PRESETS["cpu"]``.
+        seed: seeds the prompt order and the sampling.
+        extra_metrics: name -> scorer, each logged as ``grpo/<name>`` (the mean over the step's responses),
+            e.g. ``{"accuracy": correctness_reward, "format_rate": format_reward}``; not trained on.
+        progress, live: passed to :class:`MetricLogger`.
+
+    Raises:
+        FloatingPointError: a non-finite reward, loss or gradient norm, naming the step and epoch.
+    """
+    if not isinstance(config, GRPOConfig):
+        raise ValueError(f"config: expected a GRPOConfig (e.g. GRPO_PRESETS['cpu']), got {config!r}")
+    prompts = list(prompts)
+    if len(prompts) < config.prompts_per_step or not all(isinstance(p, str) and p for p in prompts):
+        raise ValueError(f"prompts: expected at least prompts_per_step ({config.prompts_per_step}) non-empty "
+                         f"strings, got {len(prompts)}")
+    extra_metrics = dict(extra_metrics or {})
+    set_seed(seed)
+    reference = None
+    if config.kl_coef > 0:  # the frozen copy costs memory and a forward per step: only when it is used
+        reference = copy.deepcopy(lm).eval().requires_grad_(False)
+    params = train_top_layers(lm.model, untied_lm_head(lm), config.trainable)
+    optimizer = adamw(params, config.learning_rate)
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    keys = ["grpo/reward_mean", *(f"grpo/{n}" for n in extra_metrics), "grpo/zero_std_share",
+            "grpo/response_length"]
+    logger = MetricLogger(total=config.steps, desc="GRPO", live=live, progress=progress, keys_to_plot=keys[:6])
+    result = GRPOResult(logger, reference)
+    B, G = config.prompts_per_step, config.group_size
+    device = next(lm.parameters()).device
+    started = time.perf_counter()
+
+    for step in range(config.steps):
+        # 1. B prompts (a fresh shuffled pass when the last one is used up), each repeated G times, sampled
+        while len(order) < B:
+            order += rng.permutation(len(prompts)).tolist()
+        batch_prompts = [prompts[i] for i in order[:B] for _ in range(G)]  # (B * G,), group by group
+        del order[:B]
+        lm.eval()
+        samples = sample_responses(lm, tokenizer, batch_prompts, config.max_new_tokens, config.temperature)
+        mask = samples.response_mask  # (B*G, R)
+
+        # 2. score every response with the reward program
+        rewards = torch.as_tensor(np.asarray(reward_fn(batch_prompts, samples.texts), dtype=np.float32),
+                                  device=device)  # (B*G,)
+        if rewards.shape != (B * G,) or not torch.isfinite(rewards).all():
+            raise FloatingPointError(f"step {step}: reward_fn returned {rewards.tolist()}; expected {B * G} "
+                                     "finite floats")
+
+        # 3. group-relative advantages: each response against the other G - 1 of its prompt (Shao et al. 2024)
+        grouped = rewards.view(B, G)  # (B, G)
+        advantages = group_advantages(grouped, scale=config.scale_advantages).reshape(B * G)  # (B*G,)
+
+        # 4. old log-probs (only needed for more than one update per batch) and the reference's
+        with torch.no_grad():
+            old_logp = (group_response_logprobs(lm, samples, G, config.temperature)
+                        if config.epochs > 1 else None)  # (B*G, R)
+            ref_logp = (group_response_logprobs(reference, samples, G, config.temperature)
+                        if reference is not None else None)  # (B*G, R)
+
+        # 5. epochs of updates on the whole batch: the clipped token loss (+ k3 KL), normalised by loss_norm
+        lm.train()
+        infos = []
+        for epoch in range(config.epochs):
+            logp = group_response_logprobs(lm, samples, G, config.temperature)  # (B*G, R): each prompt run once
+            old = old_logp if old_logp is not None else logp.detach()  # one update: old = current, ratio 1
+            loss, info = grpo_token_loss(logp, old, advantages, mask, config.clip_eps, config.loss_norm,
+                                         ref_logp, config.kl_coef, config.max_new_tokens)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"step {step}, epoch {epoch}: the loss is {loss.item()}; lower learning_rate")
+            optimizer.zero_grad()
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            if not torch.isfinite(grad_norm):
+                raise FloatingPointError(f"step {step}, epoch {epoch}: the gradient norm is {grad_norm.item()}; "
+                                         "lower learning_rate")
+            optimizer.step()
+            infos.append({"losses/policy_loss": loss.item(), "losses/clipfrac": info["clipfrac"],
+                          "losses/approx_kl": info["approx_kl"], "grpo/kl": info["kl"]})
+
+        # 6. log the step
+        group_std = grouped.std(dim=1, unbiased=False)  # (B,)
+        stats = {"grpo/reward_mean": float(rewards.mean()), "grpo/reward_std": float(group_std.mean()),
+                 "grpo/zero_std_share": float((group_std == 0).float().mean()),
+                 "grpo/response_length": float(mask.sum(dim=1).float().mean())}
+        for name, fn in extra_metrics.items():
+            stats[f"grpo/{name}"] = float(np.mean(fn(batch_prompts, samples.texts)))
+        for name in infos[0]:
+            stats[name] = float(np.mean([i[name] for i in infos]))
+        logger.log(step + 1, stats)
+        result.samples = list(zip(batch_prompts, samples.texts, rewards.tolist()))
+
+    lm.eval()
+    logger.close()
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,252 @@
+"""Lesson 14's checks pass the references (and the library's functions) and fail plausible wrong versions with the
+right hint."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from course_lib.checks.core import CheckFailed
+from course_lib.checks.lesson14 import (
+    EXERCISES,
+    check_group_relative_advantages,
+    check_grpo_loss,
+    check_parse_answer,
+    group_relative_advantages,
+    grpo_loss,
+    parse_answer,
+)
+
+# ---- the references agree with independent computations ---------------------------------------
+
+
+def test_group_relative_advantages_reference_matches_a_loop():
+    for case in EXERCISES["group_relative_advantages"].cases() + EXERCISES["group_relative_advantages"].hidden_cases():
+        rewards, scale = (case.args + (True,))[:2]
+        out = group_relative_advantages(rewards, scale)
+        for b, row in enumerate(rewards.tolist()):
+            mean = sum(row) / len(row)
+            std = (sum((r - mean) ** 2 for r in row) / len(row)) ** 0.5
+            for g, r in enumerate(row):
+                want = (r - mean) / (std + 1e-4) if scale else r - mean
+                assert out[b, g].item() == pytest.approx(want, abs=1e-5)
+        assert torch.allclose(out.mean(dim=1), torch.zeros(out.shape[0]), atol=1e-5)  # zero mean per group
+
+
+def test_grpo_loss_reference_matches_loops():
+    for case in EXERCISES["grpo_loss"].cases() + EXERCISES["grpo_loss"].hidden_cases():
+        logp, old, adv, mask, norm = case.args
+        N, R = logp.shape
+        sums, counts = [], []
+        for i in range(N):
+            terms = []
+            for t in range(R):
+                if mask[i, t]:
+                    ratio = float(torch.exp(logp[i, t] - old[i, t]))
+                    a = float(adv[i])
+                    terms.append(min(ratio * a, min(max(ratio, 0.8), 1.2) * a))
+            sums.append(sum(terms))
+            counts.append(len(terms))
+        want = {"sequence": -sum(s / n for s, n in zip(sums, counts)) / N, "token": -sum(sums) / sum(counts),
+                "constant": -sum(sums) / (N * R)}[norm]
+        assert float(grpo_loss(*case.args)) == pytest.approx(want, rel=1e-4, abs=1e-6), case.about
+
+
+def test_cases_probe_what_they_say():
+    loss_cases = EXERCISES["grpo_loss"].cases()
+    logp, old, *_ = loss_cases[0].args
+    assert torch.equal(logp, old)  # ratio 1
+    logp, old, _, mask, _ = loss_cases[4].args
+    assert ((torch.exp(logp - old)[mask] - 1).abs() > 0.2).float().mean() > 0.3  # the clip acts often
+    assert torch.isinf(loss_cases[5].args[0]).any()
+    assert parse_answer("The answer is 12.0") == 12 and parse_answer("The answer is 12.5") is None
+
+
+# ---- group_relative_advantages: wrong versions -------------------------------------------------
+
+
+def adv_unbiased_std(rewards, scale=True):
+    c = rewards - rewards.mean(dim=1, keepdim=True)
+    return c / (rewards.std(dim=1, keepdim=True) + 1e-4) if scale else c
+
+
+def adv_whole_batch(rewards, scale=True):
+    c = rewards - rewards.mean()
+    return c / (rewards.std(unbiased=False) + 1e-4) if scale else c
+
+
+def adv_no_eps(rewards, scale=True):
+    c = rewards - rewards.mean(dim=1, keepdim=True)
+    return c / rewards.std(dim=1, unbiased=False, keepdim=True) if scale else c
+
+
+def adv_always_scaled(rewards, scale=True):
+    c = rewards - rewards.mean(dim=1, keepdim=True)
+    return c / (rewards.std(dim=1, unbiased=False, keepdim=True) + 1e-4)
+
+
+def adv_not_centred(rewards, scale=True):
+    return rewards / (rewards.std(dim=1, unbiased=False, keepdim=True) + 1e-4) if scale else rewards
+
+
+def adv_per_column(rewards, scale=True):
+    c = rewards - rewards.mean(dim=0, keepdim=True)
+    return c / (rewards.std(dim=0, unbiased=False, keepdim=True) + 1e-4) if scale else c
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (adv_unbiased_std, r"(?s)case 1/5 \(one group of 4.*population std"),
+    (adv_whole_batch, r"(?s)case 3/5 \(three groups.*one mean and one std per group"),
+    (adv_no_eps, r"(?s)case 1/5 \(one group of 4.*plus 1e-4"),
+    (adv_always_scaled, r"(?s)case 4/5 \(scale=False.*without dividing by the std"),
+    (adv_not_centred, r"(?s)case 1/5 .*subtract the group's mean"),
+    (adv_per_column, r"(?s)case 1/5 .*"),
+])
+def test_group_relative_advantages_wrong_versions_fail_with_the_right_hint(wrong, message):
+    with pytest.raises(CheckFailed, match=message) as err:
+        check_group_relative_advantages(wrong)
+    assert "Hint:" in str(err.value)
+
+
+def test_group_relative_advantages_library_function_passes():
+    from course_lib.rl import group_advantages
+
+    assert check_group_relative_advantages(lambda r, scale=True: group_advantages(r, scale)).status == "pass"
+
+
+# ---- parse_answer: wrong versions ---------------------------------------------------------------
+
+
+def parse_returns_str(response):
+    m = re.findall(r"the answer is\s*[:=]?\s*\**\s*([+-]?\d+)", response, re.IGNORECASE)
+    return m[-1] if m else None
+
+
+def parse_last_number(response):
+    m = re.findall(r"[+-]?\d+", response)
+    return int(m[-1]) if m else None
+
+
+def parse_case_sensitive(response):
+    m = re.findall(r"[Tt]he answer is ([+-]?\d+)(?!,?\d)(?!\.[1-9])", response)
+    return int(m[-1]) if m else None
+
+
+def parse_first(response):
+    m = re.findall(r"the answer is\s*[:=]?\s*\**\s*([+-]?\d+)(?!,?\d)(?!\.\d*[1-9])", response, re.IGNORECASE)
+    return int(m[0]) if m else None
+
+
+def parse_ignores_decimals(response):
+    m = re.findall(r"the answer is\s*[:=]?\s*\**\s*([+-]?\d+)(?!,?\d)", response, re.IGNORECASE)
+    return int(m[-1]) if m else None
+
+
+def parse_no_sign(response):
+    m = re.findall(r"the answer is\s*[:=]?\s*\**\s*(\d+)(?!,?\d)(?!\.\d*[1-9])", response, re.IGNORECASE)
+    return int(m[-1]) if m else None
+
+
+def parse_strips_commas(response):
+    return parse_answer(response.replace(",", ""))  # "1,200" -> 1200
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (parse_returns_str, r"(?s)case 1/7 \(the required form.*return the int 12, not the str"),
+    (parse_last_number, r"(?s)case 2/7 \(a right number but not in the required form.*return None"),
+    (parse_case_sensitive, r"(?s)case 3/7 \(capitals.*any letter case"),
+    (parse_first, r"(?s)case 4/7 \(the reply corrects itself.*the last statement counts"),
+    (parse_ignores_decimals, r"(?s)case 5/7 \(a number that is not an integer.*return None"),
+    (parse_no_sign, r"(?s)case 6/7 \(a negative answer"),
+    (parse_strips_commas, r"(?s)case 7/7 \(a thousands separator.*return\s+None"),
+])
+def test_parse_answer_wrong_versions_fail_with_the_right_hint(wrong, message):
+    with pytest.raises(CheckFailed, match=message) as err:
+        check_parse_answer(wrong)
+    assert "Hint:" in str(err.value)
+
+
+# ---- grpo_loss: wrong versions ------------------------------------------------------------------
+
+
+def _terms(logp, old, adv, mask, clip=True):
+    ratio = torch.exp(logp - old)
+    a = adv[:, None]
+    t = torch.minimum(ratio * a, ratio.clamp(0.8, 1.2) * a) if clip else ratio * a
+    return torch.where(mask, t, torch.zeros_like(t))
+
+
+def _reduce(t, mask, norm):
+    if norm == "sequence":
+        return -(t.sum(1) / mask.sum(1)).mean()
+    if norm == "token":
+        return -t.sum() / mask.sum()
+    return -t.sum() / t.numel()
+
+
+def loss_token_mean_always(logp, old, adv, mask, loss_norm="sequence"):
+    return _reduce(_terms(logp, old, adv, mask), mask, "token")
+
+
+def loss_divides_by_R(logp, old, adv, mask, loss_norm="sequence"):
+    t = _terms(logp, old, adv, mask)
+    if loss_norm == "sequence":
+        return -(t.sum(1) / t.shape[1]).mean()
+    return _reduce(t, mask, loss_norm)
+
+
+def loss_no_clip(logp, old, adv, mask, loss_norm="sequence"):
+    return _reduce(_terms(logp, old, adv, mask, clip=False), mask, loss_norm)
+
+
+def loss_not_negated(logp, old, adv, mask, loss_norm="sequence"):
+    return -_reduce(_terms(logp, old, adv, mask), mask, loss_norm)
+
+
+def loss_multiplies_mask(logp, old, adv, mask, loss_norm="sequence"):
+    ratio = torch.exp(logp - old)
+    a = adv[:, None]
+    t = torch.minimum(ratio * a, ratio.clamp(0.8, 1.2) * a) * mask
+    return _reduce(t, mask, loss_norm)
+
+
+def loss_constant_over_real_tokens_max(logp, old, adv, mask, loss_norm="sequence"):
+    t = _terms(logp, old, adv, mask)
+    if loss_norm == "constant":
+        return -t.sum() / (t.shape[0] * int(mask.sum(1).max()))
+    return _reduce(t, mask, loss_norm)
+
+
+def loss_max_instead_of_min(logp, old, adv, mask, loss_norm="sequence"):
+    ratio = torch.exp(logp - old)
+    a = adv[:, None]
+    t = torch.maximum(ratio * a, ratio.clamp(0.8, 1.2) * a)
+    return _reduce(torch.where(mask, t, torch.zeros_like(t)), mask, loss_norm)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (loss_token_mean_always, r"(?s)case 2/6 \(responses of different lengths.*divide by its own length"),
+    (loss_divides_by_R, r"(?s)case 2/6 \(responses of different lengths"),
+    (loss_no_clip, r"(?s)case 5/6 \(ratios far from 1.*clip the ratio"),
+    (loss_not_negated, r"(?s)case 1/6 \(two responses of 4 tokens.*minus the mean"),
+    (loss_multiplies_mask, r"(?s)case 6/6 \(-inf log-probs on padding.*nan \* 0 is nan"),
+    (loss_max_instead_of_min, r"(?s)case 5/6 .*take the minimum"),
+])
+def test_grpo_loss_wrong_versions_fail_with_the_right_hint(wrong, message):
+    with pytest.raises(CheckFailed, match=message) as err:
+        check_grpo_loss(wrong)
+    assert "Hint:" in str(err.value)
+
+
+def test_grpo_loss_constant_uses_the_length_limit_in_the_hidden_cases():
+    """Public cases fill R with the longest response; a hidden case has R beyond it, which catches N * max length."""
+    from course_lib.checks.core import compare
+
+    ex = EXERCISES["grpo_loss"]
+    assert check_grpo_loss(loss_constant_over_real_tokens_max).status == "pass"  # the public cases cannot tell
+    case = ex.hidden_cases()[1]
+    expected = ex.call(ex.reference)(*case.args)
+    assert compare(expected, ex.call(loss_constant_over_real_tokens_max)(*case.args), rtol=ex.rtol,
+                   atol=ex.atol) is not None
