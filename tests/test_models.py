@@ -119,3 +119,47 @@ def test_wheel_then_cache_offline(tmp_path):
     assert second["logits"] == pytest.approx(first["logits"], abs=1e-5)
     assert second["answer"] == first["answer"]
     assert "Paris" in first["answer"]
+
+
+def test_merge_lora_folds_the_adapters_into_the_weights(tokenizer):
+    """After training moved B, merging gives W + (alpha / r) B A in a plain Linear and the same logits."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    lm, _ = models.tiny_model(seed=3, tokenizer=tokenizer)
+    original = {n: p.detach().clone() for n, p in lm.named_parameters()}
+    total = models.count_parameters(lm)[1]
+    adapters = models.add_lora(lm.model, rank=2)
+    assert adapters and models.count_parameters(lm)[1] > total
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in adapters:  # B starts at 0 (the adapted model equals the base); give it values, as training would
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    q = lm.model.layers[0].self_attn.q_proj
+    expected_q = original["model.layers.0.self_attn.q_proj.weight"] + 2.0 * (
+        q.lora_B["default"].weight @ q.lora_A["default"].weight)  # alpha / r = 2r / r = 2
+    ids = torch.tensor([[1, 5, 9, 200, 7, 3]])
+    with torch.no_grad():
+        adapted = lm(input_ids=ids).logits
+    base_out = models.tiny_model(seed=3, tokenizer=tokenizer)[0](input_ids=ids).logits
+    assert not torch.allclose(adapted, base_out, atol=1e-4)  # the adapters change the outputs
+
+    assert models.merge_lora(lm.model) == 2 * len(models.LORA_TARGETS)
+    assert not any(isinstance(m, BaseTunerLayer) for m in lm.modules())
+    assert type(lm.model.layers[0].self_attn.q_proj) is torch.nn.Linear
+    assert not [n for n, _ in lm.named_parameters() if "lora_" in n]
+    assert models.count_parameters(lm)[1] == total
+    assert torch.allclose(lm.model.layers[0].self_attn.q_proj.weight, expected_q, atol=1e-6)
+    assert torch.equal(lm.model.embed_tokens.weight, original["model.embed_tokens.weight"])  # not adapted
+    with torch.no_grad():
+        merged = lm(input_ids=ids).logits
+    assert torch.allclose(merged, adapted, atol=1e-5)
+    assert models.merge_lora(lm.model) == 0  # nothing left to merge
+
+
+def test_merge_lora_refuses_a_non_finite_adapter(tokenizer):
+    lm, _ = models.tiny_model(seed=3, tokenizer=tokenizer)
+    models.add_lora(lm.model, rank=2)
+    with torch.no_grad():
+        lm.model.layers[1].mlp.down_proj.lora_B["default"].weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match="NaN"):
+        models.merge_lora(lm.model)

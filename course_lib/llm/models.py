@@ -324,6 +324,27 @@ def add_lora(body, rank: int) -> list:
     return params
 
 
+def merge_lora(module) -> int:
+    """Fold every LoRA adapter of ``module`` into its base weight and put the plain layer back, in place.
+
+    For each adapted linear layer, W <- W + (alpha / r) B A (peft's ``LoraLayer.merge``, with its check that the
+    merged weight is finite), then peft's wrapper is replaced in its parent by the wrapped ``nn.Linear``: the model
+    has the architecture it had before :func:`add_lora`, the same outputs as with the adapters (up to float
+    rounding), no ``lora_`` parameters and no extra work per token. Returns the number of layers merged (0 when
+    ``module`` has no adapters).
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    wrapped = [(name, m) for name, m in module.named_modules() if isinstance(m, BaseTunerLayer)
+               and hasattr(m, "base_layer")]
+    for name, layer in wrapped:
+        layer.merge(safe_merge=True)  # raises ValueError if W + (alpha / r) B A is not finite
+        parent_name, _, attr = name.rpartition(".")
+        parent = module.get_submodule(parent_name) if parent_name else module
+        setattr(parent, attr, layer.get_base_layer())
+    return len(wrapped)
+
+
 def count_parameters(module) -> tuple[int, int]:
     """``(trainable, total)`` parameter counts of ``module``, each shared tensor counted once."""
     params = _unique(list(module.parameters()))
