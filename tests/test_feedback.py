@@ -39,6 +39,7 @@ def test_the_course_reward_model_is_built_once_then_loaded(tmp_path, monkeypatch
     from course_lib.llm.feedback import prepare_reward_model, reward_model_path
     from course_lib.llm.reward_model import score_responses
 
+    monkeypatch.setenv("COURSE_KIT_CACHE", str(tmp_path))  # the preferences it samples are cached there
     lm, tok = tiny_model(seed=0)
     assert reward_model_path(lm, "ci").name == "reward_model_ci_2x8.pt"
     path = tmp_path / "rm.pt"
@@ -51,3 +52,36 @@ def test_the_course_reward_model_is_built_once_then_loaded(tmp_path, monkeypatch
     loaded = prepare_reward_model(lm, tok, "ci", progress=False, path=path)
     prompts, responses = ["Q:", "Q:"], ["Lovely!", "No."]
     assert torch.equal(score_responses(built, tok, prompts, responses), score_responses(loaded, tok, prompts, responses))
+
+
+def test_course_preferences_are_cached_atomically_and_never_reused_for_another_model(tmp_path, monkeypatch):
+    import json
+
+    from course_lib.llm import feedback
+    from course_lib.llm.feedback import course_preferences, preferences_path
+
+    monkeypatch.setenv("COURSE_KIT_CACHE", str(tmp_path))
+    lm, tok = tiny_model(seed=0)
+    path = preferences_path(lm, "ci", seed=0)
+    assert path == tmp_path / "runs" / "preferences_ci_2x8_seed0.json"
+    assert preferences_path(lm, "ci", seed=1) != path and preferences_path(lm, "cpu", seed=0) != path
+    built = course_preferences(lm, tok, "ci", seed=0, progress=False)
+    assert path.is_file() and list(path.parent.iterdir()) == [path]  # no temporary file left behind
+    assert json.loads(path.read_text())["key"]["profile"] == "ci"
+    calls = []
+    real = feedback.collect_preferences
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(feedback, "collect_preferences", counting)
+    assert course_preferences(lm, tok, "ci", seed=0, progress=False) == built and not calls  # loaded, not sampled
+    other, _ = tiny_model(seed=1)  # same shape, other weights: same file name, but its record does not match
+    assert preferences_path(other, "ci", seed=0) == path
+    course_preferences(other, tok, "ci", seed=0, progress=False)
+    assert len(calls) == 2  # sampled again (training and held-out pairs) and the file replaced
+    assert json.loads(path.read_text())["key"]["model"] == feedback.model_fingerprint(other) != feedback.model_fingerprint(lm)
+    path.write_text("{not json")  # a broken file is rebuilt, not an error
+    assert course_preferences(lm, tok, "ci", seed=0, progress=False) == built
+    assert course_preferences(lm, tok, "ci", seed=0, progress=False, cache=False) == built  # sampling is seeded

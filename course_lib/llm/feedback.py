@@ -82,18 +82,76 @@ def reward_model_path(model, profile: str | None = None):
     return cache_root() / "runs" / f"reward_model_{profile or get_profile().name}_{shape}.pt"
 
 
-def course_preferences(model, tokenizer, profile: str | None = None, seed: int = 0, progress: bool = True):
+def preferences_path(model, profile: str | None = None, seed: int = 0):
+    """Where :func:`course_preferences` caches its pairs for ``model``, a profile (default: the active one) and a seed.
+
+    Next to :func:`reward_model_path`, named like it (profile, the model's layers x width) plus the seed;
+    the file also records a fingerprint of the model's weights and the sizes it was built with, and a
+    file whose record differs is rebuilt, never reused.
+    """
+    from course_lib.llm.models import cache_root
+    from course_lib.utils import get_profile
+
+    shape = f"{model.config.num_hidden_layers}x{model.config.hidden_size}"
+    return cache_root() / "runs" / f"preferences_{profile or get_profile().name}_{shape}_seed{seed}.json"
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of the model's shape and of a slice of its input embeddings and top layer: two models
+    with different weights (another checkpoint, another random tiny model) get different fingerprints."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256(repr((type(model).__name__, model.config.num_hidden_layers, model.config.hidden_size,
+                             model.config.vocab_size)).encode())
+    tensors = [model.get_input_embeddings().weight, *model.model.layers[-1].parameters()]
+    with torch.no_grad():
+        for t in tensors:
+            h.update(t.detach().flatten()[:4096].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _pairs_to_json(pairs) -> list[dict]:
+    return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+
+
+def course_preferences(model, tokenizer, profile: str | None = None, seed: int = 0, progress: bool = True,
+                       cache: bool = True, path=None):
     """Lesson 10's data: best-vs-worst pairs of K = 4 samples per prompt, ranked by the simulated annotator.
 
     Returns ``(train_pairs, held_out_pairs, held_out_groups)``: training pairs from
     :data:`~course_lib.data.prompts.TRAIN_PROMPTS`, held-out pairs (and their groups of K responses)
     from :data:`~course_lib.data.prompts.HELD_OUT_PROMPTS`, sizes from :data:`PREFERENCE_DATA`.
+
+    Sampling them takes minutes in the ``cpu`` profile (about 400 s on 2 cores), so with ``cache=True``
+    the result is stored as JSON at ``path`` (default :func:`preferences_path`) the first time, written
+    atomically (a temporary file, then a rename), and loaded from there afterwards. The file records
+    the profile, seed, sizes and :func:`model_fingerprint`; if any differs from this call's, the data
+    are sampled again and the file replaced.
     """
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
     from course_lib.data.prompts import HELD_OUT_PROMPTS, TRAIN_PROMPTS
     from course_lib.llm.generation import chat_prompt
     from course_lib.utils import get_profile, set_seed
 
-    sizes = PREFERENCE_DATA[profile or get_profile().name]
+    profile = profile or get_profile().name
+    sizes = PREFERENCE_DATA[profile]
+    key = {"profile": profile, "seed": seed, "sizes": sizes, "model": model_fingerprint(model)}
+    path = Path(path) if path is not None else preferences_path(model, profile, seed)
+    if cache and path.is_file():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            stored = {}
+        if stored.get("key") == key:
+            train = [PreferencePair(**r) for r in stored["train"]]
+            held = [PreferencePair(**r) for r in stored["held_out"]]
+            return train, held, [list(g) for g in stored["held_out_groups"]]
     set_seed(seed)
     annotator = SimulatedAnnotator(temperature=0.1, seed=seed)
     train_prompts = TRAIN_PROMPTS[:sizes["prompts"]]
@@ -103,6 +161,21 @@ def course_preferences(model, tokenizer, profile: str | None = None, seed: int =
     held, groups = collect_preferences(model, tokenizer, [chat_prompt(tokenizer, p) for p in held_prompts],
                                        annotator, rounds=sizes["held_out_rounds"],
                                        max_new_tokens=sizes["max_new_tokens"], progress=progress)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"key": key, "train": _pairs_to_json(train), "held_out": _pairs_to_json(held),
+                  "held_out_groups": groups}
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(record, f, ensure_ascii=False)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual permissions
+            os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return train, held, groups
 
 

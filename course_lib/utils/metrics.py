@@ -126,6 +126,12 @@ METRICS: dict[str, MetricInfo] = {
     "dpo/accuracy": MetricInfo(
         "Fraction of pairs whose chosen response gets the higher implicit reward.",
         "Rises from chance (0.5) to well above it on held-out pairs; 1.0 on training pairs is common."),
+    "dpo/reward_chosen": MetricInfo(
+        "Mean implicit reward of the chosen responses, beta * (log pi(y_w|x) - log pi_ref(y_w|x)).",
+        "0 at the start; may rise or fall, only the margin to the rejected responses is trained."),
+    "dpo/reward_rejected": MetricInfo(
+        "Mean implicit reward of the rejected responses, beta * (log pi(y_l|x) - log pi_ref(y_l|x)).",
+        "0 at the start, then below dpo/reward_chosen; above it means swapped labels or a sign bug."),
     # GRPO with verifiable rewards.
     "grpo/reward_mean": MetricInfo(
         "Mean reward of all completions sampled at this step (G per prompt); the success rate for a 0/1 reward.",
