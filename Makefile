@@ -53,6 +53,8 @@ bench: model
 	$(PY) bench/bench_grading.py
 	$(PY) bench/bench_ppo.py
 	$(PY) bench/bench_reward_model.py
+	$(PY) bench/bench_dpo.py
+	$(PY) bench/bench_grpo.py
 
 # RLHF-PPO against TRL's PPOTrainer, which TRL shipped last in 1.12.0: that needs its own environment
 # (bench/.venv-trl-ppo, made by bench/setup_trl_ppo_env.sh), as .venv keeps TRL 1.13.0 for the reward-model
