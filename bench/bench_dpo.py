@@ -33,13 +33,12 @@ Needs the `bench` extra (TRL) and the cached model (``course-kit model prepare``
 
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
 import tempfile
 
 import torch
-from bench_reward_model import ForwardClock, build_pairs, course_lib_order
+from bench_reward_model import ForwardClock, build_pairs, course_lib_order, parse_bench_args
 
 from course_lib.llm.dpo import DPOConfig, train_dpo
 from course_lib.llm.models import load_model, load_tokenizer, resolve_model
@@ -90,15 +89,7 @@ def run_trl(pairs, steps: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per library (default 6)")
-    parser.add_argument("--warmup", type=int, default=1, help="steps run first and discarded (default 1)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's own)")
-    args = parser.parse_args()
-    if args.steps < 1 or args.warmup < 0:
-        parser.error("--steps must be >= 1 and --warmup >= 0")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = parse_bench_args(__doc__.splitlines()[0], steps=6, warmup=1)
     import transformers
     import trl
 

@@ -24,7 +24,6 @@ Needs the `bench` extra (TRL) and the cached model (``course-kit model prepare``
 
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
 import tempfile
@@ -32,6 +31,8 @@ import time
 
 import numpy as np
 import torch
+
+from bench_reward_model import parse_bench_args
 
 import course_lib.llm.grpo as grpo_module
 from course_lib.data.arithmetic import TRAIN_QUESTIONS, arithmetic_reward
@@ -116,15 +117,7 @@ def run_trl(prompts: list[str], steps: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per library (default 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="steps run first and discarded (default 1)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's own)")
-    args = parser.parse_args()
-    if args.steps < 1 or args.warmup < 0:
-        parser.error("--steps must be >= 1 and --warmup >= 0")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = parse_bench_args(__doc__.splitlines()[0], steps=5, warmup=1)
     import transformers
     import trl
 

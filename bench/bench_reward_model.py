@@ -203,16 +203,23 @@ def run_bare(pairs: list[PreferencePair], steps: int) -> dict:
             "tokens": [int(m.sum()) for _, m in batches], "threads": {torch.get_num_threads()}}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per library (default 6)")
-    parser.add_argument("--warmup", type=int, default=2, help="steps run first and discarded (default 2)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for all (default: torch's own; 1 on a busy CPU)")
+def parse_bench_args(description: str, steps: int, warmup: int) -> argparse.Namespace:
+    """The options of the training-step benchmarks (--steps, --warmup, --threads); sets torch's thread count."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--steps", type=int, default=steps, help=f"timed steps per library (default {steps})")
+    parser.add_argument("--warmup", type=int, default=warmup, help=f"steps run first and discarded (default {warmup})")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for all (default: torch's own; 1 on a busy CPU)")
     args = parser.parse_args()
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be >= 1 and --warmup >= 0")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    return args
+
+
+def main() -> None:
+    args = parse_bench_args(__doc__.splitlines()[0], steps=6, warmup=2)
     import transformers
     import trl
 

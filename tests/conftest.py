@@ -42,3 +42,20 @@ def env_with(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra)
     return env
+
+
+def lowercase_share(prompts, texts):
+    """A toy reward for RL tests on the tiny model: the share of lower-case characters of each text."""
+    return [sum(c.islower() for c in t) / max(len(t), 1) for t in texts]
+
+
+def snapshot(module):
+    """A copy of every tensor of ``module``'s state, to see later what training changed."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def changed(before, module):
+    """The names of the state tensors of ``module`` that differ from the ``snapshot`` ``before``."""
+    import torch
+
+    return {k for k, v in module.state_dict().items() if not torch.equal(v, before[k])}

@@ -13,22 +13,11 @@ from course_lib.llm.models import tiny_model
 from course_lib.llm.rollout import response_outputs, sample_responses
 from course_lib.rl import clipped_surrogate, group_advantages
 from course_lib.utils.metrics import METRICS
+from conftest import changed, lowercase_share, snapshot
 
 PROMPTS = ["The robot", "The cat", "Cheese is", "A maze"]
 ONE_STEP = replace(GRPO_PRESETS["ci"], steps=1, prompts_per_step=2, group_size=4, max_new_tokens=4,
                    learning_rate=1e-2)
-
-
-def lowercase_share(prompts, texts):
-    return [sum(c.islower() for c in t) / max(len(t), 1) for t in texts]
-
-
-def snapshot(module):
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def changed(before, module):
-    return {k for k, v in module.state_dict().items() if not torch.equal(v, before[k])}
 
 
 # ---------------------------------------------------------------- group advantages

@@ -11,21 +11,10 @@ import torch
 from course_lib.llm.models import count_parameters, tiny_model
 from course_lib.llm.ppo import RLHF_PRESETS, RLHFConfig, distinct_n, rlhf_ppo, select_trainable
 from course_lib.llm.rollout import PolicyWithValue
+from conftest import changed, lowercase_share, snapshot
 
 PROMPTS = ["The robot", "The cat", "Cheese is", "A maze"]
 ONE_STEP = replace(RLHF_PRESETS["ci"], steps=1, batch_size=2, max_new_tokens=4, ppo_epochs=1, learning_rate=1e-2)
-
-
-def lowercase_share(prompts, texts):
-    return [sum(c.islower() for c in t) / max(len(t), 1) for t in texts]
-
-
-def snapshot(module):
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def changed(before, module):
-    return {k for k, v in module.state_dict().items() if not torch.equal(v, before[k])}
 
 
 def test_a_step_trains_only_the_top_layers_and_leaves_the_reference_untouched():
