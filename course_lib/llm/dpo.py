@@ -71,7 +71,7 @@ DPO_PRESETS: dict[str, DPOConfig] = {
     # The test suite with the tiny model: one epoch of 4 pairs per step; proves the loop runs and updates.
     "ci": DPOConfig(beta=0.1, epochs=1, batch_size=4, learning_rate=1e-3),
     # SmolLM2-135M on a laptop CPU: the top 4 of 30 layers and the final norm, one pass over lesson 10's 320 pairs.
-    "cpu": DPOConfig(beta=0.1, epochs=1, batch_size=8, learning_rate=5e-5, trainable="top:4"),
+    "cpu": DPOConfig(beta=0.1, epochs=1, batch_size=8, learning_rate=1e-4, trainable="top:4"),
     # SmolLM2-135M on a GPU: every parameter, two passes.
     "gpu": DPOConfig(beta=0.1, epochs=2, batch_size=16, learning_rate=1e-6),
 }
