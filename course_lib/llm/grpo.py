@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib.llm.models import adamw, parse_trainable, train_top_layers, untied_lm_head
+from course_lib.llm.models import adamw, guarded_step, parse_trainable, train_top_layers, untied_lm_head
 from course_lib.llm.rollout import group_response_logprobs, sample_responses
 from course_lib.rl import group_advantages, kl_k3, masked_mean, masked_sum
 from course_lib.utils import set_seed
@@ -279,15 +279,8 @@ def grpo(lm, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: GRP
             old = old_logp if old_logp is not None else logp.detach()  # one update: old = current, ratio 1
             loss, info = grpo_token_loss(logp, old, advantages, mask, config.clip_eps, config.loss_norm,
                                          ref_logp, config.kl_coef, config.max_new_tokens)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"step {step}, epoch {epoch}: the loss is {loss.item()}; lower learning_rate")
-            optimizer.zero_grad()
-            loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            if not torch.isfinite(grad_norm):
-                raise FloatingPointError(f"step {step}, epoch {epoch}: the gradient norm is {grad_norm.item()}; "
-                                         "lower learning_rate")
-            optimizer.step()
+            # backward and a clipped step; a non-finite loss or gradient norm raises FloatingPointError
+            guarded_step(optimizer, loss, params, config.max_grad_norm, f"step {step}, epoch {epoch}")
             infos.append({"losses/policy_loss": loss.item(), "losses/clipfrac": info["clipfrac"],
                           "losses/approx_kl": info["approx_kl"], "grpo/kl": info["kl"]})
 
