@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from course_lib.checks import CheckFailed, check_top_k_next_tokens, compare
+from course_lib.checks.lesson00 import EXERCISES
 from course_lib.llm.generation import top_k_next_tokens
 
 
@@ -92,6 +93,30 @@ def test_stub_is_reported_and_propagates(capsys, tmp_path, monkeypatch):
     check_top_k_next_tokens(top_k_next_tokens)
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["status"] for r in records] == ["not-implemented", "pass"]
+
+
+def test_a_notebook_shows_the_verdict_once(capsys, tmp_path, monkeypatch):
+    """A check cell prints its verdict; IPython's display of the returned result (the cell's last value) adds no
+    output data, and a quiet check's result displays the verdict instead. The log keeps the five fields the
+    grader reads."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("COURSE_KIT_CHECK_LOG", str(log))
+    shell = InteractiveShell.instance()
+    try:
+        shown = check_top_k_next_tokens(top_k_next_tokens)
+        assert capsys.readouterr().out == "[x] top_k_next_tokens: all 6 cases passed\n"
+        assert shell.display_formatter.format(shown) == ({}, {})  # no execute_result in a notebook
+        assert capsys.readouterr().out == ""
+        quiet = EXERCISES["top_k_next_tokens"].check(top_k_next_tokens, quiet=True)
+        assert capsys.readouterr().out == ""
+        assert shell.display_formatter.format(quiet) == ({}, {})
+        assert capsys.readouterr().out == "[x] top_k_next_tokens: all 6 cases passed\n"
+    finally:
+        InteractiveShell.clear_instance()
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [sorted(r) for r in records] == [sorted(["exercise", "status", "message", "passed", "total"])] * 2
 
 
 class AlwaysEqual:

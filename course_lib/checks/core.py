@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -91,6 +92,11 @@ class CheckResult:
     message: str
     passed: int
     total: int
+
+    def _ipython_display_(self) -> None:
+        """A notebook shows a check's verdict once: nothing more when the check already printed it, else the verdict."""
+        if not self.__dict__.get("_printed", False):
+            print(f"[{'x' if self.status == 'pass' else ' '}] {self.message}")
 
 
 def _describe(x: Any) -> str:
@@ -216,7 +222,7 @@ def _log(result: CheckResult) -> None:
     path = os.environ.get(LOG_ENV_VAR)
     if path:
         with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(result.__dict__) + "\n")
+            f.write(json.dumps(dataclasses.asdict(result)) + "\n")
 
 
 def run_check(
@@ -271,4 +277,5 @@ def run_check(
     _log(result)
     if not quiet:
         print(f"[x] {result.message}")
+        result._printed = True  # the notebook's display of the returned result then adds nothing
     return result
