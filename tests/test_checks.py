@@ -146,3 +146,16 @@ def test_compare_is_strict(expected, got, message):
 def test_compare_accepts_equal_values_within_tolerance():
     assert compare((torch.tensor([1.0, 2.0]), 3), (torch.tensor([1.0, 2.0 + 1e-7]), 3)) is None
     assert compare(np.arange(3), np.arange(3)) is None
+
+
+def test_cloned_copies_positional_and_keyword_tensors():
+    from course_lib.checks.tensors import cloned
+
+    def scale_in_place(x, y=None):
+        x.mul_(2)
+        y.mul_(3)
+        return x + y
+
+    a, b = torch.ones(2), torch.ones(2)
+    assert cloned(scale_in_place)(a, y=b).tolist() == [5.0, 5.0]
+    assert a.tolist() == b.tolist() == [1.0, 1.0]  # the case's tensors are untouched

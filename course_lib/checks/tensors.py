@@ -13,9 +13,13 @@ def generator(seed: int) -> torch.Generator:
 
 
 def cloned(fn: Callable) -> Callable:
-    """Call ``fn`` on copies of its tensor arguments, so an in-place edit cannot change the case for others."""
+    """Call ``fn`` on copies of its tensor arguments (positional and keyword), so an in-place edit cannot change
+    the case for others."""
 
-    def run(*args):
-        return fn(*(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
+    def copy(a):
+        return a.clone() if isinstance(a, torch.Tensor) else a
+
+    def run(*args, **kwargs):
+        return fn(*(copy(a) for a in args), **{k: copy(v) for k, v in kwargs.items()})
 
     return run
