@@ -1,0 +1,324 @@
+"""Reward over-optimisation and its mitigations (lesson 15).
+
+A learned reward model is a proxy: optimise it hard and the policy finds replies the proxy
+scores highly and the "gold" judge does not (Gao, Schulman & Hilton 2023, "Scaling laws for
+reward model overoptimization"; Goodhart's law). This module holds the small pieces lesson 15
+needs around :func:`course_lib.llm.ppo.rlhf_ppo`, without changing it:
+
+* :func:`win_rate`: how often one model's reply beats another's, ties counted half, with its
+  standard error;
+* :func:`ensemble_reward`: K reward models' scores, each standardised, combined by mean or min
+  (Coste et al. 2024, "Reward model ensembles help mitigate overoptimization");
+* :func:`early_stop_index`: the best check of a held-out gold history and where patience runs out;
+* :class:`GoldCheck`: a ``gold_fn`` for ``rlhf_ppo`` that also runs a held-out gold check every few
+  steps and keeps the trained parameters of the best check (early stopping without a hook in the loop);
+* :class:`RewardEnsemble` and :func:`fit_ensemble_heads`: K linear heads on one reward model's body,
+  each fitted on a bootstrap resample of the preference pairs: an ensemble for the cost of one model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from course_lib.llm.reward_model import RewardModel, score_texts
+
+ScoreFn = Callable[[list[str], list[str]], Sequence[float]]
+
+
+# ---- win rate ---------------------------------------------------------------------------------
+
+
+def win_rate(scores_a, scores_b) -> tuple[float, float]:
+    """Win rate of A over B on paired replies, ties counted half, and its standard error.
+
+    Args:
+        scores_a, scores_b: (n,) the judge's scores of A's and B's reply to the same n prompts (or samples).
+
+    Returns:
+        ``(rate, se)``: rate = mean of w_i with w_i = 1 if a_i > b_i, 1/2 if a_i == b_i, 0 otherwise; se = the
+        standard error of that mean, std(w, ddof=1) / sqrt(n) (0 when n = 1).
+    """
+    a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
+    if a.ndim != 1 or a.shape != b.shape or len(a) == 0:
+        raise ValueError(f"scores_a, scores_b: expected two non-empty 1-d arrays of one length, got shapes "
+                         f"{a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("scores_a, scores_b: expected finite scores, got nan or inf")
+    wins = np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0))  # (n,)
+    se = float(wins.std(ddof=1) / math.sqrt(len(wins))) if len(wins) > 1 else 0.0
+    return float(wins.mean()), se
+
+
+# ---- ensembles --------------------------------------------------------------------------------
+
+
+def ensemble_reward(scores, how: str = "mean", mean=None, std=None) -> np.ndarray:
+    """Combine K reward models' scores of N replies into one reward per reply.
+
+    Args:
+        scores: (N, K) score of reply n by model k.
+        how: ``"mean"`` (average of the standardised scores) or ``"min"`` (the most pessimistic member:
+            worst-case optimisation, Coste et al. 2024).
+        mean, std: (K,) each model's mean and standard deviation on reference replies (e.g. the starting
+            policy's); default: the columns' own mean and std (ddof=0) over these N replies.
+
+    Returns:
+        (N,) the combined standardised score: combine_k (scores[:, k] - mean[k]) / std[k].
+    """
+    s = np.asarray(scores, dtype=float)
+    if s.ndim != 2 or s.shape[0] < 1 or s.shape[1] < 1:
+        raise ValueError(f"scores: expected an (N, K) array with N, K >= 1, got shape {s.shape}")
+    if how not in ("mean", "min"):
+        raise ValueError(f"how: expected 'mean' or 'min', got {how!r}")
+    mu = s.mean(axis=0) if mean is None else np.asarray(mean, dtype=float)
+    sd = s.std(axis=0) if std is None else np.asarray(std, dtype=float)
+    if mu.shape != (s.shape[1],) or sd.shape != (s.shape[1],):
+        raise ValueError(f"mean, std: expected shape ({s.shape[1]},) each, got {mu.shape} and {sd.shape}")
+    if not (sd > 0).all():
+        raise ValueError(f"std: expected every model's std > 0 (a constant model cannot be standardised), got {sd}")
+    z = (s - mu) / sd  # (N, K)
+    return z.mean(axis=1) if how == "mean" else z.min(axis=1)
+
+
+# ---- early stopping ---------------------------------------------------------------------------
+
+
+def early_stop_index(history, patience: int) -> int:
+    """The check to keep when stopping early on a held-out score (higher is better).
+
+    Walk through ``history`` (one held-out score per check, in order), remembering the best so far (the
+    first one on ties); stop once ``patience`` checks in a row have not beaten it. Returns the index of the
+    best check seen up to the stop (or up to the end, when patience never runs out).
+    """
+    h = np.asarray(history, dtype=float)
+    if h.ndim != 1 or len(h) == 0:
+        raise ValueError(f"history: expected a non-empty 1-d sequence of scores, got shape {h.shape}")
+    if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
+        raise ValueError(f"patience: expected an int >= 1, got {patience!r}")
+    best, waited = 0, 0
+    for i in range(1, len(h)):
+        if h[i] > h[best]:
+            best, waited = i, 0
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    return best
+
+
+@dataclass
+class GoldCheck:
+    """A ``gold_fn`` for :func:`~course_lib.llm.ppo.rlhf_ppo` that also checks held-out gold every few steps.
+
+    ``rlhf_ppo`` calls ``gold_fn(prompts, replies)`` once per step, after that step's update, to log
+    ``rlhf/gold_score`` on the step's samples. This wrapper returns exactly that, and every ``every``-th
+    call it also samples the policy on ``check_prompts`` (``per_prompt`` each, a fixed seed, the global
+    random state saved and restored so training's sampling is not disturbed) and scores them with
+    ``gold_fn``. When a check beats the best so far, the trained parameters (those with
+    ``requires_grad``, e.g. the top layers and the value head) are copied; :meth:`restore` puts the
+    best ones back. Call :meth:`check` once before training to record step 0 (before ``rlhf_ppo`` has
+    chosen what trains, every parameter requires gradients, so that copy holds the whole policy; call
+    :func:`~course_lib.llm.ppo.select_trainable` first to keep it small).
+
+    Args mirror the fields.
+    """
+
+    policy: nn.Module
+    """The :class:`~course_lib.llm.rollout.PolicyWithValue` being trained."""
+    tokenizer: object
+    gold_fn: ScoreFn
+    """The gold judge, ``gold_fn(prompts, replies)`` -> one float per reply."""
+    check_prompts: list[str]
+    """Formatted prompts for the check, kept apart from training and from the final evaluation."""
+    every: int = 4
+    """Check every this many steps, >= 1."""
+    per_prompt: int = 1
+    """Replies per check prompt, >= 1."""
+    max_new_tokens: int = 24
+    seed: int = 1234
+    """Seeds the check's sampling: every check sees the same random numbers."""
+    steps: list[int] = field(default_factory=list)
+    """Steps at which a check ran (0: before training)."""
+    scores: list[float] = field(default_factory=list)
+    """Mean held-out gold score of each check."""
+    best_state: dict | None = None
+    keep_all: bool = False
+    """Also keep a copy of the trained parameters at every check (``states``), not only the best."""
+    states: dict = field(default_factory=dict)
+    """step -> trained parameters at that check, when ``keep_all``."""
+    calls: int = 0
+
+    def __post_init__(self):
+        for name in ("every", "per_prompt", "max_new_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+        if not self.check_prompts or not all(isinstance(p, str) and p for p in self.check_prompts):
+            raise ValueError(f"check_prompts: expected a non-empty list of non-empty strings, "
+                             f"got {self.check_prompts!r:.80}")
+
+    @property
+    def best_index(self) -> int:
+        """Index into :attr:`scores` of the best check (the first on ties); -1 before any check."""
+        return int(np.argmax(self.scores)) if self.scores else -1
+
+    @property
+    def best_step(self) -> int:
+        return self.steps[self.best_index] if self.scores else -1
+
+    def _trained(self) -> dict[str, torch.Tensor]:
+        return clone_trainable_state(self.policy)
+
+    @torch.no_grad()
+    def check(self, step: int | None = None) -> float:
+        """Sample the check prompts, score them with ``gold_fn``, record the mean; keep the state if it is the best."""
+        from course_lib.llm.rollout import sample_responses
+
+        lm = self.policy.lm if hasattr(self.policy, "lm") else self.policy
+        prompts = [p for p in self.check_prompts for _ in range(self.per_prompt)]
+        was_training = lm.training
+        lm.eval()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            texts = sample_responses(lm, self.tokenizer, prompts, self.max_new_tokens, temperature=1.0).texts
+        lm.train(was_training)
+        score = float(np.mean([float(s) for s in self.gold_fn(prompts, texts)]))
+        self.steps.append(self.calls if step is None else step)
+        self.scores.append(score)
+        if self.best_index == len(self.scores) - 1:  # a new best (ties keep the earlier one)
+            self.best_state = self._trained()
+        if self.keep_all:
+            self.states[self.steps[-1]] = self._trained()
+        return score
+
+    def __call__(self, prompts: list[str], replies: list[str]):
+        self.calls += 1
+        out = self.gold_fn(prompts, replies)
+        if self.calls % self.every == 0:
+            self.check(self.calls)
+        return out
+
+    def restore(self, step: int | None = None) -> int:
+        """Copy the best check's parameters (or, with ``keep_all``, those of the check at ``step``) back into the
+        policy; returns the step restored."""
+        if self.best_state is None:
+            raise RuntimeError("restore: no check has run yet (call check() before training)")
+        if step is not None and step not in self.states:
+            raise ValueError(f"step: expected a step with a kept state {sorted(self.states)} (keep_all="
+                             f"{self.keep_all}), got {step!r}")
+        state = self.best_state if step is None else self.states[step]
+        params = dict(self.policy.named_parameters())
+        missing = [n for n in state if n not in params]
+        if missing:
+            raise RuntimeError(f"restore: the policy has no parameters named {missing[:3]}; is it the same policy?")
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value)
+        return self.best_step if step is None else step
+
+
+# ---- an ensemble of reward heads on one body ----------------------------------------------------
+
+
+class RewardEnsemble(nn.Module):
+    """K linear reward heads on one reward model's body: ``forward`` / ``score_texts`` give (N, K) scores.
+
+    Args:
+        rm: a trained :class:`~course_lib.llm.reward_model.RewardModel`; its body is shared (not copied).
+        k: number of heads >= 1; each starts as a copy of ``rm``'s head (refit with :func:`fit_ensemble_heads`).
+    """
+
+    def __init__(self, rm: RewardModel, k: int):
+        super().__init__()
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k: expected an int >= 1, got {k!r}")
+        self.body = rm.body
+        hidden = rm.head.in_features
+        self.head = nn.Linear(hidden, k).to(rm.head.weight.device)
+        with torch.no_grad():
+            self.head.weight.copy_(rm.head.weight.expand(k, hidden))
+            self.head.bias.copy_(rm.head.bias.expand(k))
+        self.features_only = False
+
+    forward = RewardModel.forward
+
+    def read_out(self, last: torch.Tensor) -> torch.Tensor:
+        """(N, H) last-token hidden states -> (N, K) scores (or the (N, H) features with ``features_only``)."""
+        if self.features_only:
+            return last.float()
+        return self.head(last.to(self.head.weight.dtype)).float()
+
+    @torch.no_grad()
+    def scores(self, tokenizer, prompts, responses, batch_size: int = 16, max_length: int = 128) -> torch.Tensor:
+        """(N, K) scores of N (prompt, response) texts, eval mode."""
+        self.eval()
+        out = [score_texts(self, tokenizer, list(prompts[i:i + batch_size]), list(responses[i:i + batch_size]),
+                           max_length).cpu() for i in range(0, len(prompts), batch_size)]
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def features(self, tokenizer, prompts, responses, batch_size: int = 16, max_length: int = 128) -> torch.Tensor:
+        """(N, H) float32 last-token hidden states of the body, what every head reads."""
+        self.features_only = True
+        try:
+            return self.scores(tokenizer, prompts, responses, batch_size, max_length)
+        finally:
+            self.features_only = False
+
+
+def fit_ensemble_heads(ensemble: RewardEnsemble, chosen: torch.Tensor, rejected: torch.Tensor, seed: int = 0,
+                       iterations: int = 300, learning_rate: float = 1e-3, weight_decay: float = 1e-2,
+                       first_is_original: bool = True) -> list[np.ndarray]:
+    """Refit each head on a bootstrap resample of the pairs (Bradley-Terry loss on fixed features).
+
+    Args:
+        ensemble: a :class:`RewardEnsemble`; its heads are overwritten in place.
+        chosen, rejected: (P, H) features of the P pairs' chosen and rejected texts (:meth:`RewardEnsemble.features`).
+        seed: seeds the resamples. iterations, learning_rate, weight_decay: full-batch AdamW on each head,
+            starting from its current weights, with an L2 pull (``weight_decay``) towards them.
+        first_is_original: keep head 0 as it is (the original reward model's head).
+
+    Returns:
+        per head, the (P,) int array of pair indices it was fitted on (head 0: all of them when kept).
+    """
+    if chosen.shape != rejected.shape or chosen.dim() != 2 or chosen.shape[1] != ensemble.head.in_features:
+        raise ValueError(f"chosen, rejected: expected two (P, {ensemble.head.in_features}) tensors, got "
+                         f"{tuple(chosen.shape)} and {tuple(rejected.shape)}")
+    rng = np.random.default_rng(seed)
+    P, K = chosen.shape[0], ensemble.head.out_features
+    device = ensemble.head.weight.device
+    diff = (chosen - rejected).to(device)  # (P, H): the bias cancels in a difference of scores
+    resamples = []
+    for k in range(K):
+        if k == 0 and first_is_original:
+            resamples.append(np.arange(P))
+            continue
+        idx = rng.integers(0, P, size=P)  # a bootstrap resample of the pairs
+        resamples.append(idx)
+        w0 = ensemble.head.weight[k].detach().clone()
+        w = w0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([w], lr=learning_rate)
+        d = diff[torch.as_tensor(idx, device=device)]  # (P, H)
+        for _ in range(iterations):
+            loss = -nn.functional.logsigmoid(d @ w).mean() + weight_decay * ((w - w0) ** 2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            ensemble.head.weight[k].copy_(w)
+    return resamples
+
+
+def clone_trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the parameters that currently require gradients (what a checkpoint of a run needs)."""
+    return {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+
+__all__ = ["win_rate", "ensemble_reward", "early_stop_index", "GoldCheck", "RewardEnsemble", "fit_ensemble_heads",
+           "clone_trainable_state"]
