@@ -36,6 +36,7 @@ import torch
 
 from course_lib.data.preferences import PreferencePair
 from course_lib.llm.generation import chat_prompt, generate
+from course_lib.llm.rollout import _keep_last_logits
 
 # ---- the constitution -------------------------------------------------------------------------------
 
@@ -181,7 +182,7 @@ def next_token_logits(model, tokenizer, prompts: Sequence[str], batch_size: int 
                         add_special_tokens=False).to(device)
         positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # real tokens counted: padding moves nothing
         logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], position_ids=positions,
-                       logits_to_keep=1).logits[:, -1]  # (b, V): left padding puts every last token at -1
+                       **_keep_last_logits(model, 1)).logits[:, -1]  # (b, V): left padding puts every last token at -1
         out.append(logits.float().cpu())
     model.train(was_training)
     return torch.cat(out)

@@ -280,8 +280,9 @@ def fit_ensemble_heads(ensemble: RewardEnsemble, chosen: torch.Tensor, rejected:
     Args:
         ensemble: a :class:`RewardEnsemble`; its heads are overwritten in place.
         chosen, rejected: (P, H) features of the P pairs' chosen and rejected texts (:meth:`RewardEnsemble.features`).
-        seed: seeds the resamples. iterations, learning_rate, weight_decay: full-batch AdamW on each head,
-            starting from its current weights, with an L2 pull (``weight_decay``) towards them.
+        seed: seeds the resamples. iterations, learning_rate, weight_decay: full-batch Adam on each head,
+            starting from its current weights, plus an L2 penalty ``weight_decay * |w - w0|^2`` pulling it back
+            towards them.
         first_is_original: keep head 0 as it is (the original reward model's head).
 
     Returns:
