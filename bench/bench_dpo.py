@@ -38,7 +38,7 @@ import statistics
 import tempfile
 
 import torch
-from bench_reward_model import ForwardClock, build_pairs, course_lib_order, parse_bench_args
+from bench_reward_model import ForwardClock, build_pairs, course_lib_order, parse_bench_args, quiet_hf_progress
 
 from course_lib.llm.dpo import DPOConfig, train_dpo
 from course_lib.llm.models import load_model, load_tokenizer, resolve_model
@@ -56,19 +56,15 @@ def run_course_lib(pairs) -> dict:
 
 
 def run_trl(pairs, steps: int) -> dict:
-    import datasets
-    from datasets import Dataset
     from transformers import PrinterCallback
-    from transformers.utils import logging as hf_logging
     from trl import DPOConfig as TRLDPOConfig
     from trl import DPOTrainer
 
-    datasets.disable_progress_bars()
-    hf_logging.disable_progress_bar()
+    from course_lib.llm.scale import preference_dataset
+
+    quiet_hf_progress()
     tok = load_tokenizer()
-    order = course_lib_order(len(pairs))
-    data = Dataset.from_list([{"prompt": pairs[i].prompt, "chosen": pairs[i].chosen, "rejected": pairs[i].rejected}
-                              for i in order])
+    data = preference_dataset([pairs[i] for i in course_lib_order(len(pairs))])
     with tempfile.TemporaryDirectory() as out:
         args = TRLDPOConfig(
             output_dir=out, max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=LR, weight_decay=0.0,

@@ -32,7 +32,7 @@ import time
 import numpy as np
 import torch
 
-from bench_reward_model import parse_bench_args
+from bench_reward_model import parse_bench_args, quiet_hf_progress
 
 import course_lib.llm.grpo as grpo_module
 from course_lib.data.arithmetic import TRAIN_QUESTIONS, arithmetic_reward
@@ -74,10 +74,7 @@ def run_course_lib(prompts: list[str], steps: int) -> dict:
 
 
 def run_trl(prompts: list[str], steps: int) -> dict:
-    import datasets
-    from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
-    from transformers.utils import logging as hf_logging
     from trl import GRPOConfig as TRLGRPOConfig
     from trl import GRPOTrainer
 
@@ -88,11 +85,11 @@ def run_trl(prompts: list[str], steps: int) -> dict:
         def on_step_begin(self, args, state, control, **kwargs):
             self.starts.append(time.perf_counter())
 
-    datasets.disable_progress_bars()
-    hf_logging.disable_progress_bar()
+    from course_lib.llm.scale import prompt_dataset
+
+    quiet_hf_progress()
     tok = load_tokenizer()
-    order = course_lib_order(len(prompts))
-    data = Dataset.from_list([{"prompt": prompts[i]} for i in order])
+    data = prompt_dataset([prompts[i] for i in course_lib_order(len(prompts))])
 
     def reward(prompts, completions, **columns):
         return arithmetic_reward(prompts, completions)

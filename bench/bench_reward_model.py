@@ -81,6 +81,15 @@ def build_pairs(tokenizer, n: int) -> list[PreferencePair]:
     return pairs
 
 
+def quiet_hf_progress() -> None:
+    """Turn off the progress bars of datasets and transformers, so the benchmarks print only their results."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+
+
 def course_lib_order(n: int) -> list[int]:
     """The order in which ``train_reward_model(seed=SEED)`` visits n pairs in its first epoch."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(SEED)).tolist()
@@ -134,19 +143,15 @@ def run_course_lib(pairs: list[PreferencePair]) -> dict:
 
 
 def run_trl(pairs: list[PreferencePair], steps: int) -> dict:
-    import datasets
-    from datasets import Dataset
     from transformers import PrinterCallback
-    from transformers.utils import logging as hf_logging
     from trl import RewardConfig as TRLRewardConfig
     from trl import RewardTrainer
 
-    datasets.disable_progress_bars()
-    hf_logging.disable_progress_bar()
+    from course_lib.llm.scale import preference_dataset
+
+    quiet_hf_progress()
     tok = load_tokenizer()
-    order = course_lib_order(len(pairs))
-    data = Dataset.from_list([{"prompt": pairs[i].prompt, "chosen": pairs[i].chosen, "rejected": pairs[i].rejected}
-                              for i in order])
+    data = preference_dataset([pairs[i] for i in course_lib_order(len(pairs))])
     fields = {f.name for f in dataclasses.fields(TRLRewardConfig)}  # transformers 5.x renamed the flag
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
     with tempfile.TemporaryDirectory() as out:
