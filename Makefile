@@ -2,12 +2,13 @@
 #   make lab     set up, prepare the model, start JupyterLab (the README's first command)
 #   make test    set up, run the whole test suite (the README's second command)
 #   make demo    set up, run the end-to-end demo headless into runs/demo/
+#   make course  set up, run every lesson (cpu profile) with times and peak memory; site in build/site/
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup model lab test demo exercises notebooks doctor bench bench-rlhf clean help
+.PHONY: setup model browser lab test demo course exercises notebooks doctor bench bench-rlhf clean help
 help:
 	@sed -n 's/^#   //p' Makefile
 
@@ -29,13 +30,25 @@ model: setup
 lab: model
 	$(VENV)/bin/course-kit lab
 
-test: model
+# The browser test (tests/test_browser.py) needs Debian's chromium: installed here when missing and run as root;
+# otherwise it prints how, and the browser test skips (it fails instead when CI is set).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; }; \
+	  else echo "chromium is missing: 'sudo apt-get install chromium' enables the browser test"; fi; }
+
+test: model browser
 	COURSE_PROFILE=ci $(PY) -m pytest tests notebooks solutions \
 	    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	    --nbval-cell-timeout 600 --nbval-kernel-startup-timeout 120 -p no:cacheprovider
 
 demo: model
 	$(VENV)/bin/course-kit demo --out runs/demo
+
+course: model
+	$(VENV)/bin/course-kit course
 
 doctor: setup
 	$(VENV)/bin/course-kit doctor

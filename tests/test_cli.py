@@ -13,13 +13,13 @@ from course_lib.kit.cli import build_parser, main
 from course_lib.llm import models
 
 SUBCOMMANDS = [[], ["doctor"], ["model"], ["model", "prepare"], ["lab"], ["run"], ["check"], ["build-exercises"],
-               ["grade"], ["demo"]]
+               ["grade"], ["demo"], ["course"]]
 
 
 def test_every_subcommand_is_listed_and_documented():
     parser = build_parser()
     help_text = parser.format_help()
-    for name in ("doctor", "model", "lab", "run", "check", "build-exercises", "grade", "demo"):
+    for name in ("doctor", "model", "lab", "run", "check", "build-exercises", "grade", "demo", "course"):
         assert name in help_text
 
 
@@ -76,6 +76,42 @@ def test_run_writes_executed_copies_and_reports_failure(tmp_path):
     assert "ZeroDivisionError" in out.stdout
     executed = nbformat.read(tmp_path / "out" / "good.ipynb", as_version=4)
     assert executed.cells[0].outputs[0].text == "42\n"
+
+
+def test_course_times_each_notebook_measures_its_memory_and_builds_the_site(tmp_path):
+    import json
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    lessons = tmp_path / "lessons"
+    lessons.mkdir()
+    # 300 MB held for a second: the peak of the kernel's memory must show it (the kernel alone is ~60-120 MB)
+    big = new_notebook(cells=[new_markdown_cell("# Lesson A: memory"), new_code_cell(
+        "import os, time\nblock = bytearray(300 * 2**20)\nblock[::4096] = b'x' * len(block[::4096])\n"
+        "time.sleep(1.0)\nprint(os.environ['COURSE_PROFILE'])")])
+    nbformat.write(big, lessons / "01_a.ipynb")
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# Lesson B"), new_code_cell("1 / 0")]), lessons / "02_b.ipynb")
+    out = subprocess.run([course_kit(), "course", str(lessons / "01_a.ipynb"), str(lessons / "02_b.ipynb"),
+                          "--profile", "ci", "--build", str(tmp_path / "build")], capture_output=True, text=True)
+    assert out.returncode == 1, out.stderr[-2000:]  # one notebook failed: the whole run fails
+    assert "FAILED 02_b.ipynb: CellExecutionError" in out.stderr
+    times = json.loads((tmp_path / "build" / "site" / "times.json").read_text())
+    a, b = times["runs"]
+    assert (a["notebook"], a["title"], a["error"]) == ("01_a.ipynb", "Lesson A: memory", None)
+    assert a["peak_mb"] >= 300, a
+    assert a["seconds"] >= 1.0 and b["error"] and "ZeroDivisionError" in b["error"]
+    executed = nbformat.read(tmp_path / "build" / "executed" / "01_a.ipynb", as_version=4)
+    assert executed.cells[1].outputs[0].text == "ci\n"  # the profile reached the kernel
+    index = (tmp_path / "build" / "site" / "index.html").read_text()
+    assert "<a href='01_a.html'>Lesson A: memory</a>" in index and "ZeroDivisionError" in index
+    assert "ci\n" in (tmp_path / "build" / "site" / "01_a.html").read_text()
+    assert "| 01_a.ipynb |" in out.stdout and "| **total** |" in out.stdout
+
+
+def test_course_rejects_a_missing_notebook(tmp_path, capsys):
+    assert main(["course", str(tmp_path / "nope.ipynb"), "--build", str(tmp_path / "b")]) == 2
+    assert "notebooks: expected existing .ipynb files, these do not exist" in capsys.readouterr().err
 
 
 @pytest.mark.slow

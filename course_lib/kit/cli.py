@@ -102,6 +102,25 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_course(args) -> int:
+    from course_lib.kit.course import build_site, run_course, times_table
+
+    notebooks = [Path(p) for p in args.notebooks] or sorted(Path("notebooks").glob("[0-9]*.ipynb"))
+    build = Path(args.build)
+    try:
+        runs = run_course(notebooks, build, profile=args.profile, timeout=args.timeout)
+    except ValueError as exc:
+        print(f"course-kit course: {exc}", file=sys.stderr)
+        return 2
+    index = build_site(runs, build, args.profile)
+    print(times_table(runs))
+    print(f"site: {index}")
+    failed = [r for r in runs if r.error]
+    for r in failed:
+        print(f"FAILED {r.notebook}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _cmd_scale(args) -> int:
     from course_lib.kit.scale import run
 
@@ -164,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--model", default=None, help="model name, folder or hub id (default: SmolLM2-135M-Instruct)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("course", help="execute every lesson headless (cpu profile), record wall time and peak "
+                                      "memory, build a static HTML site in build/site; exit 1 if any cell fails")
+    p.add_argument("notebooks", nargs="*", help="notebooks to run (default: notebooks/[0-9]*.ipynb)")
+    p.add_argument("--profile", default="cpu", choices=["ci", "cpu", "gpu"], help="COURSE_PROFILE (default cpu)")
+    p.add_argument("--build", default="build", help="output folder: executed/ and site/ (default build)")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell (default 1800)")
+    p.set_defaults(func=_cmd_course)
 
     from course_lib.kit.scale import build_parser as scale_parser
 
