@@ -7,6 +7,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
+from queue import Empty
 from pathlib import Path
 
 import nbformat
@@ -17,9 +18,33 @@ from course_lib.checks.core import LOG_ENV_VAR, CheckResult
 
 
 class _ProgressClient(NotebookClient):
-    """An nbclient that advances a tqdm bar after every cell."""
+    """An nbclient that advances a tqdm bar after every cell, and never misses a cell's reply.
+
+    nbclient waits for a cell's ``execute_reply`` with one long poll of the shell socket (the cell timeout).
+    With widgets on screen (``ipywidgets.interact``) that poll can miss the reply's wake-up and wait out the
+    whole timeout with the kernel idle (seen here: lesson 0 hanging headless; nbclient issue 312). Polling
+    in one-second slices instead finds a reply that is already there.
+    """
 
     bar: tqdm | None = None
+    poll_slice_s: float = 1.0
+
+    async def async_start_new_kernel_client(self):
+        kc = await super().async_start_new_kernel_client()
+        get_msg = kc.shell_channel.get_msg
+
+        async def get_msg_in_slices(timeout: float | None = None):
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                left = self.poll_slice_s if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    return await get_msg(timeout=min(self.poll_slice_s, left))
+                except Empty:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise
+
+        kc.shell_channel.get_msg = get_msg_in_slices
+        return kc
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         result = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
