@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, free_port
+
 SCREENSHOTS = ROOT / "runs" / "browser"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TOKEN = "course-kit-browser-test"
@@ -41,12 +41,6 @@ if CHROMIUM is None:
     pytest.skip("Chromium is not installed (apt-get install chromium; make test does it when run as root)",
                 allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package (dev extra) is not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _write_settings(settings: Path) -> None:
@@ -63,7 +57,7 @@ class Lab:
     """``course-kit lab`` serving ``root`` on a free loopback port, stopped by PID (its whole process group)."""
 
     def __init__(self, root: Path, home: Path):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
         env.update({

@@ -116,14 +116,56 @@ def test_course_rejects_a_missing_notebook(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_writes_report_and_plot(tmp_path):
+    import re
+
     out = subprocess.run([course_kit(), "demo", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                          env=env_with(COURSE_PROFILE="ci"))
     assert out.returncode == 0, out.stderr[-2000:]
     report = (tmp_path / "report.md").read_text()
     assert "Paris" in report  # the real model answered the capital question
     assert "| temperature | top token |" in report
-    png = (tmp_path / "next_token_distribution.png").read_bytes()
-    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    for name in ("next_token_distribution", "maze_values", "ppo_cartpole", "reward_model", "rlhf_curves"):
+        png = (tmp_path / f"{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000, name
+        assert f"({name}.png)" in report, name  # linked from the report
+    number = r"([-+]?\d+\.\d+)"
+
+    # the maze: Q-learning's greedy return equals value iteration's optimum (both measured in the run)
+    optimum = re.search(r"\| exact optimum V\*\(start\), value iteration \(\d+ sweeps\) \| " + number + r" \| (\d+) \|",
+                        report)
+    learned = re.search(r"\| Q-learning's greedy policy, rolled out \| " + number + r" \| (\d+) \|", report)
+    assert optimum and learned, report
+    assert learned.groups() == optimum.groups() and float(optimum[1]) > 0
+    assert "its greedy policy's return equals the exact optimum" in report
+
+    # PPO: greedy returns before and after, and the verdict on lesson 7's threshold
+    before = re.search(r"\| before training \| " + number + r" \|", report)
+    after = re.search(r"\| after training \| " + number + r" \|", report)
+    assert before and after and 0 < float(before[1]) <= 500 and 0 < float(after[1]) <= 500
+    reached = "reached" if float(after[1]) >= 475 else "NOT reached"
+    assert f"lesson 7's solve threshold (475): {reached}." in report
+
+    # the reward model: loaded or built (said which), a held-out accuracy in [0, 1]
+    assert re.search(r"Reward model: (loaded lesson 10's saved file|NOT in the cache: built now .*) "
+                     r"`<cache>/runs/reward_model_ci_\d+x\d+\.pt` in \d+\.\d s", report)
+    accuracy = re.search(r"Held-out pairwise accuracy: " + number + r" ± " + number, report)
+    assert accuracy and 0 <= float(accuracy[1]) <= 1
+
+    # RLHF: gold, proxy and KL before and after; the start's KL to itself is 0; the gain is the difference
+    rows = {}
+    for name in ("before", "after"):
+        row = re.search(rf"\| {name} \| {number} ± {number} \| {number} ± {number} \| {number} ± {number} \|", report)
+        assert row, name
+        rows[name] = [float(x) for x in row.groups()]
+    assert rows["before"][4] == 0.0 and rows["after"][4] > 0  # KL to the start: none before, some after training
+    gain = re.search(r"Held-out gold gain: " + number, report)
+    assert gain and float(gain[1]) == pytest.approx(rows["after"][0] - rows["before"][0], abs=2e-3)
+    assert "| prompt | before | after |" in report
+
+    # one timing row per stage, and a total
+    for stage in ("load model", "chat + next-token distribution", "maze: value iteration + Q-learning",
+                  "PPO on CartPole", "reward model + held-out accuracy", "RLHF + held-out evaluation", "**total**"):
+        assert re.search(rf"\| {re.escape(stage)} \| \d+\.\d \|", report), stage
 
 
 def test_grade_rejects_a_missing_folder(capsys):

@@ -28,7 +28,8 @@ def test_lab_serves_the_course(tmp_path):
     )
     try:
         first_line = proc.stdout.readline()
-        assert first_line.strip() == f"JupyterLab for the course: http://127.0.0.1:{port}/lab?token={token}"
+        assert first_line.strip() == (f"JupyterLab for the course: "
+                                      f"http://127.0.0.1:{port}/lab/tree/notebooks/00_welcome.ipynb?token={token}")
         deadline = time.monotonic() + 90
         status = None
         while time.monotonic() < deadline and proc.poll() is None:

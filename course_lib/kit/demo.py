@@ -1,16 +1,39 @@
 """``course-kit demo``: the course's end-to-end demo, headless, into a report folder.
 
-Today it covers the opening of the arc: load the real SmolLM2 offline, chat
-with it, and look at its next-token distribution, the policy over tokens
-that later lessons fine-tune with RL. Each stage shows a progress bar; the
-plots and ``report.md`` are written to ``--out``.
+One run walks the arc of the course, each stage with a progress bar, a plot and the number that
+shows it learned (all measured in this run; nothing is stored or hand-picked):
+
+1. **The LLM** (lesson 0): load SmolLM2-135M-Instruct offline, chat with it, and plot its
+   next-token distribution, the policy over tokens that later stages fine-tune.
+2. **The maze** (lessons 1-4): value iteration on the maze's exact model gives the optimal
+   return; Q-learning learns from experience alone, and its greedy policy's return is compared
+   with that optimum. Plot: value heatmaps with the greedy arrows of both.
+3. **PPO on CartPole** (lesson 7): one seed with lesson 7's preset and stopping rule; greedy
+   return before and after, against lesson 7's solve threshold. Plot: the learning curve.
+4. **The reward model** (lesson 10): lesson 10's saved reward model (or, if the cache lacks
+   it, built the same way and saved); its accuracy on lesson 10's held-out preference pairs.
+   Plot: the held-out score margins.
+5. **RLHF** (lessons 11 and 15): a short PPO run against that reward model, the settings of
+   lesson 15's "KL 0.1, 12 steps" mitigation run; the simulated annotator is the held-out gold
+   judge (:func:`~course_lib.llm.evaluation.evaluate_policy`, before and after). Plot: proxy
+   reward, gold score and KL per step.
+
+Sizes follow the profile (``COURSE_PROFILE``): ``ci`` runs every stage in seconds (tiny budgets,
+the numbers then show that the pipeline works, not that it learned), ``cpu`` is the real demo.
+On a 2-core CPU with lesson 10's reward model and preference pairs in the cache the ``cpu`` demo
+takes about 2 minutes, most of it RLHF. Without that cache stage 4 first builds them as lesson 10
+does (about 8 minutes more; the report says which happened and how long each part took).
+The plots (PNG) and ``report.md`` are written to ``--out``.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 QUESTIONS = [
@@ -20,46 +43,82 @@ QUESTIONS = [
 ]
 POLICY_PROMPT = "What is the capital of France?"
 TEMPERATURES = (0.5, 1.0, 2.0)
+SOLVED = 475.0
+"""CartPole-v1's solve threshold, as lesson 7 uses it: mean greedy return >= 475."""
+SAMPLES_SHOWN = 3
+"""Held-out prompts whose replies the report shows before and after RLHF."""
 
 
-def run_demo(out: Path, model_name: str | None = None) -> Path:
-    """Run the demo; return the path of the markdown report."""
-    import matplotlib
+# ---- small helpers -------------------------------------------------------------------------
 
-    matplotlib.use("Agg")
+
+def greedy_rollout(env, Q: np.ndarray, gamma: float, max_steps: int = 500) -> tuple[float, float, int, bool]:
+    """Play one episode with the greedy policy of a Q table (first-index tie-break) from a fresh reset.
+
+    Args:
+        env: a discrete-state Gymnasium env (e.g. ``course/MazeRobot-v0``).
+        Q: (S, A) action values.
+        gamma: discount in [0, 1] for the discounted return.
+        max_steps: stop after this many steps even if the env's own time limit is longer.
+
+    Returns:
+        ``(discounted_return, undiscounted_return, steps, terminated)``: G_0 = sum_t gamma^t r_{t+1}, the plain
+        sum of rewards, the steps taken, and whether the episode reached a terminal state.
+    """
+    Q = np.asarray(Q, dtype=float)
+    if Q.ndim != 2 or Q.shape[0] != env.observation_space.n or Q.shape[1] != env.action_space.n:
+        raise ValueError(f"Q: expected shape ({env.observation_space.n}, {env.action_space.n}), got {Q.shape}")
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 <= gamma <= 1:
+        raise ValueError(f"gamma: expected a float in [0, 1], got {gamma!r}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps: expected an int >= 1, got {max_steps!r}")
+    s, _ = env.reset()
+    discounted, total, weight = 0.0, 0.0, 1.0
+    for step in range(1, max_steps + 1):
+        s, r, terminated, truncated, _ = env.step(int(np.argmax(Q[s])))
+        discounted += weight * r
+        total += r
+        weight *= gamma
+        if terminated or truncated:
+            return discounted, total, step, bool(terminated)
+    return discounted, total, max_steps, False
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _quote(text: str, limit: int = 160) -> str:
+    """One line of model text for a markdown table or quote (no newlines or pipes)."""
+    flat = " ".join(text.split()).replace("|", "/")
+    return flat if len(flat) <= limit else flat[:limit - 3] + "..."
+
+
+# ---- stage 1: the LLM ------------------------------------------------------------------------
+
+
+@dataclass
+class LLMStage:
+    answers: list[str]
+    dists: dict[float, list[tuple[str, float]]]
+
+
+def llm_stage(model, tok, out: Path) -> LLMStage:
+    """Chat greedily with the model, and plot its next-token distribution at three temperatures."""
     import matplotlib.pyplot as plt
 
     from course_lib.llm.generation import chat_prompt, generate, next_token_distribution
-    from course_lib.llm.models import load_model, resolve_model
-    from course_lib.utils.device import pick_device
     from course_lib.utils.plotting import plot_token_distribution
-    from course_lib.utils.profile import by_profile, get_profile
+    from course_lib.utils.profile import by_profile
     from course_lib.utils.seeding import set_seed
 
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    stages = tqdm(total=3, desc="demo", unit="stage")
-
-    stages.set_postfix_str("loading the model")
-    start = time.perf_counter()
-    source = resolve_model(model_name)
-    model, tok = load_model(model_name)
-    timings["load model"] = time.perf_counter() - start
-    stages.update(1)
-
-    stages.set_postfix_str("chatting")
-    start = time.perf_counter()
     set_seed(0)
     max_new = by_profile(ci=24, cpu=64, gpu=128)
-    answers = [
-        generate(model, tok, [chat_prompt(tok, q)], max_new_tokens=max_new)[0]
-        for q in tqdm(QUESTIONS, desc="chat", unit="question", leave=False)
-    ]
-    timings["chat"] = time.perf_counter() - start
-    stages.update(1)
-
-    stages.set_postfix_str("next-token distributions")
-    start = time.perf_counter()
+    answers = [generate(model, tok, [chat_prompt(tok, q)], max_new_tokens=max_new)[0]
+               for q in tqdm(QUESTIONS, desc="chat", unit="question", leave=False)]
     prompt = chat_prompt(tok, POLICY_PROMPT)
     fig, axes = plt.subplots(1, len(TEMPERATURES), figsize=(5 * len(TEMPERATURES), 4.2))
     dists = {}
@@ -68,23 +127,318 @@ def run_demo(out: Path, model_name: str | None = None) -> Path:
         plot_token_distribution(dists[temp], title=f"temperature {temp}", ax=ax)
     fig.suptitle(f"SmolLM2's first answer token for: {POLICY_PROMPT!r}")
     fig.tight_layout()
-    fig.savefig(out / "next_token_distribution.png", dpi=110)
-    plt.close(fig)
-    timings["next-token distribution"] = time.perf_counter() - start
-    stages.update(1)
-    stages.close()
+    _save(fig, out / "next_token_distribution.png")
+    return LLMStage(answers, dists)
 
-    device = pick_device()
+
+# ---- stage 2: the maze -----------------------------------------------------------------------
+
+
+@dataclass
+class MazeStage:
+    gamma: float
+    episodes: int
+    sweeps: int
+    optimal_return: float
+    """V*(start) from value iteration on the exact model."""
+    optimal_steps: int
+    learned_return: float
+    """Discounted return of Q-learning's greedy policy, rolled out in the env."""
+    learned_steps: int
+    learned_terminated: bool
+    first_returns: float
+    """Mean undiscounted return of the first 10 training episodes (epsilon-greedy)."""
+    last_returns: float
+
+    @property
+    def matches(self) -> bool:
+        return self.learned_terminated and abs(self.learned_return - self.optimal_return) < 1e-6
+
+
+def maze_stage(out: Path, seed: int = 0) -> MazeStage:
+    """Value iteration on the exact model vs Q-learning from experience on ``course/MazeRobot-v0``."""
+    import gymnasium as gym
+    import matplotlib.pyplot as plt
+
+    import course_lib.envs  # noqa: F401  (registers course/MazeRobot-v0)
+    from course_lib.tabular.dp import value_iteration
+    from course_lib.tabular.td import TD_PRESETS, q_learning
+    from course_lib.utils.plotting import plot_value_heatmap
+
+    env = gym.make("course/MazeRobot-v0")
+    model = env.unwrapped.model
+    config = TD_PRESETS["small_maze"]  # lesson 4's preset for this maze
+    vi = value_iteration(model, gamma=config.gamma)
+    _, _, optimal_steps, _ = greedy_rollout(env, vi.Q, config.gamma)
+    Q, history = q_learning(env, config, seed=seed, progress=True)
+    learned, _, steps, terminated = greedy_rollout(env, Q, config.gamma)
+
+    grid = env.unwrapped.grid
+    walls, terminals = np.isin(grid, ["#", "X"]), np.isin(grid, ["C", "T"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    plot_value_heatmap(vi.V, walls, vi.policy, terminals, ax=axes[0],
+                       title=f"value iteration: V* and its greedy policy ({len(vi.deltas)} sweeps)")
+    plot_value_heatmap(Q.max(axis=1), walls, Q.argmax(axis=1), terminals, ax=axes[1],
+                       title=f"Q-learning: max_a Q and its greedy policy ({config.episodes} episodes)")
+    _save(fig, out / "maze_values.png")
+    return MazeStage(config.gamma, config.episodes, len(vi.deltas), float(vi.V[model.start_state]), optimal_steps,
+                     learned, steps, terminated, float(np.mean(history.returns[:10])),
+                     float(np.mean(history.returns[-10:])))
+
+
+# ---- stage 3: PPO on CartPole ----------------------------------------------------------------
+
+
+@dataclass
+class PPOStage:
+    preset: str
+    every: int
+    """Environment steps between greedy evaluations."""
+    before: float
+    """Mean greedy return of the untrained agent."""
+    after: float
+    episodes: int
+    env_steps: int
+    updates: int
+    seconds: float
+    stopped_solved: bool
+    evaluations: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def solved(self) -> bool:
+        return self.after >= SOLVED
+
+
+def ppo_stage(out: Path, seed: int = 0) -> PPOStage:
+    """Lesson 7's PPO run: its preset for the profile, greedy evaluations every few thousand steps, stop when solved."""
+    import matplotlib.pyplot as plt
+
+    from course_lib.deep.ppo import PPO_PRESETS, ActorCritic, evaluate, ppo
+    from course_lib.utils.plotting import smooth
+    from course_lib.utils.profile import by_profile
+    from course_lib.utils.seeding import set_seed
+
+    preset = by_profile(ci="cartpole_ci", cpu="cartpole_fast")
+    config = PPO_PRESETS[preset]
+    every, episodes = by_profile(ci=64, cpu=5_000), by_profile(ci=2, cpu=10)  # lesson 7's EVAL_EVERY, EVAL_EPISODES
+    set_seed(seed)
+    agent = ActorCritic(4, 2, config.hidden)  # CartPole: 4 observations, 2 actions
+    before = float(evaluate(agent, config.env_id, episodes=episodes).mean())
+    record = {"step": [0], "mean": [before]}
+    state = {"next": every}
+
+    def callback(global_step: int, agent) -> bool:
+        if global_step < state["next"]:
+            return False
+        state["next"] += every
+        record["step"].append(global_step)
+        record["mean"].append(float(evaluate(agent, config.env_id, episodes=episodes).mean()))
+        return record["mean"][-1] >= SOLVED
+
+    result = ppo(config, seed=seed, agent=agent, callback=callback, live=False)
+    after = float(evaluate(result.agent, config.env_id, episodes=episodes).mean())
+    if record["step"][-1] != result.global_step:
+        record["step"].append(result.global_step)
+        record["mean"].append(after)
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    if "charts/episodic_return" in result.logger.names():
+        steps, returns = result.logger.as_arrays("charts/episodic_return")
+        ax.plot(steps, returns, color="tab:blue", alpha=0.3, label="training episodes")
+        ax.plot(steps, smooth(returns, 10), color="tab:blue", label="training episodes (mean of 10)")
+    ax.plot(record["step"], record["mean"], "o-", color="tab:orange", label=f"greedy, mean of {episodes} episodes")
+    ax.axhline(SOLVED, color="black", linestyle="--", linewidth=1, label=f"solved: {SOLVED:g}")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("return per episode")
+    ax.set_title(f"PPO on {config.env_id} (preset {preset!r}, seed {seed})")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    _save(fig, out / "ppo_cartpole.png")
+    return PPOStage(preset, every, before, after, episodes, result.global_step, result.updates_done, result.seconds,
+                    result.stopped_by_callback, record)
+
+
+# ---- stage 4: the reward model ---------------------------------------------------------------
+
+
+@dataclass
+class RewardStage:
+    rm: object
+    path: Path
+    found: bool
+    """True: lesson 10's file was loaded; False: built now and saved."""
+    prepare_seconds: float
+    pairs_cached: bool
+    """Whether the preference-pair cache file existed before this run."""
+    pairs_seconds: float
+    n_train: int
+    accuracy: float
+    accuracy_se: float
+    ceiling: float
+    """Accuracy of the annotator's own noise-free score on the same pairs."""
+
+
+def reward_stage(model, tok, out: Path, seed: int = 0) -> RewardStage:
+    """Lesson 10's reward model (loaded, or built and saved) and its accuracy on lesson 10's held-out pairs."""
+    import matplotlib.pyplot as plt
+
+    from course_lib.data.annotators import SimulatedAnnotator
+    from course_lib.llm.feedback import course_preferences, preferences_path, prepare_reward_model, reward_model_path
+    from course_lib.llm.reward_model import REWARD_PRESETS, score_pairs
+    from course_lib.utils.profile import get_profile
+
+    profile = get_profile().name
+    path = reward_model_path(model)
+    found, pairs_cached = path.is_file(), preferences_path(model, seed=seed).is_file()
+    t0 = time.perf_counter()
+    rm = prepare_reward_model(model, tok, seed=seed)
+    prepare_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    train, held, _ = course_preferences(model, tok, seed=seed)  # the cache written by lesson 10 (or just now)
+    pairs_seconds = time.perf_counter() - t0
+    r_chosen, r_rejected = score_pairs(rm, tok, held, max_length=REWARD_PRESETS[profile].max_length)  # (n,) each
+    correct = (r_chosen > r_rejected).float().cpu().numpy()  # (n,) a tie counts as wrong, as in lesson 10
+    accuracy = float(correct.mean())
+    se = math.sqrt(accuracy * (1 - accuracy) / len(held))
+    annotator = SimulatedAnnotator(temperature=0.1, seed=seed)  # lesson 10's annotator
+    ceiling = float(np.mean(annotator.scores([p.chosen for p in held]) > annotator.scores([p.rejected for p in held])))
+
+    margins = (r_chosen - r_rejected).cpu().numpy()  # (n,)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.hist(margins, bins=20, color="tab:green")
+    ax.axvline(0, color="black", linewidth=1)
+    ax.set_xlabel("r(x, chosen) - r(x, rejected)")
+    ax.set_ylabel("held-out pairs")
+    ax.set_title(f"reward model on {len(held)} held-out pairs: right of 0 = ordered as the annotator chose "
+                 f"({accuracy:.1%})", fontsize=10)
+    _save(fig, out / "reward_model.png")
+    return RewardStage(rm, path, found, prepare_seconds, pairs_cached, pairs_seconds, len(train), accuracy, se,
+                       ceiling)
+
+
+# ---- stage 5: RLHF ---------------------------------------------------------------------------
+
+
+@dataclass
+class RLHFStage:
+    config: object
+    n_train_prompts: int
+    n_eval: int
+    before: dict[str, float]
+    """:meth:`HeldOutEvaluation.summary` of the starting model."""
+    after: dict[str, float]
+    samples: list[tuple[str, str, float, str, float]]
+    """(prompt, reply before, its gold score, reply after, its gold score) for a few held-out prompts."""
+    train_seconds: float
+    eval_seconds: float
+    skipped_minibatches: int
+
+    @property
+    def gain(self) -> tuple[float, float]:
+        """Gold gain after - before, and its standard error (the two evaluations' SEs combined)."""
+        return self.after["gold"] - self.before["gold"], float(np.hypot(self.before["gold_se"], self.after["gold_se"]))
+
+
+def rlhf_config():
+    """The demo's RLHF settings per profile: ci tiny; cpu and gpu lesson 15's "(a) KL 0.1" mitigation run."""
+    from course_lib.llm.ppo import RLHF_PRESETS
+    from course_lib.utils.profile import by_profile
+
+    return by_profile(
+        # seconds on the real model: 2 steps of 4 prompts x 8 tokens, the top layer
+        ci=replace(RLHF_PRESETS["ci"], trainable="top:1"),
+        # lesson 15's run with KL 0.1: 12 steps of 8 prompts x 16 tokens, top 4 layers, lr 4e-4, 2 epochs (about 65 s;
+        # 24 steps took twice as long and gained no more held-out gold in a trial run)
+        cpu=replace(RLHF_PRESETS["cpu"], steps=12, kl_coef=0.1, max_new_tokens=16, learning_rate=4e-4, ppo_epochs=2),
+        # lesson 15's gpu settings for the same run (not measured)
+        gpu=replace(RLHF_PRESETS["gpu"], steps=100, kl_coef=0.1, max_new_tokens=32, learning_rate=2e-5, ppo_epochs=2),
+    )
+
+
+def rlhf_stage(model, tok, rm, out: Path, seed: int = 0) -> RLHFStage:
+    """PPO against the reward model; held-out gold score (the annotator) and KL before and after."""
+    import copy
+
+    import matplotlib.pyplot as plt
+
+    from course_lib.data.annotators import SimulatedAnnotator
+    from course_lib.data.prompts import HELD_OUT_PROMPTS, TRAIN_PROMPTS
+    from course_lib.llm.evaluation import evaluate_policy
+    from course_lib.llm.generation import chat_prompt
+    from course_lib.llm.ppo import rlhf_ppo
+    from course_lib.llm.reward_model import score_responses
+    from course_lib.llm.rollout import PolicyWithValue
+    from course_lib.utils.profile import by_profile
+
+    config = rlhf_config()
+    annotator = SimulatedAnnotator(temperature=0)  # the gold judge: VADER compound sentiment, never trained on
+
+    def rm_score(prompts: list[str], replies: list[str]) -> list[float]:
+        return score_responses(rm, tok, prompts, replies).tolist()
+
+    def gold_score(prompts: list[str], replies: list[str]) -> np.ndarray:
+        return annotator.scores(replies)
+
+    train_prompts = [chat_prompt(tok, p) for p in TRAIN_PROMPTS[:by_profile(ci=8, cpu=48)]]  # lesson 15's
+    eval_prompts = [chat_prompt(tok, p) for p in by_profile(ci=HELD_OUT_PROMPTS[:2], cpu=HELD_OUT_PROMPTS)]
+    per_prompt = by_profile(ci=1, cpu=4)
+
+    def evaluate(lm):
+        return evaluate_policy(lm, tok, eval_prompts, gold_score, model, per_prompt=per_prompt,
+                               max_new_tokens=config.max_new_tokens, proxy_fn=rm_score, seed=2024)
+
+    t0 = time.perf_counter()
+    before = evaluate(model)
+    eval_seconds = time.perf_counter() - t0
+    policy = PolicyWithValue(copy.deepcopy(model))
+    run = rlhf_ppo(policy, tok, train_prompts, rm_score, config, seed=seed, reference=model, gold_fn=gold_score,
+                   live=False)
+    t0 = time.perf_counter()
+    after = evaluate(policy.lm)
+    eval_seconds += time.perf_counter() - t0
+
+    samples = []
+    for i in range(min(SAMPLES_SHOWN, len(eval_prompts))):
+        k = i * per_prompt  # the first reply to held-out prompt i (same seed, so the same random numbers)
+        samples.append((eval_prompts[i], before.texts[k], float(before.gold[k]), after.texts[k], float(after.gold[k])))
+
+    panels = [("rlhf/reward", "reward-model score (proxy)"), ("rlhf/gold_score", "gold (annotator) score"),
+              ("rlhf/kl", "KL to the reference (nats/reply)")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for ax, (key, title) in zip(axes, panels):
+        steps, values = run.logger.as_arrays(key)
+        ax.plot(steps, values, marker=".")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("PPO step")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"RLHF with PPO: {config.steps} steps x {config.batch_size} replies, kl_coef {config.kl_coef}, "
+                 f"trainable {config.trainable!r} (the training batch's means)", fontsize=10)
+    fig.tight_layout()
+    _save(fig, out / "rlhf_curves.png")
+    return RLHFStage(config, len(train_prompts), len(before.texts), before.summary(), after.summary(), samples,
+                     run.seconds, eval_seconds, run.skipped_minibatches)
+
+
+# ---- the report ------------------------------------------------------------------------------
+
+
+def _user(prompt: str) -> str:
+    return prompt.split("<|im_start|>user\n")[-1].split("<|im_end|>")[0]
+
+
+def _report(source, device, profile: str, llm: LLMStage, maze: MazeStage, ppo: PPOStage, rms: RewardStage,
+            rlhf: RLHFStage, timings: dict[str, float]) -> list[str]:
     lines = [
         "# Course kit demo",
         "",
-        f"Model: SmolLM2-135M-Instruct from the {source.kind} (`{source.location}`), "
-        f"on {device}, profile `{get_profile().name}`.",
+        f"Model: SmolLM2-135M-Instruct from the {source.kind} (`{source.location}`), on {device}, "
+        f"profile `{profile}`." + (" The `ci` profile runs tiny budgets: its numbers show that every stage "
+                                   "runs, not that it learns." if profile == "ci" else ""),
         "",
         "## 1. Chat (greedy decoding)",
         "",
     ]
-    for q, a in zip(QUESTIONS, answers):
+    for q, a in zip(QUESTIONS, llm.answers):
         lines += [f"**Q:** {q}", "", f"**A:** {a.strip()}", ""]
     lines += [
         "## 2. The LLM as a policy over tokens",
@@ -98,10 +452,139 @@ def run_demo(out: Path, model_name: str | None = None) -> Path:
         "| temperature | top token | its probability | top-8 mass |",
         "|---|---|---|---|",
     ]
-    for temp, pairs in dists.items():
+    for temp, pairs in llm.dists.items():
         lines.append(f"| {temp} | `{pairs[0][0]!r}` | {pairs[0][1]:.1%} | {sum(p for _, p in pairs):.1%} |")
+
+    rm_origin = ("loaded lesson 10's saved file" if rms.found else
+                 "NOT in the cache: built now (preference pairs, then Bradley-Terry training, as lesson 10 does) "
+                 "and saved to")
+    pairs_origin = ("read from the cache (its file was there before this run)" if rms.pairs_cached else
+                    "NOT in the cache before this run: sampled now (inside the reward-model build when it was built) "
+                    "and read back")
+    verdict = ("equals the exact optimum" if maze.matches else
+               "does NOT equal the exact optimum" if maze.learned_terminated else
+               "does NOT reach the cheese, so it misses the exact optimum")
+    lines += [
+        "",
+        "## 3. The maze robot: exact planning vs learning from experience (lessons 1-4)",
+        "",
+        f"Value iteration uses the maze's exact model; Q-learning only sees transitions. After "
+        f"{maze.episodes} Q-learning episodes its greedy policy's return {verdict} (gamma = {maze.gamma}).",
+        "",
+        "| policy | discounted return from the start | steps to the cheese |",
+        "|---|---|---|",
+        f"| exact optimum V*(start), value iteration ({maze.sweeps} sweeps) | {maze.optimal_return:.4f} | "
+        f"{maze.optimal_steps} |",
+        f"| Q-learning's greedy policy, rolled out | {maze.learned_return:.4f} | "
+        f"{maze.learned_steps if maze.learned_terminated else 'not reached'} |",
+        "",
+        f"While learning (epsilon-greedy, undiscounted): mean return of the first 10 episodes "
+        f"{maze.first_returns:.1f}, of the last 10 {maze.last_returns:.1f}.",
+        "",
+        "![maze values](maze_values.png)",
+        "",
+        "## 4. PPO on CartPole (lesson 7)",
+        "",
+        f"Preset `{ppo.preset}`, seed 0, a greedy evaluation every {ppo.every:,} environment steps, stop once "
+        f"solved (lesson 7's rule). {ppo.updates} updates, {ppo.env_steps:,} environment steps, {ppo.seconds:.1f} s of "
+        f"training"
+        f"{', stopped: solved' if ppo.stopped_solved else ', budget used up'}.",
+        "",
+        "| agent | mean greedy return |",
+        "|---|---|",
+        f"| before training | {ppo.before:.1f} |",
+        f"| after training | {ppo.after:.1f} |",
+        "",
+        f"Mean greedy return over {ppo.episodes} episodes after training: {ppo.after:.1f}; lesson 7's solve "
+        f"threshold ({SOLVED:g}): {'reached' if ppo.solved else 'NOT reached'}.",
+        "",
+        "![PPO learning curve](ppo_cartpole.png)",
+        "",
+        "## 5. The reward model (lesson 10)",
+        "",
+        f"Reward model: {rm_origin} `<cache>/{rms.path.parent.name}/{rms.path.name}` in {rms.prepare_seconds:.1f} s. "
+        f"Preference pairs: {pairs_origin} in {rms.pairs_seconds:.1f} s ({rms.n_train} training pairs).",
+        "",
+        f"Held-out pairwise accuracy: {rms.accuracy:.3f} ± {rms.accuracy_se:.3f} (one standard error) on "
+        f"lesson 10's held-out pairs; chance is 0.5, and the annotator's own noise-free score reaches "
+        f"{rms.ceiling:.3f} on the same pairs (the labels come from that score with noise, so a perfect reward "
+        f"model would score about this).",
+        "",
+        "![reward model margins](reward_model.png)",
+        "",
+    ]
+
+    b, a, c = rlhf.before, rlhf.after, rlhf.config
+    gain, gain_se = rlhf.gain
+    shown = ("yes: more than two standard errors" if gain > 2 * gain_se else
+             "not shown: positive but within two standard errors" if gain > 0 else "no: the gold score did not rise")
+    lines += [
+        "## 6. RLHF with PPO against the reward model (lessons 11 and 15)",
+        "",
+        f"{c.steps} PPO steps x {c.batch_size} replies of up to {c.max_new_tokens} tokens on {rlhf.n_train_prompts} "
+        f"training prompts; kl_coef {c.kl_coef}, learning rate {c.learning_rate:g}, {c.ppo_epochs} epochs, trainable "
+        f"`{c.trainable}`; {rlhf.train_seconds:.1f} s; minibatches skipped by the ratio guard: "
+        f"{rlhf.skipped_minibatches}. The reward model is the proxy that PPO maximises; the simulated annotator is "
+        f"the gold judge, never trained on. Held-out evaluation: {rlhf.n_eval} replies to held-out prompts, the same "
+        f"seed before and after ({rlhf.eval_seconds:.1f} s for both).",
+        "",
+        "| model | gold score (± SE) | reward-model score (± SE) | KL to the start (nats/reply, ± SE) |",
+        "|---|---|---|---|",
+        f"| before | {b['gold']:+.3f} ± {b['gold_se']:.3f} | {b['proxy']:+.3f} ± {b['proxy_se']:.3f} | "
+        f"{b['kl']:.2f} ± {b['kl_se']:.2f} |",
+        f"| after | {a['gold']:+.3f} ± {a['gold_se']:.3f} | {a['proxy']:+.3f} ± {a['proxy_se']:.3f} | "
+        f"{a['kl']:.2f} ± {a['kl_se']:.2f} |",
+        "",
+        f"Held-out gold gain: {gain:+.3f} ± {gain_se:.3f}; a rise beyond noise: {shown}.",
+        "",
+        "![RLHF curves](rlhf_curves.png)",
+        "",
+        "Samples (the first reply to each of the first held-out prompts; gold score in brackets):",
+        "",
+        "| prompt | before | after |",
+        "|---|---|---|",
+    ]
+    for prompt, before, g0, after, g1 in rlhf.samples:
+        lines.append(f"| {_quote(_user(prompt), 80)} | {_quote(before)} ({g0:+.2f}) | {_quote(after)} ({g1:+.2f}) |")
     lines += ["", "## Timings", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
+    lines.append(f"| **total** | {sum(timings.values()):.1f} |")
+    return lines
+
+
+def run_demo(out: Path, model_name: str | None = None) -> Path:
+    """Run the demo's stages in order; write the plots and ``report.md`` to ``out``; return the report's path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    from course_lib.llm.models import load_model, resolve_model
+    from course_lib.utils.device import pick_device
+    from course_lib.utils.profile import get_profile
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    stages = tqdm(total=6, desc="demo", unit="stage")
+
+    def timed(name: str, fn, *args):
+        stages.set_postfix_str(name)
+        start = time.perf_counter()
+        result = fn(*args)
+        timings[name] = time.perf_counter() - start
+        stages.update(1)
+        return result
+
+    source = resolve_model(model_name)
+    model, tok = timed("load model", load_model, model_name)
+    llm = timed("chat + next-token distribution", llm_stage, model, tok, out)
+    maze = timed("maze: value iteration + Q-learning", maze_stage, out)
+    ppo = timed("PPO on CartPole", ppo_stage, out)
+    rms = timed("reward model + held-out accuracy", reward_stage, model, tok, out)
+    rlhf = timed("RLHF + held-out evaluation", rlhf_stage, model, tok, rms.rm, out)
+    stages.close()
+
+    lines = _report(source, pick_device(), get_profile().name, llm, maze, ppo, rms, rlhf, timings)
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return report

@@ -31,7 +31,9 @@ def lab_command(root: Path, port: int, token: str, settings_dir: Path | None = N
 def start_lab(root: Path, port: int = 8888, token: str | None = None) -> None:
     """Print the URL with its token, then replace this process with JupyterLab (same PID)."""
     token = token or secrets.token_hex(16)
-    print(f"JupyterLab for the course: http://127.0.0.1:{port}/lab?token={token}", flush=True)
+    first = "notebooks/00_welcome.ipynb"
+    page = f"lab/tree/{first}" if (root / first).is_file() else "lab"  # open lesson 0 when the course is here
+    print(f"JupyterLab for the course: http://127.0.0.1:{port}/{page}?token={token}", flush=True)
     print("Open lessons in notebooks/, exercises in exercises/. Stop with Ctrl-C.", flush=True)
     cmd = lab_command(root, port, token)
     os.execv(cmd[0], cmd)
