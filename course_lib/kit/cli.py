@@ -41,7 +41,7 @@ def _cmd_run(args) -> int:
                             timeout=args.timeout)
     for r in results:
         status = "ok" if r.error is None else f"FAILED: {r.error}"
-        print(f"{r.path}  {r.seconds:6.1f} s  -> {r.output}  {status}")
+        print(f"{r.path}  {r.seconds:6.1f} s  {r.peak_mb:6,.0f} MB  -> {r.output}  {status}")
     return 0 if all(r.error is None for r in results) else 1
 
 

@@ -1,9 +1,9 @@
 """``course-kit course`` (``make course``): execute every lesson headless, time it, and build a static site.
 
-Each notebook runs in its own kernel with ``COURSE_PROFILE`` set (``cpu`` by default), in its own folder;
-the executed copy is written to ``build/executed/``, so the stored notebooks are left as they are. For each one the run records its wall time
-and the peak memory of the kernel's process tree (resident set size, psutil, sampled every 0.25 s, so a
-spike shorter than that can be missed). Then nbconvert turns the executed copies into HTML pages with a
+Each notebook runs in its own kernel with ``COURSE_PROFILE`` set (``cpu`` by default), in its own folder,
+through :func:`~course_lib.kit.notebooks.run_notebooks`; the executed copy is written to ``build/executed/``,
+so the stored notebooks are left as they are. For each one the run records its wall time and the peak memory
+of the kernel's process tree (:class:`~course_lib.kit.notebooks.PeakMemory`). Then nbconvert turns the executed copies into HTML pages with a
 contents page holding the run-time table (``build/site/index.html``); ``times.json`` and ``times.md``
 beside it hold the same numbers for the README.
 """
@@ -13,16 +13,13 @@ from __future__ import annotations
 import html
 import json
 import platform
-import threading
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import nbformat
 import psutil
-from tqdm.auto import tqdm
 
-from course_lib.kit.notebooks import execute
+from course_lib.kit.notebooks import run_notebooks
 
 
 @dataclass
@@ -32,36 +29,6 @@ class NotebookRun:
     seconds: float
     peak_mb: float
     error: str | None
-
-
-class PeakMemory:
-    """The largest summed RSS of this process's descendants (the kernel and what it starts), sampled in a thread."""
-
-    def __init__(self, interval: float = 0.25):
-        self.interval = interval
-        self.peak_bytes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for child in me.children(recursive=True):
-                try:
-                    total += child.memory_info().rss
-                except psutil.Error:  # exited between listing and reading
-                    pass
-            self.peak_bytes = max(self.peak_bytes, total)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "PeakMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def notebook_title(nb: nbformat.NotebookNode, fallback: str) -> str:
@@ -82,20 +49,10 @@ def run_course(notebooks: list[Path], build: Path, profile: str = "cpu", timeout
     missing = [str(p) for p in notebooks if not p.is_file()]
     if missing:
         raise ValueError(f"notebooks: expected existing .ipynb files, these do not exist: {missing}")
-    executed = build / "executed"
-    executed.mkdir(parents=True, exist_ok=True)
-    runs = []
-    bar = tqdm(notebooks, desc=f"course ({profile} profile)", unit="notebook", disable=not progress)
-    for path in bar:
-        start = time.perf_counter()
-        with PeakMemory() as memory:  # the notebook runs in its own folder (its data paths), read-only
-            nb, error = execute(path, timeout=timeout, progress=progress, env={"COURSE_PROFILE": profile})
-        seconds = time.perf_counter() - start
-        nbformat.write(nb, executed / path.name)
-        runs.append(NotebookRun(path.name, notebook_title(nb, path.stem), round(seconds, 1),
-                                round(memory.peak_bytes / 2**20), error))
-        bar.set_postfix_str(f"{path.name}: {seconds:.0f} s" + (" FAILED" if error else ""))
-    return runs
+    results = run_notebooks(notebooks, build / "executed", timeout=timeout, env={"COURSE_PROFILE": profile},
+                            progress=progress)
+    return [NotebookRun(r.path.name, notebook_title(nbformat.read(r.path, as_version=4), r.path.stem),
+                        round(r.seconds, 1), r.peak_mb, r.error) for r in results]
 
 
 def times_table(runs: list[NotebookRun]) -> str:

@@ -422,12 +422,10 @@ def rlhf_stage(model, tok, rm, out: Path, seed: int = 0) -> RLHFStage:
 # ---- the report ------------------------------------------------------------------------------
 
 
-def _user(prompt: str) -> str:
-    return prompt.split("<|im_start|>user\n")[-1].split("<|im_end|>")[0]
-
-
 def _report(source, device, profile: str, llm: LLMStage, maze: MazeStage, ppo: PPOStage, rms: RewardStage,
             rlhf: RLHFStage, timings: dict[str, float]) -> list[str]:
+    from course_lib.llm.judge import user_message
+
     lines = [
         "# Course kit demo",
         "",
@@ -545,7 +543,8 @@ def _report(source, device, profile: str, llm: LLMStage, maze: MazeStage, ppo: P
         "|---|---|---|",
     ]
     for prompt, before, g0, after, g1 in rlhf.samples:
-        lines.append(f"| {_quote(_user(prompt), 80)} | {_quote(before)} ({g0:+.2f}) | {_quote(after)} ({g1:+.2f}) |")
+        lines.append(f"| {_quote(user_message(prompt), 80)} | {_quote(before)} ({g0:+.2f}) | "
+                     f"{_quote(after)} ({g1:+.2f}) |")
     lines += ["", "## Timings", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     lines.append(f"| **total** | {sum(timings.values()):.1f} |")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
-from queue import Empty
 from pathlib import Path
+from queue import Empty
 
 import nbformat
+import psutil
 from nbclient import NotebookClient
 from tqdm.auto import tqdm
 
@@ -59,6 +61,41 @@ class RunResult:
     output: Path
     seconds: float
     error: str | None
+    peak_mb: float
+    """Peak resident memory of the kernel's process tree (see :class:`PeakMemory`)."""
+
+
+class PeakMemory:
+    """The largest summed RSS of this process's descendants (the kernel and what it starts), sampled in a thread.
+
+    Sampled every ``interval`` seconds, so a spike shorter than that can be missed.
+    """
+
+    def __init__(self, interval: float = 0.25):
+        self.interval = interval
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:  # exited between listing and reading
+                    pass
+            self.peak_bytes = max(self.peak_bytes, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def execute(path: Path, *, timeout: int = 1800, allow_errors: bool = False, progress: bool = True,
@@ -87,17 +124,24 @@ def execute(path: Path, *, timeout: int = 1800, allow_errors: bool = False, prog
     return nb, error
 
 
-def run_notebooks(paths: list[Path], out_dir: Path | None, *, inplace: bool = False, timeout: int = 1800) -> list[RunResult]:
-    """Execute notebooks one after another, writing executed copies (or in place)."""
+def run_notebooks(paths: list[Path], out_dir: Path | None, *, inplace: bool = False, timeout: int = 1800,
+                  env: dict[str, str] | None = None, progress: bool = True) -> list[RunResult]:
+    """Execute notebooks one after another, writing executed copies (or in place).
+
+    Each result has the notebook's wall time and its kernel's peak memory; ``env`` is set for the kernels.
+    """
     results = []
-    for path in paths:
+    bar = tqdm(paths, desc="notebooks", unit="notebook", disable=not progress or len(paths) < 2)
+    for path in bar:
         start = time.perf_counter()
-        nb, error = execute(path, timeout=timeout)
+        with PeakMemory() as memory:
+            nb, error = execute(path, timeout=timeout, progress=progress, env=env)
         seconds = time.perf_counter() - start
         target = path if inplace else (out_dir or Path("runs/executed")) / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, target)
-        results.append(RunResult(path, target, seconds, error))
+        results.append(RunResult(path, target, seconds, error, round(memory.peak_bytes / 2**20)))
+        bar.set_postfix_str(f"{path.name}: {seconds:.0f} s" + (" FAILED" if error else ""))
     return results
 
 
