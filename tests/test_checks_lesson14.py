@@ -28,11 +28,17 @@ def test_group_relative_advantages_reference_matches_a_loop():
         out = group_relative_advantages(rewards, scale)
         for b, row in enumerate(rewards.tolist()):
             mean = sum(row) / len(row)
-            std = (sum((r - mean) ** 2 for r in row) / len(row)) ** 0.5
+            std = (sum((r - mean) ** 2 for r in row) / (len(row) - 1)) ** 0.5  # Bessel-corrected, as TRL
             for g, r in enumerate(row):
                 want = (r - mean) / (std + 1e-4) if scale else r - mean
                 assert out[b, g].item() == pytest.approx(want, abs=1e-5)
         assert torch.allclose(out.mean(dim=1), torch.zeros(out.shape[0]), atol=1e-5)  # zero mean per group
+
+
+def test_the_first_advantage_hint_states_the_reference_value():
+    case = EXERCISES["group_relative_advantages"].cases()[0]
+    stated = float(re.search(r"the right answer gets about ([+-]\d+\.\d+)", case.hint).group(1))
+    assert group_relative_advantages(*case.args)[0, 0].item() == pytest.approx(stated, abs=0.005)
 
 
 def test_grpo_loss_reference_matches_loops():
@@ -67,37 +73,37 @@ def test_cases_probe_what_they_say():
 # ---- group_relative_advantages: wrong versions -------------------------------------------------
 
 
-def adv_unbiased_std(rewards, scale=True):
+def adv_population_std(rewards, scale=True):
     c = rewards - rewards.mean(dim=1, keepdim=True)
-    return c / (rewards.std(dim=1, keepdim=True) + 1e-4) if scale else c
+    return c / (rewards.std(dim=1, unbiased=False, keepdim=True) + 1e-4) if scale else c
 
 
 def adv_whole_batch(rewards, scale=True):
     c = rewards - rewards.mean()
-    return c / (rewards.std(unbiased=False) + 1e-4) if scale else c
+    return c / (rewards.std() + 1e-4) if scale else c
 
 
 def adv_no_eps(rewards, scale=True):
     c = rewards - rewards.mean(dim=1, keepdim=True)
-    return c / rewards.std(dim=1, unbiased=False, keepdim=True) if scale else c
+    return c / rewards.std(dim=1, keepdim=True) if scale else c
 
 
 def adv_always_scaled(rewards, scale=True):
     c = rewards - rewards.mean(dim=1, keepdim=True)
-    return c / (rewards.std(dim=1, unbiased=False, keepdim=True) + 1e-4)
+    return c / (rewards.std(dim=1, keepdim=True) + 1e-4)
 
 
 def adv_not_centred(rewards, scale=True):
-    return rewards / (rewards.std(dim=1, unbiased=False, keepdim=True) + 1e-4) if scale else rewards
+    return rewards / (rewards.std(dim=1, keepdim=True) + 1e-4) if scale else rewards
 
 
 def adv_per_column(rewards, scale=True):
     c = rewards - rewards.mean(dim=0, keepdim=True)
-    return c / (rewards.std(dim=0, unbiased=False, keepdim=True) + 1e-4) if scale else c
+    return c / (rewards.std(dim=0, unbiased=False, keepdim=True) + 1e-4) if scale else c  # no warning at B = 1
 
 
 @pytest.mark.parametrize("wrong, message", [
-    (adv_unbiased_std, r"(?s)case 1/5 \(one group of 4.*population std"),
+    (adv_population_std, r"(?s)case 1/5 \(one group of 4.*Bessel-corrected\s+std,\s+divided\s+by\s+G\s+-\s+1.*TRL"),
     (adv_whole_batch, r"(?s)case 3/5 \(three groups.*one mean and one std per group"),
     (adv_no_eps, r"(?s)case 1/5 \(one group of 4.*plus 1e-4"),
     (adv_always_scaled, r"(?s)case 4/5 \(scale=False.*without dividing by the std"),

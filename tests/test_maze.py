@@ -122,6 +122,13 @@ def test_bad_arguments(kwargs, message):
         MazeRobotEnv("small", **kwargs)
 
 
+@pytest.mark.parametrize("name", ["step_reward", "cheese_reward", "trap_reward", "cliff_reward"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_rewards_are_rejected_naming_the_argument(name, value):
+    with pytest.raises(ValueError, match=rf"{name}: expected a finite number, got {value}"):
+        MazeRobotEnv("cliff", **{name: value})
+
+
 def test_bad_action_names_the_argument():
     env = MazeRobotEnv("small")
     env.reset(seed=0)

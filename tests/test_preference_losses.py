@@ -46,15 +46,27 @@ def test_dpo_loss_rejects_bad_input():
     x = torch.zeros(3)
     with pytest.raises(ValueError, match="beta: expected a float > 0, got 0"):
         dpo_loss(x, x, x, x, beta=0)
-    with pytest.raises(ValueError, match=r"ref_logp_rejected: expected shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"ref_logp_rejected: expected shape \(B,\) = \(3,\).*got \(2,\)"):
         dpo_loss(x, x, x, torch.zeros(2))
+
+
+@pytest.mark.parametrize("wrong", range(4))
+def test_dpo_loss_names_the_argument_of_shape_b_1(wrong):
+    """(B, 1) instead of (B,): the message names that argument, expected (B,) = (3,), got (3, 1)."""
+    names = ["logp_chosen", "logp_rejected", "ref_logp_chosen", "ref_logp_rejected"]
+    args = [torch.zeros(3) for _ in names]
+    args[wrong] = torch.zeros(3, 1)
+    with pytest.raises(ValueError, match=rf"^{names[wrong]}: expected shape \(B,\) = \(3,\).*got \(3, 1\)"):
+        dpo_loss(*args)
+    with pytest.raises(ValueError, match=r"^logp_chosen: expected shape \(B,\).*got \(3, 1\)"):
+        dpo_loss(*[torch.zeros(3, 1) for _ in names])  # all four (B, 1): the first is named
 
 
 def test_group_advantages_have_zero_mean_per_group_and_unit_scale():
     rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.2, 0.9, 0.4, 0.5]])
     adv = group_advantages(rewards)
     assert torch.allclose(adv.mean(dim=1), torch.zeros(2), atol=1e-6)
-    assert torch.allclose(adv.std(dim=1, unbiased=False), torch.ones(2), atol=1e-3)
+    assert torch.allclose(adv.std(dim=1), torch.ones(2), atol=1e-3)  # the Bessel-corrected std, as TRL's
     assert torch.allclose(group_advantages(rewards, scale=False), rewards - rewards.mean(1, keepdim=True))
 
 
@@ -70,5 +82,7 @@ def test_a_group_with_identical_rewards_contributes_no_gradient():
 
 
 def test_group_advantages_reject_groups_of_one():
-    with pytest.raises(ValueError, match=r"rewards: expected shape \(B, G\) with G >= 2"):
+    with pytest.raises(ValueError, match=r"rewards: expected shape \(B, G\) with G >= 2 .*G - 1.*got \(4, 1\)"):
         group_advantages(torch.zeros(4, 1))
+    with pytest.raises(ValueError, match=r"rewards: expected shape \(B, G\) with G >= 2 .*got \(4,\)"):
+        group_advantages(torch.zeros(4))

@@ -130,6 +130,14 @@ def test_input_validation_names_the_argument():
         gae(r, v, nv, term, trunc, gamma=-0.1)
 
 
+def test_gae_rejects_an_empty_rollout():
+    z = torch.zeros(2, 0)  # (B=2, T=0)
+    with pytest.raises(ValueError, match=r"rewards: expected shape \(B, T\) with T >= 1 steps, got \(2, 0\)"):
+        gae(z, z, z, z.bool())
+    with pytest.raises(ValueError, match=r"rewards: expected shape \(B, T\) with T >= 1 steps, got \(2, 0\)"):
+        discounted_returns(z, 0.9, next_values=z)
+
+
 def test_masked_statistics_ignore_padding():
     x = torch.tensor([[1.0, 2.0, 3.0, 1000.0], [5.0, -1000.0, -1000.0, -1000.0]])
     m = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
@@ -139,6 +147,8 @@ def test_masked_statistics_ignore_padding():
     assert masked_mean(w, m).item() == pytest.approx(0.0, abs=1e-6)
     assert masked_var(w, m).item() == pytest.approx(1.0, rel=1e-4)
     assert (w[~m.bool()] == 0).all()
+    with pytest.raises(TypeError, match="shift_mean"):  # removed: it kept neither the mean nor the signs
+        masked_whiten(x, m, shift_mean=False)
     with pytest.raises(ValueError, match="mask: expected at least one true entry"):
         masked_mean(x, torch.zeros_like(m))
     n = normalize(torch.tensor([1.0, 2.0, 3.0]))

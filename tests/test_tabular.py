@@ -80,6 +80,28 @@ def test_dp_input_validation():
         policy_evaluation(MazeRobotEnv("small").model, np.zeros(3, dtype=int))
 
 
+def with_reward(model, state, action, reward):
+    """``model`` with the reward of every outcome of (state, action) replaced."""
+    transitions = [list(row) for row in model.transitions]
+    transitions[state][action] = tuple(t._replace(reward=reward) for t in transitions[state][action])
+    return model._replace(transitions=tuple(tuple(row) for row in transitions))
+
+
+@pytest.mark.parametrize("solver", [value_iteration, policy_iteration])
+def test_dp_rejects_a_nan_reward_up_front_naming_state_and_action(solver):
+    model = with_reward(MazeRobotEnv("small").model, 8, 2, float("nan"))
+    with pytest.raises(ValueError, match=r"model: expected finite rewards R\(s, a\), got nan at state 8, action 2"):
+        solver(model, max_sweeps=10) if solver is value_iteration else solver(model, max_iterations=10)
+
+
+def test_greedy_path_rejects_a_q_table_of_the_wrong_shape():
+    env = gym.make("course/MazeRobot-v0")  # small maze: 6 x 7 = 42 states, 4 actions
+    for shape in [(42, 1), (100, 4), (4, 42)]:
+        message = rf"Q: expected shape \(S, A\) = \(42, 4\).*got \({shape[0]}, {shape[1]}\)"
+        with pytest.raises(ValueError, match=message):
+            greedy_path(env, np.zeros(shape))
+
+
 def test_targets():
     q = np.array([1.0, 3.0, -2.0])
     assert q_learning_target(1.0, q, 0.5, terminated=False) == 2.5

@@ -29,7 +29,8 @@ from course_lib.rl import group_advantages
 def group_relative_advantages(rewards: torch.Tensor, scale: bool = True) -> torch.Tensor:
     """Reference: (r - mean over the group) / (std over the group + 1e-4), or without the division.
 
-    The std is the population one (divided by G, ``unbiased=False``), per group (dim=1).
+    The std is the Bessel-corrected one (divided by G - 1, torch's default ``.std()``), per group (dim=1), as Hugging
+    Face TRL's ``GRPOTrainer`` computes it (lesson 16).
 
     Args:
         rewards: (B, G) one reward per response, G responses for each of B prompts.
@@ -71,8 +72,8 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
 
 # ---- group_relative_advantages -----------------------------------------------------------------
 
-_ADV_RULE = ("per group (row, dim=1): A = (r - mean) / (std + 1e-4) with the population std (unbiased=False) when "
-             "scale is True, A = r - mean when it is False; shape (B, G).")
+_ADV_RULE = ("per group (row, dim=1): A = (r - mean) / (std + 1e-4) with the Bessel-corrected std (divided by G - 1, "
+             "torch's default) when scale is True, A = r - mean when it is False; shape (B, G).")
 
 
 def _rewards(seed: int, B: int, G: int, values=(0.0, 0.5, 1.5)) -> torch.Tensor:
@@ -86,8 +87,9 @@ def group_relative_advantages_cases() -> list[Case]:
     """Cases for ``group_relative_advantages``."""
     return [
         Case((torch.tensor([[1.0, 0.0, 0.0, 0.0]]),), {}, "one group of 4, one right answer",
-             "subtract the group's mean (0.25) and divide by its standard deviation plus 1e-4. Use the population "
-             "std, divided by G (torch.std(..., unbiased=False)), as GRPO does: the right answer gets about +1.73."),
+             "subtract the group's mean (0.25) and divide by its standard deviation plus 1e-4. Use the "
+             "Bessel-corrected std, divided by G - 1 (torch's default .std()), as Hugging Face TRL's GRPOTrainer "
+             "does: the right answer gets about +1.50 (the population std, divided by G, would give +1.73)."),
         Case((torch.tensor([[0.5, 0.5, 0.5, 0.5]]),), {}, "a group whose rewards are all equal",
              "every reward equals the mean, so every advantage is 0; the 1e-4 added to the std keeps 0 / 0 from "
              "being nan. Such a group teaches nothing."),

@@ -6,7 +6,9 @@ lives in :mod:`course_lib.envs.maze_render`.
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from numbers import Real
 from typing import NamedTuple, Sequence
 
 import gymnasium as gym
@@ -182,7 +184,7 @@ class MazeRobotEnv(gym.Env):
     ``step_reward`` (default -1) for every move, including bumps into walls;
     ``cheese_reward`` (default +10) instead on reaching the cheese;
     ``trap_reward`` (default -10) on entering a trap; ``cliff_reward``
-    (default -100) on stepping into the cliff.
+    (default -100) on stepping into the cliff. Each must be a finite number.
 
     ## Episode End
     Terminated on reaching cheese or a trap. Truncated by the time limit of
@@ -225,6 +227,10 @@ class MazeRobotEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: expected one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.slip = float(slip)
+        for name, value in (("step_reward", step_reward), ("cheese_reward", cheese_reward),
+                            ("trap_reward", trap_reward), ("cliff_reward", cliff_reward)):
+            if not (isinstance(value, Real) and math.isfinite(value)):
+                raise ValueError(f"{name}: expected a finite number, got {value!r}")
         self.rewards = {"step": float(step_reward), "cheese": float(cheese_reward), "trap": float(trap_reward),
                         "cliff": float(cliff_reward)}
         self.render_mode = render_mode

@@ -26,6 +26,11 @@ def _check_same(name: str, t: torch.Tensor, shape: torch.Size) -> None:
         raise ValueError(f"{name}: expected shape {tuple(shape)} (rewards.shape), got {tuple(t.shape)}")
 
 
+def _check_steps(rewards: torch.Tensor) -> None:
+    if rewards.dim() == 0 or rewards.shape[-1] == 0:
+        raise ValueError(f"rewards: expected shape (B, T) with T >= 1 steps, got {tuple(rewards.shape)}")
+
+
 def _check_rate(name: str, x: float) -> None:
     if not 0 <= x <= 1:
         raise ValueError(f"{name}: expected a float in [0, 1], got {x!r}")
@@ -53,7 +58,7 @@ def gae(rewards, values, next_values, terminated, truncated=None, gamma: float =
     V(s_t) (bootstrapped at cuts); lam = 0 gives the TD error.
 
     Args:
-        rewards, values, next_values: (B, T) floats.
+        rewards, values, next_values: (B, T) floats, T >= 1 steps.
         terminated: (B, T) bool. truncated: (B, T) bool or None (no time-limit cuts).
         gamma: discount in [0, 1]. lam: GAE lambda in [0, 1].
         mask: (B, T) bool or None; steps outside the mask (padding) get advantage 0 and
@@ -63,6 +68,7 @@ def gae(rewards, values, next_values, terminated, truncated=None, gamma: float =
     Returns:
         ``(advantages, returns)``, both (B, T); returns = advantages + values, the value-function targets.
     """
+    _check_steps(rewards)
     _check_rate("lam", lam)
     delta = td_errors(rewards, values, next_values, terminated, gamma)  # (B, T)
     done = terminated.bool()
@@ -94,6 +100,7 @@ def discounted_returns(rewards, gamma: float, terminated=None, truncated=None, n
     Args:
         rewards: (B, T). terminated, truncated: (B, T) bool or None. next_values: (B, T) or None.
     """
+    _check_steps(rewards)
     zeros = torch.zeros_like(rewards)
     term = torch.zeros_like(rewards, dtype=torch.bool) if terminated is None else terminated.bool()
     bootstrap = zeros
@@ -123,21 +130,31 @@ def group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-
 
         A_i = (r_i - mean_g(r)) / (std_g(r) + eps)     (Shao et al. 2024, DeepSeekMath, Section 4.1.2)
 
+    std_g is the Bessel-corrected sample std of the G rewards (divided by G - 1, torch's default
+    ``.std()``), the one Hugging Face TRL's ``GRPOTrainer`` divides by (its ``nanstd`` with
+    ``scale_rewards="group"``, plus the same eps 1e-4), so lesson 16's TRL runs see the same
+    advantages. The population std (divided by G) would give advantages sqrt(G / (G - 1)) larger.
+
     No value model: the group's mean is the baseline. With ``scale=False`` the division by the
     group's standard deviation is dropped, as Dr. GRPO argues (Liu et al. 2025, "Understanding
     R1-Zero-like training"): dividing up-weights prompts that are nearly always solved or failed.
     A group whose rewards are all equal gets advantages of exactly 0: it teaches nothing.
 
     Args:
-        rewards: (B, G) one reward per completion, G completions for each of B prompts.
-        scale: divide by the group's (population) standard deviation plus ``eps``.
+        rewards: (B, G) one reward per completion, G >= 2 completions for each of B prompts.
+        scale: divide by the group's (Bessel-corrected) standard deviation plus ``eps``.
 
     Returns:
         (B, G) advantages, one per completion (broadcast over its tokens by the loss).
+
+    Raises:
+        ValueError: ``rewards`` is not (B, G) with G >= 2 (a group of one has no baseline but
+            itself, and its Bessel-corrected std, divided by G - 1 = 0, is undefined).
     """
     if rewards.dim() != 2 or rewards.shape[1] < 2:
-        raise ValueError(f"rewards: expected shape (B, G) with G >= 2 completions per prompt, got {tuple(rewards.shape)}")
+        raise ValueError(f"rewards: expected shape (B, G) with G >= 2 completions per prompt (the std divides by "
+                         f"G - 1), got {tuple(rewards.shape)}")
     centred = rewards - rewards.mean(dim=1, keepdim=True)  # (B, G)
     if not scale:
         return centred
-    return centred / (rewards.std(dim=1, unbiased=False, keepdim=True) + eps)  # (B, G)
+    return centred / (rewards.std(dim=1, keepdim=True) + eps)  # (B, G); std divides by G - 1, as TRL's nanstd

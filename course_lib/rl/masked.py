@@ -54,16 +54,11 @@ def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) 
     return sq / n
 
 
-def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
-    """(values - mean) / std over the masked-in entries; masked-out entries become 0.
-
-    With ``shift_mean=False`` only the scale changes (the sign of each value is kept).
-    """
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(values - mean) / std over the masked-in entries; masked-out entries become 0."""
     m = _check(values, mask)
     mean, var = masked_mean(values, m), masked_var(values, m)
     white = (values - mean) * torch.rsqrt(var + eps)
-    if not shift_mean:
-        white = white + mean
     return torch.where(m, white, torch.zeros_like(white))
 
 

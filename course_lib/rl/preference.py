@@ -74,11 +74,15 @@ def dpo_loss(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor, ref_logp_ch
     """
     if not beta > 0:
         raise ValueError(f"beta: expected a float > 0, got {beta!r}")
-    shape = logp_chosen.shape
+    if logp_chosen.dim() != 1:
+        B = logp_chosen.shape[0] if logp_chosen.dim() else "B"
+        raise ValueError(f"logp_chosen: expected shape (B,) = ({B},), one sequence log-prob per pair, "
+                         f"got {tuple(logp_chosen.shape)}")
+    shape = logp_chosen.shape  # (B,)
     for name, t in (("logp_rejected", logp_rejected), ("ref_logp_chosen", ref_logp_chosen),
                     ("ref_logp_rejected", ref_logp_rejected)):
-        if t.shape != shape or t.dim() != 1:
-            raise ValueError(f"{name}: expected shape {tuple(shape)} like logp_chosen, both (B,), got {tuple(t.shape)}")
+        if t.shape != shape:
+            raise ValueError(f"{name}: expected shape (B,) = {tuple(shape)} like logp_chosen, got {tuple(t.shape)}")
     reward_chosen = beta * (logp_chosen - ref_logp_chosen.detach())  # (B,) implicit rewards
     reward_rejected = beta * (logp_rejected - ref_logp_rejected.detach())  # (B,)
     loss = -F.logsigmoid(reward_chosen - reward_rejected).mean()

@@ -33,6 +33,19 @@ def _check_gamma(gamma: float) -> None:
         raise ValueError(f"gamma: expected a float in [0, 1], got {gamma!r}")
 
 
+def _arrays(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``model.arrays()``, checked up front: a NaN or infinite reward or probability would otherwise spread
+    through every sweep and end, many sweeps later, as a failure to converge that does not say why."""
+    P, R, done = model.arrays()
+    for what, name, x in (("finite rewards R(s, a)", "R", R), ("finite probabilities P(s' | s, a)", "P", P)):
+        bad = np.argwhere(~np.isfinite(x))
+        if len(bad):
+            s, a = bad[0][:2]
+            more = f" (and {len(bad) - 1} more entries of {name})" if len(bad) > 1 else ""
+            raise ValueError(f"model: expected {what}, got {x[tuple(bad[0])]} at state {s}, action {a}{more}")
+    return P, R, done
+
+
 def bellman_backup(P: np.ndarray, R: np.ndarray, done: np.ndarray, V: np.ndarray, gamma: float) -> np.ndarray:
     """One Bellman backup for every state and action (Sutton & Barto 2018, Eq. 4.6):
 
@@ -59,7 +72,7 @@ def policy_evaluation(model, policy: np.ndarray, gamma: float = 0.99, theta: flo
         (S,) V^pi, to within ``theta``.
     """
     _check_gamma(gamma)
-    P, R, done = model.arrays()
+    P, R, done = _arrays(model)
     S, A = R.shape
     probs = np.eye(A)[np.asarray(policy, dtype=int)] if np.ndim(policy) == 1 else np.asarray(policy, dtype=float)
     if probs.shape != (S, A):
@@ -78,7 +91,7 @@ def policy_evaluation(model, policy: np.ndarray, gamma: float = 0.99, theta: flo
 def value_iteration(model, gamma: float = 0.99, theta: float = 1e-8, max_sweeps: int = 100_000) -> DPResult:
     """Value iteration (Sutton & Barto 2018, Section 4.4): V <- max_a Q(s, a) until it stops changing."""
     _check_gamma(gamma)
-    P, R, done = model.arrays()
+    P, R, done = _arrays(model)
     V = np.zeros(R.shape[0])
     deltas = []
     for _ in range(max_sweeps):
@@ -95,7 +108,7 @@ def value_iteration(model, gamma: float = 0.99, theta: float = 1e-8, max_sweeps:
 def policy_iteration(model, gamma: float = 0.99, theta: float = 1e-8, max_iterations: int = 1000) -> DPResult:
     """Policy iteration (Sutton & Barto 2018, Section 4.3): evaluate, improve greedily, until stable."""
     _check_gamma(gamma)
-    P, R, done = model.arrays()
+    P, R, done = _arrays(model)
     policy = np.zeros(R.shape[0], dtype=int)
     deltas = []
     for _ in range(max_iterations):

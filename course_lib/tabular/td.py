@@ -346,7 +346,15 @@ def dyna_planning(Q: np.ndarray, model: dict, n: int, alpha: float, gamma: float
 
 
 def greedy_path(env, Q: np.ndarray, max_steps: int = 500) -> list[int]:
-    """States visited by the greedy policy of ``Q`` from a fresh reset (first-index tie-break)."""
+    """States visited by the greedy policy of ``Q`` from a fresh reset (first-index tie-break).
+
+    Args:
+        Q: (S, A) action values, S = ``env.observation_space.n`` and A = ``env.action_space.n``.
+    """
+    expected = (int(env.observation_space.n), int(env.action_space.n))
+    if np.shape(Q) != expected:
+        raise ValueError(f"Q: expected shape (S, A) = {expected} (env.observation_space.n, env.action_space.n), "
+                         f"got {np.shape(Q)}")
     s, info = env.reset()
     path = [int(s)]
     for _ in range(max_steps):
