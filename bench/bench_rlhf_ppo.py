@@ -94,7 +94,8 @@ from course_lib.llm.generation import chat_prompt  # noqa: E402
 from course_lib.llm.models import cached_model_dir, count_parameters, load_model, load_tokenizer  # noqa: E402
 from course_lib.llm.ppo import RLHF_PRESETS, RLHFConfig, rlhf_ppo, select_trainable  # noqa: E402
 from course_lib.llm.reward_model import RewardModel, score_responses  # noqa: E402
-from course_lib.llm.rollout import PolicyWithValue, response_mask_from, response_outputs, sample_responses  # noqa: E402
+from course_lib.llm.rollout import PolicyWithValue, response_outputs, sample_responses  # noqa: E402
+from course_lib.llm.tokens import response_mask_from  # noqa: E402
 
 BATCH, RESPONSE, EPOCHS, LR, KL_COEF, SEED = 8, 32, 4, 1e-5, 0.05, 0
 PHASES = ("generate", "score", "rollout fwd", "PPO fwd", "rest")

@@ -85,3 +85,44 @@ def test_course_preferences_are_cached_atomically_and_never_reused_for_another_m
     path.write_text("{not json")  # a broken file is rebuilt, not an error
     assert course_preferences(lm, tok, "ci", seed=0, progress=False) == built
     assert course_preferences(lm, tok, "ci", seed=0, progress=False, cache=False) == built  # sampling is seeded
+
+
+def test_a_cache_hit_and_a_cache_miss_give_bit_identical_reward_models(tmp_path, monkeypatch):
+    from course_lib.llm.feedback import course_preferences, prepare_reward_model
+
+    monkeypatch.setenv("COURSE_KIT_CACHE", str(tmp_path))
+    lm, tok = tiny_model(seed=0)
+    miss = prepare_reward_model(lm, tok, "ci", progress=False, path=tmp_path / "a.pt")  # samples the pairs first
+    torch.manual_seed(123)  # whatever the global random state is now ...
+    course_preferences(lm, tok, "ci", progress=False)  # ... and with the pairs cached:
+    hit = prepare_reward_model(lm, tok, "ci", progress=False, path=tmp_path / "b.pt")
+    for (name, a), (_, b) in zip(miss.state_dict().items(), hit.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_stale_caches_are_refused_with_a_message_and_rebuilt(tmp_path, monkeypatch):
+    import json
+
+    from course_lib.data.annotators import SimulatedAnnotator
+    from course_lib.llm import feedback
+    from course_lib.llm.feedback import course_preferences, prepare_reward_model, preferences_path
+
+    monkeypatch.setenv("COURSE_KIT_CACHE", str(tmp_path))
+    lm, tok = tiny_model(seed=0)
+    built = course_preferences(lm, tok, "ci", progress=False)
+    path = preferences_path(lm, "ci")
+    assert json.loads(path.read_text())["key"]["gold"] == SimulatedAnnotator.VERSION
+    assert json.loads(path.read_text())["key"]["format"] == feedback.PREFERENCES_FORMAT
+    rm_path = tmp_path / "rm.pt"
+    prepare_reward_model(lm, tok, "ci", progress=False, path=rm_path)
+    monkeypatch.setattr(SimulatedAnnotator, "VERSION", "a-new-rule")  # the gold judge changes
+    with pytest.warns(UserWarning, match="built for gold='vader-compound-1', this run needs gold='a-new-rule'"):
+        again = course_preferences(lm, tok, "ci", progress=False)
+    assert json.loads(path.read_text())["key"]["gold"] == "a-new-rule"
+    assert [feedback.pair_record(p) for p in again[0]] == [feedback.pair_record(p) for p in built[0]]  # seeded
+    calls = []
+    real = feedback.course_preferences
+    monkeypatch.setattr(feedback, "course_preferences", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with pytest.warns(UserWarning, match="rm.pt was built for preferences=.*stale; rebuilding it"):
+        prepare_reward_model(lm, tok, "ci", progress=False, path=rm_path)
+    assert calls  # trained again on the new labels, not loaded

@@ -32,9 +32,11 @@ def tiny():
 
 
 def unpadded_response_logp(model, tok, prompt: str, response: str) -> float:
-    """Independent reference: prompt + response alone (no padding), log-probs of the response's tokens summed."""
+    """Independent reference: prompt + response alone (no padding), log-probs of the response's tokens summed.
+
+    A response given as text is a finished reply: its tokens, then EOS (as TRL's DPOTrainer treats text)."""
     p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-    r_ids = tok(response, add_special_tokens=False)["input_ids"]
+    r_ids = tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     ids = torch.tensor([p_ids + r_ids])  # (1, T)
     with torch.no_grad():
         logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)  # (T-1, V)
@@ -74,7 +76,7 @@ def test_the_pad_token_id_and_right_padding_change_nothing(tiny):
     assert torch.allclose(left, other_pad, atol=1e-5)
     # right padding, built by hand: prompt + response first, padding after, the same masked sum
     p_ids = [tok(p.prompt, add_special_tokens=False)["input_ids"] for p in PAIRS]
-    r_ids = [tok(p.chosen, add_special_tokens=False)["input_ids"] for p in PAIRS]
+    r_ids = [tok(p.chosen, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for p in PAIRS]  # finished
     T = max(len(a) + len(b) for a, b in zip(p_ids, r_ids))
     ids = torch.full((3, T), 5, dtype=torch.long)
     attn = torch.zeros((3, T), dtype=torch.long)

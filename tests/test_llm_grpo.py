@@ -29,11 +29,37 @@ def test_group_advantages_have_zero_mean_per_group(scale):
     adv = group_advantages(rewards, scale=scale)
     assert adv.shape == (3, 4)
     torch.testing.assert_close(adv.mean(dim=1), torch.zeros(3), atol=1e-6, rtol=0)
-    if scale:  # unit (population) std per group, up to eps
-        torch.testing.assert_close(adv.std(dim=1, unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
-        torch.testing.assert_close(adv[0], torch.tensor([1.0, -1.0, -1.0, 1.0]), atol=1e-3, rtol=0)
+    if scale:  # unit (Bessel-corrected, as TRL) std per group, up to eps
+        torch.testing.assert_close(adv.std(dim=1), torch.ones(3), atol=1e-3, rtol=0)
+        torch.testing.assert_close(adv[0], torch.tensor([1.0, -1.0, -1.0, 1.0]) * math.sqrt(3 / 4), atol=1e-3, rtol=0)
     else:
         torch.testing.assert_close(adv[1], torch.tensor([0.0, 1.0, -0.5, -0.5]))
+
+
+def test_group_advantages_divide_by_the_bessel_corrected_std():
+    """(r - mean) / (std + 1e-4) with the std divided by G - 1, written as a loop over groups and completions."""
+    g = torch.Generator().manual_seed(0)
+    rewards = torch.randint(0, 3, (5, 6), generator=g).float() / 2  # (B=5, G=6) in {0, 0.5, 1}
+    adv = group_advantages(rewards)
+    for b, row in enumerate(rewards.tolist()):
+        G = len(row)
+        mean = sum(row) / G
+        std = (sum((r - mean) ** 2 for r in row) / (G - 1)) ** 0.5
+        for i, r in enumerate(row):
+            assert adv[b, i].item() == pytest.approx((r - mean) / (std + 1e-4), abs=1e-5)
+
+
+def test_group_advantages_equal_trls_grpo_trainer():
+    """TRL's GRPOTrainer (lesson 16) scales by ``nanstd`` (Bessel-corrected) of each group plus 1e-4."""
+    nanstd = pytest.importorskip("trl.trainer.utils").nanstd
+    B, G = 3, 4
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.5, 0.5, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5]])  # (B, G)
+    flat = rewards.reshape(B * G)  # TRL's layout: group by group
+    mean = flat.view(-1, G).mean(dim=1).repeat_interleave(G)  # (B*G,)
+    std = nanstd(flat.view(-1, G), dim=1).repeat_interleave(G)  # (B*G,)
+    trl_advantages = (flat - mean) / (std + 1e-4)  # grpo_trainer.py, scale_rewards="group"
+    torch.testing.assert_close(group_advantages(rewards).reshape(B * G), trl_advantages)
+    assert group_advantages(rewards)[0, 0].item() == pytest.approx(1.5, abs=1e-3)  # 0.75 / 0.5
 
 
 def test_a_group_with_identical_rewards_gets_zero_advantages():
@@ -208,6 +234,19 @@ def test_the_logged_metrics():
     assert result.logger.last("grpo/accuracy") == 1.0
     assert result.logger.last("losses/clipfrac") == 0.0  # one update per batch: the ratio is 1, no clipping
     assert 0 <= result.logger.last("grpo/zero_std_share") <= 1
+
+
+def test_the_logged_reward_std_is_the_std_the_advantages_divide_by():
+    lm, tok = tiny_model(seed=0)
+    G = ONE_STEP.group_size
+
+    def one_right_per_group(prompts, texts):
+        return [float(i % G == 0) for i in range(len(texts))]  # each group's rewards: 1, 0, 0, 0
+
+    result = grpo(lm, tok, PROMPTS, one_right_per_group, ONE_STEP, progress=False)
+    # Bessel-corrected std of (1, 0, 0, 0): sqrt(0.75 / 3) = 0.5 (the population std would be 0.433)
+    assert result.logger.last("grpo/reward_std") == pytest.approx(0.5, rel=1e-5)
+    assert result.logger.last("grpo/zero_std_share") == 0.0
 
 
 def test_a_constant_reward_leaves_the_model_unchanged():

@@ -11,11 +11,11 @@ from course_lib.llm.rollout import (
     Samples,
     group_response_logprobs,
     response_outputs,
-    response_mask_from,
     sample_responses,
     sequence_kl,
     token_rewards,
 )
+from course_lib.llm.tokens import response_mask_from
 from course_lib.rl import masked_sum
 
 PROMPTS = ["The robot", "Once upon a time, in a maze far away,", "Cheese"]

@@ -39,6 +39,10 @@ class SimulatedAnnotator:
         seed: seeds the annotator's own generator (its noisy choices), independent of the global seeds.
     """
 
+    VERSION = "vader-compound-1"
+    """The gold judge's version: part of the key of every cache built from its labels (preference pairs,
+    reward models), so a changed rule never silently reuses data labelled by the old one. Change it with the rule."""
+
     def __init__(self, temperature: float = 0.1, seed: int = 0):
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0 \
                 or not math.isfinite(temperature):

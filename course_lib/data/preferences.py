@@ -1,4 +1,4 @@
-"""Preference data as plain records: ``{"prompt", "chosen", "rejected"}`` in JSONL.
+"""Preference data as plain records: ``{"prompt", "chosen", "rejected"}`` in JSONL, and sampled replies.
 
 The column names are the ones Hugging Face TRL's ``RewardTrainer`` and ``DPOTrainer``
 read for the "explicit prompt" preference format, so a file written here loads
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
@@ -25,9 +25,78 @@ KEYS = ("prompt", "chosen", "rejected")
 """The record's keys, as TRL names its columns."""
 
 
+class Reply(str):
+    """A sampled reply: its text (the ``str`` value, decoded without special tokens) plus its token ids.
+
+    Attributes:
+        ids: the sampled token ids, up to and including the first EOS when the reply finished.
+        finished: True when the reply ended with EOS, False when it was cut at the token limit.
+
+    Anything that treats it as text (an annotator, a plot, ``print``) sees the text; anything that
+    scores the episode (a reward model, DPO, SFT) reads ``ids``
+    (:func:`course_lib.llm.tokens.reply_ids`). Two replies with the same text but different ids (a
+    finished one and a cut one) compare equal as strings: key them by ``(text, ids)``.
+    """
+
+    ids: tuple[int, ...]
+    finished: bool
+
+    def __new__(cls, text: str, ids, finished: bool):
+        if not isinstance(text, str):
+            raise ValueError(f"text: expected a str, got {type(text).__name__}")
+        ids = tuple(ids)
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+            raise ValueError(f"ids: expected token ids (ints >= 0), got {list(ids)[:8]!r}")
+        obj = super().__new__(cls, text)
+        obj.ids, obj.finished = ids, bool(finished)
+        return obj
+
+    def __getnewargs__(self):  # copy, deepcopy and pickle keep the ids
+        return str(self), self.ids, self.finished
+
+    def __repr__(self) -> str:
+        return f"Reply({str(self)!r}, {len(self.ids)} tokens, {'finished' if self.finished else 'cut'})"
+
+
+def reply_key(reply: str) -> tuple:
+    """What tells two replies apart: the text, and the ids of a :class:`Reply` (a cut and a finished reply
+    with the same text are different episodes)."""
+    return (str(reply), reply.ids) if isinstance(reply, Reply) else (str(reply), None)
+
+
+def pair_record(pair: "PreferencePair | Mapping") -> dict:
+    """A pair as a JSON-ready record: TRL's three columns, plus each :class:`Reply`'s ids and finished flag."""
+    if not isinstance(pair, PreferencePair):
+        pair = PreferencePair(*(pair[k] for k in KEYS))
+    record = {"prompt": str(pair.prompt), "chosen": str(pair.chosen), "rejected": str(pair.rejected)}
+    for key in ("chosen", "rejected"):
+        reply = getattr(pair, key)
+        if isinstance(reply, Reply):
+            record[f"{key}_ids"] = list(reply.ids)
+            record[f"{key}_finished"] = reply.finished
+    return record
+
+
+def _reply_from(record: Mapping, key: str, where: str) -> str:
+    """The record's ``key`` as a :class:`Reply` when it has ``key_ids``, else as plain text."""
+    if f"{key}_ids" not in record:
+        return record[key]
+    ids, finished = record[f"{key}_ids"], record.get(f"{key}_finished")
+    if not isinstance(ids, list) or not isinstance(finished, bool):
+        raise ValueError(f"{where}: {key + '_ids'!r} expected a list of token ids with a bool {key + '_finished'!r}, "
+                         f"got {type(ids).__name__} and {type(finished).__name__}")
+    try:
+        return Reply(record[key], ids, finished)
+    except ValueError as err:
+        raise ValueError(f"{where}: {key + '_ids'!r}: {err}") from None
+
+
 @dataclass(frozen=True)
 class PreferencePair:
-    """One judgement: for ``prompt``, the response ``chosen`` is preferred to ``rejected``."""
+    """One judgement: for ``prompt``, the response ``chosen`` is preferred to ``rejected``.
+
+    ``chosen`` and ``rejected`` are text, or :class:`Reply` s when they were sampled (their ids kept).
+    """
 
     prompt: str
     chosen: str
@@ -54,7 +123,9 @@ def validate_pairs(records: Iterable[Mapping], max_prompt_length: int | None = N
     """Check preference records and turn them into :class:`PreferencePair` s.
 
     Args:
-        records: mappings with the keys ``prompt``, ``chosen``, ``rejected`` (strings); extra keys are ignored.
+        records: mappings with the keys ``prompt``, ``chosen``, ``rejected`` (strings), and optionally the
+            replies' token ids (``chosen_ids``, ``chosen_finished``, ... as :func:`pair_record` writes them);
+            other keys are ignored.
         max_prompt_length: drop pairs whose prompt is longer (in ``length`` units); None keeps all.
         length: measures a prompt, default characters; pass e.g.
             ``lambda s: len(tokenizer(s).input_ids)`` to count tokens.
@@ -77,25 +148,16 @@ def validate_pairs(records: Iterable[Mapping], max_prompt_length: int | None = N
     n = 0
     for i, record in enumerate(records):
         n += 1
-        if not isinstance(record, Mapping):
-            raise ValueError(f"{source}, record {i}: expected a mapping with keys {list(KEYS)}, "
-                             f"got {type(record).__name__}")
-        missing = [k for k in KEYS if k not in record]
-        if missing:
-            raise ValueError(f"{source}, record {i}: expected the keys {list(KEYS)}, missing {missing} "
-                             f"(got {sorted(record)})")
-        for k in KEYS:
-            if not isinstance(record[k], str):
-                raise ValueError(f"{source}, record {i}: {k!r} expected a string, got {type(record[k]).__name__}")
-        prompt, chosen, rejected = (record[k] for k in KEYS)
+        pair = pair_from_record(record, f"{source}, record {i}")
+        prompt, chosen, rejected = pair.prompt, pair.chosen, pair.rejected
         if not chosen.strip() or not rejected.strip():
             dropped["empty"] += 1
-        elif chosen == rejected:
+        elif reply_key(chosen) == reply_key(rejected):
             dropped["identical"] += 1
         elif max_prompt_length is not None and length(prompt) > max_prompt_length:
             dropped["prompt_too_long"] += 1
         else:
-            pairs.append(PreferencePair(prompt, chosen, rejected))
+            pairs.append(pair)
     if n == 0:
         raise ValueError(f"{source}: expected at least one preference record, got none")
     report = ValidationReport(len(pairs), dropped)
@@ -106,15 +168,32 @@ def validate_pairs(records: Iterable[Mapping], max_prompt_length: int | None = N
     return pairs, report
 
 
+def pair_from_record(record, where: str = "record") -> PreferencePair:
+    """One record (:func:`pair_record`'s form) -> a :class:`PreferencePair`, its replies as :class:`Reply` s
+    where the record has their ids.
+
+    Raises:
+        ValueError: not a mapping, a missing key, a value of the wrong type (naming ``where`` and the key).
+    """
+    if not isinstance(record, Mapping):
+        raise ValueError(f"{where}: expected a mapping with keys {list(KEYS)}, got {type(record).__name__}")
+    missing = [k for k in KEYS if k not in record]
+    if missing:
+        raise ValueError(f"{where}: expected the keys {list(KEYS)}, missing {missing} (got {sorted(record)})")
+    for k in KEYS:
+        if not isinstance(record[k], str):
+            raise ValueError(f"{where}: {k!r} expected a string, got {type(record[k]).__name__}")
+    return PreferencePair(record["prompt"], _reply_from(record, "chosen", where), _reply_from(record, "rejected", where))
+
+
 def save_pairs(pairs: Iterable[PreferencePair | Mapping], path: str | Path) -> int:
-    """Write pairs as JSONL, one ``{"prompt", "chosen", "rejected"}`` object per line (UTF-8). Returns the count."""
+    """Write pairs as JSONL, one :func:`pair_record` per line (UTF-8). Returns the count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
     with path.open("w", encoding="utf-8") as f:
         for pair in pairs:
-            record = asdict(pair) if isinstance(pair, PreferencePair) else {k: pair[k] for k in KEYS}
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.write(json.dumps(pair_record(pair), ensure_ascii=False) + "\n")
             n += 1
     return n
 

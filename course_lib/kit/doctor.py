@@ -47,11 +47,14 @@ def diagnose(load: bool = True) -> list[Finding]:
         findings.append(Finding("profile", False, str(exc), "export COURSE_PROFILE=cpu (or ci, gpu)"))
 
     if _version("torch"):
-        from course_lib.utils.device import pick_device, pick_dtype
+        from course_lib.utils.device import bf16_supported, pick_device, pick_dtype
 
         try:
             dev = pick_device()
-            findings.append(Finding("device", True, f"{dev} ({str(pick_dtype(dev)).replace('torch.', '')})"))
+            gpu_bf16 = dev.type != "cpu" and bf16_supported(dev)
+            compute = "bf16 autocast in the gpu presets" if gpu_bf16 else "fp32 compute"
+            findings.append(Finding("device", True, f"{dev} ({str(pick_dtype(dev)).replace('torch.', '')} weights, "
+                                                    f"{compute})"))
         except ValueError as exc:
             findings.append(Finding("device", False, str(exc), "unset COURSE_DEVICE"))
 

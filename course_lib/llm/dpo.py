@@ -35,8 +35,10 @@ import torch
 from course_lib.data.preferences import PreferencePair
 from course_lib.llm.generation import shared_prompt_logprobs
 from course_lib.llm.models import adamw, check_finetune_config, guarded_step, train_top_layers, untied_lm_head
+from course_lib.llm.tokens import as_reply
 from course_lib.rl import dpo_loss, masked_sum
 from course_lib.utils import set_seed
+from course_lib.utils.device import autocast
 from course_lib.utils.metrics import MetricLogger
 
 
@@ -60,6 +62,9 @@ class DPOConfig:
     """Clip the gradient to this global L2 norm, > 0; usually 0.5 to 10."""
     reference_batch_size: int = 16
     """Pairs per forward pass of the reference in phase 0 (no gradient, so larger than batch_size is fine), >= 1."""
+    mixed_precision: str = "no"
+    """``"no"`` (fp32) or ``"bf16"``: forward passes (the reference's too) and loss under bf16 autocast, weights
+    and AdamW in fp32 (a GPU)."""
 
     def __post_init__(self):
         check_finetune_config(self, ("epochs", "batch_size", "reference_batch_size"))
@@ -72,8 +77,8 @@ DPO_PRESETS: dict[str, DPOConfig] = {
     "ci": DPOConfig(beta=0.1, epochs=1, batch_size=4, learning_rate=1e-3),
     # SmolLM2-135M on a laptop CPU: the top 4 of 30 layers and the final norm, one pass over lesson 10's 320 pairs.
     "cpu": DPOConfig(beta=0.1, epochs=1, batch_size=8, learning_rate=1e-4, trainable="top:4"),
-    # SmolLM2-135M on a GPU: every parameter, two passes.
-    "gpu": DPOConfig(beta=0.1, epochs=2, batch_size=16, learning_rate=1e-6),
+    # SmolLM2-135M on a GPU: every parameter, two passes, bf16 autocast over fp32 weights.
+    "gpu": DPOConfig(beta=0.1, epochs=2, batch_size=16, learning_rate=1e-6, mixed_precision="bf16"),
 }
 
 
@@ -110,13 +115,15 @@ def pair_logps(model, tokenizer, pairs: Sequence[PreferencePair]) -> tuple[torch
     The pair's prompt goes through the model once, its two responses on its KV cache, and the LM
     head runs on response positions only (:func:`~course_lib.llm.generation.shared_prompt_logprobs`,
     equal to encoding each prompt + response whole, :func:`~course_lib.llm.generation.completion_logprobs`;
-    tested). Only response tokens are summed: the prompt's tokens and the padding never enter.
+    tested). Only response tokens are summed: the prompt's tokens and the padding never enter. A response is
+    its token ids (:func:`~course_lib.llm.tokens.as_reply`): a finished one ends with EOS, so log pi(EOS) is
+    part of its log-prob and DPO can learn when to stop; a cut one has no EOS.
     Differentiable; wrap in ``torch.no_grad()`` for the reference.
     """
     pairs = _check_pairs(pairs)
     B = len(pairs)
     prompts = [p.prompt for p in pairs] * 2  # (2B,)
-    responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]  # (2B,)
+    responses = [as_reply(tokenizer, r) for r in [p.chosen for p in pairs] + [p.rejected for p in pairs]]  # (2B,)
     logp, mask = shared_prompt_logprobs(model, tokenizer, prompts, responses)  # (2B, R) each
     seq = masked_sum(logp, mask, dim=-1)  # (2B,): sum over response tokens only
     return seq[:B], seq[B:]
@@ -195,11 +202,14 @@ def train_dpo(model, tokenizer, pairs: Sequence[PreferencePair], config: DPOConf
     started = time.perf_counter()
     set_seed(seed)
 
-    # 0. the reference's sequence log-probs of every pair, once, before any update (pi_ref never changes)
+    # 0. the reference's sequence log-probs of every pair, once, before any update (pi_ref never changes),
+    # in the policy's precision, so that the loss starts at ln 2
+    device = next(model.parameters()).device
     reference_seconds = 0.0
     if ref_logps is None:
-        ref_logps = reference_logps(model if reference is None else reference, tokenizer, pairs,
-                                    config.reference_batch_size)  # (N,) each
+        with autocast(device, config.mixed_precision):
+            ref_logps = reference_logps(model if reference is None else reference, tokenizer, pairs,
+                                        config.reference_batch_size)  # (N,) each
         reference_seconds = time.perf_counter() - started
     ref_chosen, ref_rejected = ref_logps
     if ref_chosen.shape != (len(pairs),) or ref_rejected.shape != (len(pairs),):
@@ -208,7 +218,6 @@ def train_dpo(model, tokenizer, pairs: Sequence[PreferencePair], config: DPOConf
 
     params = train_top_layers(model.model, untied_lm_head(model), config.trainable)
     optimizer = adamw(params, config.learning_rate, config.weight_decay)
-    device = next(model.parameters()).device
     steps_per_epoch = -(-len(pairs) // config.batch_size)
     logger = MetricLogger(total=config.epochs * steps_per_epoch, desc="DPO", live=live, progress=progress,
                           keys_to_plot=["dpo/loss", "dpo/accuracy", "dpo/reward_margin", "dpo/reward_chosen",
@@ -225,12 +234,13 @@ def train_dpo(model, tokenizer, pairs: Sequence[PreferencePair], config: DPOConf
             rows = order[start:start + config.batch_size]  # (B,)
             batch = [pairs[i] for i in rows.tolist()]
 
-            # 2. policy forward: sequence log-probs of the chosen and the rejected responses
-            logp_chosen, logp_rejected = pair_logps(model, tokenizer, batch)  # (B,) each, with gradient
+            with autocast(device, config.mixed_precision):  # phases 2 and 3; backward and step on fp32 weights
+                # 2. policy forward: sequence log-probs of the chosen and the rejected responses
+                logp_chosen, logp_rejected = pair_logps(model, tokenizer, batch)  # (B,) each, fp32, with gradient
 
-            # 3. the DPO loss (Rafailov et al. 2023, Eq. 7) against the stored reference log-probs
-            loss, info = dpo_loss(logp_chosen, logp_rejected, ref_chosen[rows].to(device),
-                                  ref_rejected[rows].to(device), config.beta)
+                # 3. the DPO loss (Rafailov et al. 2023, Eq. 7) against the stored reference log-probs
+                loss, info = dpo_loss(logp_chosen, logp_rejected, ref_chosen[rows].to(device),
+                                      ref_rejected[rows].to(device), config.beta)
 
             # 4. backward and a clipped step; a non-finite loss or gradient norm raises FloatingPointError
             guarded_step(optimizer, loss, params, config.max_grad_norm, f"epoch {epoch}, step {step}")

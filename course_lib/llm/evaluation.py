@@ -108,7 +108,7 @@ def evaluate_policy(lm, tokenizer, prompts: Sequence[str], gold_fn: ScoreFn, ref
     for i in range(0, len(repeated), chunk):
         samples = sample_responses(lm, tokenizer, repeated[i:i + chunk], max_new_tokens, temperature=1.0)
         mask = samples.response_mask  # (b, R): the response's tokens up to and including EOS
-        logp = response_outputs(lm, samples, with_values=False).logp  # (b, R) log pi(y_t | x, y_<t)
+        logp = samples.logp  # (b, R) log pi(y_t | x, y_<t), recorded while sampling (equal to a re-score, tested)
         ref_logp = response_outputs(reference, samples, with_values=False).logp  # (b, R) under the reference
         kl.append(sequence_kl(logp - ref_logp, mask).cpu())  # (b,)
         lengths.append(mask.sum(dim=1).cpu())  # (b,)

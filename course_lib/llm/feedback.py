@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from course_lib.data.annotators import SimulatedAnnotator, pairs_from_ranking
-from course_lib.data.preferences import PreferencePair
+from course_lib.data.preferences import PreferencePair, pair_from_record, pair_record
 from course_lib.llm.rollout import sample_responses
 
 
@@ -112,8 +112,26 @@ def model_fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
-def _pairs_to_json(pairs) -> list[dict]:
-    return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+PREFERENCES_FORMAT = 2
+"""Version of :func:`course_preferences`' records (2: each reply's token ids and finished flag kept). Part
+of the cache's key, with the gold judge's version (:attr:`SimulatedAnnotator.VERSION`): a file written
+in another format or labelled by another judge is refused, said so, and rebuilt."""
+
+REWARD_MODEL_FORMAT = 2
+"""Version of the course's reward model (2: scored on token ids, EOS included, at the EOS of a finished reply)."""
+
+
+def _stale(path, stored: dict, key: dict) -> str:
+    """A one-line reason why the cache file at ``path`` does not match ``key``."""
+    field = next((k for k in key if stored.get(k) != key[k]), "key")
+    return (f"{path} was built for {field}={stored.get(field)!r}, this run needs {field}={key.get(field)!r}: "
+            f"rebuilding it")
+
+
+def preferences_key(model, profile: str, seed: int) -> dict:
+    """What :func:`course_preferences`' data depend on: format, gold judge, profile, seed, sizes, model weights."""
+    return {"format": PREFERENCES_FORMAT, "gold": SimulatedAnnotator.VERSION, "profile": profile, "seed": seed,
+            "sizes": PREFERENCE_DATA[profile], "model": model_fingerprint(model)}
 
 
 def course_preferences(model, tokenizer, profile: str | None = None, seed: int = 0, progress: bool = True,
@@ -127,21 +145,24 @@ def course_preferences(model, tokenizer, profile: str | None = None, seed: int =
     Sampling them takes minutes in the ``cpu`` profile (about 400 s on 2 cores), so with ``cache=True``
     the result is stored as JSON at ``path`` (default :func:`preferences_path`) the first time, written
     atomically (a temporary file, then a rename), and loaded from there afterwards. The file records
-    the profile, seed, sizes and :func:`model_fingerprint`; if any differs from this call's, the data
-    are sampled again and the file replaced.
+    :func:`preferences_key` (format, gold judge's version, profile, seed, sizes and :func:`model_fingerprint`);
+    if any differs from this call's, a warning says which, and the data are sampled again and the file replaced.
+    Sampling is seeded here, so a cache hit and a cache miss leave the same random state behind.
     """
     import json
     import os
     import tempfile
+    import warnings
     from pathlib import Path
 
+    from course_lib.data.preferences import Reply
     from course_lib.data.prompts import HELD_OUT_PROMPTS, TRAIN_PROMPTS
     from course_lib.llm.generation import chat_prompt
     from course_lib.utils import get_profile, set_seed
 
     profile = profile or get_profile().name
     sizes = PREFERENCE_DATA[profile]
-    key = {"profile": profile, "seed": seed, "sizes": sizes, "model": model_fingerprint(model)}
+    key = preferences_key(model, profile, seed)
     path = Path(path) if path is not None else preferences_path(model, profile, seed)
     if cache and path.is_file():
         try:
@@ -149,9 +170,11 @@ def course_preferences(model, tokenizer, profile: str | None = None, seed: int =
         except (OSError, json.JSONDecodeError):
             stored = {}
         if stored.get("key") == key:
-            train = [PreferencePair(**r) for r in stored["train"]]
-            held = [PreferencePair(**r) for r in stored["held_out"]]
-            return train, held, [list(g) for g in stored["held_out_groups"]]
+            train = [pair_from_record(r, str(path)) for r in stored["train"]]
+            held = [pair_from_record(r, str(path)) for r in stored["held_out"]]
+            groups = [[Reply(r["text"], r["ids"], r["finished"]) for r in g] for g in stored["held_out_groups"]]
+            return train, held, groups
+        warnings.warn(_stale(path, stored.get("key") or {}, key), stacklevel=2)
     set_seed(seed)
     annotator = SimulatedAnnotator(temperature=0.1, seed=seed)
     train_prompts = TRAIN_PROMPTS[:sizes["prompts"]]
@@ -163,8 +186,9 @@ def course_preferences(model, tokenizer, profile: str | None = None, seed: int =
                                        max_new_tokens=sizes["max_new_tokens"], progress=progress)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"key": key, "train": _pairs_to_json(train), "held_out": _pairs_to_json(held),
-                  "held_out_groups": groups}
+        record = {"key": key, "train": [pair_record(p) for p in train], "held_out": [pair_record(p) for p in held],
+                  "held_out_groups": [[{"text": str(r), "ids": list(r.ids), "finished": r.finished} for r in g]
+                                      for g in groups]}
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -184,16 +208,21 @@ def prepare_reward_model(model, tokenizer, profile: str | None = None, seed: int
     """The course's reward model: lesson 10's saved one if there is one, else built the same way and saved.
 
     Building it: :func:`course_preferences`, then :func:`~course_lib.llm.reward_model.train_reward_model`
-    with ``REWARD_PRESETS[profile]`` on a copy of ``model``, saved to ``path`` (default
-    :func:`reward_model_path`). Returns a frozen
+    with ``REWARD_PRESETS[profile]`` on a copy of ``model`` (the head seeded with ``seed``), saved to ``path``
+    (default :func:`reward_model_path`) with its key: :data:`REWARD_MODEL_FORMAT`, the trainer's settings and
+    :func:`preferences_key`. A saved file with another key (another format, gold judge, base model, ...) is
+    refused with a warning that names the difference, and rebuilt. Returns a frozen
     :class:`~course_lib.llm.reward_model.RewardModel` on ``model``'s device.
     """
     import copy
+    import dataclasses
+    import warnings
     from pathlib import Path
 
     from course_lib.llm.reward_model import (
         REWARD_PRESETS,
         RewardModel,
+        StaleRewardModel,
         load_reward_model,
         save_reward_model,
         train_reward_model,
@@ -203,12 +232,17 @@ def prepare_reward_model(model, tokenizer, profile: str | None = None, seed: int
     profile = profile or get_profile().name
     path = Path(path) if path is not None else reward_model_path(model, profile)
     device = next(model.parameters()).device
-    if path.is_file():
-        return load_reward_model(path, copy.deepcopy(model)).to(device)
-    train, held, _ = course_preferences(model, tokenizer, profile, seed, progress)
-    rm = RewardModel(copy.deepcopy(model))
     config = REWARD_PRESETS[profile]
+    key = {"format": REWARD_MODEL_FORMAT, "config": dataclasses.asdict(config),
+           "preferences": preferences_key(model, profile, seed)}
+    if path.is_file():
+        try:
+            return load_reward_model(path, copy.deepcopy(model), key=key).to(device)
+        except StaleRewardModel as err:
+            warnings.warn(f"{err}; rebuilding it", stacklevel=2)
+    train, held, _ = course_preferences(model, tokenizer, profile, seed, progress)
+    rm = RewardModel(copy.deepcopy(model), seed=seed)
     train_reward_model(rm, tokenizer, train, held, config, seed=seed, progress=progress, live=False)
-    save_reward_model(rm, path, config.trainable)
+    save_reward_model(rm, path, config.trainable, key=key)
     rm.requires_grad_(False)
     return rm.eval()

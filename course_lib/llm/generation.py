@@ -8,10 +8,12 @@ logits. These helpers turn text into those quantities.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 
+from course_lib.llm.models import forward_keyword
+from course_lib.llm.tokens import completion_ids, encode, pad, position_ids, replies_from
 from course_lib.rl.logprobs import token_logprobs
 
 Messages = list[dict[str, str]]
@@ -47,7 +49,122 @@ def _check_texts(name: str, texts: Sequence[str]) -> list[str]:
     return list(texts)
 
 
+class Sampled(NamedTuple):
+    """What :func:`sample` returns for B prompts (P: the longest prompt, R: the longest reply)."""
+
+    prompt_ids: torch.Tensor
+    """(B, P) int64, left-padded prompt tokens."""
+    prompt_mask: torch.Tensor
+    """(B, P) int64, 1 on real prompt tokens."""
+    tokens: torch.Tensor
+    """(B, R) int64, the sampled tokens; EOS (the pad id) after a row's first EOS."""
+    response_mask: torch.Tensor
+    """(B, R) bool, True up to and including each row's first EOS."""
+    logp: torch.Tensor
+    """(B, R) float32, log pi(a_t | s_t) of each sampled token under softmax(logits / temperature)
+    (under softmax(logits) when greedy); meaningless where ``response_mask`` is False."""
+    finished: torch.Tensor
+    """(B,) bool, True when the row ended with EOS, False when it was cut at ``max_new_tokens``."""
+
+
+def _check_temperature(temperature) -> float:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0 \
+            or temperature == float("inf"):
+        raise ValueError(f"temperature: expected a float >= 0, got {temperature!r} (finite; 0 decodes greedily)")
+    return float(temperature)
+
+
 @torch.no_grad()
+def sample(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, temperature: float = 1.0,
+           top_k: int | None = None) -> Sampled:
+    """The agent-environment loop of lesson 1, on tokens: sample a reply to each prompt, one token at a time.
+
+    1. **Prefill.** Each *distinct* prompt goes through the model once (left-padded, position ids counting
+       real tokens); its KV cache is then copied to every row that asked for it, so K replies to one
+       prompt (preference data, GRPO's groups, best-of-n) cost one prompt pass, not K.
+    2. **Step.** The policy's next-token distribution softmax(logits / temperature) at each row's last
+       state; sample a token (the argmax when ``temperature`` is 0), record its log-prob, append it.
+    3. **Episode end.** A row that sampled EOS is finished (``terminated``); the rest are cut after
+       ``max_new_tokens`` (``truncated``). The loop stops as soon as every row has finished.
+
+    Uses the global torch generator (seed it with :func:`course_lib.utils.set_seed` for reproducible samples).
+
+    Args:
+        model: a Hugging Face ``...ForCausalLM`` (``.model`` body, ``.lm_head``).
+        tokenizer: its tokenizer (EOS = the pad id in SmolLM2).
+        prompts: B formatted prompts (:func:`chat_prompt`), each at least one token.
+        max_new_tokens: R >= 1, the token limit of a reply.
+        temperature: > 0 samples from softmax(logits / temperature); 0 decodes greedily.
+        top_k: sample among the k most likely tokens only (None: all, as the policy gradient assumes);
+            the recorded log-probs stay those of the full distribution.
+
+    Raises:
+        ValueError: a bad argument, an empty prompt, or a prompt plus ``max_new_tokens`` longer than
+            the model's context (each naming the argument).
+    """
+    prompts = _check_texts("prompts", prompts)
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens: expected an int >= 1, got {max_new_tokens!r}")
+    temperature = _check_temperature(temperature)
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k: expected None or an int >= 1, got {top_k!r}")
+    distinct = {p: u for u, p in enumerate(dict.fromkeys(prompts))}
+    rows = [encode(tokenizer, p) for p in distinct]
+    context = getattr(model.config, "max_position_embeddings", None)
+    for p, ids in zip(distinct, rows):
+        if not ids:
+            raise ValueError(f"prompts: expected each prompt to encode to at least one token, got {p!r}")
+        if context is not None and len(ids) + max_new_tokens > context:
+            raise ValueError(f"prompts: expected prompt + max_new_tokens <= the model's context of {context} "
+                             f"tokens, got {len(ids)} + {max_new_tokens} for {p!r:.60}")
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token_id
+    body, head = model.model, model.lm_head
+    cache_keyword = forward_keyword(type(body), "cache", "past_key_values")  # renamed in transformers 5
+
+    # 1. prefill the U distinct prompts once, then give each of the B rows its prompt's cache
+    prompt_ids, prompt_mask = pad(rows, tokenizer.pad_token_id, "left", device)  # (U, P) each
+    owner = torch.tensor([distinct[p] for p in prompts], device=device)  # (B,)
+    out = body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids(prompt_mask),
+               use_cache=True)
+    cache = getattr(out, cache_keyword)  # per layer: keys, values (U, heads, P, d)
+    if len(distinct) < len(prompts) or not torch.equal(owner, torch.arange(len(prompts), device=device)):
+        cache.reorder_cache(owner)  # (B, heads, P, d)
+    hidden = out.last_hidden_state[owner, -1]  # (B, H): the state after each prompt
+    attention = prompt_mask[owner]  # (B, P)
+    position = prompt_mask[owner].sum(-1)  # (B,): the next token's position
+    B = len(prompts)
+    finished = torch.zeros(B, dtype=torch.bool, device=device)
+    tokens, logps = [], []
+    for t in range(max_new_tokens):
+        # 2. the next-token distribution of every row, one token sampled (or the argmax)
+        logits = head(hidden).float()  # (B, V)
+        logp_all = torch.log_softmax(logits / (temperature or 1.0), dim=-1)  # (B, V): the policy
+        if temperature == 0:
+            token = logits.argmax(dim=-1)  # (B,)
+        else:
+            scores = logp_all
+            if top_k is not None and top_k < scores.shape[-1]:
+                kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]  # (B, 1)
+                scores = scores.masked_fill(scores < kth, float("-inf"))
+            token = torch.multinomial(torch.softmax(scores, dim=-1), 1).squeeze(1)  # (B,)
+        token = torch.where(finished, torch.full_like(token, eos), token)  # a finished row only pads
+        tokens.append(token)
+        logps.append(logp_all.gather(1, token[:, None]).squeeze(1))  # (B,)
+        finished |= token == eos
+        # 3. stop when every row has ended; else feed the new tokens through the cache
+        if bool(finished.all()) or t == max_new_tokens - 1:
+            break
+        attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)  # (B, P + t + 1)
+        hidden = body(input_ids=token[:, None], attention_mask=attention, position_ids=(position + t)[:, None],
+                      use_cache=True, **{cache_keyword: cache}).last_hidden_state[:, -1]  # (B, H)
+    tokens_t = torch.stack(tokens, dim=1)  # (B, R)
+    response_mask = torch.ones_like(tokens_t, dtype=torch.bool)
+    response_mask[:, 1:] = (tokens_t[:, :-1] != eos).cumprod(dim=1).bool()  # up to and including the first EOS
+    return Sampled(prompt_ids[owner], prompt_mask[owner], tokens_t, response_mask, torch.stack(logps, dim=1),
+                   finished)
+
+
 def generate(
     model,
     tokenizer,
@@ -56,11 +173,11 @@ def generate(
     temperature: float = 0.0,
     top_k: int | None = None,
     seed: int | None = None,
-) -> list[str]:
-    """Complete each prompt; return only the new text of each.
+) -> list:
+    """Complete each prompt; return each reply as a :class:`~course_lib.data.preferences.Reply`.
 
-    Prompts are left-padded into one batch, so every sequence's next token is
-    at the same (last) position.
+    A ``Reply`` is the reply's text (a ``str``) that also keeps its token ids, EOS included when it
+    finished, and whether it finished (see :func:`sample`, which this calls).
 
     Args:
         prompts: B already formatted prompts (see :func:`chat_prompt`).
@@ -69,24 +186,10 @@ def generate(
         top_k: sample only among the k most likely tokens (None: all).
         seed: seed torch's generator first, for reproducible samples.
     """
-    prompts = _check_texts("prompts", prompts)
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens: expected an int >= 1, got {max_new_tokens!r}")
-    if not temperature >= 0:
-        raise ValueError(f"temperature: expected a float >= 0, got {temperature!r}")
     if seed is not None:
         torch.manual_seed(seed)
-    device = next(model.parameters()).device
-    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-    sampling = {"do_sample": True, "temperature": float(temperature), "top_k": top_k or 0, "top_p": 1.0}
-    out = model.generate(
-        **batch,
-        max_new_tokens=max_new_tokens,
-        pad_token_id=tokenizer.pad_token_id,
-        **(sampling if temperature > 0 else {"do_sample": False, "temperature": None, "top_k": None, "top_p": None}),
-    )  # (B, T_prompt + T_new)
-    new_tokens = out[:, batch["input_ids"].shape[1] :]  # (B, T_new)
-    return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    out = sample(model, tokenizer, prompts, max_new_tokens, temperature, top_k)
+    return replies_from(tokenizer, out.tokens, out.response_mask)
 
 
 @dataclass
@@ -104,8 +207,10 @@ class CompletionBatch:
 def encode_completions(tokenizer, prompts: Sequence[str], completions: Sequence[str]) -> CompletionBatch:
     """Tokenise prompt and completion separately and join them, left-padded.
 
-    Tokenising separately keeps the boundary exact: the completion mask covers
-    exactly the completion's tokens, whatever the tokenizer would merge.
+    Tokenising separately keeps the boundary exact: the completion mask covers exactly the
+    completion's tokens, whatever the tokenizer would merge. A completion that is a
+    :class:`~course_lib.data.preferences.Reply` brings its sampled ids (EOS included when it finished);
+    a plain text is its own tokens (:func:`~course_lib.llm.tokens.completion_ids`).
     """
     prompts = _check_texts("prompts", prompts)
     completions = _check_texts("completions", completions)
@@ -113,21 +218,14 @@ def encode_completions(tokenizer, prompts: Sequence[str], completions: Sequence[
         raise ValueError(f"completions: expected {len(prompts)} (one per prompt), got {len(completions)}")
     rows = []
     for p, c in zip(prompts, completions):
-        p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
-        c_ids = tokenizer(c, add_special_tokens=False)["input_ids"]
+        p_ids, c_ids = encode(tokenizer, p), completion_ids(tokenizer, c)
         if not p_ids or not c_ids:
             raise ValueError(f"prompts/completions: each must encode to at least one token, got {p!r:.40} / {c!r:.40}")
         rows.append((p_ids, c_ids))
-    T = max(len(p) + len(c) for p, c in rows)
-    B = len(rows)
-    input_ids = torch.full((B, T), tokenizer.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((B, T), dtype=torch.long)
-    completion_mask = torch.zeros((B, T), dtype=torch.bool)
-    for b, (p_ids, c_ids) in enumerate(rows):
-        n = len(p_ids) + len(c_ids)
-        input_ids[b, T - n :] = torch.tensor(p_ids + c_ids)
-        attention_mask[b, T - n :] = 1
-        completion_mask[b, T - len(c_ids) :] = True
+    input_ids, attention_mask = pad([p + c for p, c in rows], tokenizer.pad_token_id, "left")  # (B, T) each
+    completion_mask = torch.zeros_like(input_ids, dtype=torch.bool)  # (B, T)
+    for b, (_, c_ids) in enumerate(rows):
+        completion_mask[b, input_ids.shape[1] - len(c_ids):] = True
     return CompletionBatch(input_ids, attention_mask, completion_mask)
 
 
@@ -142,9 +240,8 @@ def sequence_token_logprobs(model, input_ids: torch.Tensor, attention_mask: torc
         (B, T - 1) log-probs: entry t scores token ``input_ids[:, t + 1]`` given
         the tokens up to t (the shift by one of next-token prediction).
     """
-    # Position ids count real tokens only, so left padding does not shift positions.
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits  # (B, T, V)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                   position_ids=position_ids(attention_mask)).logits  # (B, T, V); padding shifts no position
     return token_logprobs(logits[:, :-1, :], input_ids[:, 1:])  # (B, T-1): logits at t predict token t+1
 
 
@@ -207,7 +304,8 @@ def shared_prompt_logprobs(model, tokenizer, prompts: Sequence[str], completions
 
     Args:
         model: a Hugging Face ``...ForCausalLM`` (``.model`` body, ``.lm_head``).
-        prompts, completions: N texts each; each must encode to at least one token.
+        prompts, completions: N texts each (a completion may be a :class:`~course_lib.data.preferences.Reply`,
+            scored on its own ids); each must encode to at least one token.
 
     Returns:
         ``(logp, mask)``, both (N, R), R the longest completion: ``logp[n, t]`` is log pi of the
@@ -220,24 +318,13 @@ def shared_prompt_logprobs(model, tokenizer, prompts: Sequence[str], completions
         raise ValueError(f"completions: expected {len(prompts)} (one per prompt), got {len(completions)}")
     device = next(model.parameters()).device
     distinct = {p: u for u, p in enumerate(dict.fromkeys(prompts))}
-    prompt_rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in distinct]
-    rows = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in completions]
+    prompt_rows = [encode(tokenizer, p) for p in distinct]
+    rows = [completion_ids(tokenizer, c) for c in completions]
     for text, ids in [*zip(distinct, prompt_rows), *zip(completions, rows)]:
         if not ids:
             raise ValueError(f"prompts/completions: each must encode to at least one token, got {text!r:.40}")
-    U, N = len(prompt_rows), len(rows)
-    P, R = max(map(len, prompt_rows)), max(map(len, rows))
-    prompt_ids = torch.full((U, P), tokenizer.pad_token_id, dtype=torch.long)  # (U, P), left-padded
-    prompt_mask = torch.zeros((U, P), dtype=torch.long)  # (U, P)
-    for u, ids in enumerate(prompt_rows):
-        prompt_ids[u, P - len(ids):] = torch.tensor(ids)
-        prompt_mask[u, P - len(ids):] = 1
-    ids = torch.full((N, R), tokenizer.pad_token_id, dtype=torch.long)  # (N, R), right-padded
-    mask = torch.zeros((N, R), dtype=torch.long)  # (N, R)
-    for n, row in enumerate(rows):
-        ids[n, :len(row)] = torch.tensor(row)
-        mask[n, :len(row)] = 1
-    prompt_ids, prompt_mask, ids, mask = (t.to(device) for t in (prompt_ids, prompt_mask, ids, mask))
+    prompt_ids, prompt_mask = pad(prompt_rows, tokenizer.pad_token_id, "left", device)  # (U, P) each
+    ids, mask = pad(rows, tokenizer.pad_token_id, "right", device)  # (N, R) each
     owner = torch.tensor([distinct[p] for p in prompts], device=device)  # (N,): each completion's prompt
     logp = cached_prefix_logprobs(model, prompt_ids, prompt_mask, owner, ids, mask)  # (N, R)
     return logp, mask.bool()
@@ -262,12 +349,10 @@ def cached_prefix_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.T
     Returns:
         (N, R) log-probs; entries where ``mask`` is 0 are meaningless.
     """
-    from course_lib.llm.models import forward_keyword
-
     body = model.model
     cache_keyword = forward_keyword(type(body), "cache", "past_key_values")  # renamed in transformers 5
-    out = body(input_ids=prompt_ids, attention_mask=prompt_mask,
-               position_ids=(prompt_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)  # real tokens counted
+    out = body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids(prompt_mask),
+               use_cache=True)  # real tokens counted
     cache = getattr(out, cache_keyword)  # per layer: keys, values (U, heads, P, d)
     cache.reorder_cache(owner)  # (N, heads, P, d): each continuation gets its prompt's keys and values
     R = ids.shape[1]

@@ -45,6 +45,7 @@ from course_lib.llm.models import adamw, guarded_step, parse_trainable, train_to
 from course_lib.llm.rollout import group_response_logprobs, sample_responses
 from course_lib.rl import group_advantages, kl_k3, masked_mean, masked_sum
 from course_lib.utils import set_seed
+from course_lib.utils.device import MIXED_PRECISIONS, autocast
 from course_lib.utils.metrics import MetricLogger
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
@@ -85,6 +86,9 @@ class GRPOConfig:
     trainable: str = "all"
     """``"all"`` parameters; ``"top:N"``: the top N transformer layers and the final norm;
     ``"lora:R"``: rank-R LoRA adapters on every projection (see :func:`train_top_layers`)."""
+    mixed_precision: str = "no"
+    """``"no"`` (fp32) or ``"bf16"``: sampling, every forward pass and the loss under bf16 autocast, weights and
+    Adam in fp32 (a GPU)."""
 
     def __post_init__(self):
         for name, low in (("steps", 1), ("prompts_per_step", 1), ("group_size", 2), ("max_new_tokens", 1),
@@ -98,7 +102,8 @@ class GRPOConfig:
                   ("kl_coef", self.kl_coef >= 0, "a float >= 0"),
                   ("scale_advantages", isinstance(self.scale_advantages, bool), "True or False"),
                   ("loss_norm", self.loss_norm in LOSS_NORMS, f"one of {LOSS_NORMS}"),
-                  ("max_grad_norm", self.max_grad_norm > 0, "a float > 0")]
+                  ("max_grad_norm", self.max_grad_norm > 0, "a float > 0"),
+                  ("mixed_precision", self.mixed_precision in MIXED_PRECISIONS, f"one of {MIXED_PRECISIONS}")]
         for name, ok, expected in checks:
             if not ok:
                 raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
@@ -117,9 +122,10 @@ GRPO_PRESETS: dict[str, GRPOConfig] = {
     # 14 steps keep lesson 14 under 10 minutes on a 2-core CPU.
     "cpu": GRPOConfig(steps=14, prompts_per_step=4, group_size=8, max_new_tokens=24, learning_rate=5e-5,
                       trainable="top:6"),
-    # SmolLM2-135M on a GPU: every parameter, larger groups and batches, a small KL anchor.
+    # SmolLM2-135M on a GPU: every parameter, larger groups and batches, a small KL anchor, bf16 autocast over
+    # fp32 weights.
     "gpu": GRPOConfig(steps=100, prompts_per_step=16, group_size=16, max_new_tokens=48, learning_rate=2e-6,
-                      epochs=2, kl_coef=0.02),
+                      epochs=2, kl_coef=0.02, mixed_precision="bf16"),
 }
 
 
@@ -250,7 +256,8 @@ def grpo(lm, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: GRP
         batch_prompts = [prompts[i] for i in order[:B] for _ in range(G)]  # (B * G,), group by group
         del order[:B]
         lm.eval()
-        samples = sample_responses(lm, tokenizer, batch_prompts, config.max_new_tokens, config.temperature)
+        with autocast(device, config.mixed_precision):  # the same precision as the update's forward passes
+            samples = sample_responses(lm, tokenizer, batch_prompts, config.max_new_tokens, config.temperature)
         mask = samples.response_mask  # (B*G, R)
 
         # 2. score every response with the reward program
@@ -265,7 +272,7 @@ def grpo(lm, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: GRP
         advantages = group_advantages(grouped, scale=config.scale_advantages).reshape(B * G)  # (B*G,)
 
         # 4. old log-probs (only needed for more than one update per batch) and the reference's
-        with torch.no_grad():
+        with torch.no_grad(), autocast(device, config.mixed_precision):
             old_logp = (group_response_logprobs(lm, samples, G, config.temperature)
                         if config.epochs > 1 else None)  # (B*G, R)
             ref_logp = (group_response_logprobs(reference, samples, G, config.temperature)
@@ -275,17 +282,18 @@ def grpo(lm, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: GRP
         lm.train()
         infos = []
         for epoch in range(config.epochs):
-            logp = group_response_logprobs(lm, samples, G, config.temperature)  # (B*G, R): each prompt run once
-            old = old_logp if old_logp is not None else logp.detach()  # one update: old = current, ratio 1
-            loss, info = grpo_token_loss(logp, old, advantages, mask, config.clip_eps, config.loss_norm,
-                                         ref_logp, config.kl_coef, config.max_new_tokens)
+            with autocast(device, config.mixed_precision):  # forward and loss; backward and step on fp32 weights
+                logp = group_response_logprobs(lm, samples, G, config.temperature)  # (B*G, R) fp32: each prompt once
+                old = old_logp if old_logp is not None else logp.detach()  # one update: old = current, ratio 1
+                loss, info = grpo_token_loss(logp, old, advantages, mask, config.clip_eps, config.loss_norm,
+                                             ref_logp, config.kl_coef, config.max_new_tokens)
             # backward and a clipped step; a non-finite loss or gradient norm raises FloatingPointError
             guarded_step(optimizer, loss, params, config.max_grad_norm, f"step {step}, epoch {epoch}")
             infos.append({"losses/policy_loss": loss.item(), "losses/clipfrac": info["clipfrac"],
                           "losses/approx_kl": info["approx_kl"], "grpo/kl": info["kl"]})
 
         # 6. log the step
-        group_std = grouped.std(dim=1, unbiased=False)  # (B,)
+        group_std = grouped.std(dim=1)  # (B,) Bessel-corrected: the std group_advantages divides by (as TRL's)
         stats = {"grpo/reward_mean": float(rewards.mean()), "grpo/reward_std": float(group_std.mean()),
                  "grpo/zero_std_share": float((group_std == 0).float().mean()),
                  "grpo/response_length": float(mask.sum(dim=1).float().mean())}

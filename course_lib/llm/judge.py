@@ -36,7 +36,7 @@ import torch
 
 from course_lib.data.preferences import PreferencePair
 from course_lib.llm.generation import chat_prompt, generate
-from course_lib.llm.rollout import _keep_last_logits
+from course_lib.llm.tokens import keep_last_logits, position_ids
 
 # ---- the constitution -------------------------------------------------------------------------------
 
@@ -180,9 +180,9 @@ def next_token_logits(model, tokenizer, prompts: Sequence[str], batch_size: int 
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress):
         enc = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
                         add_special_tokens=False).to(device)
-        positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # real tokens counted: padding moves nothing
-        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], position_ids=positions,
-                       **_keep_last_logits(model, 1)).logits[:, -1]  # (b, V): left padding puts every last token at -1
+        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                       position_ids=position_ids(enc["attention_mask"]),
+                       **keep_last_logits(model, 1)).logits[:, -1]  # (b, V): left padding puts every last token at -1
         out.append(logits.float().cpu())
     model.train(was_training)
     return torch.cat(out)

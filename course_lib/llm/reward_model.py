@@ -4,8 +4,13 @@ Following Ouyang et al. (2022, Section 3.5) and Stiennon et al. (2020): take the
 model, drop its next-token head, and put a linear layer from the last hidden state to one
 number. The score of (prompt, response) is that number at the *last real token* of the
 joined sequence, the only position that has seen all of it. Which position that is depends
-on the padding side, so :func:`last_token_index` reads it from the attention mask instead
-of assuming one: with right padding it is ``mask.sum() - 1``, with left padding ``T - 1``.
+on the padding side, so :func:`~course_lib.llm.tokens.last_token_index` reads it from the
+attention mask instead of assuming one: with right padding it is ``mask.sum() - 1``, with left
+padding ``T - 1``.
+
+A response is its token ids (:func:`~course_lib.llm.tokens.reply_ids`): a finished reply ends
+with EOS, so its score is read at the EOS position, while a reply cut at the token limit ends
+on a text token. The two are different inputs, and the model can learn to tell them apart.
 """
 
 from __future__ import annotations
@@ -15,25 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from course_lib.data.preferences import reply_key
 from course_lib.llm.models import forward_keyword
-
-
-def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) 0/1 mask -> (B,) int64 index of the last 1 in each row, for left or right padding.
-
-    Equals ``[max(t for t in range(T) if mask[b, t]) for b in range(B)]`` (tested).
-
-    Raises:
-        ValueError: a row without any real token.
-    """
-    if attention_mask.dim() != 2:
-        raise ValueError(f"attention_mask: expected shape (B, T), got {tuple(attention_mask.shape)}")
-    real = attention_mask.bool()  # (B, T)
-    if not real.any(dim=1).all():
-        empty = torch.nonzero(~real.any(dim=1)).flatten().tolist()
-        raise ValueError(f"attention_mask: expected at least one real token per row, rows {empty} have none")
-    T = real.shape[1]
-    return (T - 1 - real.flip(1).int().argmax(dim=1)).long()  # (B,): first 1 from the right
+from course_lib.llm.tokens import encode, last_token_index, pad, position_ids, reply_ids
 
 
 class RewardModel(nn.Module):
@@ -42,25 +31,27 @@ class RewardModel(nn.Module):
     Args:
         causal_lm: a Hugging Face ``...ForCausalLM`` (e.g. SmolLM2); its ``.model`` body is
             shared, not copied, and its LM head is not used.
+        seed: seeds the head's random start (its own generator: the global random state neither
+            decides it nor changes), so the same seed gives the same reward model wherever it is built.
 
     ``forward(input_ids, attention_mask)`` -> (B,) scores, float32.
     """
 
-    def __init__(self, causal_lm):
+    def __init__(self, causal_lm, seed: int = 0):
         super().__init__()
         self.body = causal_lm.model  # the transformer without its next-token head
         hidden = causal_lm.config.hidden_size
         self.head = nn.Linear(hidden, 1)
-        nn.init.normal_(self.head.weight, std=1 / (hidden + 1) ** 0.5)  # scores start at about unit scale
+        with torch.no_grad():  # scores start at about unit scale
+            self.head.weight.copy_(torch.randn(self.head.weight.shape, generator=torch.Generator().manual_seed(seed))
+                                   / (hidden + 1) ** 0.5)
         nn.init.zeros_(self.head.bias)
         self.head.to(next(causal_lm.parameters()).device)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """input_ids, attention_mask: (B, T) -> (B,) scalar rewards."""
-        # position ids count real tokens only, so left padding does not shift positions
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
         hidden = self.body(input_ids=input_ids, attention_mask=attention_mask,
-                           position_ids=position_ids).last_hidden_state  # (B, T, H)
+                           position_ids=position_ids(attention_mask)).last_hidden_state  # (B, T, H)
         idx = last_token_index(attention_mask)  # (B,)
         return self.read_out(hidden[torch.arange(hidden.shape[0], device=hidden.device), idx])  # (B,)
 
@@ -90,6 +81,8 @@ class RewardConfig:
     """``"all"`` or ``"top:N"`` (the head, the final norm and the top N layers), see :func:`train_top_layers`."""
     max_grad_norm: float = 1.0
     """Clip the gradient to this global L2 norm, > 0."""
+    mixed_precision: str = "no"
+    """``"no"`` (fp32) or ``"bf16"``: forward and loss under bf16 autocast, weights and AdamW in fp32 (a GPU)."""
 
     def __post_init__(self):
         from course_lib.llm.models import check_finetune_config
@@ -105,26 +98,21 @@ REWARD_PRESETS: dict[str, RewardConfig] = {
     # SmolLM2-135M on a laptop CPU: the top 4 of 30 layers and the head, 1 epoch (a second one overfits
     # 320 pairs: held-out accuracy 0.675 after epoch 1, 0.600 after epoch 2 in one measured run).
     "cpu": RewardConfig(epochs=1, batch_size=8, learning_rate=3e-4, max_length=96, trainable="top:4"),
-    # SmolLM2-135M on a GPU: every parameter.
-    "gpu": RewardConfig(epochs=2, batch_size=16, learning_rate=2e-5, max_length=256),
+    # SmolLM2-135M on a GPU: every parameter, bf16 autocast over fp32 weights.
+    "gpu": RewardConfig(epochs=2, batch_size=16, learning_rate=2e-5, max_length=256, mixed_precision="bf16"),
 }
 
 
 def encode_texts(tokenizer, prompts, responses, max_length: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """N (prompt, response) texts -> one left-padded batch ``(input_ids, attention_mask)``, both (N, T).
+    """N (prompt, response) pairs -> one left-padded batch ``(input_ids, attention_mask)``, both (N, T).
 
-    Prompt and response are tokenised separately and joined (the boundary stays exact); each row keeps
-    its last ``max_length`` tokens, so the end of the response, where the score is read, survives.
+    The prompt's tokens, then the response's (:func:`~course_lib.llm.tokens.reply_ids`: a sampled
+    :class:`~course_lib.data.preferences.Reply`'s own ids, EOS included when it finished; a plain text
+    as a finished reply); each row keeps its last ``max_length`` tokens, so the end of the response,
+    where the score is read, survives.
     """
-    rows = [(tokenizer(p, add_special_tokens=False)["input_ids"]
-             + tokenizer(r, add_special_tokens=False)["input_ids"])[-max_length:] for p, r in zip(prompts, responses)]
-    T = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), T), tokenizer.pad_token_id, dtype=torch.long)  # (N, T)
-    attention_mask = torch.zeros((len(rows), T), dtype=torch.long)  # (N, T)
-    for b, ids in enumerate(rows):
-        input_ids[b, T - len(ids):] = torch.tensor(ids)
-        attention_mask[b, T - len(ids):] = 1
-    return input_ids.to(device), attention_mask.to(device)
+    rows = [(encode(tokenizer, p) + reply_ids(tokenizer, r))[-max_length:] for p, r in zip(prompts, responses)]
+    return pad(rows, tokenizer.pad_token_id, "left", device)  # (N, T) each
 
 
 def encode_pairs(tokenizer, pairs, max_length: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,29 +170,18 @@ def _shared_prefix_batch(tokenizer, prompts, responses, max_length: int, device)
     """The N texts as U distinct left-padded prompts and N right-padded responses, or None when one would be cut.
 
     Returns ``(prompt_ids, prompt_mask, owner, response_ids, response_mask)``: (U, P), (U, P), (N,) index
-    of each response's prompt, (N, R), (N, R). None when a prompt or a response is empty or a text is longer
-    than ``max_length`` tokens (then :func:`encode_texts` cuts rows one by one and the prefix is not shared).
+    of each response's prompt, (N, R), (N, R). None when a prompt is empty or a text is longer than
+    ``max_length`` tokens (then :func:`encode_texts` cuts rows one by one and the prefix is not shared).
     """
     distinct = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
-    prompt_rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in distinct]
-    response_rows = [tokenizer(r, add_special_tokens=False)["input_ids"] for r in responses]
+    prompt_rows = [encode(tokenizer, p) for p in distinct]
+    response_rows = [reply_ids(tokenizer, r) for r in responses]
     owner = [distinct[p] for p in prompts]
-    if any(not r or not prompt_rows[o] or len(prompt_rows[o]) + len(r) > max_length
-           for o, r in zip(owner, response_rows)):
+    if any(not prompt_rows[o] or len(prompt_rows[o]) + len(r) > max_length for o, r in zip(owner, response_rows)):
         return None
-    P, R = max(len(r) for r in prompt_rows), max(len(r) for r in response_rows)
-    prompt_ids = torch.full((len(prompt_rows), P), tokenizer.pad_token_id, dtype=torch.long)  # (U, P)
-    prompt_mask = torch.zeros((len(prompt_rows), P), dtype=torch.long)  # (U, P)
-    for u, ids in enumerate(prompt_rows):
-        prompt_ids[u, P - len(ids):] = torch.tensor(ids, dtype=torch.long)
-        prompt_mask[u, P - len(ids):] = 1
-    response_ids = torch.full((len(response_rows), R), tokenizer.pad_token_id, dtype=torch.long)  # (N, R)
-    response_mask = torch.zeros((len(response_rows), R), dtype=torch.long)  # (N, R)
-    for n, ids in enumerate(response_rows):
-        response_ids[n, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-        response_mask[n, :len(ids)] = 1
-    return (prompt_ids.to(device), prompt_mask.to(device), torch.tensor(owner, device=device),
-            response_ids.to(device), response_mask.to(device))
+    prompt_ids, prompt_mask = pad(prompt_rows, tokenizer.pad_token_id, "left", device)  # (U, P) each
+    response_ids, response_mask = pad(response_rows, tokenizer.pad_token_id, "right", device)  # (N, R) each
+    return prompt_ids, prompt_mask, torch.tensor(owner, device=device), response_ids, response_mask
 
 
 def score_texts(model: RewardModel, tokenizer, prompts, responses, max_length: int) -> torch.Tensor:
@@ -220,9 +197,9 @@ def score_texts(model: RewardModel, tokenizer, prompts, responses, max_length: i
     if batch is None:
         return model(*encode_texts(tokenizer, prompts, responses, max_length, device))
     prompt_ids, prompt_mask, owner, response_ids, response_mask = batch
-    prompt_positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (U, P): real tokens counted, as in forward
     cache_keyword = forward_keyword(type(model.body), "cache", "past_key_values")  # renamed in transformers 5
-    out = model.body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=prompt_positions, use_cache=True)
+    out = model.body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids(prompt_mask),
+                     use_cache=True)  # real tokens counted, as in forward
     cache = getattr(out, cache_keyword)  # per layer: keys, values of shape (U, heads, P, d)
     cache.reorder_cache(owner)  # (N, heads, P, d): each response gets its prompt's keys and values
     R = response_ids.shape[1]
@@ -235,14 +212,16 @@ def score_texts(model: RewardModel, tokenizer, prompts, responses, max_length: i
 
 def _score_distinct(model: RewardModel, tokenizer, pairs, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(chosen, rejected) scores of B pairs, each (B,), from one pass over their distinct texts."""
-    texts: dict[tuple[str, str], int] = {}
+    texts: dict[tuple, int] = {}  # (prompt, reply_key) -> row: a cut and a finished reply are different texts
+    replies = []
     for pair in pairs:
         for response in (pair.chosen, pair.rejected):
-            texts.setdefault((pair.prompt, response), len(texts))
-    prompts, responses = zip(*texts)
+            if texts.setdefault((pair.prompt, reply_key(response)), len(texts)) == len(replies):
+                replies.append((pair.prompt, response))
+    prompts, responses = zip(*replies)
     scores = score_texts(model, tokenizer, list(prompts), list(responses), max_length)  # (U,)
-    chosen = torch.tensor([texts[(p.prompt, p.chosen)] for p in pairs], device=scores.device)
-    rejected = torch.tensor([texts[(p.prompt, p.rejected)] for p in pairs], device=scores.device)
+    chosen = torch.tensor([texts[(p.prompt, reply_key(p.chosen))] for p in pairs], device=scores.device)
+    rejected = torch.tensor([texts[(p.prompt, reply_key(p.rejected))] for p in pairs], device=scores.device)
     return scores[chosen], scores[rejected]
 
 
@@ -271,6 +250,7 @@ def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=No
     from course_lib.llm.models import adamw, guarded_step, train_top_layers
     from course_lib.rl import bradley_terry_loss
     from course_lib.utils import set_seed
+    from course_lib.utils.device import autocast
     from course_lib.utils.metrics import MetricLogger
 
     if not isinstance(config, RewardConfig):
@@ -294,18 +274,22 @@ def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=No
         epochs.append(batches + ([current] if current else []))
     logger = MetricLogger(total=sum(len(b) for b in epochs), desc="reward model", live=live, progress=progress,
                           keys_to_plot=["rm/loss", "rm/accuracy", "rm/eval_accuracy"])
+    device = next(model.parameters()).device
     step = 0
     for epoch, batches in enumerate(epochs):
         model.train()
         for indices in batches:
             batch = [train_pairs[i] for i in indices]
-            chosen, rejected = _score_distinct(model, tokenizer, batch, config.max_length)  # (B,) each
-            loss, info = bradley_terry_loss(chosen, rejected)
+            with autocast(device, config.mixed_precision):  # forward and loss; backward and step on fp32 weights
+                chosen, rejected = _score_distinct(model, tokenizer, batch, config.max_length)  # (B,) each, fp32
+                loss, info = bradley_terry_loss(chosen, rejected)
             guarded_step(optimizer, loss, params, config.max_grad_norm, f"epoch {epoch}, step {step}")
             step += 1
             logger.log(step, {"rm/loss": loss.item(), "rm/accuracy": info["accuracy"]})
         if eval_pairs:
-            chosen, rejected = score_pairs(model, tokenizer, list(eval_pairs), config.batch_size, config.max_length)
+            with autocast(device, config.mixed_precision):  # scored as in training
+                chosen, rejected = score_pairs(model, tokenizer, list(eval_pairs), config.batch_size,
+                                               config.max_length)
             eval_loss, eval_info = bradley_terry_loss(chosen, rejected)
             logger.log(step, {"rm/eval_loss": eval_loss.item(), "rm/eval_accuracy": eval_info["accuracy"]})
     model.eval()
@@ -316,11 +300,12 @@ def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=No
 # ---- saving and loading --------------------------------------------------------------------
 
 
-def save_reward_model(model: RewardModel, path, trainable: str) -> int:
+def save_reward_model(model: RewardModel, path, trainable: str, key: dict | None = None) -> int:
     """Save what training changed: the parameters with ``requires_grad`` (head, top layers or adapters).
 
     The frozen rest is the base model, which :func:`load_reward_model` loads again; with
-    ``trainable="top:4"`` the file is about a tenth of the model. Returns the number of saved tensors.
+    ``trainable="top:4"`` the file is about a tenth of the model. ``key`` (JSON-like) records what the
+    model was built from, for :func:`load_reward_model` to check. Returns the number of saved tensors.
     """
     from pathlib import Path
 
@@ -334,17 +319,23 @@ def save_reward_model(model: RewardModel, path, trainable: str) -> int:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items() if k in trained}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"trainable": trainable, "state": state}, path)
+    torch.save({"trainable": trainable, "state": state, "key": key}, path)
     return len(state)
 
 
-def load_reward_model(path, causal_lm=None) -> RewardModel:
+class StaleRewardModel(ValueError):
+    """A saved reward model built from something else than what the caller expects (see :func:`load_reward_model`)."""
+
+
+def load_reward_model(path, causal_lm=None, key: dict | None = None) -> RewardModel:
     """A :class:`RewardModel` saved by :func:`save_reward_model`, on the base model, frozen, in eval mode.
 
     Args:
         path: the file.
         causal_lm: the base LM to build on (default: :func:`~course_lib.llm.models.load_model`'s); it is
             used in place, so pass a copy if the same LM is also a policy.
+        key: when given, the file's recorded key must equal it, else :class:`StaleRewardModel` (a
+            ``ValueError``) names the first field that differs.
     """
     from pathlib import Path
 
@@ -354,6 +345,11 @@ def load_reward_model(path, causal_lm=None) -> RewardModel:
     if not path.is_file():
         raise FileNotFoundError(f"path: expected a reward model saved by save_reward_model, {path} does not exist")
     saved = torch.load(path, map_location="cpu", weights_only=True)
+    if key is not None and saved.get("key") != key:
+        stored = saved.get("key") or {}
+        field = next((k for k in key if stored.get(k) != key[k]), "key")
+        raise StaleRewardModel(f"path: {path} was built for {field}={stored.get(field)!r}, expected "
+                               f"{field}={key.get(field)!r}: it is stale")
     if causal_lm is None:
         causal_lm, _ = load_model()
     model = RewardModel(causal_lm)

@@ -20,7 +20,8 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import nn
 
-from course_lib.llm.models import forward_keyword
+from course_lib.llm.generation import cached_prefix_logprobs, sample
+from course_lib.llm.tokens import keep_last_logits, last_token_index, position_ids, replies_from
 from course_lib.rl import entropy_from_logits, kl_k1, masked_sum, token_logprobs
 
 
@@ -50,9 +51,8 @@ class PolicyWithValue(nn.Module):
         them). The LM head is the largest matrix product per position (576 x 49,152 in SmolLM2, about
         a fifth of the forward's work), so scoring a response skips it on the prompt's positions.
         """
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding does not shift
         hidden = self.lm.model(input_ids=input_ids, attention_mask=attention_mask,
-                               position_ids=position_ids).last_hidden_state  # (B, T, H)
+                               position_ids=position_ids(attention_mask)).last_hidden_state  # (B, T, H)
         logits = self.lm.lm_head(hidden[:, logits_from:])  # (B, T - logits_from, V)
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()  # (B, T)
         return logits, values
@@ -71,7 +71,11 @@ class Samples:
     prompt_length: int
     """P: every response starts at this position."""
     texts: list[str]
-    """The B responses, decoded without special tokens."""
+    """The B responses as :class:`~course_lib.data.preferences.Reply` s: each the text (decoded without special
+    tokens) that also keeps its token ids (EOS included when it finished) and its ``finished`` flag."""
+    logp: torch.Tensor | None = None
+    """(B, R) log pi(a_t | s_t) of each response token at sampling time (None when not recorded); equal to
+    :func:`response_outputs`' re-scored log-probs within 1e-4 in float32 (tested)."""
 
     @property
     def responses(self) -> torch.Tensor:
@@ -83,20 +87,12 @@ class Samples:
         return ((self.responses == eos_token_id) & self.response_mask).any(dim=1)
 
 
-def response_mask_from(tokens: torch.Tensor, eos_token_id: int) -> torch.Tensor:
-    """(B, R) response tokens -> (B, R) bool, True up to and including the first EOS of each row.
-
-    Equals, per row: ``[t <= first_eos for t in range(R)]`` with first_eos = R - 1 when no EOS (tested).
-    """
-    is_eos = tokens == eos_token_id  # (B, R)
-    before = is_eos.long().cumsum(dim=1) - is_eos.long()  # (B, R): EOS tokens strictly before t
-    return before == 0
-
-
 @torch.no_grad()
 def sample_responses(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, temperature: float = 1.0,
                      top_k: int | None = None) -> Samples:
-    """Sample one response per prompt from softmax(logits / temperature), with the KV cache of ``generate``.
+    """Sample one response per prompt from softmax(logits / temperature) with the course's KV-cached loop.
+
+    Repeated prompts (K responses per prompt) are prefilled once (:func:`~course_lib.llm.generation.sample`).
 
     Args:
         model: a causal LM (or a :class:`PolicyWithValue`, whose LM is used).
@@ -104,27 +100,15 @@ def sample_responses(model, tokenizer, prompts: Sequence[str], max_new_tokens: i
             the policy's exploration). top_k: None samples from the whole vocabulary, as the policy
             gradient assumes; a top-k sample is not drawn from the distribution whose log-probs PPO uses.
     """
-    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens: expected an int >= 1, got {max_new_tokens!r}")
-    if not temperature > 0:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
         raise ValueError(f"temperature: expected a float > 0 (sampling), got {temperature!r}")
-    if isinstance(prompts, str) or len(prompts) == 0 or not all(isinstance(p, str) for p in prompts):
-        raise ValueError(f"prompts: expected a non-empty list of str, got {prompts!r:.80}")
-    if tokenizer.padding_side != "left":
-        raise ValueError(f"tokenizer.padding_side: expected 'left' (responses must start at one position), "
-                         f"got {tokenizer.padding_side!r}")
     lm = model.lm if isinstance(model, PolicyWithValue) else model
-    device = next(lm.parameters()).device
-    batch = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-    out = lm.generate(**batch, do_sample=True, temperature=float(temperature), top_k=top_k or 0, top_p=1.0,
-                      max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)  # (B, P + R')
-    P = batch["input_ids"].shape[1]
-    responses = out[:, P:]  # (B, R'), R' <= max_new_tokens when every row stopped early
-    response_mask = response_mask_from(responses, tokenizer.eos_token_id)  # (B, R')
-    attention_mask = torch.cat([batch["attention_mask"], response_mask.long()], dim=1)  # (B, P + R')
-    texts = tokenizer.batch_decode(responses.masked_fill(~response_mask, tokenizer.pad_token_id),
-                                   skip_special_tokens=True)
-    return Samples(out, attention_mask, response_mask, P, texts)
+    out = sample(lm, tokenizer, prompts, max_new_tokens, temperature, top_k)
+    P = out.prompt_ids.shape[1]
+    input_ids = torch.cat([out.prompt_ids, out.tokens], dim=1)  # (B, P + R)
+    attention_mask = torch.cat([out.prompt_mask, out.response_mask.long()], dim=1)  # (B, P + R)
+    return Samples(input_ids, attention_mask, out.response_mask, P,
+                   replies_from(tokenizer, out.tokens, out.response_mask), out.logp)
 
 
 class ResponseOutputs(NamedTuple):
@@ -150,6 +134,8 @@ def response_outputs(model, samples: Samples, temperature: float = 1.0, with_val
         entropy_grad: False computes the entropy outside autograd, for a loop that only logs it (an entropy
             bonus of 0): its backward over (B, R, V) would be wasted work.
     """
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"temperature: expected a float > 0 (the sampling temperature), got {temperature!r}")
     P = samples.prompt_length
     R = samples.input_ids.shape[1] - P
     # Only positions P - 1 .. P + R - 1 get logits (the LM head on the prompt would be thrown away).
@@ -157,9 +143,9 @@ def response_outputs(model, samples: Samples, temperature: float = 1.0, with_val
         logits, values = model(samples.input_ids, samples.attention_mask, logits_from=P - 1)  # (B, R+1, V), (B, P+R)
         values = values[:, P - 1:-1] if with_values else None  # (B, R): V(s_t) at the position before token t
     else:
-        position_ids = (samples.attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, P + R)
         logits = model(input_ids=samples.input_ids, attention_mask=samples.attention_mask,
-                       position_ids=position_ids, **_keep_last_logits(model, R + 1)).logits  # (B, R+1 or P+R, V)
+                       position_ids=position_ids(samples.attention_mask),
+                       **keep_last_logits(model, R + 1)).logits  # (B, R+1 or P+R, V)
         logits = logits[:, -(R + 1):]  # (B, R + 1, V), whether the model kept only those or not
         values = None
     logits = logits[:, :-1, :] / temperature  # (B, R, V): position P - 1 + t predicts response token t
@@ -169,13 +155,6 @@ def response_outputs(model, samples: Samples, temperature: float = 1.0, with_val
         with torch.set_grad_enabled(torch.is_grad_enabled() and entropy_grad):
             entropy = entropy_from_logits(logits)  # (B, R)
     return ResponseOutputs(logp, values, entropy)
-
-
-def _keep_last_logits(model, n: int) -> dict:
-    """The keyword that makes a Hugging Face causal LM compute logits for its last ``n`` positions only
-    (``logits_to_keep``, called ``num_logits_to_keep`` before transformers 4.50), or {} when it has none."""
-    name = forward_keyword(type(model), "logits_to_keep", "num_logits_to_keep")
-    return {name: n} if name else {}
 
 
 def token_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, response_mask: torch.Tensor,
@@ -204,7 +183,7 @@ def token_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tens
         raise ValueError("response_mask: expected at least one real token per response")
     kl = torch.where(mask, kl_k1(logp, ref_logp), torch.zeros_like(logp))  # (B, R): log pi - log pi_ref
     rewards = -kl_coef * kl  # (B, R)
-    last = mask.long().cumsum(dim=1).argmax(dim=1)  # (B,): index of the last True (first max of the running count)
+    last = last_token_index(mask)  # (B,): the response's last real token
     rewards[torch.arange(rewards.shape[0], device=rewards.device), last] += scores.to(rewards.dtype)
     return rewards, kl
 
@@ -226,8 +205,6 @@ def group_response_logprobs(model, samples: Samples, group_size: int, temperatur
     Raises:
         ValueError: N is not a multiple of ``group_size``, or the rows of a group have different prompts.
     """
-    from course_lib.llm.generation import cached_prefix_logprobs
-
     N, P = samples.input_ids.shape[0], samples.prompt_length
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1 or N % group_size:
         raise ValueError(f"group_size: expected an int >= 1 dividing the {N} responses, got {group_size!r}")

@@ -6,14 +6,18 @@ GPUs, hand the same data and reward functions to TRL's trainers, which run under
 (data parallel, DeepSpeed ZeRO or FSDP, chosen by a config file, not by code):
 
 * preference pairs (:class:`~course_lib.data.preferences.PreferencePair`, lesson 10) already use TRL's
-  column names ``prompt`` / ``chosen`` / ``rejected``: :func:`preference_dataset` only wraps them in a
-  ``datasets.Dataset`` for ``RewardTrainer`` and ``DPOTrainer``;
+  column names ``prompt`` / ``chosen`` / ``rejected``: :func:`preference_dataset` wraps them in a
+  ``datasets.Dataset`` for ``RewardTrainer`` and ``DPOTrainer``, with the course's token ids. TRL appends
+  EOS to every text completion that lacks one, which would turn a reply cut at the token limit into a
+  finished one; so both trainers train on the course's ids instead (:func:`~course_lib.llm.tokens.reply_ids`:
+  a sampled reply's own tokens, EOS only when it finished), which :func:`trl_trainer` puts in place of
+  TRL's own tokenisation;
 * a course reward function ``reward_fn(prompts, responses) -> floats`` becomes a TRL reward function
   ``f(prompts, completions, **columns) -> list[float]`` with :func:`trl_reward_function`, for
   ``GRPOTrainer``;
-* :func:`trl_trainer` builds the trainer with the course's defaults (fp32 on a CPU, bf16 where asked,
-  no hub, no reporting), so ``course-kit scale`` (:mod:`course_lib.kit.scale`) can run it on a laptop
-  for a smoke test, or under ``accelerate launch`` on a cluster.
+* :func:`trl_trainer` builds the trainer with the course's defaults (fp32 weights, bf16 autocast where asked,
+  as the course's own loops; no hub, no reporting), so ``course-kit scale`` (:mod:`course_lib.kit.scale`) can
+  run it on a laptop for a smoke test, or under ``accelerate launch`` on a cluster.
 
 Needs the ``scale`` extra (``pip install -e ".[scale]"``: TRL, which brings ``datasets``).
 """
@@ -39,19 +43,39 @@ def _require_trl():
         raise ImportError("TRL is not installed: install the `scale` extra (pip install -e \".[scale]\")") from exc
 
 
-def preference_dataset(pairs: Sequence[PreferencePair]):
+def preference_dataset(pairs: Sequence[PreferencePair], tokenizer=None):
     """Preference pairs -> a ``datasets.Dataset`` with TRL's columns ``prompt``, ``chosen``, ``rejected``.
 
     The prompt is a formatted chat prompt (``chat_prompt``), so TRL treats the rows as plain text and
-    applies no chat template of its own: the tokens are the ones the course's loops train on.
+    applies no chat template of its own. With ``tokenizer``, the rows also carry the course's token ids
+    (``course_prompt_ids``, ``course_chosen_ids``, ``course_rejected_ids``: :func:`~course_lib.llm.tokens.reply_ids`,
+    so a cut reply has no EOS), which :func:`trl_trainer` trains on.
     """
     from datasets import Dataset
+
+    from course_lib.llm.tokens import encode, reply_ids
 
     pairs = list(pairs)
     if not pairs or not all(isinstance(p, PreferencePair) for p in pairs):
         raise ValueError(f"pairs: expected a non-empty list of PreferencePair, got "
                          f"{[type(p).__name__ for p in pairs[:3]]!r} ({len(pairs)} items)")
-    return Dataset.from_list([{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs])
+    rows = [{"prompt": str(p.prompt), "chosen": str(p.chosen), "rejected": str(p.rejected)} for p in pairs]
+    if tokenizer is not None:
+        for row, p in zip(rows, pairs):
+            row.update(course_prompt_ids=encode(tokenizer, p.prompt), course_chosen_ids=reply_ids(tokenizer, p.chosen),
+                       course_rejected_ids=reply_ids(tokenizer, p.rejected))
+    return Dataset.from_list(rows)
+
+
+def _course_token_ids(example, joined: bool) -> dict:
+    """TRL's token columns from the course's: the reply ids after the prompt ids (``joined``: RewardTrainer's
+    whole sequences) or beside them (DPOTrainer's ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids``)."""
+    prompt = example["course_prompt_ids"]
+    if joined:
+        return {"chosen_ids": prompt + example["course_chosen_ids"],
+                "rejected_ids": prompt + example["course_rejected_ids"]}
+    return {"prompt_ids": prompt, "chosen_ids": example["course_chosen_ids"],
+            "rejected_ids": example["course_rejected_ids"]}
 
 
 def prompt_dataset(prompts: Sequence[str]):
@@ -118,7 +142,8 @@ def trl_trainer(algorithm: str, model, tokenizer, output_dir: str, *, pairs: Seq
         steps: optimiser steps (``max_steps``). batch_size: pairs per step and device for ``"reward"`` /
             ``"dpo"``; completions per step and device for ``"grpo"`` (a multiple of ``num_generations``).
         beta: DPO's beta (default 0.1), or GRPO's KL coefficient (default 0, as TRL's: no reference model).
-        bf16: mixed precision (a GPU with bf16); False trains in fp32.
+        bf16: mixed precision (a GPU with bf16): TRL's ``bf16=True`` autocast over float32 weights, like the
+            course's ``mixed_precision="bf16"`` (bf16 weights would round most updates away); False trains in fp32.
         lora_rank: train rank-r LoRA adapters (:func:`lora_config`) instead of every parameter.
         overrides: any other field of TRL's config (``RewardConfig``, ``DPOConfig``, ``GRPOConfig``).
     """
@@ -136,7 +161,7 @@ def trl_trainer(algorithm: str, model, tokenizer, output_dir: str, *, pairs: Seq
                   logging_steps=1, save_strategy="no", eval_strategy="no", report_to=[], seed=seed,
                   disable_tqdm=True, dataloader_num_workers=0)
     if isinstance(model, str):
-        common["model_init_kwargs"] = {"dtype": "bfloat16" if bf16 else "float32"}
+        common["model_init_kwargs"] = {"dtype": "float32"}  # master weights; bf16 only in autocast
     common.update(overrides)
     peft_config = lora_config(lora_rank) if lora_rank is not None else None
     beta = (0.1 if algorithm == "dpo" else 0.0) if beta is None else beta
@@ -147,11 +172,13 @@ def trl_trainer(algorithm: str, model, tokenizer, output_dir: str, *, pairs: Seq
     if algorithm in ("reward", "dpo"):
         if pairs is None:
             raise ValueError(f"pairs: expected preference pairs for algorithm {algorithm!r}, got None")
-        data = preference_dataset(pairs)
+        data = preference_dataset(pairs, tokenizer)
         if algorithm == "reward":
             from trl import RewardConfig, RewardTrainer
 
             args = RewardConfig(max_length=max_length, center_rewards_coefficient=None, **common)
+            # already tokenised (chosen_ids, rejected_ids): TRL skips its own tokenisation and its EOS appending
+            data = data.map(_course_token_ids, fn_kwargs={"joined": True})
             return RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
                                  peft_config=peft_config)
         from trl import DPOConfig, DPOTrainer
@@ -159,8 +186,11 @@ def trl_trainer(algorithm: str, model, tokenizer, output_dir: str, *, pairs: Seq
         args = DPOConfig(max_length=max_length, beta=beta, **common)
         # TRL loads the reference from the model's path; a model object (no path) gets a frozen copy of itself
         ref_model = copy.deepcopy(model).eval() if not isinstance(model, str) and peft_config is None else None
-        return DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=data,
-                          processing_class=tokenizer, peft_config=peft_config)
+        trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=data,
+                             processing_class=tokenizer, peft_config=peft_config)
+        # DPOTrainer always tokenises the text itself (appending EOS to cut replies): put the course's ids in place
+        trainer.train_dataset = trainer.train_dataset.map(_course_token_ids, fn_kwargs={"joined": False})
+        return trainer
 
     if prompts is None or reward_fn is None:
         raise ValueError("prompts, reward_fn: expected both for algorithm 'grpo', got "

@@ -24,10 +24,12 @@ from typing import Sequence
 
 import torch
 
+from course_lib.data.preferences import Reply
 from course_lib.llm.generation import completion_logprobs
 from course_lib.llm.models import adamw, check_finetune_config, guarded_step, train_top_layers, untied_lm_head
 from course_lib.rl import masked_mean
 from course_lib.utils import set_seed
+from course_lib.utils.device import autocast
 from course_lib.utils.metrics import MetricLogger
 
 
@@ -47,6 +49,8 @@ class SFTConfig:
     """``"all"`` or ``"top:N"``: the final norm and the top N layers (and an untied LM head), see :func:`train_top_layers`."""
     max_grad_norm: float = 1.0
     """Clip the gradient to this global L2 norm, > 0."""
+    mixed_precision: str = "no"
+    """``"no"`` (fp32) or ``"bf16"``: forward and loss under bf16 autocast, weights and AdamW in fp32 (a GPU)."""
 
     def __post_init__(self):
         check_finetune_config(self)
@@ -57,8 +61,8 @@ SFT_PRESETS: dict[str, SFTConfig] = {
     "ci": SFTConfig(epochs=1, batch_size=4, learning_rate=1e-3),
     # SmolLM2-135M on a laptop CPU: the top 4 of 30 layers and the final norm (the head is tied to the embeddings).
     "cpu": SFTConfig(epochs=3, batch_size=8, learning_rate=2e-4, trainable="top:4"),
-    # SmolLM2-135M on a GPU: every parameter.
-    "gpu": SFTConfig(epochs=3, batch_size=16, learning_rate=2e-5),
+    # SmolLM2-135M on a GPU: every parameter, bf16 autocast over fp32 weights.
+    "gpu": SFTConfig(epochs=3, batch_size=16, learning_rate=2e-5, mixed_precision="bf16"),
 }
 
 
@@ -81,7 +85,9 @@ def sft(model, tokenizer, prompts: Sequence[str], demonstrations: Sequence[str],
         tokenizer: its tokenizer. prompts: N formatted prompts. demonstrations: N target responses.
         config: an :class:`SFTConfig`, e.g. ``SFT_PRESETS["cpu"]``.
         seed: seeds the shuffling (:func:`set_seed`).
-        with_eos: append ``tokenizer.eos_token`` to each demonstration, so that stopping is learned too.
+        with_eos: append ``tokenizer.eos_token`` to each text demonstration, so that stopping is learned too;
+            a demonstration that is a sampled :class:`~course_lib.data.preferences.Reply` is trained on its own
+            ids (EOS included when it finished).
         progress, live: passed to :class:`MetricLogger`.
 
     Returns:
@@ -101,8 +107,8 @@ def sft(model, tokenizer, prompts: Sequence[str], demonstrations: Sequence[str],
                          f"got {len(demonstrations)}")
     if not all(isinstance(d, str) and d.strip() for d in demonstrations):
         raise ValueError("demonstrations: expected non-empty strings")
-    if with_eos:
-        demonstrations = [d + tokenizer.eos_token for d in demonstrations]
+    if with_eos:  # a sampled Reply keeps its own ids (EOS included when it finished)
+        demonstrations = [d if isinstance(d, Reply) else d + tokenizer.eos_token for d in demonstrations]
     set_seed(seed)
     params = train_top_layers(model.model, untied_lm_head(model), config.trainable)
     optimizer = adamw(params, config.learning_rate, config.weight_decay)
@@ -110,13 +116,15 @@ def sft(model, tokenizer, prompts: Sequence[str], demonstrations: Sequence[str],
     logger = MetricLogger(total=config.epochs * steps_per_epoch, desc="SFT", live=live, progress=progress,
                           keys_to_plot=["sft/loss"])
     generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
     step = 0
     model.train()
     for epoch in range(config.epochs):
         order = torch.randperm(len(prompts), generator=generator).tolist()
         for start in range(0, len(order), config.batch_size):
             rows = order[start:start + config.batch_size]
-            loss, _ = sft_loss(model, tokenizer, [prompts[i] for i in rows], [demonstrations[i] for i in rows])
+            with autocast(device, config.mixed_precision):  # forward and loss; backward and step on fp32 weights
+                loss, _ = sft_loss(model, tokenizer, [prompts[i] for i in rows], [demonstrations[i] for i in rows])
             guarded_step(optimizer, loss, params, config.max_grad_norm, f"epoch {epoch}, step {step}")
             step += 1
             logger.log(step, {"sft/loss": loss.item()})
