@@ -10,6 +10,8 @@
     evaluation (16 prompts x 4 samples x 24 tokens: sample, then the policy's and the reference's
     log-probs; the new path needs only the reference's), and one GRPO group (1 prompt x 8 x 32 tokens).
     Replies per second.
+(c) The new loop's replies per second at batch 16, 32, 64 and 128 (K = 4 per prompt), which sets the
+    batch sizes of the course's sampling workloads.
 
 Old and new take turns in each round, so a change in the machine's load hits both alike; medians over
 rounds. Prints the load average and the thread count with the figures.
@@ -62,7 +64,7 @@ def main() -> None:
         return time.perf_counter() - start, value
 
     def rounds(pairs):
-        """pairs: {name: fn}; each fn runs once per round, in turns; returns {name: [seconds, ...]} and the last values."""
+        """{name: fn}: each fn runs once per round, in turns -> ({name: median seconds}, {name: last value})."""
         times = {name: [] for name in pairs}
         values = {}
         fn0 = next(iter(pairs.values()))
@@ -94,8 +96,9 @@ def main() -> None:
 
         med, _ = rounds({"generate": hf, "course_lib": kit})
         rate = {k: B * steps[k] / med[k] for k in med}
+        ratio = rate["course_lib"] / rate["generate"]
         print(f"  batch {B:3d}: generate {rate['generate']:7.1f}/s, course_lib {rate['course_lib']:7.1f}/s "
-              f"(last run {steps['generate']} vs {steps['course_lib']} steps): ratio {rate['course_lib'] / rate['generate']:.2f}x")
+              f"(last run {steps['generate']} vs {steps['course_lib']} steps): ratio {ratio:.2f}x")
 
     # (b) the workloads, replies per second
     print("\n(b) replies per second, the code path before the loop vs the new one")
@@ -129,13 +132,24 @@ def main() -> None:
         print(f"  {name}: old {n / med['old']:6.2f} replies/s ({med['old']:.2f} s), new {n / med['new']:6.2f} "
               f"replies/s ({med['new']:.2f} s): speed-up {med['old'] / med['new']:.2f}x")
 
+    # (c) the batch size of a sampling workload: K = 4 replies per prompt, 24 tokens, the new loop
+    print("\n(c) replies per second of the new loop by batch size (K = 4 replies per prompt, 24 tokens), peak memory")
+    import resource
+
+    for B in (16, 32, 64, 128):
+        jobs = [p for p in prompts[:B // 4] for _ in range(4)]
+        med, _ = rounds({"new": lambda: sample_responses(model, tok, jobs, 24)})
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB, the process so far
+        print(f"  batch {B:3d}: {B / med['new']:6.2f} replies/s (process peak RSS so far {peak:.2f} GiB)")
+
     # where the new loop's time goes: the prefill (one token: prefill + one LM head) against the whole call
     prefill, _ = rounds({"prefill": lambda: sample(model, tok, pref_prompts, 1)})
     whole, values = rounds({"whole": lambda: sample(model, tok, pref_prompts, 24)})
     steps = values["whole"].tokens.shape[1]
+    decode = whole["whole"] - prefill["prefill"]
     print(f"\nwhere the time goes (preference sampling, new loop): prefill of 16 distinct prompts "
-          f"{prefill['prefill']:.2f} s, {steps - 1} decode steps of 64 rows {whole['whole'] - prefill['prefill']:.2f} s "
-          f"({(whole['whole'] - prefill['prefill']) / max(steps - 1, 1) * 1e3:.0f} ms per step)")
+          f"{prefill['prefill']:.2f} s, {steps - 1} decode steps of 64 rows {decode:.2f} s "
+          f"({decode / max(steps - 1, 1) * 1e3:.0f} ms per step)")
 
 
 if __name__ == "__main__":

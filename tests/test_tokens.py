@@ -71,10 +71,15 @@ def test_sampled_logprobs_equal_a_naive_rescore_and_the_eos_ends_the_episode(sto
     model, tok = stopping
     torch.manual_seed(0)
     out = sample(model, tok, PROMPTS * 2, max_new_tokens=4, temperature=1.0)
-    eos = tok.eos_token_id
     assert out.tokens.shape == out.logp.shape == out.response_mask.shape
     assert out.finished.any() and not out.finished.all()
-    for b, prompt in enumerate(PROMPTS * 2):
+    check_against_naive(model, tok, PROMPTS * 2, out)
+    check_against_naive(model, tok, [PROMPTS[1]] * 3, sample(model, tok, [PROMPTS[1]] * 3, 6))  # no padding at all
+
+
+def check_against_naive(model, tok, prompts, out):
+    eos = tok.eos_token_id
+    for b, prompt in enumerate(prompts):
         reply = out.tokens[b][out.response_mask[b]].tolist()
         assert out.finished[b] == (reply[-1] == eos) and eos not in reply[:-1]
         expected = naive_logps(model, tok(prompt, add_special_tokens=False)["input_ids"], reply)

@@ -183,7 +183,8 @@ def pair_from_record(record, where: str = "record") -> PreferencePair:
     for k in KEYS:
         if not isinstance(record[k], str):
             raise ValueError(f"{where}: {k!r} expected a string, got {type(record[k]).__name__}")
-    return PreferencePair(record["prompt"], _reply_from(record, "chosen", where), _reply_from(record, "rejected", where))
+    chosen, rejected = (_reply_from(record, key, where) for key in ("chosen", "rejected"))
+    return PreferencePair(record["prompt"], chosen, rejected)
 
 
 def save_pairs(pairs: Iterable[PreferencePair | Mapping], path: str | Path) -> int:

@@ -13,7 +13,7 @@ from typing import NamedTuple, Sequence
 import torch
 
 from course_lib.llm.models import forward_keyword
-from course_lib.llm.tokens import completion_ids, encode, pad, position_ids, replies_from
+from course_lib.llm.tokens import completion_ids, encode, pad, position_ids, replies_from, response_mask_from
 from course_lib.rl.logprobs import token_logprobs
 
 Messages = list[dict[str, str]]
@@ -125,14 +125,15 @@ def sample(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, temper
     # 1. prefill the U distinct prompts once, then give each of the B rows its prompt's cache
     prompt_ids, prompt_mask = pad(rows, tokenizer.pad_token_id, "left", device)  # (U, P) each
     owner = torch.tensor([distinct[p] for p in prompts], device=device)  # (B,)
-    out = body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids(prompt_mask),
-               use_cache=True)
+    padded = bool((prompt_mask == 0).any())  # without padding the causal mask alone is right: no mask to build
+    out = body(input_ids=prompt_ids, attention_mask=prompt_mask if padded else None,
+               position_ids=position_ids(prompt_mask), use_cache=True)
     cache = getattr(out, cache_keyword)  # per layer: keys, values (U, heads, P, d)
     if len(distinct) < len(prompts) or not torch.equal(owner, torch.arange(len(prompts), device=device)):
         cache.reorder_cache(owner)  # (B, heads, P, d)
     hidden = out.last_hidden_state[owner, -1]  # (B, H): the state after each prompt
     attention = prompt_mask[owner]  # (B, P)
-    position = prompt_mask[owner].sum(-1)  # (B,): the next token's position
+    position = attention.sum(-1)  # (B,): the next token's position
     B = len(prompts)
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     tokens, logps = [], []
@@ -147,7 +148,8 @@ def sample(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, temper
             if top_k is not None and top_k < scores.shape[-1]:
                 kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]  # (B, 1)
                 scores = scores.masked_fill(scores < kth, float("-inf"))
-            token = torch.multinomial(torch.softmax(scores, dim=-1), 1).squeeze(1)  # (B,)
+            probs = scores.exp() if scores is logp_all else torch.softmax(scores, dim=-1)  # (B, V)
+            token = torch.multinomial(probs, 1).squeeze(1)  # (B,)
         token = torch.where(finished, torch.full_like(token, eos), token)  # a finished row only pads
         tokens.append(token)
         logps.append(logp_all.gather(1, token[:, None]).squeeze(1))  # (B,)
@@ -156,13 +158,13 @@ def sample(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, temper
         if bool(finished.all()) or t == max_new_tokens - 1:
             break
         attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)  # (B, P + t + 1)
-        hidden = body(input_ids=token[:, None], attention_mask=attention, position_ids=(position + t)[:, None],
-                      use_cache=True, **{cache_keyword: cache}).last_hidden_state[:, -1]  # (B, H)
+        hidden = body(input_ids=token[:, None], attention_mask=attention if padded else None,
+                      position_ids=(position + t)[:, None], use_cache=True,
+                      **{cache_keyword: cache}).last_hidden_state[:, -1]  # (B, H)
     tokens_t = torch.stack(tokens, dim=1)  # (B, R)
-    response_mask = torch.ones_like(tokens_t, dtype=torch.bool)
-    response_mask[:, 1:] = (tokens_t[:, :-1] != eos).cumprod(dim=1).bool()  # up to and including the first EOS
-    return Sampled(prompt_ids[owner], prompt_mask[owner], tokens_t, response_mask, torch.stack(logps, dim=1),
-                   finished)
+    P = prompt_ids.shape[1]
+    return Sampled(prompt_ids[owner], attention[:, :P], tokens_t, response_mask_from(tokens_t, eos),
+                   torch.stack(logps, dim=1), finished)
 
 
 def generate(
