@@ -96,6 +96,18 @@ def test_sampling_time_logprobs_equal_the_rescored_ones(tiny):
     torch.testing.assert_close(samples.logp[m], rescored[m], atol=1e-4, rtol=0)
 
 
+def test_prompts_shared_by_several_rows_are_scored_once_with_the_same_logprobs(tiny):
+    from course_lib.llm.rollout import shared_prompt_response_logprobs
+
+    model, tok = tiny
+    torch.manual_seed(5)
+    samples = sample_responses(model, tok, [PROMPTS[1], PROMPTS[0], PROMPTS[1], PROMPTS[2], PROMPTS[0]], 5)
+    full = response_outputs(model, samples, with_values=False).logp  # (5, R): every row's prompt run again
+    shared = shared_prompt_response_logprobs(model, samples)  # (5, R): 3 distinct prompts, each once
+    m = samples.response_mask
+    torch.testing.assert_close(shared[m], full[m], atol=1e-4, rtol=0)
+
+
 def test_temperature_1_samples_from_softmax_of_the_logits(tiny):
     """Chi-square test of the first sampled token against softmax(logits) on the 8 most likely tokens (+ the rest)."""
     model, tok = tiny

@@ -193,14 +193,28 @@ def sequence_kl(kl: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
     return masked_sum(kl, response_mask.bool(), dim=-1)
 
 
+def shared_prompt_response_logprobs(model, samples: Samples, temperature: float = 1.0) -> torch.Tensor:
+    """(N, R) log pi(a_t | s_t) of each response token, each distinct prompt of ``samples`` run once.
+
+    Rows with the same prompt (K samples per prompt: GRPO's groups, a held-out evaluation's several
+    samples, best-of-n) share one pass over it: the prompt goes through the body once and its KV cache
+    is reused by its responses (:func:`~course_lib.llm.generation.cached_prefix_logprobs`). Equal to
+    ``response_outputs(model, samples, temperature, with_values=False).logp`` on the response tokens
+    (tested, values and gradients), for about 1/K of the prompt's work.
+    """
+    P = samples.prompt_length
+    key = torch.cat([samples.input_ids[:, :P], samples.attention_mask[:, :P].long()], dim=1)  # (N, 2P)
+    distinct, owner = torch.unique(key, dim=0, return_inverse=True)  # (U, 2P), (N,)
+    lm = model.lm if isinstance(model, PolicyWithValue) else model
+    return cached_prefix_logprobs(lm, distinct[:, :P], distinct[:, P:], owner, samples.responses,
+                                  samples.response_mask, temperature)  # (N, R)
+
+
 def group_response_logprobs(model, samples: Samples, group_size: int, temperature: float = 1.0) -> torch.Tensor:
     """(N, R) log pi(a_t | s_t) of each response token, for groups of G consecutive responses to one prompt.
 
-    GRPO samples G responses per prompt; rows b*G .. b*G + G - 1 of ``samples`` share prompt b. Each
-    prompt goes through the body once, its KV cache is reused by its G responses
-    (:func:`~course_lib.llm.generation.cached_prefix_logprobs`): equal to
-    ``response_outputs(model, samples, temperature, with_values=False).logp`` on the response tokens
-    (tested, values and gradients), for about 1/G of the prompt's work.
+    GRPO samples G responses per prompt; rows b*G .. b*G + G - 1 of ``samples`` share prompt b, which
+    goes through the body once (:func:`shared_prompt_response_logprobs`, after checking the grouping).
 
     Raises:
         ValueError: N is not a multiple of ``group_size``, or the rows of a group have different prompts.
@@ -208,13 +222,7 @@ def group_response_logprobs(model, samples: Samples, group_size: int, temperatur
     N, P = samples.input_ids.shape[0], samples.prompt_length
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1 or N % group_size:
         raise ValueError(f"group_size: expected an int >= 1 dividing the {N} responses, got {group_size!r}")
-    B = N // group_size
-    prompt_ids = samples.input_ids[::group_size, :P]  # (B, P)
-    prompt_mask = samples.attention_mask[::group_size, :P]  # (B, P)
-    same = (samples.input_ids[:, :P].view(B, group_size, P) == prompt_ids[:, None]).all()
-    if not same:
+    prompts = samples.input_ids[:, :P].view(N // group_size, group_size, P)  # (B, G, P)
+    if not (prompts == prompts[:, :1]).all():
         raise ValueError(f"samples: expected each run of group_size ({group_size}) rows to share one prompt")
-    owner = torch.arange(B, device=prompt_ids.device).repeat_interleave(group_size)  # (N,)
-    lm = model.lm if isinstance(model, PolicyWithValue) else model
-    return cached_prefix_logprobs(lm, prompt_ids, prompt_mask, owner, samples.responses, samples.response_mask,
-                                  temperature)  # (N, R)
+    return shared_prompt_response_logprobs(model, samples, temperature)  # (N, R)
