@@ -8,7 +8,8 @@
     cache shared by its K rows; the sampling-time log-probs reused where the old path re-scored):
     lesson 10's preference sampling (16 prompts x K = 4 replies x 24 tokens, batch 64), the held-out
     evaluation (16 prompts x 4 samples x 24 tokens: sample, then the policy's and the reference's
-    log-probs; the new path needs only the reference's), and one GRPO group (1 prompt x 8 x 32 tokens).
+    log-probs; the new path needs only the reference's, each distinct prompt run once), and one GRPO
+    group (1 prompt x 8 x 32 tokens).
     Replies per second.
 (c) The new loop's replies per second at batch 16, 32, 64 and 128 (K = 4 per prompt), which sets the
     batch sizes of the course's sampling workloads.
@@ -39,7 +40,7 @@ def main() -> None:
     from course_lib.data.prompts import HELD_OUT_PROMPTS, TRAIN_PROMPTS
     from course_lib.llm.generation import chat_prompt, sample
     from course_lib.llm.models import load_model
-    from course_lib.llm.rollout import Samples, response_outputs, sample_responses
+    from course_lib.llm.rollout import Samples, response_outputs, sample_responses, shared_prompt_response_logprobs
     from course_lib.llm.tokens import replies_from, response_mask_from
 
     torch.set_num_threads(args.threads)
@@ -116,7 +117,7 @@ def main() -> None:
     @torch.no_grad()
     def eval_new():
         s = sample_responses(model, tok, eval_prompts, 24)
-        ref = response_outputs(reference, s, with_values=False).logp
+        ref = shared_prompt_response_logprobs(reference, s)  # each distinct prompt once
         return s, s.logp - ref
 
     group = [prompts[40]] * 8

@@ -56,8 +56,13 @@ def test_margin_asks_for_a_larger_gap_and_gradients_push_scores_apart():
 
 
 def test_bradley_terry_loss_rejects_mismatched_shapes():
-    with pytest.raises(ValueError, match=r"rejected_rewards: expected shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"rejected_rewards: expected shape \(B,\) = \(3,\) like chosen_rewards, got \(2,\)"):
         bradley_terry_loss(torch.zeros(3), torch.zeros(2))
+    # a (B, 1) chosen tensor is named as the culprit, not the (B,) rejected one
+    with pytest.raises(ValueError, match=r"chosen_rewards: expected shape \(B,\) = \(3,\).*got \(3, 1\)"):
+        bradley_terry_loss(torch.zeros(3, 1), torch.zeros(3))
+    with pytest.raises(ValueError, match=r"rejected_rewards: expected shape \(B,\) = \(3,\).*got \(3, 1\)"):
+        bradley_terry_loss(torch.zeros(3), torch.zeros(3, 1))
     with pytest.raises(ValueError, match=r"margin: expected shape \(2,\), got \(3,\)"):
         bradley_terry_loss(torch.zeros(2), torch.zeros(2), margin=torch.zeros(3))
 

@@ -35,9 +35,13 @@ def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Ten
         ``(loss, info)``; info: ``accuracy`` (share of pairs with r_chosen > r_rejected),
         ``margin`` (mean r_chosen - r_rejected).
     """
-    if chosen_rewards.dim() != 1 or rejected_rewards.shape != chosen_rewards.shape:
-        raise ValueError(f"rejected_rewards: expected shape {tuple(chosen_rewards.shape)} like chosen_rewards, "
-                         f"both (B,), got {tuple(rejected_rewards.shape)} and {tuple(chosen_rewards.shape)}")
+    if chosen_rewards.dim() != 1:
+        B = chosen_rewards.shape[0] if chosen_rewards.dim() else "B"
+        raise ValueError(f"chosen_rewards: expected shape (B,) = ({B},), one score per pair, "
+                         f"got {tuple(chosen_rewards.shape)}")
+    if rejected_rewards.shape != chosen_rewards.shape:
+        raise ValueError(f"rejected_rewards: expected shape (B,) = {tuple(chosen_rewards.shape)} like chosen_rewards, "
+                         f"got {tuple(rejected_rewards.shape)}")
     diff = chosen_rewards - rejected_rewards  # (B,)
     if margin is not None:
         margin = torch.as_tensor(margin, dtype=diff.dtype, device=diff.device)
