@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; see the README on busy CPUs)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per configuration (default 3)")
     parser.add_argument("--batches", default="1,8,32", help="batch sizes of part (a) (default 1,8,32)")
+    parser.add_argument("--parts", default="abc", help="which parts to run, e.g. 'a' (default abc)")
     args = parser.parse_args()
 
     import torch
@@ -81,76 +82,79 @@ def main() -> None:
           f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min), {os.cpu_count()} cores; "
           f"medians of {args.rounds} rounds")
 
-    # (a) the loop against generate, distinct prompts, 32 new tokens
-    print("\n(a) decoded positions per second (batch x steps run / s), 32 new tokens, temperature 1")
-    for B in [int(b) for b in args.batches.split(",")]:
-        batch_prompts = prompts[:B]
-        steps = {}
-
-        def hf():
-            s = hf_samples(batch_prompts, 32)
-            steps["generate"] = s.responses.shape[1]
-
-        def kit():
-            out = sample(model, tok, batch_prompts, 32, temperature=1.0)
-            steps["course_lib"] = out.tokens.shape[1]
-
-        med, _ = rounds({"generate": hf, "course_lib": kit})
-        rate = {k: B * steps[k] / med[k] for k in med}
-        ratio = rate["course_lib"] / rate["generate"]
-        print(f"  batch {B:3d}: generate {rate['generate']:7.1f}/s, course_lib {rate['course_lib']:7.1f}/s "
-              f"(last run {steps['generate']} vs {steps['course_lib']} steps): ratio {ratio:.2f}x")
-
-    # (b) the workloads, replies per second
-    print("\n(b) replies per second, the code path before the loop vs the new one")
     pref_prompts = [p for p in prompts[:16] for _ in range(4)]  # lesson 10: K = 4 per prompt, one batch of 64
-    eval_prompts = [p for p in prompts[16:32] for _ in range(4)]
-    reference = model  # the evaluation's reference; the same weights here, the same work
+    if "a" in args.parts:
+        # (a) the loop against generate, distinct prompts, 32 new tokens
+        print("\n(a) decoded positions per second (batch x steps run / s), 32 new tokens, temperature 1")
+        for B in [int(b) for b in args.batches.split(",")]:
+            batch_prompts = prompts[:B]
+            steps = {}
 
-    @torch.no_grad()
-    def eval_old():
-        s = hf_samples(eval_prompts, 24)
-        logp = response_outputs(model, s, with_values=False).logp
-        ref = response_outputs(reference, s, with_values=False).logp
-        return s, logp - ref
+            def hf():
+                s = hf_samples(batch_prompts, 32)
+                steps["generate"] = s.responses.shape[1]
 
-    @torch.no_grad()
-    def eval_new():
-        s = sample_responses(model, tok, eval_prompts, 24)
-        ref = shared_prompt_response_logprobs(reference, s)  # each distinct prompt once
-        return s, s.logp - ref
+            def kit():
+                out = sample(model, tok, batch_prompts, 32, temperature=1.0)
+                steps["course_lib"] = out.tokens.shape[1]
 
-    group = [prompts[40]] * 8
-    workloads = {
-        "preference sampling (16 x 4 x 24)": ({"old": lambda: hf_samples(pref_prompts, 24),
-                                                "new": lambda: sample_responses(model, tok, pref_prompts, 24)}, 64),
-        "held-out evaluation (16 x 4 x 24)": ({"old": eval_old, "new": eval_new}, 64),
-        "GRPO group (1 x 8 x 32)": ({"old": lambda: hf_samples(group, 32),
-                                     "new": lambda: sample_responses(model, tok, group, 32)}, 8),
-    }
-    for name, (fns, n) in workloads.items():
-        med, _ = rounds(fns)
-        print(f"  {name}: old {n / med['old']:6.2f} replies/s ({med['old']:.2f} s), new {n / med['new']:6.2f} "
-              f"replies/s ({med['new']:.2f} s): speed-up {med['old'] / med['new']:.2f}x")
+            med, _ = rounds({"generate": hf, "course_lib": kit})
+            rate = {k: B * steps[k] / med[k] for k in med}
+            ratio = rate["course_lib"] / rate["generate"]
+            print(f"  batch {B:3d}: generate {rate['generate']:7.1f}/s, course_lib {rate['course_lib']:7.1f}/s "
+                  f"(last run {steps['generate']} vs {steps['course_lib']} steps): ratio {ratio:.2f}x")
 
-    # (c) the batch size of a sampling workload: K = 4 replies per prompt, 24 tokens, the new loop
-    print("\n(c) replies per second of the new loop by batch size (K = 4 replies per prompt, 24 tokens), peak memory")
-    import resource
+    if "b" in args.parts:
+        # (b) the workloads, replies per second
+        print("\n(b) replies per second, the code path before the loop vs the new one")
+        eval_prompts = [p for p in prompts[16:32] for _ in range(4)]
+        reference = model  # the evaluation's reference; the same weights here, the same work
 
-    for B in (16, 32, 64, 128):
-        jobs = [p for p in prompts[:B // 4] for _ in range(4)]
-        med, _ = rounds({"new": lambda: sample_responses(model, tok, jobs, 24)})
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB, the process so far
-        print(f"  batch {B:3d}: {B / med['new']:6.2f} replies/s (process peak RSS so far {peak:.2f} GiB)")
+        @torch.no_grad()
+        def eval_old():
+            s = hf_samples(eval_prompts, 24)
+            logp = response_outputs(model, s, with_values=False).logp
+            ref = response_outputs(reference, s, with_values=False).logp
+            return s, logp - ref
 
-    # where the new loop's time goes: the prefill (one token: prefill + one LM head) against the whole call
-    prefill, _ = rounds({"prefill": lambda: sample(model, tok, pref_prompts, 1)})
-    whole, values = rounds({"whole": lambda: sample(model, tok, pref_prompts, 24)})
-    steps = values["whole"].tokens.shape[1]
-    decode = whole["whole"] - prefill["prefill"]
-    print(f"\nwhere the time goes (preference sampling, new loop): prefill of 16 distinct prompts "
-          f"{prefill['prefill']:.2f} s, {steps - 1} decode steps of 64 rows {decode:.2f} s "
-          f"({decode / max(steps - 1, 1) * 1e3:.0f} ms per step)")
+        @torch.no_grad()
+        def eval_new():
+            s = sample_responses(model, tok, eval_prompts, 24)
+            ref = shared_prompt_response_logprobs(reference, s)  # each distinct prompt once
+            return s, s.logp - ref
+
+        group = [prompts[40]] * 8
+        workloads = {
+            "preference sampling (16 x 4 x 24)": ({"old": lambda: hf_samples(pref_prompts, 24),
+                                                    "new": lambda: sample_responses(model, tok, pref_prompts, 24)}, 64),
+            "held-out evaluation (16 x 4 x 24)": ({"old": eval_old, "new": eval_new}, 64),
+            "GRPO group (1 x 8 x 32)": ({"old": lambda: hf_samples(group, 32),
+                                         "new": lambda: sample_responses(model, tok, group, 32)}, 8),
+        }
+        for name, (fns, n) in workloads.items():
+            med, _ = rounds(fns)
+            print(f"  {name}: old {n / med['old']:6.2f} replies/s ({med['old']:.2f} s), new {n / med['new']:6.2f} "
+                  f"replies/s ({med['new']:.2f} s): speed-up {med['old'] / med['new']:.2f}x")
+
+    if "c" in args.parts:
+        # (c) the batch size of a sampling workload: K = 4 replies per prompt, 24 tokens, the new loop
+        print("\n(c) replies per second of the new loop by batch size (K = 4 replies per prompt, 24 tokens)")
+        import resource
+
+        for B in (16, 32, 64, 128):
+            jobs = [p for p in prompts[:B // 4] for _ in range(4)]
+            med, _ = rounds({"new": lambda: sample_responses(model, tok, jobs, 24)})
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB, the process so far
+            print(f"  batch {B:3d}: {B / med['new']:6.2f} replies/s (process peak RSS so far {peak:.2f} GiB)")
+
+        # where the new loop's time goes: the prefill (one token: prefill + one LM head) against the whole call
+        prefill, _ = rounds({"prefill": lambda: sample(model, tok, pref_prompts, 1)})
+        whole, values = rounds({"whole": lambda: sample(model, tok, pref_prompts, 24)})
+        steps = values["whole"].tokens.shape[1]
+        decode = whole["whole"] - prefill["prefill"]
+        print(f"\nwhere the time goes (preference sampling, new loop): prefill of 16 distinct prompts "
+              f"{prefill['prefill']:.2f} s, {steps - 1} decode steps of 64 rows {decode:.2f} s "
+              f"({decode / max(steps - 1, 1) * 1e3:.0f} ms per step)")
 
 
 if __name__ == "__main__":

@@ -140,19 +140,18 @@ def sample(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, temper
     for t in range(max_new_tokens):
         # 2. the next-token distribution of every row, one token sampled (or the argmax)
         logits = head(hidden).float()  # (B, V)
-        logp_all = torch.log_softmax(logits / (temperature or 1.0), dim=-1)  # (B, V): the policy
+        probs = torch.softmax(logits / (temperature or 1.0), dim=-1)  # (B, V): the policy
         if temperature == 0:
             token = logits.argmax(dim=-1)  # (B,)
         else:
-            scores = logp_all
-            if top_k is not None and top_k < scores.shape[-1]:
-                kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]  # (B, 1)
-                scores = scores.masked_fill(scores < kth, float("-inf"))
-            probs = scores.exp() if scores is logp_all else torch.softmax(scores, dim=-1)  # (B, V)
-            token = torch.multinomial(probs, 1).squeeze(1)  # (B,)
+            weights = probs
+            if top_k is not None and top_k < probs.shape[-1]:
+                kth = torch.topk(probs, top_k, dim=-1).values[:, -1:]  # (B, 1)
+                weights = probs.masked_fill(probs < kth, 0.0)  # multinomial renormalises
+            token = torch.multinomial(weights, 1).squeeze(1)  # (B,)
         token = torch.where(finished, torch.full_like(token, eos), token)  # a finished row only pads
         tokens.append(token)
-        logps.append(logp_all.gather(1, token[:, None]).squeeze(1))  # (B,)
+        logps.append(probs.gather(1, token[:, None]).squeeze(1).log())  # (B,): one log per row, not (B, V)
         finished |= token == eos
         # 3. stop when every row has ended; else feed the new tokens through the cache
         if bool(finished.all()) or t == max_new_tokens - 1:
