@@ -34,10 +34,10 @@ clip 0.2, vf_coef 0.1.
   ``<|endoftext|>`` (the shapes do not change).
 
 By default both libraries stop generating once every row has produced the end-of-turn token,
-which would make a step's shapes a matter of luck. Here both generate the full 32 tokens (the
+which would make a step's shapes a matter of luck. Here both generate the full 32 tokens (TRL's
 policy's generation config gets ``eos_token_id=None``, as TRL itself does with
-``stop_token=None``), and each still masks or cuts every response after its first end-of-turn
-token. The script checks that every generation has 32 new tokens and prints the mean response
+``stop_token=None``; course_lib's sampler is handed a tokenizer without an end-of-sequence id),
+and each still masks or cuts every response after its first end-of-turn token. The script checks that every generation has 32 new tokens and prints the mean response
 length up to that token.
 
 Timing. The machine may be shared, so the configurations take turns instead of running one
@@ -90,7 +90,8 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 import torch  # noqa: E402
 
 from course_lib.data.prompts import TRAIN_PROMPTS  # noqa: E402
-from course_lib.llm.generation import chat_prompt  # noqa: E402
+from course_lib.llm import rollout  # noqa: E402
+from course_lib.llm.generation import chat_prompt, sample  # noqa: E402
 from course_lib.llm.models import cached_model_dir, count_parameters, load_model, load_tokenizer  # noqa: E402
 from course_lib.llm.ppo import RLHF_PRESETS, RLHFConfig, rlhf_ppo, select_trainable  # noqa: E402
 from course_lib.llm.reward_model import RewardModel, score_responses  # noqa: E402
@@ -168,29 +169,55 @@ class StepClock:
         self.ends.append(time.perf_counter())
         print(f"  [{self.name}] step {len(self.ends)}: {self.ends[-1] - self.starts[-1]:.2f} s", flush=True)
 
+    def _start_step(self) -> None:
+        """A step starts at its sampling: the previous one ends here, and the next configuration takes its turn."""
+        if self.starts:
+            self._end_step()
+            self.baton.yield_turn(self.name)
+        self.starts.append(time.perf_counter())
+        self.phases.append(defaultdict(float))
+        self.ppo_forwards.append(0)
+        self.threads.add(torch.get_num_threads())
+        self.active = None
+
+    def _record(self, sequences: torch.Tensor, responses: torch.Tensor) -> None:
+        self.shapes.append(tuple(sequences.shape))
+        mask = response_mask_from(responses, self.eos_token_id)
+        self.lengths.append(float(mask.sum(dim=1).float().mean()))
+
     def wrap_generate(self, lm) -> None:
+        """TRL's step: its policy's ``generate``."""
         generate = lm.generate
 
         def timed(*args, **kwargs):
-            if self.starts:  # the previous step ends here; the next configuration's turn
-                self._end_step()
-                self.baton.yield_turn(self.name)
-            self.starts.append(time.perf_counter())
-            self.phases.append(defaultdict(float))
-            self.ppo_forwards.append(0)
-            self.threads.add(torch.get_num_threads())
-            self.active = None
+            self._start_step()
             self._enter("generate")
             out = generate(*args, **kwargs)
             self._leave("generate")
             sequences = out.sequences if hasattr(out, "sequences") else out
-            prompt_length = kwargs["input_ids"].shape[1]
-            self.shapes.append(tuple(sequences.shape))
-            mask = response_mask_from(sequences[:, prompt_length:], self.eos_token_id)
-            self.lengths.append(float(mask.sum(dim=1).float().mean()))
+            self._record(sequences, sequences[:, kwargs["input_ids"].shape[1]:])
             return out
 
         lm.generate = timed
+
+    def wrap_sampler(self) -> None:
+        """course_lib's step: its sampler (``course_lib.llm.rollout.sample``), made to write all its tokens. The
+        configurations run in threads of one process, so the patched sampler finds the calling thread's clock."""
+        _SAMPLER_CLOCKS[threading.get_ident()] = self
+        rollout.sample = _clocked_sample
+
+    def timed_sample(self, lm, tokenizer, prompts, max_new_tokens, *args):
+        self._start_step()
+        self._enter("generate")
+        out = full_length_sample(sample, lm, tokenizer, prompts, max_new_tokens, *args)
+        self._leave("generate")
+        self._record(torch.cat([out.prompt_ids, out.tokens], dim=1), out.tokens)
+        return out
+
+    def unwrap_sampler(self) -> None:
+        del _SAMPLER_CLOCKS[threading.get_ident()]
+        if not _SAMPLER_CLOCKS:
+            rollout.sample = sample
 
     def hook(self, module, phase: str | None = None) -> None:
         """Time ``module``'s forwards as ``phase``, or, when None, as rollout or PPO forwards by grad mode."""
@@ -232,22 +259,52 @@ class StepClock:
                 "ppo_forwards": self.ppo_forwards, "threads": self.threads}
 
 
+_SAMPLER_CLOCKS: dict[int, StepClock] = {}
+"""The clock of each thread that runs course_lib (see :meth:`StepClock.wrap_sampler`)."""
+
+
+def _clocked_sample(lm, tokenizer, prompts, max_new_tokens, *args):
+    return _SAMPLER_CLOCKS[threading.get_ident()].timed_sample(lm, tokenizer, prompts, max_new_tokens, *args)
+
+
+class NoStop:
+    """The tokenizer with no end-of-sequence id, so that the course's sampler writes every one of its tokens."""
+
+    eos_token_id = -1
+
+    def __init__(self, tokenizer):
+        self._tokenizer = tokenizer
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+    def __call__(self, *args, **kwargs):
+        return self._tokenizer(*args, **kwargs)
+
+
+def full_length_sample(real_sample, lm, tokenizer, prompts, max_new_tokens, *args):
+    """course_lib's sampler for all ``max_new_tokens`` tokens, its masks still ending at the first end-of-turn."""
+    out = real_sample(lm, NoStop(tokenizer), prompts, max_new_tokens, *args)
+    mask = response_mask_from(out.tokens, tokenizer.eos_token_id)  # (B, R)
+    return out._replace(response_mask=mask, finished=((out.tokens == tokenizer.eos_token_id) & mask).any(dim=1))
+
+
 def run_course_lib(prompts: list[str], config: RLHFConfig, clock: StepClock) -> dict:
     torch.manual_seed(SEED)
     lm, tok = load_model()
-    lm.generation_config.eos_token_id = None  # generate all 32 tokens; the masks still end at the first EOS
     policy = PolicyWithValue(lm)
     reference = copy.deepcopy(lm)  # what rlhf_ppo makes itself when given none; made here to hook it
     rm_lm, _ = load_model()
     reward_model = RewardModel(rm_lm)
     reward_model.requires_grad_(False)
-    clock.wrap_generate(lm)
+    clock.wrap_sampler()
     clock.hook(policy)
     clock.hook(reference)
     reward_fn = clock.wrap_call(lambda p, r: score_responses(reward_model, tok, p, r).tolist(), "score")
     result = rlhf_ppo(policy, tok, prompts, reward_fn, config, seed=SEED, reference=reference,
                       progress=False, live=False)
     out = clock.finish()
+    clock.unwrap_sampler()
     trained, _ = count_parameters(policy)
     out.update(trained=trained, stopped=result.stopped_early, skipped=result.skipped_minibatches,
                optimizer="rlhf_ppo's torch.optim.Adam")
@@ -376,8 +433,9 @@ def main() -> None:
 
     torch.manual_seed(SEED)
     lm, _ = load_model()
-    lm.generation_config.eos_token_id = None
+    rollout.sample = lambda *a: full_length_sample(sample, *a)
     samples = sample_responses(lm, tok, prompts, RESPONSE, 1.0)  # the raw passes' batch, (8, P + 32)
+    rollout.sample = sample
     del lm
     seq_len = samples.input_ids.shape[1]
 
