@@ -6,7 +6,7 @@ Shapes (B batch, P prompt length after left padding, R response tokens, V vocabu
 
 * ``input_ids`` (B, P + R): left-padded prompts, then the sampled response tokens;
 * ``response_mask`` (B, R): True on the response's real tokens, up to and including the
-  first EOS; False on what ``generate`` wrote after it (padding; SmolLM2's pad id *is* its EOS id);
+  first EOS; False on what the sampler wrote after it (padding; SmolLM2's pad id *is* its EOS id);
 * the logits at position P - 1 + t predict response token t, so per-token log-probs and
   values of the response are read at positions P - 1 .. P + R - 2 (the shift of next-token
   prediction, at every place it happens below).
