@@ -87,6 +87,12 @@ class Samples:
         return ((self.responses == eos_token_id) & self.response_mask).any(dim=1)
 
 
+def _check_policy_temperature(temperature) -> None:
+    """The policy is softmax(logits / temperature): defined for a temperature > 0 only (0 is greedy decoding)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"temperature: expected a float > 0 (the policy's sampling temperature), got {temperature!r}")
+
+
 @torch.no_grad()
 def sample_responses(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, temperature: float = 1.0,
                      top_k: int | None = None) -> Samples:
@@ -100,8 +106,7 @@ def sample_responses(model, tokenizer, prompts: Sequence[str], max_new_tokens: i
             the policy's exploration). top_k: None samples from the whole vocabulary, as the policy
             gradient assumes; a top-k sample is not drawn from the distribution whose log-probs PPO uses.
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature: expected a float > 0 (sampling), got {temperature!r}")
+    _check_policy_temperature(temperature)
     lm = model.lm if isinstance(model, PolicyWithValue) else model
     out = sample(lm, tokenizer, prompts, max_new_tokens, temperature, top_k)
     P = out.prompt_ids.shape[1]
@@ -134,8 +139,7 @@ def response_outputs(model, samples: Samples, temperature: float = 1.0, with_val
         entropy_grad: False computes the entropy outside autograd, for a loop that only logs it (an entropy
             bonus of 0): its backward over (B, R, V) would be wasted work.
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature: expected a float > 0 (the sampling temperature), got {temperature!r}")
+    _check_policy_temperature(temperature)
     P = samples.prompt_length
     R = samples.input_ids.shape[1] - P
     # Only positions P - 1 .. P + R - 1 get logits (the LM head on the prompt would be thrown away).
