@@ -89,12 +89,12 @@ def backup_returns_list(P, R, done, V, gamma):
 @pytest.mark.parametrize(
     "wrong, expected_message",
     [
-        (backup_ignores_done, r"case 2/7 \(terminal transitions \(done True\): no bootstrapping"),
-        (backup_forgets_gamma, r"case 1/7 \(3 states, 2 actions, no terminal transitions, gamma 0\.9.*first mismatch"),
-        (backup_inverted_done, r"case 1/7 .*first mismatch at index \[0, 0\]"),
-        (backup_value_of_current_state, r"case 1/7 .*first mismatch"),
-        (backup_gamma_on_reward, r"case 1/7 .*first mismatch"),
-        (backup_returns_list, r"case 1/7 .*expected a ndarray, got list"),
+        (backup_ignores_done, r"case 2 of 7 \(terminal transitions \(done True\): no bootstrapping"),
+        (backup_forgets_gamma, r"case 1 of 7 \(3 states, 2 actions, no terminal transitions, gamma 0\.9.*first mismatch"),
+        (backup_inverted_done, r"case 1 of 7 .*first mismatch at index \[0, 0\]"),
+        (backup_value_of_current_state, r"case 1 of 7 .*first mismatch"),
+        (backup_gamma_on_reward, r"case 1 of 7 .*first mismatch"),
+        (backup_returns_list, r"case 1 of 7 .*expected a ndarray, got list"),
     ],
 )
 def test_bellman_backup_wrong_versions_fail(wrong, expected_message):
@@ -113,7 +113,7 @@ def test_bellman_backup_gamma_zero_case_catches_gamma_on_the_reward_only_when_re
     def wrong_at_zero(P, R, done, V, gamma):
         return bellman_backup(P, R, done, V, gamma if gamma > 0 else 1.0)
 
-    with pytest.raises(CheckFailed, match=r"case 3/7 \(gamma 0: Q\(s, a\) = R\(s, a\)"):
+    with pytest.raises(CheckFailed, match=r"case 3 of 7 \(gamma 0: Q\(s, a\) = R\(s, a\)"):
         check_bellman_backup(wrong_at_zero)
 
 
@@ -147,12 +147,12 @@ def sweep_clipped_at_zero(P, R, done, V, gamma):
 @pytest.mark.parametrize(
     "wrong, expected_message",
     [
-        (sweep_max_over_states, r"case 1/6 .*expected shape \(3,\), got shape \(2,\)"),
-        (sweep_min, r"case 1/6 \(3 states, 2 actions, no terminal transitions, gamma 0\.9.*first mismatch"),
-        (sweep_forgets_gamma, r"case 1/6 .*first mismatch"),
-        (sweep_bootstraps_through_terminal, r"case 2/6 \(terminal transitions \(done True\)"),
-        (sweep_mean, r"case 1/6 .*first mismatch"),
-        (sweep_clipped_at_zero, r"case 3/6 \(all rewards and values negative"),
+        (sweep_max_over_states, r"case 1 of 6 .*expected shape \(3,\), got shape \(2,\)"),
+        (sweep_min, r"case 1 of 6 \(3 states, 2 actions, no terminal transitions, gamma 0\.9.*first mismatch"),
+        (sweep_forgets_gamma, r"case 1 of 6 .*first mismatch"),
+        (sweep_bootstraps_through_terminal, r"case 2 of 6 \(terminal transitions \(done True\)"),
+        (sweep_mean, r"case 1 of 6 .*first mismatch"),
+        (sweep_clipped_at_zero, r"case 3 of 6 \(all rewards and values negative"),
     ],
 )
 def test_value_iteration_sweep_wrong_versions_fail(wrong, expected_message):
@@ -166,7 +166,7 @@ def test_max_over_states_fails_on_values_when_shapes_agree():
         Q = bellman_backup(P, R, done, V, gamma)
         return Q.max(axis=0) if Q.shape[0] == Q.shape[1] else Q.max(axis=1)
 
-    with pytest.raises(CheckFailed, match=r"case 4/6 \(as many actions as states .*first mismatch"):
+    with pytest.raises(CheckFailed, match=r"case 4 of 6 \(as many actions as states .*first mismatch"):
         check_value_iteration_sweep(square_only)
 
 
@@ -206,12 +206,12 @@ def policy_as_list(Q):
 @pytest.mark.parametrize(
     "wrong, expected_message",
     [
-        (policy_argmin, r"case 1/6 \(5 states, 3 actions, no ties.*first mismatch"),
-        (policy_last_on_ties, r"case 2/6 \(ties: the first best action wins"),
-        (policy_over_states, r"case 1/6 .*expected shape \(5,\), got shape \(3,\)"),
-        (policy_values_not_actions, r"case 1/6 .*expected dtype int64, got dtype float64"),
-        (policy_from_zero, r"case 4/6 \(all values negative"),
-        (policy_as_list, r"case 1/6 .*expected a ndarray, got list"),
+        (policy_argmin, r"case 1 of 6 \(5 states, 3 actions, no ties.*first mismatch"),
+        (policy_last_on_ties, r"case 2 of 6 \(ties: the first best action wins"),
+        (policy_over_states, r"case 1 of 6 .*expected shape \(5,\), got shape \(3,\)"),
+        (policy_values_not_actions, r"case 1 of 6 .*expected dtype int64, got dtype float64"),
+        (policy_from_zero, r"case 4 of 6 \(all values negative"),
+        (policy_as_list, r"case 1 of 6 .*expected a ndarray, got list"),
     ],
 )
 def test_greedy_policy_wrong_versions_fail(wrong, expected_message):

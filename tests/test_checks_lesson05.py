@@ -59,13 +59,13 @@ def starts_afresh(model, s, a, r, s2, terminated):
 @pytest.mark.parametrize(
     "wrong, expected_message",
     [
-        (keeps_first_outcome, r"case 3/5 \(the same \(s, a\) again with a different outcome: keep only the latest"
+        (keeps_first_outcome, r"case 3 of 5 \(the same \(s, a\) again with a different outcome: keep only the latest"
                               r".*result\[0\] \(the outcome stored for \(s, a\)\)\[0\]: expected -\d+, got -\d+"),
-        (wrong_order, r"case 1/5 .*result\[0\] \(the outcome stored for \(s, a\)\)\[0\]: expected -1, got 13"),
-        (keyed_by_state, r"case 1/5 .*the outcome stored for \(s, a\)\): expected a tuple of 3 items, got NoneType"),
-        (forgets_terminated, r"case 1/5 .*expected 3 items, got 2"),
-        (returns_new_dict, r"case 1/5 .* raised TypeError: update_model should change `model` in place"),
-        (starts_afresh, r"case 2/5 \(a new pair joins.*result\[1\] \(the model's keys\): expected 6 items, got 1"),
+        (wrong_order, r"case 1 of 5 .*result\[0\] \(the outcome stored for \(s, a\)\)\[0\]: expected -1, got 13"),
+        (keyed_by_state, r"case 1 of 5 .*the outcome stored for \(s, a\)\): expected a tuple of 3 items, got NoneType"),
+        (forgets_terminated, r"case 1 of 5 .*expected 3 items, got 2"),
+        (returns_new_dict, r"case 1 of 5 .* raised TypeError: update_model should change `model` in place"),
+        (starts_afresh, r"case 2 of 5 \(a new pair joins.*result\[1\] \(the model's keys\): expected 6 items, got 1"),
     ],
 )
 def test_update_model_wrong_versions_fail(wrong, expected_message):
@@ -190,16 +190,16 @@ def test_an_equivalent_sampler_passes():
 @pytest.mark.parametrize(
     "wrong, expected_message",
     [
-        (bootstraps_on_terminal, r"case 3/7 \(every remembered transition ends the episode: the target is r alone"
+        (bootstraps_on_terminal, r"case 3 of 7 \(every remembered transition ends the episode: the target is r alone"
                                  r".*first mismatch at index \[\d+, \d\]"),
-        (samples_all_pairs, r"case 1/7 .*result: first mismatch at index \[\d, \d\]"),
-        (samples_all_pairs_crashes, r"case 1/7 .* raised KeyError"),
-        (wrong_sign, r"case 1/7 \(one planning step.*first mismatch at index \[\d, \d\]: expected -?\d.*, got -?\d"),
-        (forgets_alpha, r"case 1/7 \(one planning step.*first mismatch"),
-        (forgets_gamma, r"case 1/7 .*first mismatch"),
-        (batched_targets, r"case 5/7 \(a corridor 0 -> 1 -> 2 -> cheese.*first mismatch"),
-        (returns_new_table, r"case 1/7 .* raised TypeError: dyna_planning should update Q in place"),
-        (one_step_too_many, r"case 1/7 .*first mismatch"),
+        (samples_all_pairs, r"case 1 of 7 .*result: first mismatch at index \[\d, \d\]"),
+        (samples_all_pairs_crashes, r"case 1 of 7 .* raised KeyError"),
+        (wrong_sign, r"case 1 of 7 \(one planning step.*first mismatch at index \[\d, \d\]: expected -?\d.*, got -?\d"),
+        (forgets_alpha, r"case 1 of 7 \(one planning step.*first mismatch"),
+        (forgets_gamma, r"case 1 of 7 .*first mismatch"),
+        (batched_targets, r"case 5 of 7 \(a corridor 0 -> 1 -> 2 -> cheese.*first mismatch"),
+        (returns_new_table, r"case 1 of 7 .* raised TypeError: dyna_planning should update Q in place"),
+        (one_step_too_many, r"case 1 of 7 .*first mismatch"),
     ],
 )
 def test_dyna_planning_wrong_versions_fail(wrong, expected_message):

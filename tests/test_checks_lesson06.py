@@ -141,21 +141,21 @@ def rtg_prefix_difference(rewards, gamma):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (rtg_whole_episode, r"(?s)case 2/8 \(a reward at the first step only, gamma 1;.*first mismatch at index \[1\]: "
+        (rtg_whole_episode, r"(?s)case 2 of 8 \(a reward at the first step only, gamma 1;.*first mismatch at index \[1\]: "
                             r"expected 0, got 1.*Hint: you summed the rewards \*before\* t too"),
-        (rtg_prefix_sum, r"(?s)case 2/8 \(a reward at the first step only.*"
+        (rtg_prefix_sum, r"(?s)case 2 of 8 \(a reward at the first step only.*"
                          r"Hint: you summed the rewards \*before\* t too"),
-        (rtg_no_discount, r"(?s)case 3/8 \(CartPole: five rewards of \+1, gamma 0\.9;.*first mismatch at index \[0\]: "
+        (rtg_no_discount, r"(?s)case 3 of 8 \(CartPole: five rewards of \+1, gamma 0\.9;.*first mismatch at index \[0\]: "
                           r"expected 4\.0951, got 5.*you left out gamma"),
-        (rtg_discount_from_start, r"(?s)case 3/8 \(CartPole.*first mismatch at index \[1\]: "
+        (rtg_discount_from_start, r"(?s)case 3 of 8 \(CartPole.*first mismatch at index \[1\]: "
                                   r"expected 3\.439, got 3\.0951.*you discounted from the episode's start"),
-        (rtg_excludes_own_reward, r"(?s)case 1/8 \(one step \(T = 1\).*the step's own reward, undiscounted"),
-        (rtg_discounts_own_reward, r"(?s)case 1/8 \(one step \(T = 1\).*expected 2\.5, got 2\.25.*undiscounted"),
-        (rtg_reversed, r"(?s)case 2/8 .*first mismatch at index \[0\].*in reverse order"),
-        (rtg_float32, r"(?s)case 8/8 \(float64 rewards.*expected dtype torch\.float64 \(the dtype of `rewards`\), got "
+        (rtg_excludes_own_reward, r"(?s)case 1 of 8 \(one step \(T = 1\).*the step's own reward, undiscounted"),
+        (rtg_discounts_own_reward, r"(?s)case 1 of 8 \(one step \(T = 1\).*expected 2\.5, got 2\.25.*undiscounted"),
+        (rtg_reversed, r"(?s)case 2 of 8 .*first mismatch at index \[0\].*in reverse order"),
+        (rtg_float32, r"(?s)case 8 of 8 \(float64 rewards.*expected dtype torch\.float64 \(the dtype of `rewards`\), got "
                       r"dtype torch\.float32.*Hint: keep the dtype of `rewards`: start from torch\.zeros_like"),
-        (rtg_numpy, r"case 1/8 .*result: expected a Tensor, got ndarray"),
-        (rtg_reads_past_the_end, r"(?s)case 1/8 \(one step.* raised IndexError.*do not read G\[T\]"),
+        (rtg_numpy, r"case 1 of 8 .*result: expected a Tensor, got ndarray"),
+        (rtg_reads_past_the_end, r"(?s)case 1 of 8 \(one step.* raised IndexError.*do not read G\[T\]"),
     ],
 )
 def test_reward_to_go_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -238,20 +238,20 @@ def loss_detaches_only_logp(logp, advantages):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (loss_not_detached, r"(?s)case 3/6 \(advantages computed by a critic: they carry a gradient;.*"
+        (loss_not_detached, r"(?s)case 3 of 6 \(advantages computed by a critic: they carry a gradient;.*"
                             r"result\[2\] \(d loss / d advantages\): first mismatch.*"
                             r"Hint: the advantages must not receive a gradient"),
-        (loss_sums, r"(?s)case 1/6 \(advantages all 1.*result\[0\] \(loss\).*you summed instead of averaging"),
-        (loss_no_minus, r"(?s)case 1/6 \(advantages all 1.*result\[0\] \(loss\): first mismatch at index \[\]: "
+        (loss_sums, r"(?s)case 1 of 6 \(advantages all 1.*result\[0\] \(loss\).*you summed instead of averaging"),
+        (loss_no_minus, r"(?s)case 1 of 6 \(advantages all 1.*result\[0\] \(loss\): first mismatch at index \[\]: "
                         r"expected 0\.5398\d*, got -0\.5398.*A negative loss here: you left out the minus"),
-        (loss_uses_probabilities, r"(?s)case 1/6 .*Use logp as given \(log-probabilities, no exp\)"),
-        (loss_normalises, r"(?s)case 1/6 \(advantages all 1.*got -?0\n"
+        (loss_uses_probabilities, r"(?s)case 1 of 6 .*Use logp as given \(log-probabilities, no exp\)"),
+        (loss_normalises, r"(?s)case 1 of 6 \(advantages all 1.*got -?0\n"
                           r".*0: you normalised the advantages inside the loss"),
-        (loss_returns_float, r"case 1/6 .* raised TypeError: reinforce_loss should return a 0-d torch tensor"),
-        (loss_per_step, r"case 1/6 .* raised ValueError: reinforce_loss should return one number"),
-        (loss_detaches_logp, r"case 1/6 .* raised RuntimeError: reinforce_loss's loss has no gradient "
+        (loss_returns_float, r"case 1 of 6 .* raised TypeError: reinforce_loss should return a 0-d torch tensor"),
+        (loss_per_step, r"case 1 of 6 .* raised ValueError: reinforce_loss should return one number"),
+        (loss_detaches_logp, r"case 1 of 6 .* raised RuntimeError: reinforce_loss's loss has no gradient "
                              r"w\.r\.t\. `logp`"),
-        (loss_detaches_only_logp, r"case 1/6 .* raised RuntimeError: reinforce_loss's loss has no gradient"),
+        (loss_detaches_only_logp, r"case 1 of 6 .* raised RuntimeError: reinforce_loss's loss has no gradient"),
     ],
 )
 @pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")
@@ -335,16 +335,16 @@ def var_tensor(grads):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (var_biased, r"(?s)case 1/7 \(two episodes, one parameter.*result: expected 2, got 1\b.*"
+        (var_biased, r"(?s)case 1 of 7 \(two episodes, one parameter.*result: expected 2, got 1\b.*"
                      r"you divided by B \(the biased variance\)"),
-        (var_across_parameters, r"(?s)case 1/7 \(two episodes.*got nan.*A nan means you took the variance along dim 1"),
-        (var_mean_over_parameters, r"(?s)case 2/7 \(four episodes \(rows\), three parameters.*then SUM over the "
+        (var_across_parameters, r"(?s)case 1 of 7 \(two episodes.*got nan.*A nan means you took the variance along dim 1"),
+        (var_mean_over_parameters, r"(?s)case 2 of 7 \(four episodes \(rows\), three parameters.*then SUM over the "
                                    r"parameters"),
-        (var_second_moment, r"(?s)case 1/7 .*expected 2, got 10"),
-        (var_one_pass, r"(?s)case 4/7 \(a large mean gradient.*E\[g\^2\] - E\[g\]\^2 cancels badly"),
-        (var_std, r"(?s)case 1/7 .*expected 2, got 1\.41421"),
-        (var_of_the_mean, r"(?s)case 1/7 .*expected 2, got 1\b"),
-        (var_tensor, r"case 1/7 .* raised TypeError: gradient_variance should return a Python float"),
+        (var_second_moment, r"(?s)case 1 of 7 .*expected 2, got 10"),
+        (var_one_pass, r"(?s)case 4 of 7 \(a large mean gradient.*E\[g\^2\] - E\[g\]\^2 cancels badly"),
+        (var_std, r"(?s)case 1 of 7 .*expected 2, got 1\.41421"),
+        (var_of_the_mean, r"(?s)case 1 of 7 .*expected 2, got 1\b"),
+        (var_tensor, r"case 1 of 7 .* raised TypeError: gradient_variance should return a Python float"),
     ],
 )
 @pytest.mark.filterwarnings(r"ignore:var\(\)")

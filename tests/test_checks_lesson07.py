@@ -116,21 +116,21 @@ def gae_bool_arithmetic(r, v, nv, term, trunc, gamma, lam):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (gae_bootstraps_past_terminal, r"(?s)case 4/10 \(env 0 terminates at the last step;.*"
+        (gae_bootstraps_past_terminal, r"(?s)case 4 of 10 \(env 0 terminates at the last step;.*"
                                        r"Hint: you bootstrapped past a terminal step"),
-        (gae_carries_across_terminal, r"(?s)case 5/10 \(a termination in the middle of each row;.*"
+        (gae_carries_across_terminal, r"(?s)case 5 of 10 \(a termination in the middle of each row;.*"
                                       r"Hint: you carried the advantage across a terminal step"),
-        (gae_truncation_as_termination, r"(?s)case 6/10 \(env 1 is truncated \(time limit\) at the last step;.*"
+        (gae_truncation_as_termination, r"(?s)case 6 of 10 \(env 1 is truncated \(time limit\) at the last step;.*"
                                         r"Hint: truncated means a time limit cut the episode"),
-        (gae_ignores_truncation, r"(?s)case 7/10 \(a truncation in the middle of each row;.*"
+        (gae_ignores_truncation, r"(?s)case 7 of 10 \(a truncation in the middle of each row;.*"
                                  r"Hint: you carried the advantage across a truncation"),
-        (gae_forgets_gamma_in_the_carry, r"(?s)case 3/10 \(3 envs x 8 steps.*Hint: .*gamma \* lam \* \(1 - done_t\)"),
-        (gae_returns_advantages_as_returns, r"(?s)case 1/10 .*result\[1\] \(returns\): first mismatch.*"
+        (gae_forgets_gamma_in_the_carry, r"(?s)case 3 of 10 \(3 envs x 8 steps.*Hint: .*gamma \* lam \* \(1 - done_t\)"),
+        (gae_returns_advantages_as_returns, r"(?s)case 1 of 10 .*result\[1\] \(returns\): first mismatch.*"
                                             r"The returns are A_t \+ values"),
-        (gae_shifts_values_instead_of_next_values, r"(?s)case 1/10 .*result\[0\] \(advantages\): first mismatch at "
+        (gae_shifts_values_instead_of_next_values, r"(?s)case 1 of 10 .*result\[0\] \(advantages\): first mismatch at "
                                                    r"index \[0, 5\].*next_values holds V\(s_\{t\+1\}\)"),
-        (gae_forward_in_time, r"(?s)case 2/10 \(lam = 1, gamma = 1.*Hint: compute backwards"),
-        (gae_bool_arithmetic, r"case 1/10 .* raised (RuntimeError|TypeError): .*"),
+        (gae_forward_in_time, r"(?s)case 2 of 10 \(lam = 1, gamma = 1.*Hint: compute backwards"),
+        (gae_bool_arithmetic, r"case 1 of 10 .* raised (RuntimeError|TypeError): .*"),
     ],
 )
 def test_gae_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -218,22 +218,22 @@ def clip_per_sample(logp, old_logp, adv, eps):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (clip_no_minus, r"(?s)case 1/8 \(logp equals old_logp.*result\[0\] \(loss\).*Hint: .*the minus sign"),
-        (clip_sums, r"(?s)case 1/8 \(logp equals old_logp.*mean, not sum"),
-        (clip_takes_max, r"(?s)case 3/8 \(A > 0 and ratio above 1 \+ eps.*Take the min, not the max"),
-        (clip_clips_the_advantage, r"(?s)case 2/8 \(ratio inside.*Clip the ratio, never the advantages"),
-        (clip_inverted_ratio, r"(?s)case 1/8 .*result\[1\] \(d loss / d logp\).*the ratio new over old"),
-        (clip_log_ratio, r"(?s)case 1/8 \(logp equals old_logp.*the ratio new over old, exp\(logp - old_logp\)"),
-        (clip_without_min, r"(?s)case 5/8 \(A > 0 but ratio below 1 - eps.*keep the min"),
-        (clip_without_clip, r"(?s)case 3/8 \(A > 0 and ratio above 1 \+ eps.*goes flat"),
-        (clip_hardcoded_eps, r"(?s)case 8/8 \(a flat batch with clip_eps 0\.1.*use the clip_eps you are given"),
-        (clip_detaches_the_clipped_branch, r"(?s)case 1/8 .*result\[1\] \(d loss / d logp\): first mismatch.*"
+        (clip_no_minus, r"(?s)case 1 of 8 \(logp equals old_logp.*result\[0\] \(loss\).*Hint: .*the minus sign"),
+        (clip_sums, r"(?s)case 1 of 8 \(logp equals old_logp.*mean, not sum"),
+        (clip_takes_max, r"(?s)case 3 of 8 \(A > 0 and ratio above 1 \+ eps.*Take the min, not the max"),
+        (clip_clips_the_advantage, r"(?s)case 2 of 8 \(ratio inside.*Clip the ratio, never the advantages"),
+        (clip_inverted_ratio, r"(?s)case 1 of 8 .*result\[1\] \(d loss / d logp\).*the ratio new over old"),
+        (clip_log_ratio, r"(?s)case 1 of 8 \(logp equals old_logp.*the ratio new over old, exp\(logp - old_logp\)"),
+        (clip_without_min, r"(?s)case 5 of 8 \(A > 0 but ratio below 1 - eps.*keep the min"),
+        (clip_without_clip, r"(?s)case 3 of 8 \(A > 0 and ratio above 1 \+ eps.*goes flat"),
+        (clip_hardcoded_eps, r"(?s)case 8 of 8 \(a flat batch with clip_eps 0\.1.*use the clip_eps you are given"),
+        (clip_detaches_the_clipped_branch, r"(?s)case 1 of 8 .*result\[1\] \(d loss / d logp\): first mismatch.*"
                                            r"no detach on either term of the min"),
-        (clip_straight_through, r"(?s)case 3/8 \(A > 0 and ratio above 1 \+ eps.*result\[1\] \(d loss / d logp\).*"
+        (clip_straight_through, r"(?s)case 3 of 8 \(A > 0 and ratio above 1 \+ eps.*result\[1\] \(d loss / d logp\).*"
                                 r"gradient w\.r\.t\. logp is 0"),
-        (clip_returns_float, r"case 1/8 .* raised TypeError: ppo_clip_loss should return a 0-d torch tensor"),
-        (clip_under_no_grad, r"case 1/8 .* raised RuntimeError: ppo_clip_loss's loss has no gradient w\.r\.t\. `logp`"),
-        (clip_per_sample, r"case 1/8 .* raised ValueError: ppo_clip_loss should return one number"),
+        (clip_returns_float, r"case 1 of 8 .* raised TypeError: ppo_clip_loss should return a 0-d torch tensor"),
+        (clip_under_no_grad, r"case 1 of 8 .* raised RuntimeError: ppo_clip_loss's loss has no gradient w\.r\.t\. `logp`"),
+        (clip_per_sample, r"case 1 of 8 .* raised ValueError: ppo_clip_loss should return one number"),
     ],
 )
 def test_clip_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -292,16 +292,16 @@ def value_detached(values, returns):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (value_forgets_half, r"(?s)case 1/6 \(every error V - R is \+1 or -1.*expected 0\.5, got 1\b.*"
+        (value_forgets_half, r"(?s)case 1 of 6 \(every error V - R is \+1 or -1.*expected 0\.5, got 1\b.*"
                              r"a 1\.0 means you forgot the 0\.5"),
-        (value_sums, r"(?s)case 1/6 .*expected 0\.5, got 4\b.*summed instead of averaging"),
-        (value_abs, r"(?s)case 1/6 .*result\[1\] \(d loss / d values\).*square the errors instead of taking"),
-        (value_square_of_mean, r"case 1/6 \(every error V - R is \+1 or -1"),
-        (value_mean_over_last_axis, r"(?s)case 4/6 \(values and returns of shape \(N, T\).* raised ValueError: "
+        (value_sums, r"(?s)case 1 of 6 .*expected 0\.5, got 4\b.*summed instead of averaging"),
+        (value_abs, r"(?s)case 1 of 6 .*result\[1\] \(d loss / d values\).*square the errors instead of taking"),
+        (value_square_of_mean, r"case 1 of 6 \(every error V - R is \+1 or -1"),
+        (value_mean_over_last_axis, r"(?s)case 4 of 6 \(values and returns of shape \(N, T\).* raised ValueError: "
                                     r"value_loss_fn should return one number.*Hint: average over every entry"),
-        (value_normalises_returns, r"case 1/6 \(every error"),
-        (value_returns_float, r"case 1/6 .* raised TypeError: value_loss_fn should return a 0-d torch tensor"),
-        (value_detached, r"case 1/6 .* raised RuntimeError: value_loss_fn's loss has no gradient w\.r\.t\. `values`"),
+        (value_normalises_returns, r"case 1 of 6 \(every error"),
+        (value_returns_float, r"case 1 of 6 .* raised TypeError: value_loss_fn should return a 0-d torch tensor"),
+        (value_detached, r"case 1 of 6 .* raised RuntimeError: value_loss_fn's loss has no gradient w\.r\.t\. `values`"),
     ],
 )
 @pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")
@@ -314,6 +314,6 @@ def test_value_wrong_versions_fail_with_the_right_hint(wrong, message):
 def test_value_mean_then_sum_fails_on_two_dimensional_batches():
     """On (B,) inputs `.mean(dim=-1)` is the mean; the (N, T) case catches a mean over T summed over N."""
     with pytest.raises(CheckFailed,
-                       match=r"(?s)case 4/6 \(values and returns of shape \(N, T\).*\.mean\(\) with no dim"):
+                       match=r"(?s)case 4 of 6 \(values and returns of shape \(N, T\).*\.mean\(\) with no dim"):
         check_value_loss_fn(lambda v, r: 0.5 * ((v - r) ** 2).mean(dim=-1) if v.dim() == 1
                             else 0.5 * ((v - r) ** 2).mean(dim=-1).sum())

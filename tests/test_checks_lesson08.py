@@ -137,15 +137,15 @@ def seq_probability_not_log(logits, tokens, mask):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (seq_no_shift, r"(?s)case 1/5 \(one sequence.*The logits at position t predict token t \+ 1"),
-        (seq_shift_the_wrong_way, r"(?s)case 1/5 \(one sequence.*predict token t \+ 1"),
-        (seq_mask_ignored, r"(?s)case 2/5 \(a prompt of 4 tokens.*the prompt's log-probs must not enter the sum"),
-        (seq_mask_not_shifted, r"(?s)case 1/5 .*masked with mask\[:, 1:\]"),
-        (seq_mean, r"(?s)case 1/5 .*summed \(not averaged\)"),
-        (seq_raw_logits, r"(?s)case 1/5 .*log_softmax, not the raw logits"),
-        (seq_log_of_softmax, r"(?s)case 4/5 \(a very confident model.*non-finite value.*torch\.log_softmax computes"),
-        (seq_sums_the_batch, r"(?s)case 3/5 \(3 left-padded rows.*each row is summed on its own"),
-        (seq_probability_not_log, r"case 1/5 \(one sequence"),
+        (seq_no_shift, r"(?s)case 1 of 5 \(one sequence.*The logits at position t predict token t \+ 1"),
+        (seq_shift_the_wrong_way, r"(?s)case 1 of 5 \(one sequence.*predict token t \+ 1"),
+        (seq_mask_ignored, r"(?s)case 2 of 5 \(a prompt of 4 tokens.*the prompt's log-probs must not enter the sum"),
+        (seq_mask_not_shifted, r"(?s)case 1 of 5 .*masked with mask\[:, 1:\]"),
+        (seq_mean, r"(?s)case 1 of 5 .*summed \(not averaged\)"),
+        (seq_raw_logits, r"(?s)case 1 of 5 .*log_softmax, not the raw logits"),
+        (seq_log_of_softmax, r"(?s)case 4 of 5 \(a very confident model.*non-finite value.*torch\.log_softmax computes"),
+        (seq_sums_the_batch, r"(?s)case 3 of 5 \(3 left-padded rows.*each row is summed on its own"),
+        (seq_probability_not_log, r"case 1 of 5 \(one sequence"),
     ],
 )
 def test_sequence_logprob_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -201,14 +201,14 @@ def ent_temperature_after_softmax(logits, temperature):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (ent_naive, r"(?s)case 6/6 \(very sharp distributions.*non-finite value nan.*0 \* \(-inf\) = nan"),
-        (ent_bits, r"(?s)case 1/6 \(equal logits.*expected 2\.07944, got 3\b.*natural log"),
-        (ent_no_minus, r"(?s)case 1/6 \(equal logits.*Check the minus sign"),
-        (ent_times_temperature, r"(?s)case 3/6 \(temperature 0\.5 sharpens.*divide the logits by the temperature"),
-        (ent_ignores_temperature, r"(?s)case 3/6 \(temperature 0\.5.*softmax\(logits / temperature\)"),
-        (ent_sums_everything, r"(?s)case 5/6 \(a \(B, T, V\) batch.*expected shape \(2, 3\), got shape \(\).*dim=-1"),
-        (ent_wrong_axis, r"(?s)case 2/6 \(one distribution \(V = 10\)|case 5/6 \(a \(B, T, V\) batch"),
-        (ent_temperature_after_softmax, r"(?s)case 3/6 \(temperature 0\.5"),
+        (ent_naive, r"(?s)case 6 of 6 \(very sharp distributions.*non-finite value nan.*0 \* \(-inf\) = nan"),
+        (ent_bits, r"(?s)case 1 of 6 \(equal logits.*expected 2\.07944, got 3\b.*natural log"),
+        (ent_no_minus, r"(?s)case 1 of 6 \(equal logits.*Check the minus sign"),
+        (ent_times_temperature, r"(?s)case 3 of 6 \(temperature 0\.5 sharpens.*divide the logits by the temperature"),
+        (ent_ignores_temperature, r"(?s)case 3 of 6 \(temperature 0\.5.*softmax\(logits / temperature\)"),
+        (ent_sums_everything, r"(?s)case 5 of 6 \(a \(B, T, V\) batch.*expected shape \(2, 3\), got shape \(\).*dim=-1"),
+        (ent_wrong_axis, r"(?s)case 2 of 6 \(one distribution \(V = 10\)|case 5 of 6 \(a \(B, T, V\) batch"),
+        (ent_temperature_after_softmax, r"(?s)case 3 of 6 \(temperature 0\.5"),
     ],
 )
 def test_temperature_entropy_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -281,14 +281,14 @@ def rew_score_at_first_false(score, logp, ref_logp, mask, beta):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (rew_score_on_every_token, r"(?s)case 1/6 \(beta = 0, no padding.*not the score on every token"),
-        (rew_score_on_first_token, r"(?s)case 1/6 \(beta = 0.*score\[b\] goes on the last response token"),
-        (rew_score_on_last_column, r"(?s)case 4/6 \(rows of different lengths.*not the last column"),
-        (rew_kl_on_padding, r"(?s)case 5/6 \(padding after EOS holds meaningless.*get reward 0"),
-        (rew_kl_sign_flipped, r"(?s)case 2/6 \(score 0: only the per-token KL penalty.*logp - ref_logp"),
-        (rew_k3_penalty, r"(?s)case 2/6 \(score 0.*\(k1\)"),
-        (rew_kl_summed_onto_the_last_token, r"(?s)case 2/6 \(score 0: only the per-token KL penalty"),
-        (rew_score_at_first_false, r"(?s)case 1/6 \(beta = 0"),
+        (rew_score_on_every_token, r"(?s)case 1 of 6 \(beta = 0, no padding.*not the score on every token"),
+        (rew_score_on_first_token, r"(?s)case 1 of 6 \(beta = 0.*score\[b\] goes on the last response token"),
+        (rew_score_on_last_column, r"(?s)case 4 of 6 \(rows of different lengths.*not the last column"),
+        (rew_kl_on_padding, r"(?s)case 5 of 6 \(padding after EOS holds meaningless.*get reward 0"),
+        (rew_kl_sign_flipped, r"(?s)case 2 of 6 \(score 0: only the per-token KL penalty.*logp - ref_logp"),
+        (rew_k3_penalty, r"(?s)case 2 of 6 \(score 0.*\(k1\)"),
+        (rew_kl_summed_onto_the_last_token, r"(?s)case 2 of 6 \(score 0: only the per-token KL penalty"),
+        (rew_score_at_first_false, r"(?s)case 1 of 6 \(beta = 0"),
     ],
 )
 def test_per_token_rewards_wrong_versions_fail_with_the_right_hint(wrong, message):

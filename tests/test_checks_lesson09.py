@@ -115,17 +115,17 @@ def sft_per_row(logp, mask):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (sft_no_minus, r"(?s)case 1/5 \(one response, no prompt tokens.*result\[0\] \(loss\).*Check the sign"),
-        (sft_counts_the_prompt, r"(?s)case 2/5 \(two rows, prompt tokens.*only the response tokens count"),
-        (sft_mean_of_all_entries, r"(?s)case 2/5 \(two rows, prompt tokens.*only the response tokens count"),
-        (sft_per_sequence_mean, r"(?s)case 3/5 \(responses of different lengths.*average over tokens, not over "
+        (sft_no_minus, r"(?s)case 1 of 5 \(one response, no prompt tokens.*result\[0\] \(loss\).*Check the sign"),
+        (sft_counts_the_prompt, r"(?s)case 2 of 5 \(two rows, prompt tokens.*only the response tokens count"),
+        (sft_mean_of_all_entries, r"(?s)case 2 of 5 \(two rows, prompt tokens.*only the response tokens count"),
+        (sft_per_sequence_mean, r"(?s)case 3 of 5 \(responses of different lengths.*average over tokens, not over "
                                 r"sequences"),
-        (sft_sums, r"(?s)case 1/5 .*result\[0\] \(loss\).*a mean, not a sum"),
-        (sft_multiplies_by_mask, r"(?s)case 4/5 \(left padding whose log-prob is -inf.*non-finite value nan.*"
+        (sft_sums, r"(?s)case 1 of 5 .*result\[0\] \(loss\).*a mean, not a sum"),
+        (sft_multiplies_by_mask, r"(?s)case 4 of 5 \(left padding whose log-prob is -inf.*non-finite value nan.*"
                                  r"-inf \* 0 is nan"),
-        (sft_returns_float, r"case 1/5 .* raised TypeError: sft_loss should return a 0-d torch tensor"),
-        (sft_detached, r"case 1/5 .* raised RuntimeError: sft_loss's loss has no gradient w\.r\.t\. `logp`"),
-        (sft_per_row, r"case 1/5 .* raised ValueError: sft_loss should return one number for the whole batch"),
+        (sft_returns_float, r"case 1 of 5 .* raised TypeError: sft_loss should return a 0-d torch tensor"),
+        (sft_detached, r"case 1 of 5 .* raised RuntimeError: sft_loss's loss has no gradient w\.r\.t\. `logp`"),
+        (sft_per_row, r"case 1 of 5 .* raised ValueError: sft_loss should return one number for the whole batch"),
     ],
 )
 @pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")
@@ -177,12 +177,12 @@ def kl_absolute(logp, ref_logp, mask):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (kl_sign_flipped, r"(?s)case 2/5 \(one response, no prompt tokens.*policy minus reference"),
-        (kl_mean_over_tokens, r"(?s)case 2/5 .*A sum, not a mean"),
-        (kl_whole_row, r"(?s)case 3/5 \(prompt tokens in front.*only the response tokens count"),
-        (kl_batch_total, r"(?s)case 1/5 .*expected shape \(2,\), got shape \(\).*one number per response"),
-        (kl_multiplies_by_mask, r"(?s)case 4/5 \(left padding.*non-finite value nan.*do not multiply by the mask"),
-        (kl_k3, r"(?s)case 2/5 \(one response"),
+        (kl_sign_flipped, r"(?s)case 2 of 5 \(one response, no prompt tokens.*policy minus reference"),
+        (kl_mean_over_tokens, r"(?s)case 2 of 5 .*A sum, not a mean"),
+        (kl_whole_row, r"(?s)case 3 of 5 \(prompt tokens in front.*only the response tokens count"),
+        (kl_batch_total, r"(?s)case 1 of 5 .*expected shape \(2,\), got shape \(\).*one number per response"),
+        (kl_multiplies_by_mask, r"(?s)case 4 of 5 \(left padding.*non-finite value nan.*do not multiply by the mask"),
+        (kl_k3, r"(?s)case 2 of 5 \(one response"),
     ],
 )
 def test_kl_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -237,13 +237,13 @@ def pg_multiplies_by_mask(logp, mask, rewards):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (pg_no_baseline, r"(?s)case 1/5 \(every response has the same reward.*Subtract rewards\.mean\(\)"),
-        (pg_no_minus, r"(?s)case 2/5 \(two responses, rewards \+1 and -1.*The minus sign"),
-        (pg_token_mean, r"(?s)case 2/5 \(two responses.*the sum of the row's log-probs"),
-        (pg_counts_the_prompt, r"(?s)case 3/5 \(prompt tokens and responses of different lengths.*no prompt tokens"),
-        (pg_whitened, r"(?s)case 2/5 \(two responses.*no division by their standard deviation"),
-        (pg_sums_over_batch, r"(?s)case 2/5 \(two responses.*the mean over responses, not the sum"),
-        (pg_multiplies_by_mask, r"(?s)case 4/5 \(left padding whose log-prob is -inf.*multiplying by the mask gives "
+        (pg_no_baseline, r"(?s)case 1 of 5 \(every response has the same reward.*Subtract rewards\.mean\(\)"),
+        (pg_no_minus, r"(?s)case 2 of 5 \(two responses, rewards \+1 and -1.*The minus sign"),
+        (pg_token_mean, r"(?s)case 2 of 5 \(two responses.*the sum of the row's log-probs"),
+        (pg_counts_the_prompt, r"(?s)case 3 of 5 \(prompt tokens and responses of different lengths.*no prompt tokens"),
+        (pg_whitened, r"(?s)case 2 of 5 \(two responses.*no division by their standard deviation"),
+        (pg_sums_over_batch, r"(?s)case 2 of 5 \(two responses.*the mean over responses, not the sum"),
+        (pg_multiplies_by_mask, r"(?s)case 4 of 5 \(left padding whose log-prob is -inf.*multiplying by the mask gives "
                                 r"nan"),
     ],
 )

@@ -137,18 +137,18 @@ def bt_accuracy_tensor(c, r):  # allowed: a 0-d tensor accuracy is converted
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (bt_sign_flipped, r"(?s)case 1/5 \(one pair, the chosen response scored 1 higher.*result\[0\] \(loss\).*"
+        (bt_sign_flipped, r"(?s)case 1 of 5 \(one pair, the chosen response scored 1 higher.*result\[0\] \(loss\).*"
                           r"chosen minus rejected"),
-        (bt_naive_log_sigmoid, r"(?s)case 5/5 \(a pair ordered wrongly by 200.*non-finite value inf.*F\.logsigmoid"),
-        (bt_exp_softmax, r"(?s)case 4/5 \(8 pairs whose scores are all near 100.*non-finite value nan.*"
+        (bt_naive_log_sigmoid, r"(?s)case 5 of 5 \(a pair ordered wrongly by 200.*non-finite value inf.*F\.logsigmoid"),
+        (bt_exp_softmax, r"(?s)case 4 of 5 \(8 pairs whose scores are all near 100.*non-finite value nan.*"
                          r"exp\(100\) overflows"),
-        (bt_sums, r"(?s)case 2/5 \(equal scores.*result\[0\] \(loss\).*the MEAN over pairs"),
-        (bt_ties_count_as_right, r"(?s)case 2/5 \(equal scores.*result\[3\] \(accuracy\): expected 0, got 1.*"
+        (bt_sums, r"(?s)case 2 of 5 \(equal scores.*result\[0\] \(loss\).*the MEAN over pairs"),
+        (bt_ties_count_as_right, r"(?s)case 2 of 5 \(equal scores.*result\[3\] \(accuracy\): expected 0, got 1.*"
                                  r"a tie is not a right order"),
-        (bt_accuracy_as_count, r"(?s)case 3/5 \(6 pairs.*result\[3\] \(accuracy\).*not their count"),
-        (bt_hinge, r"(?s)case 1/5 .*result\[0\] \(loss\)"),
-        (bt_detached, r"case 1/5 .* raised RuntimeError: bradley_terry_loss_fn's loss has no gradient"),
-        (bt_loss_only, r"case 1/5 .* raised TypeError: bradley_terry_loss_fn should return a tuple \(loss, accuracy\)"),
+        (bt_accuracy_as_count, r"(?s)case 3 of 5 \(6 pairs.*result\[3\] \(accuracy\).*not their count"),
+        (bt_hinge, r"(?s)case 1 of 5 .*result\[0\] \(loss\)"),
+        (bt_detached, r"case 1 of 5 .* raised RuntimeError: bradley_terry_loss_fn's loss has no gradient"),
+        (bt_loss_only, r"case 1 of 5 .* raised TypeError: bradley_terry_loss_fn should return a tuple \(loss, accuracy\)"),
     ],
 )
 def test_bt_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -200,13 +200,13 @@ def last_token_index(mask):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (last_sum_minus_one, r"(?s)case 2/5 \(left padding, as the course's tokenizer pads.*mask\.sum\(dim=1\) - 1 "
+        (last_sum_minus_one, r"(?s)case 2 of 5 \(left padding, as the course's tokenizer pads.*mask\.sum\(dim=1\) - 1 "
                              r"only works for right padding"),
-        (last_always_end, r"(?s)case 1/5 \(right padding.*the LAST real token"),
-        (last_first_real_token, r"(?s)case 1/5 \(right padding.*not the first"),
-        (last_count, r"(?s)case 1/5 \(right padding.*positions count from 0"),
-        (last_as_float, r"(?s)case 1/5 .*expected dtype torch\.int64, got dtype torch\.float32"),
-        (last_flip_without_cast, r"(?s)case 4/5 \(a boolean mask.* raised RuntimeError.*mask\.long\(\)"),
+        (last_always_end, r"(?s)case 1 of 5 \(right padding.*the LAST real token"),
+        (last_first_real_token, r"(?s)case 1 of 5 \(right padding.*not the first"),
+        (last_count, r"(?s)case 1 of 5 \(right padding.*positions count from 0"),
+        (last_as_float, r"(?s)case 1 of 5 .*expected dtype torch\.int64, got dtype torch\.float32"),
+        (last_flip_without_cast, r"(?s)case 4 of 5 \(a boolean mask.* raised RuntimeError.*mask\.long\(\)"),
     ],
 )
 def test_last_token_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -279,13 +279,13 @@ def cal_quantile_bins(probs, outcomes, n_bins):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (cal_no_clamp, r"(?s)case 2/5 \(predictions of exactly 0 and 1.* raised IndexError.*clamp the bin index"),
-        (cal_round, r"(?s)case 1/5 \(four predictions, two bins"),
-        (cal_frequency_over_all, r"(?s)case 1/5 .*result\[1\] \(observed_frequency\).*not by all N"),
-        (cal_float_counts, r"(?s)case 1/5 .*result\[2\] \(counts\): expected dtype torch\.int64"),
-        (cal_nan_for_empty, r"(?s)case 4/5 \(10 bins, predictions only between 0\.55 and 0\.95.*non-finite value nan"),
-        (cal_bin_centres, r"(?s)case 1/5 .*result\[0\] \(mean_predicted\).*not the bin's centre"),
-        (cal_quantile_bins, r"(?s)case 3/5 \(skewed predictions.*EQUAL WIDTH"),
+        (cal_no_clamp, r"(?s)case 2 of 5 \(predictions of exactly 0 and 1.* raised IndexError.*clamp the bin index"),
+        (cal_round, r"(?s)case 1 of 5 \(four predictions, two bins"),
+        (cal_frequency_over_all, r"(?s)case 1 of 5 .*result\[1\] \(observed_frequency\).*not by all N"),
+        (cal_float_counts, r"(?s)case 1 of 5 .*result\[2\] \(counts\): expected dtype torch\.int64"),
+        (cal_nan_for_empty, r"(?s)case 4 of 5 \(10 bins, predictions only between 0\.55 and 0\.95.*non-finite value nan"),
+        (cal_bin_centres, r"(?s)case 1 of 5 .*result\[0\] \(mean_predicted\).*not the bin's centre"),
+        (cal_quantile_bins, r"(?s)case 3 of 5 \(skewed predictions.*EQUAL WIDTH"),
     ],
 )
 def test_calibration_wrong_versions_fail_with_the_right_hint(wrong, message):

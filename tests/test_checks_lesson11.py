@@ -134,12 +134,12 @@ def whiten_padding_values_garbled(advantages, mask):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (whiten_biased_std, r"(?s)case 1/5 \(one response of 5 tokens.*unbiased variance, divided by n - 1"),
-        (whiten_counts_padding, r"(?s)case 3/5 \(padding after short responses.*over the real tokens only"),
-        (whiten_per_row, r"(?s)case 2/5 \(one response much better than expected.*not one per row"),
-        (whiten_keeps_padding, r"(?s)case 4/5 \(padding that holds a meaningless number.*put 0 on padding"),
-        (whiten_scale_only, r"(?s)case 1/5 .*subtract the mean"),
-        (whiten_padding_values_garbled, r"(?s)case 3/5 .*Padding positions must come out 0"),
+        (whiten_biased_std, r"(?s)case 1 of 5 \(one response of 5 tokens.*unbiased variance, divided by n - 1"),
+        (whiten_counts_padding, r"(?s)case 3 of 5 \(padding after short responses.*over the real tokens only"),
+        (whiten_per_row, r"(?s)case 2 of 5 \(one response much better than expected.*not one per row"),
+        (whiten_keeps_padding, r"(?s)case 4 of 5 \(padding that holds a meaningless number.*put 0 on padding"),
+        (whiten_scale_only, r"(?s)case 1 of 5 .*subtract the mean"),
+        (whiten_padding_values_garbled, r"(?s)case 3 of 5 .*Padding positions must come out 0"),
     ],
 )
 def test_whiten_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -219,15 +219,15 @@ def kl_batch_totals(logp, ref_logp, mask):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (kl_k3_wrong_direction, r"(?s)case 2/5 \(one response, no padding.*result\[1\] \(k3\).*reference minus policy"),
-        (kl_k2_instead_of_k3, r"(?s)case 2/5 .*result\[1\] \(k3\).*\(exp\(r\) - 1\) - r"),
-        (kl_means, r"(?s)case 2/5 .*Sums over the tokens, not means"),
-        (kl_whole_rows, r"(?s)case 3/5 \(responses of different lengths.*only the response tokens count"),
-        (kl_multiplies_by_mask, r"(?s)case 4/5 \(padding whose log-probs are -inf.*non-finite value nan.*instead of "
+        (kl_k3_wrong_direction, r"(?s)case 2 of 5 \(one response, no padding.*result\[1\] \(k3\).*reference minus policy"),
+        (kl_k2_instead_of_k3, r"(?s)case 2 of 5 .*result\[1\] \(k3\).*\(exp\(r\) - 1\) - r"),
+        (kl_means, r"(?s)case 2 of 5 .*Sums over the tokens, not means"),
+        (kl_whole_rows, r"(?s)case 3 of 5 \(responses of different lengths.*only the response tokens count"),
+        (kl_multiplies_by_mask, r"(?s)case 4 of 5 \(padding whose log-probs are -inf.*non-finite value nan.*instead of "
                                 r"multiplying by the mask"),
-        (kl_swapped, r"(?s)case 2/5 .*result\[0\] \(k1\)"),
-        (kl_k1_sign_flipped, r"(?s)case 2/5 .*result\[0\] \(k1\).*policy minus reference"),
-        (kl_batch_totals, r"(?s)case 1/5 .*expected shape \(2,\), got shape \(\).*one number per response"),
+        (kl_swapped, r"(?s)case 2 of 5 .*result\[0\] \(k1\)"),
+        (kl_k1_sign_flipped, r"(?s)case 2 of 5 .*result\[0\] \(k1\).*policy minus reference"),
+        (kl_batch_totals, r"(?s)case 1 of 5 .*expected shape \(2,\), got shape \(\).*one number per response"),
     ],
 )
 def test_kl_estimates_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -286,14 +286,14 @@ def controller_returns_the_error(beta, kl, target, n_steps, horizon):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (controller_absolute_error, r"(?s)case 2/5 \(the KL is 5% above target.*relative to the target"),
-        (controller_no_clip, r"(?s)case 3/5 \(the KL is 2\.5 times the target.*clip the relative error"),
-        (controller_upper_clip_only, r"(?s)case 4/5 \(the KL is far below target.*the clip works on both sides"),
-        (controller_wrong_sign, r"(?s)case 2/5 .*above target the penalty must get stronger"),
-        (controller_forgets_the_horizon, r"(?s)case 2/5 .*1 \+ e \* n_steps / horizon"),
-        (controller_additive, r"(?s)case 2/5 .*grows by the factor"),
-        (controller_clips_after_scaling, r"(?s)case 3/5 \(the KL is 2\.5 times the target.*clip the relative error"),
-        (controller_returns_the_error, r"(?s)case 1/5 \(the KL is on target.*beta is returned unchanged"),
+        (controller_absolute_error, r"(?s)case 2 of 5 \(the KL is 5% above target.*relative to the target"),
+        (controller_no_clip, r"(?s)case 3 of 5 \(the KL is 2\.5 times the target.*clip the relative error"),
+        (controller_upper_clip_only, r"(?s)case 4 of 5 \(the KL is far below target.*the clip works on both sides"),
+        (controller_wrong_sign, r"(?s)case 2 of 5 .*above target the penalty must get stronger"),
+        (controller_forgets_the_horizon, r"(?s)case 2 of 5 .*1 \+ e \* n_steps / horizon"),
+        (controller_additive, r"(?s)case 2 of 5 .*grows by the factor"),
+        (controller_clips_after_scaling, r"(?s)case 3 of 5 \(the KL is 2\.5 times the target.*clip the relative error"),
+        (controller_returns_the_error, r"(?s)case 1 of 5 \(the KL is on target.*beta is returned unchanged"),
     ],
 )
 def test_adaptive_kl_coef_wrong_versions_fail_with_the_right_hint(wrong, message):

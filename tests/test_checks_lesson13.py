@@ -104,13 +104,13 @@ def parse_strip_case_only(text):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (parse_first_char, r"(?s)case 3/10 \(the letter after the word Reply.*expected 'B', got 'R'.*filler"),
-        (parse_exact_only, r"(?s)case 2/10 \(a lower-case letter.*expected 'B', got None.*upper-case"),
-        (parse_contains_a_first, r"(?s)case 5/10 \(a label, a colon.*expected 'B', got 'A'"),
-        (parse_default_a, r"(?s)case 6/10 \(both letters.*expected None, got 'A'"),
-        (parse_lower, r"(?s)case 1/10 \(the bare letter.*expected 'A', got 'a'"),
-        (parse_letters_anywhere, r"(?s)case 9/10 \(a sentence that starts with the letter A.*expected None, got 'A'"),
-        (parse_strip_case_only, r"(?s)case 3/10 .*expected 'B', got None"),
+        (parse_first_char, r"(?s)case 3 of 10 \(the letter after the word Reply.*expected 'B', got 'R'.*filler"),
+        (parse_exact_only, r"(?s)case 2 of 10 \(a lower-case letter.*expected 'B', got None.*upper-case"),
+        (parse_contains_a_first, r"(?s)case 5 of 10 \(a label, a colon.*expected 'B', got 'A'"),
+        (parse_default_a, r"(?s)case 6 of 10 \(both letters.*expected None, got 'A'"),
+        (parse_lower, r"(?s)case 1 of 10 \(the bare letter.*expected 'A', got 'a'"),
+        (parse_letters_anywhere, r"(?s)case 9 of 10 \(a sentence that starts with the letter A.*expected None, got 'A'"),
+        (parse_strip_case_only, r"(?s)case 3 of 10 .*expected 'B', got None"),
     ],
 )
 def test_parse_verdict_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -164,14 +164,14 @@ def margin_swapped_ids(ab, ba, a, b):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (margin_one_order, r"(?s)case 1/4 \(one pair.*subtract the swapped margin"),
-        (margin_plus, r"(?s)case 1/4 .*"),
-        (margin_no_half, r"(?s)case 1/4 .*"),
-        (margin_probabilities, r"(?s)case 1/4 .*"),
-        (margin_only_a, r"(?s)case 1/4 .*"),
-        (margin_mean, r"(?s)case 1/4 .*expected shape \(1,\), got shape \(\)"),
-        (margin_softmax_wrong_dim, r"(?s)case 1/4 .*expected -2.06143, got 0"),
-        (margin_swapped_ids, r"(?s)case 1/4 .*"),
+        (margin_one_order, r"(?s)case 1 of 4 \(one pair.*subtract the swapped margin"),
+        (margin_plus, r"(?s)case 1 of 4 .*"),
+        (margin_no_half, r"(?s)case 1 of 4 .*"),
+        (margin_probabilities, r"(?s)case 1 of 4 .*"),
+        (margin_only_a, r"(?s)case 1 of 4 .*"),
+        (margin_mean, r"(?s)case 1 of 4 .*expected shape \(1,\), got shape \(\)"),
+        (margin_softmax_wrong_dim, r"(?s)case 1 of 4 .*expected -2.06143, got 0"),
+        (margin_swapped_ids, r"(?s)case 1 of 4 .*"),
     ],
 )
 def test_judge_margin_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -220,14 +220,14 @@ def agree_no_unparseable(judge, human):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (agree_none_as_disagreement, r"(?s)case 2/4 \(two unparseable answers.*\(rate\): expected 1, got 0.5.*neither "
+        (agree_none_as_disagreement, r"(?s)case 2 of 4 \(two unparseable answers.*\(rate\): expected 1, got 0.5.*neither "
                                      r"agreement nor disagreement"),
-        (agree_none_as_agreement, r"(?s)case 3/4 .*\(rate\): expected 0.25, got 0.4"),
-        (agree_percent, r"(?s)case 1/4 \(every pair labelled.*expected 0.75, got 75.*not a percentage"),
-        (agree_n_all, r"(?s)case 2/4 .*\(n_labelled\): expected 2, got 4"),
-        (agree_list, r"(?s)case 1/4 .*expected a tuple of 3 items, got list"),
-        (agree_disagreement_rate, r"(?s)case 1/4 .*expected 0.75, got 0.25"),
-        (agree_no_unparseable, r"(?s)case 2/4 .*\(n_unparseable\): expected 2, got 0"),
+        (agree_none_as_agreement, r"(?s)case 3 of 4 .*\(rate\): expected 0.25, got 0.4"),
+        (agree_percent, r"(?s)case 1 of 4 \(every pair labelled.*expected 0.75, got 75.*not a percentage"),
+        (agree_n_all, r"(?s)case 2 of 4 .*\(n_labelled\): expected 2, got 4"),
+        (agree_list, r"(?s)case 1 of 4 .*expected a tuple of 3 items, got list"),
+        (agree_disagreement_rate, r"(?s)case 1 of 4 .*expected 0.75, got 0.25"),
+        (agree_no_unparseable, r"(?s)case 2 of 4 .*\(n_unparseable\): expected 2, got 0"),
     ],
 )
 def test_agreement_rate_wrong_versions_fail_with_the_right_hint(wrong, message):

@@ -103,12 +103,12 @@ def adv_per_column(rewards, scale=True):
 
 
 @pytest.mark.parametrize("wrong, message", [
-    (adv_population_std, r"(?s)case 1/5 \(one group of 4.*Bessel-corrected\s+std,\s+divided\s+by\s+G\s+-\s+1.*TRL"),
-    (adv_whole_batch, r"(?s)case 3/5 \(three groups.*one mean and one std per group"),
-    (adv_no_eps, r"(?s)case 1/5 \(one group of 4.*plus 1e-4"),
-    (adv_always_scaled, r"(?s)case 4/5 \(scale=False.*without dividing by the std"),
-    (adv_not_centred, r"(?s)case 1/5 .*subtract the group's mean"),
-    (adv_per_column, r"(?s)case 1/5 .*"),
+    (adv_population_std, r"(?s)case 1 of 5 \(one group of 4.*Bessel-corrected\s+std,\s+divided\s+by\s+G\s+-\s+1.*TRL"),
+    (adv_whole_batch, r"(?s)case 3 of 5 \(three groups.*one mean and one std per group"),
+    (adv_no_eps, r"(?s)case 1 of 5 \(one group of 4.*plus 1e-4"),
+    (adv_always_scaled, r"(?s)case 4 of 5 \(scale=False.*without dividing by the std"),
+    (adv_not_centred, r"(?s)case 1 of 5 .*subtract the group's mean"),
+    (adv_per_column, r"(?s)case 1 of 5 .*"),
 ])
 def test_group_relative_advantages_wrong_versions_fail_with_the_right_hint(wrong, message):
     with pytest.raises(CheckFailed, match=message) as err:
@@ -160,13 +160,13 @@ def parse_strips_commas(response):
 
 
 @pytest.mark.parametrize("wrong, message", [
-    (parse_returns_str, r"(?s)case 1/7 \(the required form.*return the int 12, not the str"),
-    (parse_last_number, r"(?s)case 2/7 \(a right number but not in the required form.*return None"),
-    (parse_case_sensitive, r"(?s)case 3/7 \(capitals.*any letter case"),
-    (parse_first, r"(?s)case 4/7 \(the reply corrects itself.*the last statement counts"),
-    (parse_ignores_decimals, r"(?s)case 5/7 \(a number that is not an integer.*return None"),
-    (parse_no_sign, r"(?s)case 6/7 \(a negative answer"),
-    (parse_strips_commas, r"(?s)case 7/7 \(a thousands separator.*return\s+None"),
+    (parse_returns_str, r"(?s)case 1 of 7 \(the required form.*return the int 12, not the str"),
+    (parse_last_number, r"(?s)case 2 of 7 \(a right number but not in the required form.*return None"),
+    (parse_case_sensitive, r"(?s)case 3 of 7 \(capitals.*any letter case"),
+    (parse_first, r"(?s)case 4 of 7 \(the reply corrects itself.*the last statement counts"),
+    (parse_ignores_decimals, r"(?s)case 5 of 7 \(a number that is not an integer.*return None"),
+    (parse_no_sign, r"(?s)case 6 of 7 \(a negative answer"),
+    (parse_strips_commas, r"(?s)case 7 of 7 \(a thousands separator.*return\s+None"),
 ])
 def test_parse_answer_wrong_versions_fail_with_the_right_hint(wrong, message):
     with pytest.raises(CheckFailed, match=message) as err:
@@ -233,12 +233,12 @@ def loss_max_instead_of_min(logp, old, adv, mask, loss_norm="sequence"):
 
 
 @pytest.mark.parametrize("wrong, message", [
-    (loss_token_mean_always, r"(?s)case 2/6 \(responses of different lengths.*divide by its own length"),
-    (loss_divides_by_R, r"(?s)case 2/6 \(responses of different lengths"),
-    (loss_no_clip, r"(?s)case 5/6 \(ratios far from 1.*clip the ratio"),
-    (loss_not_negated, r"(?s)case 1/6 \(two responses of 4 tokens.*minus the mean"),
-    (loss_multiplies_mask, r"(?s)case 6/6 \(-inf log-probs on padding.*nan \* 0 is nan"),
-    (loss_max_instead_of_min, r"(?s)case 5/6 .*take the minimum"),
+    (loss_token_mean_always, r"(?s)case 2 of 6 \(responses of different lengths.*divide by its own length"),
+    (loss_divides_by_R, r"(?s)case 2 of 6 \(responses of different lengths"),
+    (loss_no_clip, r"(?s)case 5 of 6 \(ratios far from 1.*clip the ratio"),
+    (loss_not_negated, r"(?s)case 1 of 6 \(two responses of 4 tokens.*minus the mean"),
+    (loss_multiplies_mask, r"(?s)case 6 of 6 \(-inf log-probs on padding.*nan \* 0 is nan"),
+    (loss_max_instead_of_min, r"(?s)case 5 of 6 .*take the minimum"),
 ])
 def test_grpo_loss_wrong_versions_fail_with_the_right_hint(wrong, message):
     with pytest.raises(CheckFailed, match=message) as err:

@@ -131,14 +131,14 @@ def wr_nan_for_one(a, b):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (wr_ties_lose, r"(?s)case 2/5 \(6 pairs, 3 of them ties.*a tie counts one half"),
-        (wr_ties_dropped, r"(?s)case 2/5 .*not a loss and not dropped"),
-        (wr_ddof0, r"(?s)case 1/5 \(4 pairs, no ties.*result\[1\] \(se\).*std\(w, ddof=1\) / sqrt\(n\)"),
-        (wr_binomial_se, r"(?s)case 1/5 .*result\[1\] \(se\)"),
-        (wr_reversed, r"(?s)case 1/5 .*result\[0\] \(rate\): expected 0.75, got 0.25"),
-        (wr_rate_only, r"(?s)case 1/5 .*expected a tuple of 2 items, got float"),
-        (wr_no_sqrt_n, r"(?s)case 1/5 .*result\[1\] \(se\)"),
-        (wr_nan_for_one, r"(?s)case 5/5 \(a single pair.*expected a finite number, got nan.*0\.0"),
+        (wr_ties_lose, r"(?s)case 2 of 5 \(6 pairs, 3 of them ties.*a tie counts one half"),
+        (wr_ties_dropped, r"(?s)case 2 of 5 .*not a loss and not dropped"),
+        (wr_ddof0, r"(?s)case 1 of 5 \(4 pairs, no ties.*result\[1\] \(se\).*std\(w, ddof=1\) / sqrt\(n\)"),
+        (wr_binomial_se, r"(?s)case 1 of 5 .*result\[1\] \(se\)"),
+        (wr_reversed, r"(?s)case 1 of 5 .*result\[0\] \(rate\): expected 0.75, got 0.25"),
+        (wr_rate_only, r"(?s)case 1 of 5 .*expected a tuple of 2 items, got float"),
+        (wr_no_sqrt_n, r"(?s)case 1 of 5 .*result\[1\] \(se\)"),
+        (wr_nan_for_one, r"(?s)case 5 of 5 \(a single pair.*expected a finite number, got nan.*0\.0"),
     ],
 )
 def test_win_rate_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -212,14 +212,14 @@ def ens_whole_array(s, how, mean=None, std=None):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (ens_raw, r"(?s)case 1/5 \(2 models, the second on a 10 times larger scale.*standardise before combining"),
-        (ens_no_divide, r"(?s)case 1/5 .*standardise before combining"),
-        (ens_rows, r"(?s)case 1/5 .*"),
-        (ens_how_ignored, r"(?s)case 2/5 \(3 models combined by the minimum.*most pessimistic"),
-        (ens_min_over_replies, r"(?s)case 2/5 .*axis=1"),
-        (ens_whole_array, r"(?s)case 3/5 \(mean and std not given.*not over the whole array"),
-        (ens_ddof1, r"(?s)case 3/5 .*ddof=0"),
-        (ens_ignores_given, r"(?s)case 1/5 .*"),
+        (ens_raw, r"(?s)case 1 of 5 \(2 models, the second on a 10 times larger scale.*standardise before combining"),
+        (ens_no_divide, r"(?s)case 1 of 5 .*standardise before combining"),
+        (ens_rows, r"(?s)case 1 of 5 .*"),
+        (ens_how_ignored, r"(?s)case 2 of 5 \(3 models combined by the minimum.*most pessimistic"),
+        (ens_min_over_replies, r"(?s)case 2 of 5 .*axis=1"),
+        (ens_whole_array, r"(?s)case 3 of 5 \(mean and std not given.*not over the whole array"),
+        (ens_ddof1, r"(?s)case 3 of 5 .*ddof=0"),
+        (ens_ignores_given, r"(?s)case 1 of 5 .*"),
     ],
 )
 def test_ensemble_reward_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -297,14 +297,14 @@ def es_last(h, p):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (es_argmax, r"(?s)case 4/6 \(the same history with patience 2.*not the best of the whole history"),
-        (es_stop_index, r"(?s)case 2/6 \(a peak at check 1.*not the check where training stopped"),
-        (es_ties_later, r"(?s)case 6/6 \(a tie with the best.*first check"),
-        (es_patience_plus_one, r"(?s)case 4/6 .*"),
-        (es_patience_minus_one, r"(?s)case 3/6 \(a dip, then a new best within the patience.*patience 3 allows 3"),
-        (es_resets_on_any_rise, r"(?s)case 4/6 \(the same history with patience 2.*does not reset the count"),
-        (es_returns_score, r"(?s)case 1/6 .*Return an index into history"),
-        (es_last, r"(?s)case 2/6 .*"),
+        (es_argmax, r"(?s)case 4 of 6 \(the same history with patience 2.*not the best of the whole history"),
+        (es_stop_index, r"(?s)case 2 of 6 \(a peak at check 1.*not the check where training stopped"),
+        (es_ties_later, r"(?s)case 6 of 6 \(a tie with the best.*first check"),
+        (es_patience_plus_one, r"(?s)case 4 of 6 .*"),
+        (es_patience_minus_one, r"(?s)case 3 of 6 \(a dip, then a new best within the patience.*patience 3 allows 3"),
+        (es_resets_on_any_rise, r"(?s)case 4 of 6 \(the same history with patience 2.*does not reset the count"),
+        (es_returns_score, r"(?s)case 1 of 6 .*Return an index into history"),
+        (es_last, r"(?s)case 2 of 6 .*"),
     ],
 )
 def test_early_stop_index_wrong_versions_fail_with_the_right_hint(wrong, message):

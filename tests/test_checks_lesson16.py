@@ -112,13 +112,13 @@ def delta_rank_shaped(A, B, alpha, r):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (delta_unscaled, r"(?s)case 1/5 \(a rank-1 adapter on a 4 x 4 weight.*times alpha / r"),
-        (delta_alpha_only, r"(?s)case 3/5 \(alpha not a multiple of r.*not alpha alone"),
-        (delta_integer_division, r"(?s)case 3/5 .*not alpha // r"),
-        (delta_rslora, r"(?s)case 3/5 .*not alpha / sqrt\(r\)"),
-        (delta_transposed, r"(?s)case 1/5 \(a rank-1 adapter.*the matrix product B @ A"),
-        (delta_inverted_scale, r"(?s)case 1/5 .*alpha / r"),
-        (delta_rank_shaped, r"(?s)case 1/5 .*expected shape \(4, 4\), got shape \(1, 1\).*B @ A"),
+        (delta_unscaled, r"(?s)case 1 of 5 \(a rank-1 adapter on a 4 x 4 weight.*times alpha / r"),
+        (delta_alpha_only, r"(?s)case 3 of 5 \(alpha not a multiple of r.*not alpha alone"),
+        (delta_integer_division, r"(?s)case 3 of 5 .*not alpha // r"),
+        (delta_rslora, r"(?s)case 3 of 5 .*not alpha / sqrt\(r\)"),
+        (delta_transposed, r"(?s)case 1 of 5 \(a rank-1 adapter.*the matrix product B @ A"),
+        (delta_inverted_scale, r"(?s)case 1 of 5 .*alpha / r"),
+        (delta_rank_shaped, r"(?s)case 1 of 5 .*expected shape \(4, 4\), got shape \(1, 1\).*B @ A"),
     ],
 )
 def test_lora_delta_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -166,13 +166,13 @@ def count_r_squared(shapes, r):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (count_full_weights, r"(?s)case 1/5 \(one square 64 x 64 layer.*not d_out \* d_in"),
-        (count_a_only, r"(?s)case 1/5 .*B counts too"),
-        (count_product, r"(?s)case 1/5 .*expected 512, got 16384"),
-        (count_unique_shapes, r"(?s)case 3/5 \(three layers, two of them with the same shape.*repeated shapes"),
-        (count_square, r"(?s)case 2/5 \(one non-square layer.*8 \* 576 \+ 192 \* 8 = 6144"),
-        (count_without_rank, r"(?s)case 1/5 .*r \* d_in \+ d_out \* r"),
-        (count_r_squared, r"(?s)case 1/5 .*expected 512, got 528"),
+        (count_full_weights, r"(?s)case 1 of 5 \(one square 64 x 64 layer.*not d_out \* d_in"),
+        (count_a_only, r"(?s)case 1 of 5 .*B counts too"),
+        (count_product, r"(?s)case 1 of 5 .*expected 512, got 16384"),
+        (count_unique_shapes, r"(?s)case 3 of 5 \(three layers, two of them with the same shape.*repeated shapes"),
+        (count_square, r"(?s)case 2 of 5 \(one non-square layer.*8 \* 576 \+ 192 \* 8 = 6144"),
+        (count_without_rank, r"(?s)case 1 of 5 .*r \* d_in \+ d_out \* r"),
+        (count_r_squared, r"(?s)case 1 of 5 .*expected 512, got 528"),
     ],
 )
 def test_lora_param_count_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -220,15 +220,15 @@ def memory_trainable_weights_only(n_params, n_trainable, b):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (memory_moments_for_all, r"(?s)case 2/5 \(a tenth of the parameters trained.*result\[2\] \(adam_moments\)"
+        (memory_moments_for_all, r"(?s)case 2 of 5 \(a tenth of the parameters trained.*result\[2\] \(adam_moments\)"
                                  r".*only the trained parameters get"),
-        (memory_gradients_for_all, r"(?s)case 2/5 .*result\[1\] \(gradients\).*gradients = n_trainable \* 4"),
-        (memory_one_moment, r"(?s)case 1/5 \(every parameter trained.*result\[2\] \(adam_moments\).*two moments"),
-        (memory_counts_not_bytes, r"(?s)case 1/5 .*result\[0\] \(weights\): expected 4000, got 1000"),
-        (memory_float32_always, r"(?s)case 3/5 \(the same in bfloat16.*bytes_per_param bytes"),
-        (memory_total_without_weights, r"(?s)case 1/5 .*result\[3\] \(total\)"),
-        (memory_total_only, r"(?s)case 1/5 .*expected a tuple of 4 items, got int.*tuple of 4 ints"),
-        (memory_trainable_weights_only, r"(?s)case 2/5 .*result\[0\] \(weights\).*still need their weights"),
+        (memory_gradients_for_all, r"(?s)case 2 of 5 .*result\[1\] \(gradients\).*gradients = n_trainable \* 4"),
+        (memory_one_moment, r"(?s)case 1 of 5 \(every parameter trained.*result\[2\] \(adam_moments\).*two moments"),
+        (memory_counts_not_bytes, r"(?s)case 1 of 5 .*result\[0\] \(weights\): expected 4000, got 1000"),
+        (memory_float32_always, r"(?s)case 3 of 5 \(the same in bfloat16.*bytes_per_param bytes"),
+        (memory_total_without_weights, r"(?s)case 1 of 5 .*result\[3\] \(total\)"),
+        (memory_total_only, r"(?s)case 1 of 5 .*expected a tuple of 4 items, got int.*tuple of 4 ints"),
+        (memory_trainable_weights_only, r"(?s)case 2 of 5 .*result\[0\] \(weights\).*still need their weights"),
     ],
 )
 def test_adam_memory_bytes_wrong_versions_fail_with_the_right_hint(wrong, message):

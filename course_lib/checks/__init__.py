@@ -9,6 +9,11 @@ A check cell in an exercise notebook is one line::
 
     check_top_k_next_tokens(top_k_next_tokens)
 
+Hints come in three tiers: the nudge in the exercise's docstring, a stronger
+one printed by ``hint("top_k_next_tokens", 2)`` (each lesson module's
+``HINTS``), and the failing case's own hint in the check's message. None of
+them contains the answer's code (``tests/test_hint_leaks.py`` measures it).
+
 Outcomes: passing prints a verdict; a wrong answer raises :class:`CheckFailed`
 (so "Run All" stops at the first exercise that needs work); an unfinished
 stub's ``NotImplementedError`` propagates after a friendly line. When the
@@ -25,9 +30,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from course_lib.checks.core import Case, CheckFailed, CheckResult, compare, run_check
+from course_lib.checks.core import Case, CheckFailed, CheckResult, compare, hint, run_check
 
-__all__ = ["Case", "CheckFailed", "CheckResult", "compare", "run_check"]
+__all__ = ["Case", "CheckFailed", "CheckResult", "compare", "hint", "run_check"]
 
 
 def __getattr__(name: str):

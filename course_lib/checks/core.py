@@ -92,6 +92,8 @@ class CheckResult:
     message: str
     passed: int
     total: int
+    hint: str = ""
+    """What to try next when the check did not pass: the failing case's hint, and where the stronger one is."""
 
     def _ipython_display_(self) -> None:
         """A notebook shows a check's verdict once: nothing more when the check already printed it, else the verdict."""
@@ -99,18 +101,34 @@ class CheckResult:
             print(f"[{'x' if self.status == 'pass' else ' '}] {self.message}")
 
 
+SMALL = 16
+"""Arrays and tensors with at most this many entries are shown in full in a failing check's message."""
+
+
+def _short(values: Any) -> str:
+    """Nested lists of numbers with floats at 4 significant digits (enough to find the case, short to read)."""
+    if isinstance(values, list):
+        return "[" + ", ".join(_short(v) for v in values) + "]"
+    return f"{values:.4g}" if isinstance(values, float) else repr(values)
+
+
 def _describe(x: Any) -> str:
+    """How a failing check shows one input: in full when small, else its shape and dtype."""
     try:
         import torch
 
         if isinstance(x, torch.Tensor):
+            if x.numel() <= SMALL:
+                return f"tensor({_short(x.detach().cpu().tolist())}, dtype={x.dtype})"
             return f"tensor(shape={tuple(x.shape)}, dtype={x.dtype})"
     except ImportError:
         pass
     if isinstance(x, np.ndarray):
+        if x.size <= SMALL:
+            return f"array({_short(x.tolist())}, dtype={x.dtype})"
         return f"array(shape={x.shape}, dtype={x.dtype})"
     text = repr(x)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _describe_case(case: Case) -> str:
@@ -196,26 +214,96 @@ def compare(expected: Any, got: Any, *, rtol: float = 1e-5, atol: float = 1e-6, 
     raise TypeError(f"compare: no rule for expected values of type {type(expected).__name__}")
 
 
-def compare_answers(expected: Any, got: Any) -> str | None:
+def normalise_answer(x: Any) -> Any:
+    """A concept-check answer as it is compared: strings without case and with single spaces, inside containers too."""
+    if isinstance(x, str):
+        return " ".join(x.split()).lower()
+    if isinstance(x, dict):
+        return {normalise_answer(k): normalise_answer(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [normalise_answer(v) for v in x]
+    return x
+
+
+def _same_answer(expected: Any, got: Any) -> bool:
+    e, g = normalise_answer(expected), normalise_answer(got)
+    return type(e) is type(g) and e == g
+
+
+def compare_answers(expected: Any, got: Any, feedback: dict | None = None) -> str | None:
     """Compare concept-check answers without revealing the right ones.
 
     ``expected`` is a dict item -> choice (wrong items are named, with the
     student's choice) or a single choice such as the letter of a statement.
+    Strings compare without case and extra spaces ("c" is "C").
+
+    ``feedback`` explains a wrong choice without naming the right one: for a
+    single choice, wrong choice -> why it is wrong; for a dict, item -> {wrong
+    choice -> why}. Choices it does not cover get the generic message.
     """
+    feedback = normalise_answer(feedback or {})
     if not isinstance(expected, dict):
-        if type(got) is type(expected) and got == expected:
+        if _same_answer(expected, got):
             return None
-        return f"your answer {got!r} is not the right one yet"
+        why = feedback.get(normalise_answer(got)) if isinstance(normalise_answer(got), str) else None
+        return f"your answer {got!r} is not the right one yet" + (f": {why}" if why else "")
     if not isinstance(got, dict):
         return f"answers: expected a dict with the keys {sorted(expected)}, got {type(got).__name__}"
-    missing = [k for k in expected if k not in got]
+    given = {normalise_answer(k): v for k, v in got.items()}
+    missing = [k for k in expected if normalise_answer(k) not in given]
     if missing:
         return f"answers: these items have no answer yet: {missing}"
-    wrong = [k for k in expected if not (type(got[k]) is type(expected[k]) and got[k] == expected[k])]
-    if wrong:
-        return f"{len(wrong)} of {len(expected)} answers are not right yet: " + ", ".join(
-            f"{k!r} (you chose {got[k]!r})" for k in wrong)
+    wrong = [k for k in expected if not _same_answer(expected[k], given[normalise_answer(k)])]
+    if not wrong:
+        return None
+    lines = []
+    for k in wrong:
+        choice = given[normalise_answer(k)]
+        per_item = feedback.get(normalise_answer(k), {})
+        why = per_item.get(normalise_answer(choice)) if isinstance(per_item, dict) and isinstance(choice, str) else None
+        lines.append(f"{k!r} (you chose {choice!r})" + (f": {why}" if why else ""))
+    return f"{len(wrong)} of {len(expected)} answers are not right yet: " + "; ".join(lines)
+
+
+def stronger_hint(exercise: str) -> str:
+    """The tier-2 hint of an exercise (its check module's ``HINTS``), or "" when it has none."""
+    module = _module_of(exercise)
+    return getattr(module, "HINTS", {}).get(exercise, "") if module is not None else ""
+
+
+def _module_of(exercise: str):
+    import importlib
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).parent.glob("lesson*.py")):
+        if f"def check_{exercise}(" in path.read_text(encoding="utf-8"):
+            return importlib.import_module(f"course_lib.checks.{path.stem}")
     return None
+
+
+def hint(exercise: str, tier: int = 2) -> None:
+    """Print a hint for ``exercise`` (the name of the function or answer to write).
+
+    Tier 1 is the nudge in the exercise's docstring, tier 2 a stronger one
+    (printed here), tier 3 the check's own message on the case that fails.
+    None of them is the answer's code.
+
+    Raises:
+        ValueError: no exercise has that name, or ``tier`` is not 1, 2 or 3.
+    """
+    if not isinstance(tier, int) or tier not in (1, 2, 3):
+        raise ValueError(f"tier: expected 1, 2 or 3, got {tier!r}")
+    module = _module_of(exercise) if isinstance(exercise, str) else None
+    if module is None or exercise not in getattr(module, "EXERCISES", {}):
+        raise ValueError(f"exercise: expected the name of an exercise, e.g. 'gae_advantages', got {exercise!r}")
+    if tier == 1:
+        print(f"{exercise}, tier 1: the Hint in its docstring (or the text above its cell). Stuck? hint({exercise!r}, 2)")
+    elif tier == 2:
+        text = stronger_hint(exercise)
+        print(f"{exercise}, tier 2: " + (text or "this exercise has no stronger hint; run its check and read tier 3."))
+    else:
+        print(f"{exercise}, tier 3: run its check cell; when a case fails, the message names the input, "
+              "the expected and the got value, and a hint for that case.")
 
 
 def _log(result: CheckResult) -> None:
@@ -247,12 +335,13 @@ def run_check(
             the case's input, the first mismatch and a hint.
     """
     __tracebackhide__ = True  # IPython and pytest show the student the verdict, not this frame
+    more = (f"\nStill stuck? hint({exercise!r}, 2) prints a stronger hint." if stronger_hint(exercise) else "")
     if not callable(student_fn):
         raise TypeError(f"{exercise}: expected your function, got {type(student_fn).__name__}")
     for i, case in enumerate(cases, start=1):
         expected = reference_fn(*case.args, **case.kwargs)
         inputs = _describe_case(case)
-        where = f"case {i}/{len(cases)} ({case.about}" + (f"; input: {inputs})" if inputs else ")")
+        where = f"failed at case {i} of {len(cases)} ({case.about}" + (f"; input: {inputs})" if inputs else ")")
         try:
             got = student_fn(*case.args, **case.kwargs)
         except NotImplementedError:
@@ -262,16 +351,16 @@ def run_check(
                 print(f"[ ] {exercise}: not implemented yet; fill in the TODO, then run this cell again.")
             raise
         except Exception as exc:  # the student's code crashed on this input
-            message = f"{exercise}: {where} raised {type(exc).__name__}: {exc}"
-            result = CheckResult(exercise, "error", message, i - 1, len(cases))
+            message = f"{exercise}: {where}: raised {type(exc).__name__}: {exc}"
+            result = CheckResult(exercise, "error", message, i - 1, len(cases), case.hint)
             _log(result)
-            raise CheckFailed(message + (f"\nHint: {case.hint}" if case.hint else "")) from exc
+            raise CheckFailed(message + (f"\nHint: {case.hint}" if case.hint else "") + more) from exc
         mismatch = comparer(expected, got) if comparer else compare(expected, got, rtol=rtol, atol=atol, names=names)
         if mismatch:
             message = f"{exercise}: {where}: {mismatch}"
-            result = CheckResult(exercise, "fail", message, i - 1, len(cases))
+            result = CheckResult(exercise, "fail", message, i - 1, len(cases), case.hint)
             _log(result)
-            raise CheckFailed(message + (f"\nHint: {case.hint}" if case.hint else ""))
+            raise CheckFailed(message + (f"\nHint: {case.hint}" if case.hint else "") + more)
     verdict = f"all {len(cases)} cases passed" if len(cases) > 1 else "right"
     result = CheckResult(exercise, "pass", f"{exercise}: {verdict}", len(cases), len(cases))
     _log(result)

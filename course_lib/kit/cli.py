@@ -53,8 +53,11 @@ def _cmd_check(args) -> int:
         results, _ = check_notebook(Path(nb), timeout=args.timeout)
         print(f"\n{nb}")
         for r in results:
-            print(f"  {r.status:<16} {r.exercise:<28} {r.passed}/{r.total} cases" +
-                  ("" if r.status == "pass" else f"\n  {'':<16} {r.message}"))
+            print(f"  {r.status:<16} {r.exercise:<28} {r.passed}/{r.total} cases")
+            if r.status != "pass":
+                print(f"  {'':<16} {r.message}")
+                if r.hint:
+                    print(f"  {'':<16} Hint: {r.hint}")
         passed = sum(r.status == "pass" for r in results)
         print(f"  {passed}/{len(results)} exercises pass")
         code = code or (0 if results and passed == len(results) else 1)
