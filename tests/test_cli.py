@@ -171,3 +171,42 @@ def test_demo_writes_report_and_plot(tmp_path):
 def test_grade_rejects_a_missing_folder(capsys):
     assert main(["grade", "/no/such/folder"]) == 2
     assert "SUBMISSIONS_DIR: expected a folder of student folders, got '/no/such/folder'" in capsys.readouterr().err
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda d: ["run", str(d / "nope.ipynb")], r"NOTEBOOK: expected a notebook file, '.*nope.ipynb' does not exist"),
+    (lambda d: ["check", _write(d / "README.md", "# hi")], r"NOTEBOOK: expected a .ipynb notebook, got '.*README.md'"),
+    (lambda d: ["check", _write(d / "one.ipynb", "1")], r"NOTEBOOK: '.*one.ipynb' is not a readable Jupyter notebook"),
+    (lambda d: ["run", _write(d / "bad.ipynb", "not json")], r"'.*bad.ipynb' is not a readable Jupyter notebook"),
+    (lambda d: ["course", str(d)], r"NOTEBOOK: expected a notebook file, '.*' is a folder"),
+    (lambda d: ["grade", str(d)], r"SUBMISSIONS_DIR: expected student folders holding NN_\*.ipynb notebooks"),
+    (lambda d: ["scale", "dpo", "--tiny", "--pairs", str(d / "missing.jsonl")],
+     r"--pairs: path: expected a JSONL file of preference pairs, '.*missing.jsonl' does not exist"),
+])
+def test_a_users_mistake_is_one_line_and_exit_two(tmp_path, make_args, message):
+    import re
+
+    out = subprocess.run([course_kit(), *make_args(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert re.search(message, lines[0]), lines[0]
+
+
+def test_a_failing_cell_is_named_by_number_in_plain_text(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# x"), nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_code_cell("def f(:\n    pass")]
+    path = tmp_path / "syntax.ipynb"
+    nbformat.write(nb, path)
+    out = subprocess.run([course_kit(), "run", str(path), "--out", str(tmp_path / "out")], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 1
+    assert "FAILED: cell 3: SyntaxError: invalid syntax" in out.stdout and "\x1b[" not in out.stdout, out.stdout

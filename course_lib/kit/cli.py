@@ -7,6 +7,31 @@ import sys
 from pathlib import Path
 
 
+class UsageError(Exception):
+    """A mistake in a command's arguments or files: ``main`` prints it as one line and exits 2."""
+
+
+def _notebooks(paths: list[str], what: str = "NOTEBOOK") -> list[Path]:
+    """The given notebook files, each checked to exist and to be a Jupyter notebook."""
+    import nbformat
+
+    checked = []
+    for arg in paths:
+        path = Path(arg)
+        if not path.is_file():
+            raise UsageError(f"{what}: expected a notebook file, {arg!r} " +
+                             ("is a folder" if path.is_dir() else "does not exist"))
+        if path.suffix != ".ipynb":
+            raise UsageError(f"{what}: expected a .ipynb notebook, got {arg!r}")
+        try:
+            nbformat.validate(nbformat.read(path, as_version=4))
+        except Exception as exc:  # JSON errors, wrong structure, unreadable file
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"{what}: {arg!r} is not a readable Jupyter notebook ({reason})") from None
+        checked.append(path)
+    return checked
+
+
 def _cmd_doctor(args) -> int:
     from course_lib.kit.doctor import diagnose, report
 
@@ -37,7 +62,7 @@ def _cmd_lab(args) -> int:
 def _cmd_run(args) -> int:
     from course_lib.kit.notebooks import run_notebooks
 
-    results = run_notebooks([Path(p) for p in args.notebooks], Path(args.out), inplace=args.inplace,
+    results = run_notebooks(_notebooks(args.notebooks), Path(args.out), inplace=args.inplace,
                             timeout=args.timeout)
     for r in results:
         status = "ok" if r.error is None else f"FAILED: {r.error}"
@@ -49,8 +74,8 @@ def _cmd_check(args) -> int:
     from course_lib.kit.notebooks import check_notebook
 
     code = 0
-    for nb in args.notebooks:
-        results, _ = check_notebook(Path(nb), timeout=args.timeout)
+    for nb in _notebooks(args.notebooks):
+        results, _ = check_notebook(nb, timeout=args.timeout)
         print(f"\n{nb}")
         for r in results:
             print(f"  {r.status:<16} {r.exercise:<28} {r.passed}/{r.total} cases")
@@ -82,10 +107,12 @@ def _cmd_grade(args) -> int:
     from course_lib.grading.grader import grade_folder
     from course_lib.grading.sandbox import Limits
 
-    if not Path(args.submissions).is_dir():
-        print(f"error: SUBMISSIONS_DIR: expected a folder of student folders, got {args.submissions!r}",
-              file=sys.stderr)
-        return 2
+    folder = Path(args.submissions)
+    if not folder.is_dir():
+        raise UsageError(f"SUBMISSIONS_DIR: expected a folder of student folders, got {args.submissions!r}")
+    if not any(folder.glob("*/[0-9][0-9]_*.ipynb")):
+        raise UsageError(f"SUBMISSIONS_DIR: expected student folders holding NN_*.ipynb notebooks, "
+                         f"{args.submissions!r} has none")
     limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb)
     grades = grade_folder(Path(args.submissions), Path(args.out), hidden=Path(args.hidden) if args.hidden else None,
                           jobs=args.jobs, limits=limits)
@@ -108,7 +135,7 @@ def _cmd_demo(args) -> int:
 def _cmd_course(args) -> int:
     from course_lib.kit.course import build_site, run_course, times_table
 
-    notebooks = [Path(p) for p in args.notebooks] or sorted(Path("notebooks").glob("[0-9]*.ipynb"))
+    notebooks = _notebooks(args.notebooks) or sorted(Path("notebooks").glob("[0-9]*.ipynb"))
     build = Path(args.build)
     try:
         runs = run_course(notebooks, build, profile=args.profile, timeout=args.timeout)
@@ -205,8 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"course-kit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

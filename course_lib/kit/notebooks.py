@@ -113,7 +113,7 @@ def execute(path: Path, *, timeout: int = 1800, allow_errors: bool = False, prog
     try:
         client.execute()
     except Exception as exc:  # nbclient's CellExecutionError, timeouts, dead kernels
-        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}"
+        error = describe_failure(nb, exc)
     finally:
         client.bar.close()
         for k, v in old_env.items():
@@ -122,6 +122,20 @@ def execute(path: Path, *, timeout: int = 1800, allow_errors: bool = False, prog
             else:
                 os.environ[k] = v
     return nb, error
+
+
+_ANSI = __import__("re").compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def describe_failure(nb: nbformat.NotebookNode, exc: BaseException) -> str:
+    """One plain-text line: the failing cell's number (counting from 1, as Jupyter shows cells) and its error."""
+    for index, cell in enumerate(nb.cells, start=1):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                evalue = _ANSI.sub("", str(out.get("evalue", ""))).strip().splitlines()
+                return f"cell {index}: {out.get('ename', 'Error')}: {evalue[0] if evalue else ''}".rstrip(": ")
+    text = _ANSI.sub("", str(exc)).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else repr(exc)}"
 
 
 def run_notebooks(paths: list[Path], out_dir: Path | None, *, inplace: bool = False, timeout: int = 1800,

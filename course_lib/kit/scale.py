@@ -62,7 +62,12 @@ def run(args) -> int:
     if args.algorithm in ("reward", "dpo") and args.pairs:
         from course_lib.data.preferences import load_pairs
 
-        pairs, report = load_pairs(args.pairs)
+        from course_lib.kit.cli import UsageError
+
+        try:
+            pairs, report = load_pairs(args.pairs)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--pairs: {exc}") from None
         print(report)
     elif args.algorithm in ("reward", "dpo"):
         from course_lib.llm.feedback import course_preferences
