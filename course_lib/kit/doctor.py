@@ -82,7 +82,10 @@ def diagnose(load: bool = True) -> list[Finding]:
                 findings.append(Finding("model load", False, f"{type(exc).__name__}: {exc}",
                                         "course-kit model prepare --force"))
         elif source.kind == "wheel":
-            findings.append(Finding("model load", False, "not converted yet (the first load takes ~20 s)",
+            damaged = models.cached_model_dir().is_dir()
+            findings.append(Finding("model load", False,
+                                    f"the cache {models.cached_model_dir()} is damaged or incomplete" if damaged else
+                                    "not converted yet (the first load takes ~20 s)",
                                     "course-kit model prepare", required=False))
     except models.ModelNotFoundError as exc:
         findings.append(Finding("model", False, str(exc).split(". Fix:")[0], models.FIX_COMMAND))

