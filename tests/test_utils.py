@@ -163,3 +163,29 @@ def test_default_profile_does_not_import_torch_on_a_cpu_machine():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     if out[0] == "cpu" and not torch.cuda.is_available():
         assert out[1] == "False"
+
+
+def test_course_device_is_named_when_it_cannot_be_used(monkeypatch):
+    import torch
+
+    from course_lib.deep.ppo import PPOConfig, ppo
+    from course_lib.llm.models import tiny_model
+    from course_lib.utils.device import pick_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: COURSE_DEVICE=cuda is valid here")
+    monkeypatch.setenv("COURSE_DEVICE", "cuda")
+    message = r"COURSE_DEVICE: expected an available device \(cpu here\), got 'cuda': CUDA is not available; unset"
+    with pytest.raises(ValueError, match=message):
+        pick_device()
+    with pytest.raises(ValueError, match=message):  # the small nets no longer ignore it
+        tiny_model(seed=0)
+    with pytest.raises(ValueError, match=message):
+        ppo(PPOConfig(total_timesteps=1024))
+    with pytest.raises(ValueError, match=r"^device: expected an available device"):
+        pick_device("cuda")
+    monkeypatch.setenv("COURSE_DEVICE", "gpu0")
+    with pytest.raises(ValueError, match=r"COURSE_DEVICE: expected a device such as 'cpu'.*got 'gpu0'"):
+        pick_device()
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    assert tiny_model(seed=0)[0].device.type == "cpu"

@@ -45,7 +45,8 @@ from torch import nn
 from torch.distributions import Categorical
 
 from course_lib.rl import clipped_surrogate, explained_variance, gae, normalize, value_loss
-from course_lib.utils import pick_device, set_seed
+from course_lib.utils import set_seed
+from course_lib.utils.device import small_net_device
 from course_lib.utils.metrics import MetricLogger
 
 
@@ -264,7 +265,8 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
         callback: ``callback(global_step, agent)`` after each update; returning True stops training
             (e.g. an evaluation that found the task solved). Its time is not counted in ``seconds``.
         progress: show a progress bar over environment steps. live: passed to :class:`MetricLogger`.
-        device: passed to :func:`pick_device`; None means ``"cpu"`` (small MLPs are fastest there).
+        device: passed to :func:`~course_lib.utils.device.small_net_device`; None means ``COURSE_DEVICE``
+            if set, else ``"cpu"`` (small MLPs are fastest there).
 
     Returns:
         a :class:`PPOResult`.
@@ -277,7 +279,7 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
         raise ValueError(f"config: expected a PPOConfig (e.g. PPO_PRESETS['cartpole_fast']), got {config!r}")
     if isinstance(updates, bool) or (updates is not None and (not isinstance(updates, int) or updates < 1)):
         raise ValueError(f"updates: expected an int >= 1 or None, got {updates!r}")
-    device = pick_device("cpu" if device is None else device)
+    device = small_net_device(device)
     if resume is not None:
         state = torch.load(resume, map_location="cpu", weights_only=False)
         if state["config"] != asdict(config):

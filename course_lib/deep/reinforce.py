@@ -55,7 +55,8 @@ from torch.distributions import Categorical
 from tqdm.auto import tqdm
 
 from course_lib.rl import discounted_returns, normalize, value_loss
-from course_lib.utils import pick_device, set_seed
+from course_lib.utils import set_seed
+from course_lib.utils.device import small_net_device
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,8 @@ def reinforce(env_id: str = "CartPole-v1", config: ReinforceConfig = REINFORCE_P
         config: a :class:`ReinforceConfig`, e.g. ``REINFORCE_PRESETS["cartpole"]``.
         seed: seeds Python, NumPy and torch (:func:`set_seed`) and the first ``env.reset``.
         progress: show a tqdm bar over episodes.
-        device: passed to :func:`pick_device`; ``None`` means ``"cpu"`` (small MLPs are faster there).
+        device: passed to :func:`~course_lib.utils.device.small_net_device`; ``None`` means ``COURSE_DEVICE``
+            if set, else ``"cpu"`` (small MLPs are faster there).
 
     Returns:
         ``(policy, history)``: the trained :class:`CategoricalPolicy` and a :class:`ReinforceHistory`.
@@ -261,7 +263,7 @@ def reinforce(env_id: str = "CartPole-v1", config: ReinforceConfig = REINFORCE_P
         raise ValueError(f"config: expected a ReinforceConfig (e.g. REINFORCE_PRESETS['cartpole']), got "
                          f"{type(config).__name__}")
     set_seed(seed)
-    device = pick_device("cpu" if device is None else device)
+    device = small_net_device(device)
     env = gym.make(env_id)
     if not isinstance(env.action_space, gym.spaces.Discrete) or not isinstance(env.observation_space, gym.spaces.Box) \
             or len(env.observation_space.shape) != 1:

@@ -294,7 +294,7 @@ def load_tokenizer(name_or_path: str | os.PathLike | None = None):
     return _load_tokenizer(source.location)
 
 
-def tiny_model(seed: int = 0, tokenizer=None):
+def tiny_model(seed: int = 0, tokenizer=None, device: Any = None):
     """A randomly initialised model of SmolLM2's family (Llama), small enough for tests.
 
     Same architecture and tokenizer as SmolLM2-135M-Instruct, but 2 layers of
@@ -302,11 +302,18 @@ def tiny_model(seed: int = 0, tokenizer=None):
     49,152 x 8 embedding. Its outputs are noise; it exists so tests of the
     training code run in seconds.
 
+    Args:
+        device: ``None`` for ``COURSE_DEVICE`` if set, else the CPU; or a device name.
+
     Returns:
-        ``(model, tokenizer)`` on the CPU in float32.
+        ``(model, tokenizer)`` in float32, on the CPU unless ``device`` or ``COURSE_DEVICE`` says otherwise.
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from course_lib.utils.device import small_net_device
+
+    dev = small_net_device(device)
 
     tok = tokenizer if tokenizer is not None else load_tokenizer()
     config = LlamaConfig(
@@ -325,7 +332,7 @@ def tiny_model(seed: int = 0, tokenizer=None):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
-    model.eval()
+    model.to(dev).eval()
     return model, tok
 
 
