@@ -287,3 +287,23 @@ def test_a_cut_reply_stays_cut_through_trl(tiny, tmp_path):
                          steps=1, batch_size=2)
     row = reward.train_dataset[0]
     assert row["chosen_ids"] == p_ids + list(finished.ids) and row["rejected_ids"] == p_ids + list(cut.ids)
+
+
+def test_a_prompt_longer_than_the_context_is_named_not_trained_on(tiny):
+    """A sequence past max_position_embeddings does not fail in the forward pass; the loops must refuse it."""
+    from course_lib.data.preferences import PreferencePair
+    from course_lib.llm.dpo import DPOConfig, train_dpo
+    from course_lib.llm.generation import completion_logprobs, shared_prompt_logprobs
+
+    model, tok = tiny
+    context = model.config.max_position_embeddings
+    long_prompt = "word " * (context + 10)
+    message = rf"prompts: expected prompt \+ completion <= the model's context of {context} tokens, got \d+ tokens " \
+              r"for the prompt 'word word"
+    for fn in (completion_logprobs, shared_prompt_logprobs):
+        with pytest.raises(ValueError, match=message):
+            fn(model, tok, [long_prompt], [" yes"])
+    pairs = [PreferencePair("short prompt", " good", " bad"), PreferencePair(long_prompt, " good", " bad")]
+    with pytest.raises(ValueError, match=message):
+        train_dpo(model, tok, pairs, DPOConfig(batch_size=2, learning_rate=1e-3), progress=False)
+    assert completion_logprobs(model, tok, ["short prompt"], [" yes"])[0].shape[0] == 1

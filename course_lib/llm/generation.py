@@ -13,7 +13,7 @@ from typing import NamedTuple, Sequence
 import torch
 
 from course_lib.llm.models import forward_keyword
-from course_lib.llm.tokens import completion_ids, encode, pad, position_ids, replies_from, response_mask_from
+from course_lib.llm.tokens import check_context, completion_ids, encode, pad, position_ids, replies_from, response_mask_from
 from course_lib.rl.logprobs import token_logprobs
 
 Messages = list[dict[str, str]]
@@ -257,6 +257,7 @@ def completion_logprobs(model, tokenizer, prompts: Sequence[str], completions: S
     """
     device = next(model.parameters()).device
     enc = encode_completions(tokenizer, prompts, completions)
+    check_context(model, prompts, enc.attention_mask.sum(dim=1).tolist())
     logp = sequence_token_logprobs(model, enc.input_ids.to(device), enc.attention_mask.to(device))  # (B, T-1)
     return logp, enc.completion_mask[:, 1:].to(device)  # mask shifted like the targets
 
@@ -324,6 +325,7 @@ def shared_prompt_logprobs(model, tokenizer, prompts: Sequence[str], completions
     for text, ids in [*zip(distinct, prompt_rows), *zip(completions, rows)]:
         if not ids:
             raise ValueError(f"prompts/completions: each must encode to at least one token, got {text!r:.40}")
+    check_context(model, prompts, [len(prompt_rows[distinct[p]]) + len(r) for p, r in zip(prompts, rows)])
     prompt_ids, prompt_mask = pad(prompt_rows, tokenizer.pad_token_id, "left", device)  # (U, P) each
     ids, mask = pad(rows, tokenizer.pad_token_id, "right", device)  # (N, R) each
     owner = torch.tensor([distinct[p] for p in prompts], device=device)  # (N,): each completion's prompt

@@ -95,6 +95,25 @@ def encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def check_context(model, prompts, lengths, what: str = "prompt + completion") -> None:
+    """Raise when a sequence is longer than the model's context (``max_position_embeddings``).
+
+    A longer sequence does not fail in the forward pass: its positions past the context get rotary
+    angles the model never saw, and training goes on silently on garbage. ``prompts`` and ``lengths``
+    name each sequence (its prompt's text) and give its token count.
+
+    Raises:
+        ValueError: naming the first sequence that does not fit, its length and the context.
+    """
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if context is None:
+        return
+    for prompt, length in zip(prompts, lengths):
+        if length > context:
+            raise ValueError(f"prompts: expected {what} <= the model's context of {context} tokens, got {length} "
+                             f"tokens for the prompt {str(prompt)[:60]!r}; shorten the prompt or its completion")
+
+
 def completion_ids(tokenizer, completion: str) -> list[int]:
     """The tokens of a completion, exactly: a :class:`~course_lib.data.preferences.Reply`'s ids, or a
     plain text's own tokens (nothing appended: the log-prob of *this text* given a prompt)."""
