@@ -160,18 +160,31 @@ def _write_pairs(tmp_path):
     return path
 
 
-def test_runs_under_accelerate_launch(tmp_path):
-    """The multi-GPU entry point, `accelerate launch -m course_lib.kit.scale`, here with one CPU process."""
+def test_two_processes_under_accelerate_launch_train_different_shards_to_equal_weights(tmp_path):
+    """The multi-GPU entry point, `accelerate launch -m course_lib.kit.scale`, with 2 CPU processes (gloo)."""
+    import json
     import os
     import subprocess
     import sys
     from pathlib import Path
 
+    from course_lib.data.preferences import PreferencePair, save_pairs
+
+    save_pairs([PreferencePair(f"prompt number {i}", f" good {i}", f" bad {i}") for i in range(16)],
+               tmp_path / "pairs.jsonl")
     launcher = Path(sys.executable).parent / "accelerate"
-    command = [str(launcher), "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision",
-               "no", "--dynamo_backend", "no", "-m", "course_lib.kit.scale", "dpo", "--tiny", "--pairs",
-               str(_write_pairs(tmp_path)), "--steps", "2", "--batch-size", "2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "course_lib.kit.scale", "dpo", "--tiny",
+               "--pairs", "pairs.jsonl", "--steps", "2", "--batch-size", "2", "--lr", "1e-3", "--report", "ddp"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true",
+           "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "dpo: 2 steps, loss per step" in done.stdout
+    assert done.stdout.count("dpo: 2 steps, loss per step") == 2
+    ranks = [json.loads((tmp_path / f"ddp.rank{r}.json").read_text()) for r in (0, 1)]
+    assert [(r["rank"], r["world_size"], r["steps"]) for r in ranks] == [(0, 2, 2), (1, 2, 2)]
+    assert all(r["distributed_type"] == "MULTI_CPU" for r in ranks), ranks[0]["distributed_type"]
+    shards = [set(r["examples"]) for r in ranks]
+    assert shards[0] and shards[1] and not shards[0] & shards[1]  # each rank trained on its own examples
+    assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]  # gradients all-reduced: one model
+    assert ranks[0]["weights_sha256"] != ranks[0]["initial_weights_sha256"]  # and it trained

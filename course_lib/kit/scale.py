@@ -10,6 +10,14 @@ data parallel, DeepSpeed ZeRO-2 or FSDP)::
     accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m course_lib.kit.scale \\
         dpo --model HuggingFaceTB/SmolLM2-135M-Instruct --steps 500 --batch-size 16 --bf16
 
+Several CPU processes on one machine (data parallel over gloo; what the test suite runs)::
+
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 -m course_lib.kit.scale \
+        dpo --tiny --steps 2 --report runs/ddp
+
+(``--cpu`` alone would start one process: accelerate runs several CPU processes only under ``mpirun``;
+``--multi_gpu`` starts them with torchrun and ``ACCELERATE_USE_CPU`` makes them form a gloo group.)
+
 Data: ``reward`` and ``dpo`` train on preference pairs (``--pairs FILE``, JSONL as written by
 ``course_lib.data.preferences.save_pairs``; default lesson 10's pairs, built with
 ``course_preferences`` for the active profile); ``grpo`` samples replies to the course's training
@@ -44,7 +52,51 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (a GPU that has it)")
     parser.add_argument("--out", default=None, help="TRL's output folder (default: a temporary one)")
     parser.add_argument("--save", action="store_true", help="save the trained model into --out at the end")
+    parser.add_argument("--report", default=None, metavar="PREFIX",
+                        help="write PREFIX.rankN.json per process: its rank, the examples it trained on (hashes of "
+                             "their token ids) and a checksum of its final weights (to check a multi-process run)")
     return parser
+
+
+def _record_examples(trainer, seen: list[str]) -> None:
+    """Wrap the trainer's collator so that each example this process trains on is recorded (a hash of its ids)."""
+    import hashlib
+    import json
+
+    collate = trainer.data_collator
+
+    def recording(features):
+        for f in features:
+            ids = {k: v for k, v in f.items() if k.endswith("input_ids") or k.endswith("_ids")}
+            seen.append(hashlib.sha1(json.dumps(ids, sort_keys=True, default=list).encode()).hexdigest()[:16])
+        return collate(features)
+
+    trainer.data_collator = recording
+
+
+def _weights_sha256(model) -> str:
+    import hashlib
+
+    import torch
+
+    state = model.state_dict()
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _write_report(prefix: str, trainer, seen: list[str], initial_sha: str) -> None:
+    import json
+    from pathlib import Path
+
+    rank = trainer.accelerator.process_index
+    Path(f"{prefix}.rank{rank}.json").write_text(json.dumps({
+        "rank": rank, "world_size": trainer.accelerator.num_processes,
+        "distributed_type": trainer.accelerator.distributed_type.value, "steps": trainer.state.global_step,
+        "examples": seen, "initial_weights_sha256": initial_sha,
+        "weights_sha256": _weights_sha256(trainer.accelerator.unwrap_model(trainer.model))}))
 
 
 def run(args) -> int:
@@ -98,7 +150,13 @@ def run(args) -> int:
                               learning_rate=args.lr, beta=args.beta, num_generations=args.num_generations,
                               max_completion_length=args.max_completion_length, bf16=args.bf16,
                               lora_rank=args.lora)
+        seen: list[str] = []
+        if args.report:
+            _record_examples(trainer, seen)
+            initial_sha = _weights_sha256(trainer.model)
         trainer.train()
+        if args.report:
+            _write_report(args.report, trainer, seen, initial_sha)
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         print(f"{args.algorithm}: {trainer.state.global_step} steps, loss per step "
               + " ".join(f"{x:.4f}" for x in losses))
