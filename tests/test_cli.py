@@ -95,7 +95,7 @@ def test_course_times_each_notebook_measures_its_memory_and_builds_the_site(tmp_
     out = subprocess.run([course_kit(), "course", str(lessons / "01_a.ipynb"), str(lessons / "02_b.ipynb"),
                           "--profile", "ci", "--build", str(tmp_path / "build")], capture_output=True, text=True)
     assert out.returncode == 1, out.stderr[-2000:]  # one notebook failed: the whole run fails
-    assert "FAILED 02_b.ipynb: CellExecutionError" in out.stderr
+    assert "FAILED 02_b.ipynb: cell 2: ZeroDivisionError" in out.stderr
     times = json.loads((tmp_path / "build" / "site" / "times.json").read_text())
     a, b = times["runs"]
     assert (a["notebook"], a["title"], a["error"]) == ("01_a.ipynb", "Lesson A: memory", None)
@@ -111,7 +111,7 @@ def test_course_times_each_notebook_measures_its_memory_and_builds_the_site(tmp_
 
 def test_course_rejects_a_missing_notebook(tmp_path, capsys):
     assert main(["course", str(tmp_path / "nope.ipynb"), "--build", str(tmp_path / "b")]) == 2
-    assert "notebooks: expected existing .ipynb files, these do not exist" in capsys.readouterr().err
+    assert "NOTEBOOK: expected a notebook file, " in capsys.readouterr().err
 
 
 @pytest.mark.slow
