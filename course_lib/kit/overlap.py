@@ -98,19 +98,28 @@ def solution_blocks(solution: Path) -> list[Block]:
             owner = _enclosing_function(lines, begin)
             if owner is None:
                 continue
-            fn = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == owner), None)
+            method = owner.split(".")[-1]
+            fn = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == method), None)
             params = tuple(a.arg for a in fn.args.args + fn.args.kwonlyargs) if fn is not None else ()
             blocks.append(Block(solution.name, owner, "\n".join(lines[begin + 1:end]), params))
     return blocks
 
 
 def _enclosing_function(lines: list[str], index: int) -> str | None:
+    """The function around line ``index``; for a method, ``Class.method`` (the class is the exercise)."""
     indent = len(lines[index]) - len(lines[index].lstrip())
+    name = None
     for line in reversed(lines[:index]):
-        m = re.match(r"^(\s*)def\s+(\w+)\s*\(", line)
+        m = re.match(r"^(\s*)(def|class)\s+(\w+)\s*[(:]", line)
         if m and len(m.group(1)) < indent:
-            return m.group(2)
-    return None
+            if m.group(2) == "class":
+                return f"{m.group(3)}.{name}" if name else None
+            if name is not None:
+                return name
+            name, indent = m.group(3), len(m.group(1))
+            if indent == 0:
+                return name
+    return name
 
 
 def _bound_names(code: str) -> set[str]:
@@ -245,7 +254,7 @@ def hints_text(lesson: str, function: str) -> str:
         module = importlib.import_module(f"course_lib.checks.lesson{lesson}")
     except ModuleNotFoundError:
         return ""
-    parts = list(getattr(module, "HINTS", {}).get(function, ()))
+    parts = [getattr(module, "HINTS", {}).get(function, "")]
     exercise = getattr(module, "EXERCISES", {}).get(function)
     if exercise is not None and exercise.kind == "function":
         parts.extend(c.hint for c in exercise.cases())
@@ -261,7 +270,7 @@ def measure(root: Path) -> list[Overlap]:
         lessons = sorted((root / "notebooks").glob(f"{number}_*.ipynb"))
         lesson_text = notebook_text(nbformat.read(lessons[0], as_version=4)) if lessons else ""
         for block in solution_blocks(solution):
-            extra = hints_text(number, block.function)
+            extra = hints_text(number, block.function.split(".")[0])
             count, in_exercise = share(block, exercise_text + "\n" + extra)
             _, in_lesson = share(block, lesson_text)
             results.append(Overlap(solution.name, block.function, count, in_exercise, in_lesson))
