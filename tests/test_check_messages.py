@@ -101,3 +101,8 @@ def test_course_kit_check_prints_the_failing_case_and_its_hint(tmp_path):
                          text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 1
     assert "failed at case 1 of" in out.stdout and "Hint: " in out.stdout, out.stdout + out.stderr
+
+
+def test_feedback_keeps_its_capitals():
+    assert compare_answers("C", "a", {"A": "No. The lever is part of the world."}).endswith(
+        ": No. The lever is part of the world.")

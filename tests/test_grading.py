@@ -186,8 +186,8 @@ def test_correct_submission_right_after_a_fork_bomb(tmp_path):
     (tmp_path / "subs" / "b_correct").mkdir()
     shutil.copy(SOLUTION, tmp_path / "subs" / "b_correct" / LESSON)
     grades = grade_folder(tmp_path / "subs", tmp_path / "grades.csv", jobs=1, limits=LIMITS, progress=False)
-    assert [g.score for g in grades["a_fork_bomb"]] == [0.0] * 4
-    assert [(g.status, g.score) for g in grades["b_correct"]] == [("ok", 1.0)] * 4
+    assert [g.score for g in grades["a_fork_bomb"]] == [0.0] * 6
+    assert [(g.status, g.score) for g in grades["b_correct"]] == [("ok", 1.0)] * 6
     assert _pids_of_uid(SANDBOX_UID_BASE) == []
 
 
@@ -231,5 +231,5 @@ def test_worked_example_in_the_docs(tmp_path):
     table = (tmp_path / "grades.csv").read_text().replace("\r\n", "\n")
     assert table in docs
     feedback = (tmp_path / "grades_feedback" / "ben.md").read_text()
-    assert "## Lesson 01: `run_episode`: 0.50 (ok)\n\n6 of 12 cases passed." in feedback
+    assert "## Lesson 01: `run_episode`: 0.57 (ok)\n\n8 of 14 cases passed." in feedback
     assert "2 of 6 answers are not right yet" in feedback and "'agent'" not in feedback  # no right term revealed

@@ -225,6 +225,11 @@ def normalise_answer(x: Any) -> Any:
     return x
 
 
+def _normalise_keys(feedback: dict) -> dict:
+    """Feedback with its keys (items, choices) normalised like answers and its messages kept as written."""
+    return {normalise_answer(k): (_normalise_keys(v) if isinstance(v, dict) else v) for k, v in feedback.items()}
+
+
 def _same_answer(expected: Any, got: Any) -> bool:
     e, g = normalise_answer(expected), normalise_answer(got)
     return type(e) is type(g) and e == g
@@ -241,7 +246,7 @@ def compare_answers(expected: Any, got: Any, feedback: dict | None = None) -> st
     single choice, wrong choice -> why it is wrong; for a dict, item -> {wrong
     choice -> why}. Choices it does not cover get the generic message.
     """
-    feedback = normalise_answer(feedback or {})
+    feedback = _normalise_keys(feedback or {})
     if not isinstance(expected, dict):
         if _same_answer(expected, got):
             return None

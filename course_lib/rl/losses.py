@@ -34,9 +34,9 @@ def clipped_surrogate(logp, old_logp, advantages, clip_eps: float = 0.2, mask=No
         advantages: (B, T). clip_eps: epsilon, usually 0.1 to 0.3. mask: (B, T) or None.
 
     Returns:
-        ``(loss, info)``; info: ``clipfrac`` (share of steps where the clip is active,
-        |ratio - 1| > eps), ``approx_kl`` (the k3 estimate of KL(old || new), Schulman's note),
-        ``ratio_mean``.
+        ``(loss, info)``; info: ``clipfrac`` (share of steps with |ratio - 1| > eps, on either side; the
+        clip binds on fewer, only where the advantage pushes the ratio further out), ``approx_kl``
+        (the k3 estimate of KL(old || new), Schulman's note), ``ratio_mean``.
     """
     if not 0 < clip_eps < 1:
         raise ValueError(f"clip_eps: expected a float in (0, 1), got {clip_eps!r}")
