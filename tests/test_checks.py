@@ -159,3 +159,30 @@ def test_cloned_copies_positional_and_keyword_tensors():
     a, b = torch.ones(2), torch.ones(2)
     assert cloned(scale_in_place)(a, y=b).tolist() == [5.0, 5.0]
     assert a.tolist() == b.tolist() == [1.0, 1.0]  # the case's tensors are untouched
+
+
+def returns_topk_result(logits, k, temperature=1.0):
+    """The idiomatic answer: torch.topk's named (values, indices) pair, on the probabilities."""
+    return torch.topk(torch.softmax(logits / temperature, dim=-1), k, dim=-1)
+
+
+def returns_topk_of_logits(logits, k, temperature=1.0):
+    return torch.topk(logits / temperature, k, dim=-1)
+
+
+def returns_topk_ascending(logits, k, temperature=1.0):
+    return torch.topk(torch.softmax(logits / temperature, dim=-1), k, dim=-1, largest=False)
+
+
+def test_a_topk_result_is_accepted_as_the_pair_it_is(capsys):
+    result = check_top_k_next_tokens(returns_topk_result)
+    assert result.status == "pass" and result.passed == result.total == 6
+
+
+@pytest.mark.parametrize("wrong, expected_message", [
+    (returns_topk_of_logits, r"result\[0\] \(probs\): first mismatch"),
+    (returns_topk_ascending, r"result\[1\] \(ids\)|result\[0\] \(probs\): first mismatch"),
+])
+def test_a_topk_result_of_the_wrong_thing_still_fails(wrong, expected_message):
+    with pytest.raises(CheckFailed, match=expected_message):
+        check_top_k_next_tokens(wrong)

@@ -6,7 +6,18 @@ import numpy as np
 import pytest
 
 from course_lib.checks.core import CheckFailed
-from course_lib.checks.lesson01 import check_discounted_return, check_run_episode
+from course_lib.checks.lesson01 import (
+    EXERCISES,
+    check_cat_statement,
+    check_concept_definitions,
+    check_discounted_return,
+    check_rl_loop_order,
+    check_robot_story,
+    check_run_episode,
+    concept_definitions,
+    rl_loop_order,
+    robot_story,
+)
 from course_lib.envs.loop import Episode, discounted_return, run_episode
 
 # ---- discounted_return ---------------------------------------------------------------
@@ -99,8 +110,8 @@ def test_a_crash_on_a_valid_gamma_is_reported_not_swallowed():
 
 def test_run_episode_reference_passes(capsys):
     result = check_run_episode(run_episode)
-    assert result.status == "pass" and result.passed == result.total == 8
-    assert "[x] run_episode: all 8 cases passed" in capsys.readouterr().out
+    assert result.status == "pass" and result.passed == result.total == 9
+    assert "[x] run_episode: all 9 cases passed" in capsys.readouterr().out
 
 
 def _loop(env, policy, seed, max_steps, *, reset_seed=True, keep_last_state=True, stop_on_truncation=True,
@@ -167,15 +178,15 @@ def policy_called_twice(env, policy, seed=None, max_steps=1000):
 @pytest.mark.parametrize(
     "wrong, expected_message",
     [
-        (drops_the_last_state, r"case 1 of 8 \(the shortest path.*result\[0\] \(states\): expected 8 items, got 7"),
-        (ignores_truncation, r"case 2 of 8 \(always right.*result\[0\] \(states\): expected 101 items, got 1001"),
+        (drops_the_last_state, r"case 1 of 9 \(the shortest path.*result\[0\] \(states\): expected 8 items, got 7"),
+        (ignores_truncation, r"case 2 of 9 \(always right.*result\[0\] \(states\): expected 101 items, got 1001"),
         # unseeded, the slips are random: usually case 3 differs, by chance a later slippery case
-        (ignores_the_seed, r"case [3-8] of 8 .*slip=0\.[12]\), .*result\[0\] \(states\)"),
-        (max_steps_is_not_a_truncation, r"case 6 of 8 \(max_steps=5.*result\[4\] \(truncated\): expected True, got False"),
-        (reward_of_the_previous_step, r"case 1 of 8 .*result\[2\] \(rewards\)\[0\]: expected -1, got 0"),
-        (numpy_arrays, r"case 1 of 8 .*result\[0\] \(states\): expected a list of 8 items, got ndarray"),
-        (plain_tuple, r"case 1 of 8 .*result: expected an Episode of 5 items, got tuple"),
-        (policy_called_twice, r"case 4 of 8 \(a uniform random agent"),
+        (ignores_the_seed, r"case [3-9] of 9 .*slip=0\.[12]\), .*result\[0\] \(states\)"),
+        (max_steps_is_not_a_truncation, r"case 6 of 9 \(max_steps=5.*result\[4\] \(truncated\): expected True, got False"),
+        (reward_of_the_previous_step, r"case 1 of 9 .*result\[2\] \(rewards\)\[0\]: expected -1, got 0"),
+        (numpy_arrays, r"case 1 of 9 .*result\[0\] \(states\): expected a list of 8 items, got ndarray"),
+        (plain_tuple, r"case 1 of 9 .*result: expected an Episode of 5 items, got tuple"),
+        (policy_called_twice, r"case 4 of 9 \(a uniform random agent"),
     ],
 )
 def test_run_episode_wrong_versions_fail(wrong, expected_message):
@@ -192,3 +203,57 @@ def test_run_episode_stub_propagates(capsys):
     with pytest.raises(NotImplementedError):
         check_run_episode(stub)
     assert "[ ] run_episode: not implemented yet" in capsys.readouterr().out
+
+
+def truncated_on_the_last_allowed_step(env, policy, seed=None, max_steps=1000):
+    """Marks truncated=True whenever the episode used its whole budget, even when that last step terminated."""
+    episode = run_episode(env, policy, seed, max_steps)
+    if len(episode.actions) == max_steps:
+        return episode._replace(truncated=True)
+    return episode
+
+
+def test_run_episode_rejects_truncated_on_a_step_that_terminated():
+    with pytest.raises(CheckFailed, match=r"case 9 of 9 \(max_steps=7: the cheese is reached on the last allowed "
+                                          r"step.*result\[4\] \(truncated\): expected False, got True") as err:
+        check_run_episode(truncated_on_the_last_allowed_step)
+    assert "terminated=True and truncated=False" in str(err.value)
+    spec = EXERCISES["run_episode"]
+    run = spec.call(truncated_on_the_last_allowed_step)
+    reference = spec.call(run_episode)
+    hidden = [c for c in spec.hidden_cases() if "last one max_steps allows" in c.about]
+    assert hidden and run(*hidden[0].args, **hidden[0].kwargs) != reference(*hidden[0].args, **hidden[0].kwargs)
+
+
+# ---- graded concept checks -----------------------------------------------------------
+
+
+def test_the_concept_checks_pass_their_answers(capsys):
+    for check, answer in ((check_robot_story, robot_story()), (check_cat_statement, " c "),
+                          (check_rl_loop_order, rl_loop_order()), (check_concept_definitions, concept_definitions())):
+        assert check(answer).status == "pass"
+
+
+@pytest.mark.parametrize("check, answer, expected, right", [
+    (check_cat_statement, "A", "the feeder box does not choose anything", "C"),
+    (check_cat_statement, "b", "the cat cannot choose the food", "C"),
+    (check_cat_statement, "D", "something in the cat changed", "C"),
+    (check_robot_story, {**robot_story(), "the robot": "policy", "the robot's rule for choosing its next move": "agent"},
+     r"2 of 6 answers.*'the robot' \(you chose 'policy'\): a policy is a rule", "agent"),
+    (check_rl_loop_order, ["D", "A", "F", "B", "E", "C"],
+     r"step 2 of your order is A .*must know its state before it can pick", None),
+    (check_rl_loop_order, ["D", "F", "A", "B", "C", "E"],
+     r"step 5 of your order is C .*should still learn from the last step", None),
+    (check_rl_loop_order, ["D", "F", "A", "B"], r"each of the letters .* exactly once", None),
+    (check_concept_definitions, {**concept_definitions(), "terminated": "g", "truncated": "f"},
+     r"2 of 7 answers.*'terminated' \(you chose 'g'\): g is one of the two ways a run can end; terminated means", "f"),
+    (check_concept_definitions, {**concept_definitions(), "return": "b", "value function": "c"},
+     r"'return' \(you chose 'b'\): b is an average over many possible futures", "c"),
+])
+def test_a_wrong_concept_answer_says_why_without_giving_the_answer(check, answer, expected, right):
+    with pytest.raises(CheckFailed, match=expected) as err:
+        check(answer)
+    message = str(err.value).split("Hint:")[0]
+    if right is not None:
+        assert f"'{right}'" not in message.replace(f"you chose '{right}'", "")
+    assert str(rl_loop_order()) not in message  # never the order itself

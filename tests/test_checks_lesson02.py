@@ -10,13 +10,14 @@ import pytest
 
 from course_lib.checks.core import CheckFailed
 from course_lib.checks.lesson02 import (
+    bandit_update,
+    check_bandit_update,
     check_epsilon_greedy_action,
-    check_incremental_mean,
     check_ucb_scores,
     epsilon_greedy_cases,
     split_inf,
 )
-from course_lib.tabular.bandits import epsilon_greedy_action, incremental_mean, ucb_scores
+from course_lib.tabular.bandits import epsilon_greedy_action, ucb_scores
 
 # ---------------------------------------------------------------------------
 # The references pass, and the stub's NotImplementedError propagates
@@ -26,7 +27,7 @@ from course_lib.tabular.bandits import epsilon_greedy_action, incremental_mean, 
 @pytest.mark.parametrize(
     "check, reference, name, total",
     [
-        (check_incremental_mean, incremental_mean, "incremental_mean", 7),
+        (check_bandit_update, bandit_update, "bandit_update", 8),
         (check_epsilon_greedy_action, epsilon_greedy_action, "epsilon_greedy_action", 14),
         (check_ucb_scores, ucb_scores, "ucb_scores", 8),
     ],
@@ -37,7 +38,7 @@ def test_reference_passes(check, reference, name, total, capsys):
     assert f"[x] {name}: all {total} cases passed" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("check", [check_incremental_mean, check_epsilon_greedy_action, check_ucb_scores])
+@pytest.mark.parametrize("check", [check_bandit_update, check_epsilon_greedy_action, check_ucb_scores])
 def test_stub_propagates_not_implemented(check, capsys, tmp_path, monkeypatch):
     log = tmp_path / "log.jsonl"
     monkeypatch.setenv("COURSE_KIT_CHECK_LOG", str(log))
@@ -52,38 +53,61 @@ def test_stub_propagates_not_implemented(check, capsys, tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------
-# incremental_mean
+# bandit_update (the shared learning step, with the incremental mean inside)
 # ---------------------------------------------------------------------------
 
 
-def no_step_size(q, n, reward):
-    return float(q + (reward - q))  # forgets the 1/n: the estimate jumps to the latest reward
+def _update(step):
+    def update(q, counts, arm, reward):
+        q, counts = q.copy(), counts.copy()
+        counts[arm] += 1
+        q[arm] += step(counts[arm]) * (reward - q[arm])
+        return q, counts
+
+    return update
 
 
-def off_by_one(q, n, reward):
-    return float(q + (reward - q) / (n + 1))
+no_step_size = _update(lambda n: 1.0)  # forgets the 1/n: the estimate jumps to the latest reward
+off_by_one = _update(lambda n: 1.0 / (n + 1))
+constant_step = _update(lambda n: 0.1)  # a constant step size: a recency-weighted average, not the mean
 
 
-def divides_by_n_minus_1(q, n, reward):
-    return float(q + (reward - q) / (n - 1))
+def divides_by_the_old_count(q, counts, arm, reward):
+    q, counts = q.copy(), counts.astype(float)
+    q[arm] += (reward - q[arm]) / counts[arm]
+    counts[arm] += 1
+    return q, counts.astype(counts.dtype)
 
 
-def constant_step(q, n, reward):
-    return float(q + 0.1 * (reward - q))  # a constant step size: a recency-weighted average, not the mean
+def changes_the_inputs(q, counts, arm, reward):
+    counts[arm] += 1
+    q[arm] += (reward - q[arm]) / counts[arm]
+    return q.copy(), counts.copy()
+
+
+def moves_every_lever(q, counts, arm, reward):
+    q, counts = q.copy(), counts.copy()
+    counts[arm] += 1
+    q = q + (reward - q) / counts[arm]
+    return q, counts
 
 
 @pytest.mark.parametrize(
     "wrong, expected_message",
     [
-        (no_step_size, r"case 3 of 7 \(the second reward: the mean of 1 and 0 is 0.5; .*\): result: expected 0.5, got 0"),
-        (off_by_one, r"case 1 of 7 \(the first reward .*\): result: expected 1, got 0.5"),
-        (divides_by_n_minus_1, r"case 1 of 7 .* raised ZeroDivisionError"),
-        (constant_step, r"case 1 of 7 .*: result: expected 1, got 0.1"),
+        (no_step_size, r"case 3 of 8 \(the second reward of lever 0: the mean of 1 and 0; .*\): result\[0\] \(q\): "
+                       r"first mismatch at index \[0\]: expected 0.5, got 0"),
+        (off_by_one, r"case 1 of 8 \(the first press .*\): result\[0\] \(q\): first mismatch at index \[2\]: "
+                     r"expected 1, got 0.5"),
+        (divides_by_the_old_count, r"case 1 of 8 .*result\[0\] \(q\): non-finite value"),
+        (constant_step, r"case 1 of 8 .*result\[0\] \(q\): first mismatch at index \[2\]: expected 1, got 0.1"),
+        (changes_the_inputs, r"case 1 of 8 .*result\[2\] \(inputs left unchanged\): expected True, got False"),
+        (moves_every_lever, r"case 1 of 8 .*result\[0\] \(q\): first mismatch at index \[0\]: expected 0, got 1"),
     ],
 )
-def test_incremental_mean_wrong_versions_fail(wrong, expected_message):
-    with pytest.raises(CheckFailed, match=expected_message) as err:
-        check_incremental_mean(wrong)
+def test_bandit_update_wrong_versions_fail(wrong, expected_message):
+    with np.errstate(divide="ignore", invalid="ignore"), pytest.raises(CheckFailed, match=expected_message) as err:
+        check_bandit_update(wrong)
     assert "Hint:" in str(err.value)
 
 

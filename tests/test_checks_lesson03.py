@@ -11,10 +11,9 @@ from course_lib.checks import CheckFailed
 from course_lib.checks.lesson03 import (
     bellman_backup_cases,
     check_bellman_backup,
-    check_greedy_policy,
-    check_value_iteration_sweep,
-    greedy_policy,
+    check_run_value_iteration,
     random_mdp,
+    run_value_iteration,
     value_iteration_sweep,
 )
 from course_lib.envs.maze import MazeRobotEnv
@@ -26,8 +25,7 @@ from course_lib.tabular.dp import bellman_backup, value_iteration
 
 @pytest.mark.parametrize(
     "check, reference, n",
-    [(check_bellman_backup, bellman_backup, 7), (check_value_iteration_sweep, value_iteration_sweep, 6),
-     (check_greedy_policy, greedy_policy, 6)],
+    [(check_bellman_backup, bellman_backup, 7), (check_run_value_iteration, run_value_iteration, 7)],
 )
 def test_reference_passes(capsys, check, reference, n):
     result = check(reference)
@@ -117,113 +115,73 @@ def test_bellman_backup_gamma_zero_case_catches_gamma_on_the_reward_only_when_re
         check_bellman_backup(wrong_at_zero)
 
 
-# ---- wrong versions: value_iteration_sweep ---------------------------------------------------
+# ---- wrong versions: run_value_iteration -------------------------------------------------------
 
 
-def sweep_max_over_states(P, R, done, V, gamma):
-    return bellman_backup(P, R, done, V, gamma).max(axis=0)
+def _vi(sweep, policy_of=lambda Q: Q.argmax(axis=1), stop=lambda change, theta: change.max() < theta):
+    """Value iteration with one switch per plausible mistake."""
+
+    def run(P, R, done, gamma, theta=1e-8):
+        V = np.zeros(R.shape[0])
+        for _ in range(10_000):
+            V_new = sweep(P, R, done, V, gamma)
+            change = np.abs(V_new - V)
+            V = V_new
+            if stop(change, theta):
+                break
+        return V, policy_of(bellman_backup(P, R, done, V, gamma))
+
+    return run
 
 
-def sweep_min(P, R, done, V, gamma):
-    return bellman_backup(P, R, done, V, gamma).min(axis=1)
+vi_max_over_states = _vi(lambda P, R, done, V, g: bellman_backup(P, R, done, V, g).max(axis=0))
+vi_min = _vi(lambda P, R, done, V, g: bellman_backup(P, R, done, V, g).min(axis=1))
+vi_bootstraps_through_terminal = _vi(lambda P, R, done, V, g: (R + g * P @ V).max(axis=1))
+vi_mean = _vi(lambda P, R, done, V, g: bellman_backup(P, R, done, V, g).mean(axis=1))
+vi_clipped_at_zero = _vi(lambda P, R, done, V, g: np.maximum(bellman_backup(P, R, done, V, g).max(axis=1), 0.0))
+vi_argmin_policy = _vi(value_iteration_sweep, policy_of=lambda Q: Q.argmin(axis=1))
+vi_values_as_policy = _vi(value_iteration_sweep, policy_of=lambda Q: Q.max(axis=1))
+vi_stops_when_one_state_settles = _vi(value_iteration_sweep, stop=lambda change, theta: change.min() < theta)
 
 
-def sweep_forgets_gamma(P, R, done, V, gamma):
-    return bellman_backup(P, R, done, V, 1.0).max(axis=1)
-
-
-def sweep_bootstraps_through_terminal(P, R, done, V, gamma):
-    return (R + gamma * P @ V).max(axis=1)
-
-
-def sweep_mean(P, R, done, V, gamma):
-    return bellman_backup(P, R, done, V, gamma).mean(axis=1)  # evaluates the random policy instead
-
-
-def sweep_clipped_at_zero(P, R, done, V, gamma):
-    return np.maximum(bellman_backup(P, R, done, V, gamma).max(axis=1), 0.0)
-
-
-@pytest.mark.parametrize(
-    "wrong, expected_message",
-    [
-        (sweep_max_over_states, r"case 1 of 6 .*expected shape \(3,\), got shape \(2,\)"),
-        (sweep_min, r"case 1 of 6 \(3 states, 2 actions, no terminal transitions, gamma 0\.9.*first mismatch"),
-        (sweep_forgets_gamma, r"case 1 of 6 .*first mismatch"),
-        (sweep_bootstraps_through_terminal, r"case 2 of 6 \(terminal transitions \(done True\)"),
-        (sweep_mean, r"case 1 of 6 .*first mismatch"),
-        (sweep_clipped_at_zero, r"case 3 of 6 \(all rewards and values negative"),
-    ],
-)
-def test_value_iteration_sweep_wrong_versions_fail(wrong, expected_message):
-    with pytest.raises(CheckFailed, match=expected_message) as err:
-        check_value_iteration_sweep(wrong)
-    assert "Hint:" in str(err.value)
-
-
-def test_max_over_states_fails_on_values_when_shapes_agree():
-    def square_only(P, R, done, V, gamma):  # right shape for S = A, wrong axis
-        Q = bellman_backup(P, R, done, V, gamma)
-        return Q.max(axis=0) if Q.shape[0] == Q.shape[1] else Q.max(axis=1)
-
-    with pytest.raises(CheckFailed, match=r"case 4 of 6 \(as many actions as states .*first mismatch"):
-        check_value_iteration_sweep(square_only)
-
-
-# ---- wrong versions: greedy_policy ---------------------------------------------------------------
-
-
-def policy_argmin(Q):
-    return np.argmin(Q, axis=1)
-
-
-def policy_last_on_ties(Q):
-    return Q.shape[1] - 1 - np.argmax(Q[:, ::-1], axis=1)
-
-
-def policy_over_states(Q):
-    return np.argmax(Q, axis=0)
-
-
-def policy_values_not_actions(Q):
-    return Q.max(axis=1)
-
-
-def policy_from_zero(Q):
-    best = np.zeros(len(Q), dtype=int)
-    for s in range(len(Q)):
-        top = 0.0  # wrong: the best value can be negative
-        for a in range(Q.shape[1]):
-            if Q[s, a] > top:
-                top, best[s] = Q[s, a], a
-    return best
-
-
-def policy_as_list(Q):
-    return [int(a) for a in np.argmax(Q, axis=1)]
+def vi_returns_q(P, R, done, gamma, theta=1e-8):
+    V, policy = run_value_iteration(P, R, done, gamma, theta)
+    return bellman_backup(P, R, done, V, gamma), policy
 
 
 @pytest.mark.parametrize(
     "wrong, expected_message",
     [
-        (policy_argmin, r"case 1 of 6 \(5 states, 3 actions, no ties.*first mismatch"),
-        (policy_last_on_ties, r"case 2 of 6 \(ties: the first best action wins"),
-        (policy_over_states, r"case 1 of 6 .*expected shape \(5,\), got shape \(3,\)"),
-        (policy_values_not_actions, r"case 1 of 6 .*expected dtype int64, got dtype float64"),
-        (policy_from_zero, r"case 4 of 6 \(all values negative"),
-        (policy_as_list, r"case 1 of 6 .*expected a ndarray, got list"),
+        (vi_max_over_states, r"case 1 of 7 .*raised ValueError: operands could not be broadcast"),
+        (vi_min, r"case 1 of 7 \(3 states, 2 actions, no terminal transitions, gamma 0\.9.*result\[0\] \(V\): first mismatch"),
+        (vi_bootstraps_through_terminal, r"case 2 of 7 \(terminal transitions \(done True\)"),
+        (vi_mean, r"case 1 of 7 .*result\[0\] \(V\): first mismatch"),
+        (vi_clipped_at_zero, r"case 3 of 7 \(all rewards negative"),
+        (vi_argmin_policy, r"case 1 of 7 .*result\[1\] \(policy is greedy\): first mismatch at index \[\d\]: expected True, got False"),
+        (vi_values_as_policy, r"case 1 of 7 .*result\[1\] \(policy is greedy\): expected a ndarray|expected dtype bool, got dtype float64"),
+        (vi_stops_when_one_state_settles, r"case [3-7] of 7 .*result\[0\] \(V\): first mismatch"),
+        (vi_returns_q, r"case 1 of 7 .*result\[0\] \(V\): expected shape \(3,\), got shape \(3, 2\)"),
     ],
 )
-def test_greedy_policy_wrong_versions_fail(wrong, expected_message):
+def test_run_value_iteration_wrong_versions_fail(wrong, expected_message):
     with pytest.raises(CheckFailed, match=expected_message) as err:
-        check_greedy_policy(wrong)
+        check_run_value_iteration(wrong)
     assert "Hint:" in str(err.value)
+
+
+def test_a_policy_that_breaks_ties_the_other_way_is_accepted():
+    def last_on_ties(P, R, done, gamma, theta=1e-8):
+        V, _ = run_value_iteration(P, R, done, gamma, theta)
+        Q = np.round(bellman_backup(P, R, done, V, gamma), 9)
+        return V, Q.shape[1] - 1 - np.argmax(Q[:, ::-1], axis=1)
+
+    assert check_run_value_iteration(last_on_ties).status == "pass"
 
 
 # ---- the stubs ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("check", [check_bellman_backup, check_value_iteration_sweep, check_greedy_policy])
+@pytest.mark.parametrize("check", [check_bellman_backup, check_run_value_iteration])
 def test_stub_is_reported_and_propagates(capsys, tmp_path, monkeypatch, check):
     log = tmp_path / "log.jsonl"
     monkeypatch.setenv("COURSE_KIT_CHECK_LOG", str(log))
@@ -238,13 +196,29 @@ def test_stub_is_reported_and_propagates(capsys, tmp_path, monkeypatch, check):
     assert [r["status"] for r in records] == ["not-implemented"]
 
 
-def test_a_stubbed_backup_inside_the_sweep_propagates():
-    # in the exercise notebook the sweep calls the student's bellman_backup, which may still be a stub
+def test_a_stubbed_backup_inside_value_iteration_propagates():
+    # in the exercise notebook value iteration calls the student's bellman_backup, which may still be a stub
     def stubbed_backup(*args):
         raise NotImplementedError
 
-    def sweep(P, R, done, V, gamma):
-        return stubbed_backup(P, R, done, V, gamma).max(axis=1)
+    def vi(P, R, done, gamma, theta=1e-8):
+        return stubbed_backup(P, R, done, np.zeros(R.shape[0]), gamma).max(axis=1), None
 
     with pytest.raises(NotImplementedError):
-        check_value_iteration_sweep(sweep)
+        check_run_value_iteration(vi)
+
+
+def test_lesson_3_text_about_the_cliff_start_matches_the_model():
+    """Lesson 3 says that pushing left against the wall on the slippery cliff start stays put with probability 0.9."""
+    import nbformat
+
+    from conftest import ROOT
+
+    model = MazeRobotEnv("cliff", slip=0.2).model
+    start, left = model.start_state, 3
+    stay = sum(t.prob for t in model.transitions[start][left] if t.next_state == start)
+    up = sum(t.prob for t in model.transitions[start][left] if t.next_state != start)
+    assert stay == pytest.approx(0.9) and up == pytest.approx(0.1)
+    lesson = next((ROOT / "notebooks").glob("03_*.ipynb"))
+    text = "\n".join(c.source for c in nbformat.read(lesson, as_version=4).cells if c.cell_type == "markdown")
+    assert "stays put with probability 0.9" in text and "stays put with probability 0.8" not in text

@@ -7,6 +7,13 @@ import pytest
 
 from course_lib.checks.core import CheckFailed
 from course_lib.checks.lesson04 import (
+    EXERCISES,
+    check_cliff_prediction,
+    check_q_learning_agent,
+    check_q_learning_step,
+    check_the_bug,
+    q_learning_agent,
+    q_learning_step,
     check_double_q_target,
     check_expected_sarsa_target,
     check_q_learning_target,
@@ -16,7 +23,7 @@ from course_lib.checks.lesson04 import (
     q_learning_target_cases,
     sarsa_target_cases,
 )
-from course_lib.tabular.td import double_q_target, expected_sarsa_target, q_learning_target, sarsa_target
+from course_lib.tabular.td import double_q_target, epsilon_greedy, expected_sarsa_target, q_learning_target, sarsa_target
 
 CHECKS = {
     "q_learning_target": (check_q_learning_target, q_learning_target, q_learning_target_cases),
@@ -117,14 +124,14 @@ def q_crashes(reward, q_next, gamma, terminated):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (q_bootstraps_on_terminal, r"case 2 of 10 \(s' is terminal \(terminated=True\);.*expected -?\d.*, got"),
-        (q_forgets_gamma, r"case 1 of 10 \(a non-terminal step, gamma 0\.9;"),
-        (q_uses_mean, r"(?s)case 1 of 10 .*Hint: target = r \+ gamma \* max_a' Q\(s', a'\): the best next value"),
-        (q_uses_argmax, r"case 1 of 10 \(a non-terminal step"),
-        (q_max_from_zero, r"case 4 of 10 \(every next value is negative;"),
-        (q_wrong_sign, r"case 1 of 10 .*result: expected -?\d[\d.]*, got -?\d"),
-        (q_returns_array, r"case 1 of 10 .*result: expected a number, got ndarray"),
-        (q_crashes, r"case 1 of 10 .* raised IndexError"),
+        (q_bootstraps_on_terminal, r"case 2 of 11 \(s' is terminal \(terminated=True\);.*expected -?\d.*, got"),
+        (q_forgets_gamma, r"case 1 of 11 \(a non-terminal step, gamma 0\.9;"),
+        (q_uses_mean, r"(?s)case 1 of 11 .*Hint: target = r \+ gamma \* max_a' Q\(s', a'\): the best next value"),
+        (q_uses_argmax, r"case 1 of 11 \(a non-terminal step"),
+        (q_max_from_zero, r"case 4 of 11 \(every next value is negative;"),
+        (q_wrong_sign, r"case 1 of 11 .*result: expected -?\d[\d.]*, got -?\d"),
+        (q_returns_array, r"case 1 of 11 .*result: expected a number, got ndarray"),
+        (q_crashes, r"case 1 of 11 .* raised IndexError"),
     ],
 )
 def test_q_learning_wrong_versions_fail(wrong, message):
@@ -260,3 +267,145 @@ def test_stub_propagates_not_implemented(name, capsys):
     with pytest.raises(NotImplementedError):
         check(stub)
     assert f"[ ] {name}: not implemented yet" in capsys.readouterr().out
+
+
+# ---- defect: -inf turned into 0 before the max ------------------------------------------
+
+
+def q_zeroes_the_mask(reward, q_next, gamma, terminated):
+    """Replaces -inf (invalid actions) by 0 before the max: invents an action worth 0."""
+    if terminated:
+        return float(reward)
+    return float(reward + gamma * np.max(np.nan_to_num(q_next, neginf=0.0)))
+
+
+def test_q_learning_target_rejects_turning_minus_inf_into_zero():
+    with pytest.raises(CheckFailed, match=r"case 11 of 11 \(invalid actions \(-inf\) beside valid ones that are all "
+                                          r"negative.*result: expected -1.675, got -1") as err:
+        check_q_learning_target(q_zeroes_the_mask)
+    assert "Turning it into 0" in str(err.value)
+    spec = EXERCISES["q_learning_target"]
+    assert any(spec.compare(q_learning_target(*c.args), q_zeroes_the_mask(*c.args)) is not None
+               for c in spec.hidden_cases())
+
+
+# ---- spot the bug: name it, then fix it ---------------------------------------------------
+
+
+def buggy_step(Q, s, a, r, s2, terminated, truncated, alpha, gamma):
+    done = terminated or truncated
+    target = r + gamma * np.max(Q[s2]) * (1 - done)
+    Q[s, a] += alpha * (target - Q[s, a])
+
+
+def step_ignores_terminated(Q, s, a, r, s2, terminated, truncated, alpha, gamma):
+    Q[s, a] += alpha * (r + gamma * np.max(Q[s2]) - Q[s, a])
+
+
+def step_returns_a_copy(Q, s, a, r, s2, terminated, truncated, alpha, gamma):
+    Q = Q.copy()
+    q_learning_step(Q, s, a, r, s2, terminated, truncated, alpha, gamma)
+    return Q
+
+
+def test_the_fixed_step_passes_and_the_buggy_one_fails_on_truncation():
+    assert check_q_learning_step(q_learning_step).status == "pass"
+    with pytest.raises(CheckFailed, match=r"case 3 of 5 \(the time limit cuts the episode \(truncated, not "
+                                          r"terminated\).*first mismatch at index \[2, 3\]") as err:
+        check_q_learning_step(buggy_step)
+    assert "a truncated step still bootstraps" in str(err.value)
+    with pytest.raises(CheckFailed, match=r"case 2 of 5 \(the step reaches the cheese"):
+        check_q_learning_step(step_ignores_terminated)
+    with pytest.raises(CheckFailed, match=r"raised TypeError: q_learning_step should update Q in place"):
+        check_q_learning_step(step_returns_a_copy)
+
+
+@pytest.mark.parametrize("letter", ["A", "c", " D "])
+def test_naming_a_wrong_bug_explains_why_without_naming_the_right_one(letter):
+    with pytest.raises(CheckFailed, match=r"your answer .* is not the right one yet: ") as err:
+        check_the_bug(letter)
+    assert "'B'" not in str(err.value) and "option b" not in str(err.value).lower()
+    assert check_the_bug("b").status == "pass"
+
+
+# ---- the whole agent, checked by its behaviour ----------------------------------------------
+
+
+def _agent(*, done_in_target=False, bootstrap_terminal=False, never_explores=False, ignores_q_init=False,
+           own_epsilon_greedy=False):
+    """Q-learning with one switch per plausible mistake (or an equally correct variant)."""
+
+    def agent(env, episodes, alpha, gamma, epsilon, seed=0, q_init=0.0):
+        rng = np.random.default_rng(seed)
+        Q = np.full((env.observation_space.n, env.action_space.n), 0.0 if ignores_q_init else float(q_init))
+        for episode in range(episodes):
+            s, _ = env.reset(seed=seed if episode == 0 else None)
+            done = False
+            while not done:
+                if own_epsilon_greedy:  # a learner's own version, with other random draws: still correct
+                    best = np.flatnonzero(Q[s] == Q[s].max())
+                    a = int(rng.integers(4)) if rng.random() < epsilon else int(rng.choice(best))
+                elif never_explores:
+                    a = int(np.argmax(Q[s]))
+                else:
+                    a = epsilon_greedy(Q[s], np.ones(4, dtype=bool), epsilon, rng)
+                s2, r, terminated, truncated, _ = env.step(a)
+                stop = terminated or truncated if done_in_target else terminated and not bootstrap_terminal
+                Q[s, a] += alpha * (r + (0.0 if stop else gamma * Q[s2].max()) - Q[s, a])
+                s, done = s2, terminated or truncated
+        return Q
+
+    return agent
+
+
+def test_a_correct_agent_with_its_own_random_draws_passes():
+    assert check_q_learning_agent(_agent(own_epsilon_greedy=True)).status == "pass"
+    assert check_q_learning_agent(q_learning_agent).status == "pass"
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (_agent(done_in_target=True), r"case 4 of 4 \(a 1-step time limit.*result: expected 3.5, got -1"),
+    (_agent(bootstrap_terminal=True), r"case 3 of 4 \(alpha 1, Q starting at 5.*result: expected 10, got 14.5"),
+    (_agent(ignores_q_init=True), r"case 4 of 4 \(a 1-step time limit.*result: expected 3.5, got -1"),
+])
+def test_wrong_agents_fail_on_the_property_they_break(wrong, message):
+    with pytest.raises(CheckFailed, match=message) as err:
+        check_q_learning_agent(wrong)
+    assert "Hint:" in str(err.value)
+
+
+def test_the_hidden_mazes_catch_the_same_mistakes():
+    spec = EXERCISES["q_learning_agent"]
+    right = spec.call(q_learning_agent)
+    for wrong in (_agent(done_in_target=True), _agent(bootstrap_terminal=True)):
+        run = spec.call(wrong)
+        assert any(spec.compare(right(*c.args), run(*c.args)) is not None for c in spec.hidden_cases())
+    good = spec.call(_agent(own_epsilon_greedy=True))
+    assert all(spec.compare(right(*c.args), good(*c.args)) is None for c in spec.hidden_cases())
+
+
+def test_the_path_cases_expect_the_shortest_path():
+    from collections import deque
+
+    for case in [c for c in EXERCISES["q_learning_agent"].cases() + EXERCISES["q_learning_agent"].hidden_cases()
+                 if c.args[0].measure == "path"]:
+        maze = case.args[0].env().unwrapped
+        dist, todo = {maze.start_state: 0}, deque([maze.start_state])
+        while todo:
+            s = todo.popleft()
+            for a in range(4):
+                t = maze.model.transitions[s][a][0]
+                if t.next_state not in dist:
+                    dist[t.next_state] = dist[s] + 1
+                    if not t.terminated:
+                        todo.append(t.next_state)
+        cheese = [s for s in maze.model.terminal_states if maze.grid[maze.cell_of(s)] == "C"][0]
+        assert EXERCISES["q_learning_agent"].call(q_learning_agent)(*case.args) == dist[cheese], case.about
+
+
+def test_the_cliff_prediction_feedback_never_names_the_answer():
+    for letter in "ABD":
+        with pytest.raises(CheckFailed) as err:
+            check_cliff_prediction(letter)
+        assert "'C'" not in str(err.value) and "15 steps" not in str(err.value)
+    assert check_cliff_prediction("c").status == "pass"

@@ -2,86 +2,20 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
 from course_lib.checks import CheckFailed
 from course_lib.checks.lesson05 import (
+    EXERCISES,
     check_dyna_planning,
-    check_update_model,
+    check_dyna_q_agent,
     dyna_planning_cases,
-    update_model,
-    update_model_cases,
+    dyna_q_agent,
 )
-from course_lib.tabular.td import dyna_planning
-
-# ---- update_model ----------------------------------------------------------------------
-
-
-def test_update_model_reference_passes(capsys):
-    result = check_update_model(update_model)
-    assert result.status == "pass" and result.passed == result.total == len(update_model_cases())
-    assert f"[x] update_model: all {result.total} cases passed" in capsys.readouterr().out
-
-
-def test_update_model_reference_matches_dyna_q_line():
-    model = {}
-    update_model(model, 3, 1, -1.0, 4, False)
-    update_model(model, 3, 1, 10.0, 5, True)
-    assert model == {(3, 1): (10.0, 5, True)}
-
-
-def keeps_first_outcome(model, s, a, r, s2, terminated):
-    model.setdefault((s, a), (r, s2, terminated))
-
-
-def wrong_order(model, s, a, r, s2, terminated):
-    model[(s, a)] = (s2, r, terminated)
-
-
-def keyed_by_state(model, s, a, r, s2, terminated):
-    model[s] = (r, s2, terminated)
-
-
-def forgets_terminated(model, s, a, r, s2, terminated):
-    model[(s, a)] = (r, s2)
-
-
-def returns_new_dict(model, s, a, r, s2, terminated):
-    return {**model, (s, a): (r, s2, terminated)}
-
-
-def starts_afresh(model, s, a, r, s2, terminated):
-    model.clear()
-    model[(s, a)] = (r, s2, terminated)
-
-
-@pytest.mark.parametrize(
-    "wrong, expected_message",
-    [
-        (keeps_first_outcome, r"case 3 of 5 \(the same \(s, a\) again with a different outcome: keep only the latest"
-                              r".*result\[0\] \(the outcome stored for \(s, a\)\)\[0\]: expected -\d+, got -\d+"),
-        (wrong_order, r"case 1 of 5 .*result\[0\] \(the outcome stored for \(s, a\)\)\[0\]: expected -1, got 13"),
-        (keyed_by_state, r"case 1 of 5 .*the outcome stored for \(s, a\)\): expected a tuple of 3 items, got NoneType"),
-        (forgets_terminated, r"case 1 of 5 .*expected 3 items, got 2"),
-        (returns_new_dict, r"case 1 of 5 .* raised TypeError: update_model should change `model` in place"),
-        (starts_afresh, r"case 2 of 5 \(a new pair joins.*result\[1\] \(the model's keys\): expected 6 items, got 1"),
-    ],
-)
-def test_update_model_wrong_versions_fail(wrong, expected_message):
-    with pytest.raises(CheckFailed, match=expected_message) as err:
-        check_update_model(wrong)
-    assert "Hint:" in str(err.value)
-
-
-def test_update_model_stub_propagates(capsys):
-    def stub(model, s, a, r, s2, terminated):
-        raise NotImplementedError
-
-    with pytest.raises(NotImplementedError):
-        check_update_model(stub)
-    assert "not implemented yet" in capsys.readouterr().out
-
+from course_lib.envs.maze import MazeRobotEnv
+from course_lib.tabular.td import TDConfig, dyna_planning, dyna_q, epsilon_greedy
 
 # ---- dyna_planning ---------------------------------------------------------------------
 
@@ -209,7 +143,7 @@ def test_dyna_planning_wrong_versions_fail(wrong, expected_message):
 
 
 def test_dyna_planning_wrong_sign_names_the_update_in_its_hint():
-    with pytest.raises(CheckFailed, match=r"Hint: target = r if terminated else r \+ gamma \* max\(Q\[s2\]\)"):
+    with pytest.raises(CheckFailed, match=r"Hint: the one-step Q-learning target of the remembered outcome"):
         check_dyna_planning(wrong_sign)
 
 
@@ -220,3 +154,76 @@ def test_dyna_planning_stub_propagates(capsys):
     with pytest.raises(NotImplementedError):
         check_dyna_planning(stub)
     assert "not implemented yet" in capsys.readouterr().out
+
+
+# ---- dyna_q_agent: the whole algorithm --------------------------------------------------
+
+
+def test_dyna_q_agent_reference_passes(capsys):
+    result = check_dyna_q_agent(dyna_q_agent)
+    assert result.status == "pass" and result.passed == result.total == 6
+
+
+def _agent(*, done_in_target=False, done_in_model=False, reseed_every_episode=False, plan_before_update=False,
+           new_rng_for_planning=False):
+    """Dyna-Q with one switch per plausible mistake."""
+
+    def agent(env, config, seed=0):
+        rng = np.random.default_rng(seed)
+        plan_rng = np.random.default_rng(seed + 1) if new_rng_for_planning else rng
+        Q = np.zeros((env.observation_space.n, env.action_space.n))
+        model, valid, lengths = {}, np.ones(env.action_space.n, dtype=bool), []
+        for episode in range(config.episodes):
+            s, _ = env.reset(seed=seed if episode == 0 or reseed_every_episode else None)
+            steps, done = 0, False
+            while not done:
+                a = epsilon_greedy(Q[s], valid, config.epsilon, rng)
+                s2, r, terminated, truncated, _ = env.step(a)
+                stop = (terminated or truncated) if done_in_target else terminated
+                if plan_before_update:
+                    dyna_planning(Q, model, config.planning_steps if model else 0, config.alpha, config.gamma, plan_rng)
+                Q[s, a] += config.alpha * (r + (0.0 if stop else config.gamma * Q[s2].max()) - Q[s, a])
+                model[(s, a)] = (r, s2, (terminated or truncated) if done_in_model else terminated)
+                if not plan_before_update:
+                    dyna_planning(Q, model, config.planning_steps, config.alpha, config.gamma, plan_rng)
+                s, steps, done = s2, steps + 1, terminated or truncated
+            lengths.append(steps)
+        return Q, lengths
+
+    return agent
+
+
+def test_a_correct_agent_written_out_passes():
+    assert check_dyna_q_agent(_agent()).status == "pass"
+
+
+@pytest.mark.parametrize("wrong, expected_message", [
+    (_agent(done_in_target=True), r"case 4 of 6 \(a 3-step time limit in the corridor.*result\[0\] \(Q\)"),
+    (_agent(done_in_model=True), r"case 4 of 6 \(a 3-step time limit in the corridor.*result\[0\] \(Q\)"),
+    (_agent(reseed_every_episode=True), r"case 6 of 6 \(slip 0.2: only the first episode's reset gets the seed"),
+    (_agent(plan_before_update=True), r"case 2 of 6 \(the corridor with 5 planning steps"),
+    (_agent(new_rng_for_planning=True), r"case 2 of 6 \(the corridor with 5 planning steps"),
+])
+def test_dyna_q_agent_wrong_versions_fail(wrong, expected_message):
+    with pytest.raises(CheckFailed, match=expected_message) as err:
+        check_dyna_q_agent(wrong)
+    assert "Hint:" in str(err.value)
+
+
+def test_dyna_q_agent_hidden_cases_catch_truncation_as_termination():
+    spec = EXERCISES["dyna_q_agent"]
+    wrong, right = spec.call(_agent(done_in_target=True)), spec.call(dyna_q_agent)
+    caught = [c.about for c in spec.hidden_cases()
+              if spec.compare(right(*c.args, **c.kwargs), wrong(*c.args, **c.kwargs)) is not None]
+    assert caught
+
+
+def test_dyna_q_stop_hook_ends_the_run_without_changing_it():
+    env = gym.wrappers.TimeLimit(MazeRobotEnv("small"), max_episode_steps=100)
+    config = TDConfig(episodes=5, alpha=0.5, gamma=0.95, epsilon=0.1, planning_steps=5)
+    Q_full, full = dyna_q(env, config, seed=3)
+    Q_never, never = dyna_q(env, config, seed=3, stop=lambda Q: False)
+    assert np.array_equal(Q_full, Q_never) and full.lengths == never.lengths and not never.stopped
+    Q_stop, stopped = dyna_q(env, config, seed=3, stop=lambda Q: Q.max() > 0)  # the first reward reaches Q
+    assert stopped.stopped and Q_stop.max() > 0 and sum(stopped.lengths) <= sum(full.lengths)
+    assert len(stopped.lengths) <= len(full.lengths)

@@ -306,3 +306,44 @@ def test_per_token_rewards_in_place_edits_do_not_leak_between_cases():
         return r
 
     assert check_per_token_rewards(editing).status == "pass"
+
+
+# ---- graded concept check and prediction ---------------------------------------------------------
+
+from course_lib.checks.core import CheckFailed as _CheckFailed  # noqa: E402
+from course_lib.checks.lesson08 import (  # noqa: E402
+    CREDIT_SETTINGS,
+    check_credit_assignment,
+    check_entropy_prediction,
+    credit_assignment,
+)
+
+
+def test_credit_assignment_right_answer_passes_and_wrong_ones_are_explained_without_the_answer():
+    right = credit_assignment()
+    assert set(right) == set(CREDIT_SETTINGS) and check_credit_assignment(dict(right)).status == "pass"
+    for setting in CREDIT_SETTINGS:
+        for letter in "ABCDE":
+            if letter == right[setting]:
+                continue
+            wrong = dict(right, **{setting: letter.lower()})
+            with pytest.raises(_CheckFailed) as err:
+                check_credit_assignment(wrong)
+            message = str(err.value)
+            assert f"'{setting}' (you chose '{letter.lower()}'): " in message  # an explanation, not the generic line
+            assert f"'{right[setting]}'" not in message
+
+
+def test_entropy_prediction_feedback():
+    assert check_entropy_prediction(" b ").status == "pass"
+    for letter in "ACD":
+        with pytest.raises(_CheckFailed, match=r"is not the right one yet: ") as err:
+            check_entropy_prediction(letter)
+        assert "'B'" not in str(err.value)
+
+
+def test_entropy_rises_with_temperature_at_every_position_as_the_prediction_says():
+    """The claim behind the right prediction, on random logits of several scales."""
+    logits = torch.randn(64, 50, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.1, 20, 64)[:, None]
+    h = torch.stack([temperature_entropy(logits, tau) for tau in (0.5, 1.0, 2.0)])  # (3, 64)
+    assert torch.all(h[0] <= h[1] + 1e-6) and torch.all(h[1] <= h[2] + 1e-6) and torch.all(h[2] <= math.log(50) + 1e-5)

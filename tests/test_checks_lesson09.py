@@ -47,26 +47,28 @@ def test_references_match_loops_and_the_library():
     for case in EXERCISES["pg_loss"].cases():
         logp, mask, rewards = case.args
         seq = [sum(float(logp[b, t]) for t in range(logp.shape[1]) if mask[b, t]) for b in range(logp.shape[0])]
-        mean = float(rewards.mean())
-        expected = -sum((float(r) - mean) * s for r, s in zip(rewards, seq)) / len(seq)
+        mean = float(rewards.detach().mean())
+        expected = -sum((float(r) - mean) * s for r, s in zip(rewards.detach(), seq)) / len(seq)
         assert pg_loss(*case.args).item() == pytest.approx(expected, rel=1e-4, abs=1e-6)
 
 
 def test_cases_probe_what_they_say():
     sft_cases = EXERCISES["sft_loss"].cases()
-    for name in EXERCISES:  # every case said to have -inf padding has some
+    for name in ("sft_loss", "kl_to_reference", "pg_loss"):  # every case said to have -inf padding has some
         for case in EXERCISES[name].cases() + EXERCISES[name].hidden_cases():
             assert torch.isinf(case.args[0]).any() == ("-inf" in case.about), (name, case.about)
-    lengths = sft_cases[2].args[1].sum(dim=1)
+    lengths = sft_cases[3].args[1].sum(dim=1)
     assert len(set(lengths.tolist())) == 3  # token mean and row mean differ
     kl_cases = EXERCISES["kl_to_reference"].cases()
     assert torch.all(kl_to_reference(*kl_cases[0].args) == 0)
     assert torch.all(kl_to_reference(*kl_cases[1].args) > 0)  # the policy samples what it likes
     run = EXERCISES["pg_loss"].call(pg_loss)
-    loss, grad = run(*EXERCISES["pg_loss"].cases()[0].args)
+    loss, grad, _ = run(*EXERCISES["pg_loss"].cases()[0].args)
     assert loss == 0 and torch.all(grad == 0)  # equal rewards: nothing to learn
-    _, grad = run(*EXERCISES["pg_loss"].cases()[1].args)
+    _, grad, _ = run(*EXERCISES["pg_loss"].cases()[1].args)
     assert torch.all(grad[0] < 0) and torch.all(grad[1] > 0)  # minimising raises the better response
+    scored = EXERCISES["pg_loss"].cases()[5].args[2]
+    assert scored.requires_grad and all(not c.args[2].requires_grad for c in EXERCISES["pg_loss"].cases()[:5])
 
 
 # ---- sft_loss: wrong versions ------------------------------------------------------------------
@@ -100,6 +102,48 @@ def sft_multiplies_by_mask(logp, mask):
     return -(logp * mask).sum() / mask.sum()
 
 
+def sft_sums_everything_finite(logp, mask):
+    """The right denominator, the wrong numerator: every finite entry, prompt included."""
+    return -torch.where(torch.isfinite(logp), logp, torch.zeros_like(logp)).sum() / mask.sum()
+
+
+def sft_counts_the_prompt_value(logp, mask):
+    """The prompt's log-probs in the value, but no gradient through them: only case 3 can see it."""
+    outside = torch.where(mask | torch.isinf(logp), torch.zeros_like(logp), logp).detach()
+    return -(logp[mask].sum() + outside.sum()) / mask.sum()
+
+
+def sft_divides_by_batch_size(logp, mask):
+    return -logp[mask].sum() / logp.shape[0]
+
+
+def sft_divides_by_row_length(logp, mask):
+    return -logp[mask].sum() / logp.shape[1]
+
+
+@pytest.mark.parametrize("wrong", [sft_divides_by_row_length, sft_mean_of_all_entries])
+def test_sft_wrong_denominator_is_named_as_such_not_blamed_on_the_mask(wrong):
+    """Issue 19: a wrong denominator used to fail on a case whose hint blamed the mask."""
+    with pytest.raises(CheckFailed) as err:
+        check_sft_loss(wrong)
+    message = str(err.value)
+    assert "case 2 of 6 (prompt tokens whose log-prob is exactly 0" in message and "DENOMINATOR" in message
+    assert "only the response tokens count" not in message
+
+
+def test_sft_dividing_by_the_batch_size_is_caught_on_the_one_row_case():
+    with pytest.raises(CheckFailed, match=r"(?s)case 1 of 6 .*nor a sum divided by the number of rows"):
+        check_sft_loss(sft_divides_by_batch_size)
+
+
+def test_sft_denominator_case_isolates_the_denominator():
+    """The prompt's log-probs are 0 in case 2: a sum over the wrong entries passes it, a wrong divisor does not."""
+    case = EXERCISES["sft_loss"].cases()[1]
+    logp, mask = case.args
+    assert torch.all(logp[~mask] == 0) and (~mask).any()
+    assert sft_sums_everything_finite(*case.args).item() == pytest.approx(sft_loss(*case.args).item())
+
+
 def sft_returns_float(logp, mask):
     return sft_loss(logp, mask).item()
 
@@ -115,17 +159,20 @@ def sft_per_row(logp, mask):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (sft_no_minus, r"(?s)case 1 of 5 \(one response, no prompt tokens.*result\[0\] \(loss\).*Check the sign"),
-        (sft_counts_the_prompt, r"(?s)case 2 of 5 \(two rows, prompt tokens.*only the response tokens count"),
-        (sft_mean_of_all_entries, r"(?s)case 2 of 5 \(two rows, prompt tokens.*only the response tokens count"),
-        (sft_per_sequence_mean, r"(?s)case 3 of 5 \(responses of different lengths.*average over tokens, not over "
+        (sft_no_minus, r"(?s)case 1 of 6 \(one response, no prompt tokens.*result\[0\] \(loss\).*Check the sign"),
+        (sft_counts_the_prompt, r"(?s)case 2 of 6 \(prompt tokens whose log-prob is exactly 0.*DENOMINATOR"),
+        (sft_mean_of_all_entries, r"(?s)case 2 of 6 \(prompt tokens whose log-prob is exactly 0.*DENOMINATOR"),
+        (sft_sums_everything_finite, r"(?s)case 2 of 6 \(prompt tokens whose log-prob is exactly 0.*result\[1\] "
+                                     r"\(d loss / d logp\).*your sum takes entries outside the mask"),
+        (sft_counts_the_prompt_value, r"(?s)case 3 of 6 \(two rows, prompt tokens.*the NUMERATOR is not"),
+        (sft_per_sequence_mean, r"(?s)case 4 of 6 \(responses of different lengths.*average over tokens, not over "
                                 r"sequences"),
-        (sft_sums, r"(?s)case 1 of 5 .*result\[0\] \(loss\).*a mean, not a sum"),
-        (sft_multiplies_by_mask, r"(?s)case 4 of 5 \(left padding whose log-prob is -inf.*non-finite value nan.*"
+        (sft_sums, r"(?s)case 1 of 6 .*result\[0\] \(loss\).*a mean over its tokens, not a sum"),
+        (sft_multiplies_by_mask, r"(?s)case 5 of 6 \(left padding whose log-prob is -inf.*non-finite value nan.*"
                                  r"-inf \* 0 is nan"),
-        (sft_returns_float, r"case 1 of 5 .* raised TypeError: sft_loss should return a 0-d torch tensor"),
-        (sft_detached, r"case 1 of 5 .* raised RuntimeError: sft_loss's loss has no gradient w\.r\.t\. `logp`"),
-        (sft_per_row, r"case 1 of 5 .* raised ValueError: sft_loss should return one number for the whole batch"),
+        (sft_returns_float, r"case 1 of 6 .* raised TypeError: sft_loss should return a 0-d torch tensor"),
+        (sft_detached, r"case 1 of 6 .* raised RuntimeError: sft_loss's loss has no gradient w\.r\.t\. `logp`"),
+        (sft_per_row, r"case 1 of 6 .* raised ValueError: sft_loss should return one number for the whole batch"),
     ],
 )
 @pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")
@@ -237,13 +284,13 @@ def pg_multiplies_by_mask(logp, mask, rewards):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (pg_no_baseline, r"(?s)case 1 of 5 \(every response has the same reward.*Subtract rewards\.mean\(\)"),
-        (pg_no_minus, r"(?s)case 2 of 5 \(two responses, rewards \+1 and -1.*The minus sign"),
-        (pg_token_mean, r"(?s)case 2 of 5 \(two responses.*the sum of the row's log-probs"),
-        (pg_counts_the_prompt, r"(?s)case 3 of 5 \(prompt tokens and responses of different lengths.*no prompt tokens"),
-        (pg_whitened, r"(?s)case 2 of 5 \(two responses.*no division by their standard deviation"),
-        (pg_sums_over_batch, r"(?s)case 2 of 5 \(two responses.*the mean over responses, not the sum"),
-        (pg_multiplies_by_mask, r"(?s)case 4 of 5 \(left padding whose log-prob is -inf.*multiplying by the mask gives "
+        (pg_no_baseline, r"(?s)case 1 of 6 \(every response has the same reward.*Subtract rewards\.mean\(\)"),
+        (pg_no_minus, r"(?s)case 2 of 6 \(two responses, rewards \+1 and -1.*The minus sign"),
+        (pg_token_mean, r"(?s)case 2 of 6 \(two responses.*the sum of the row's log-probs"),
+        (pg_counts_the_prompt, r"(?s)case 3 of 6 \(prompt tokens and responses of different lengths.*no prompt tokens"),
+        (pg_whitened, r"(?s)case 2 of 6 \(two responses.*no division by their standard deviation"),
+        (pg_sums_over_batch, r"(?s)case 2 of 6 \(two responses.*the mean over responses, not the sum"),
+        (pg_multiplies_by_mask, r"(?s)case 4 of 6 \(left padding whose log-prob is -inf.*multiplying by the mask gives "
                                 r"nan"),
     ],
 )
@@ -251,6 +298,95 @@ def test_pg_wrong_versions_fail_with_the_right_hint(wrong, message):
     with pytest.raises(CheckFailed, match=message) as err:
         check_pg_loss(wrong)
     assert "Hint:" in str(err.value)
+
+
+def pg_rewards_not_detached(logp, mask, rewards):
+    return -((rewards - rewards.mean()) * _seq(logp, mask)).mean()
+
+
+def test_pg_rewards_that_carry_a_gradient_must_be_detached():
+    """Issue 19: the check used to accept a loss that back-propagates into the rewards (a reward model's scores)."""
+    with pytest.raises(CheckFailed) as err:
+        check_pg_loss(pg_rewards_not_detached)
+    message = str(err.value)
+    assert "case 6 of 6 (rewards straight from a reward model" in message
+    assert "result[2] (d loss / d rewards)" in message and "detach them" in message
+    detached = lambda logp, mask, rewards: pg_rewards_not_detached(logp, mask, rewards.detach())  # noqa: E731
+    assert check_pg_loss(detached).status == "pass"
+
+
+def test_pg_loss_value_and_logp_gradient_do_not_depend_on_detaching():
+    """Only d loss / d rewards tells the two apart: the case compares exactly that."""
+    case = EXERCISES["pg_loss"].cases()[5]
+    run = EXERCISES["pg_loss"].call
+    right, wrong = run(pg_loss)(*case.args), run(pg_rewards_not_detached)(*case.args)
+    assert compare(right[:2], wrong[:2]) is None and compare(right[2], wrong[2]) is not None
+    assert torch.all(right[2] == 0)
+
+
+# ---- pg_kl_step: the build ---------------------------------------------------------------------------
+
+
+from course_lib.checks.lesson09 import check_pg_kl_step, pg_kl_demo, pg_kl_step, tiny_batch  # noqa: E402
+
+
+def _logp_of(model, ids, attn, P, shift=True):
+    logits = model(input_ids=ids, attention_mask=attn).logits
+    logits = logits[:, P - 1:-1] if shift else logits[:, P:]
+    return torch.log_softmax(logits, -1).gather(-1, ids[:, P:].unsqueeze(-1)).squeeze(-1)
+
+
+def _step(policy, reference, optimizer, ids, attn, P, rmask, rewards, beta, *, shift=True, use_mask=True,
+          detach_kl=True, step=True, kl_sign=1.0):
+    logp = _logp_of(policy, ids, attn, P, shift)
+    with torch.no_grad():
+        ref = _logp_of(reference, ids, attn, P, shift)
+    m = rmask if use_mask else torch.ones_like(rmask)
+    kl = kl_sign * torch.where(m, (logp.detach() if detach_kl else logp) - ref, torch.zeros_like(logp)).sum(-1)
+    shaped = rewards - beta * kl
+    adv = shaped - shaped.detach().mean()
+    loss = -(adv * torch.where(m, logp, torch.zeros_like(logp)).sum(-1)).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    if step:
+        optimizer.step()
+    return loss.item(), kl.mean().item()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"shift": False}, r"(?s)case 1 of 5 \(one step from the start.*look at the shift"),
+        ({"use_mask": False}, r"(?s)case 3 of 5 \(responses of 6, 2 and 4 tokens.*only the positions where "
+                              r"response_mask is True count"),
+        ({"detach_kl": False}, r"(?s)case 1 of 5 .*result\[2\] \(log pi\(y \| x\) of each response after the "
+                               r"steps\).*must enter as data \(detached"),
+        ({"step": False}, r"(?s)case 1 of 5 .*result\[2\].*exactly one zero_grad, backward and optimizer step"),
+        ({"kl_sign": -1.0}, r"(?s)case 2 of 5 .*result\[1\] \(mean KL at each step\).*policy's log-prob minus the "
+                            r"reference's"),
+    ],
+)
+def test_pg_kl_step_wrong_builds_fail_where_their_mistake_shows(options, message):
+    def wrong(*args):
+        return _step(*args, **options)
+
+    with pytest.raises(CheckFailed, match=message) as err:
+        check_pg_kl_step(wrong)
+    assert "Hint:" in str(err.value)
+
+
+def test_pg_kl_step_an_independent_build_passes_and_the_behaviour_holds():
+    assert check_pg_kl_step(lambda *args: _step(*args)).status == "pass"
+    run = EXERCISES["pg_kl_step"].call(pg_kl_step)
+    cases = EXERCISES["pg_kl_step"].cases()
+    losses, kls, _ = run(*cases[0].args, **cases[0].kwargs)
+    assert kls[0] == 0  # the policy is the reference before the first step
+    losses, kls, _ = run(*cases[4].args, **cases[4].kwargs)
+    assert torch.all(losses[1:] < losses[:-1])  # the loss falls on the tiny task
+    ids, attn, rmask, _ = tiny_batch(3, [6, 2, 4])
+    assert not rmask.all() and (attn[:, 3:].bool() == rmask).all()  # padding after EOS is masked out
+    _, kls, preferred = pg_kl_demo(pg_kl_step, steps=8)
+    assert kls[0] == 0 and kls[-1] > 0 and preferred[-1] > preferred[0]
 
 
 # ---- the demonstrations ---------------------------------------------------------------------------

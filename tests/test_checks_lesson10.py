@@ -24,12 +24,15 @@ from course_lib.checks.lesson10 import (
 
 
 def test_bradley_terry_reference_matches_the_formula_in_float64():
+    def softplus(x):  # -log sigmoid(-x) = log(1 + exp(x)), written to stay finite for either sign of x
+        return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
     for case in EXERCISES["bradley_terry_loss_fn"].cases() + EXERCISES["bradley_terry_loss_fn"].hidden_cases():
         chosen, rejected = case.args
-        loss, accuracy = bradley_terry_loss_fn(chosen, rejected)
+        eps = case.kwargs.get("label_smoothing", 0.0)
+        loss, accuracy = bradley_terry_loss_fn(chosen, rejected, **case.kwargs)
         d = (chosen.double() - rejected.double()).tolist()
-        # -log sigmoid(d) = log(1 + exp(-d)), written to stay finite for either sign of d
-        expected = sum(max(-x, 0.0) + math.log1p(math.exp(-abs(x))) for x in d) / len(d)
+        expected = sum((1 - eps) * softplus(-x) + eps * softplus(x) for x in d) / len(d)
         assert loss.item() == pytest.approx(expected, rel=1e-5)
         assert accuracy == pytest.approx(sum(x > 0 for x in d) / len(d))
 
@@ -62,6 +65,7 @@ def test_calibration_reference_matches_a_loop():
 def test_cases_probe_what_they_say():
     bt = EXERCISES["bradley_terry_loss_fn"].cases()
     assert torch.isinf(torch.exp(bt[3].args[0])).any()  # exp(score) overflows float32
+    assert [c.kwargs.get("label_smoothing", 0) > 0 for c in bt] == [False] * 5 + [True] * 2
     assert (torch.sigmoid(bt[4].args[0] - bt[4].args[1]) == 0).any()  # the naive log(sigmoid) meets log(0)
     _, accuracy = bradley_terry_loss_fn(*bt[2].args)
     assert 0 < accuracy < 1  # some pairs ordered wrongly
@@ -82,73 +86,86 @@ def test_the_library_passes_the_checks():
     from course_lib.rl import bradley_terry_loss
 
     assert check_last_token_positions(last_token_index).status == "pass"
-    assert check_bradley_terry_loss_fn(lambda c, r: (bradley_terry_loss(c, r)[0],
-                                                     bradley_terry_loss(c, r)[1]["accuracy"])).status == "pass"
+    for case in EXERCISES["bradley_terry_loss_fn"].cases() + EXERCISES["bradley_terry_loss_fn"].hidden_cases():
+        if not case.kwargs.get("label_smoothing"):  # the library's loss is the unsmoothed one
+            loss, info = bradley_terry_loss(*case.args)
+            assert torch.isclose(loss, bradley_terry_loss_fn(*case.args)[0])
 
 
 # ---- bradley_terry_loss_fn: wrong versions -------------------------------------------------------
 
 
-def _acc(c, r):
+def _acc(c, r, label_smoothing=0.0):
     return float((c > r).float().mean())
 
 
-def bt_sign_flipped(c, r):
+def bt_sign_flipped(c, r, label_smoothing=0.0):
     return -torch.nn.functional.logsigmoid(r - c).mean(), _acc(c, r)
 
 
-def bt_naive_log_sigmoid(c, r):
+def bt_naive_log_sigmoid(c, r, label_smoothing=0.0):
     return -torch.log(torch.sigmoid(c - r)).mean(), _acc(c, r)
 
 
-def bt_exp_softmax(c, r):
+def bt_exp_softmax(c, r, label_smoothing=0.0):
     return -torch.log(torch.exp(c) / (torch.exp(c) + torch.exp(r))).mean(), _acc(c, r)
 
 
-def bt_sums(c, r):
+def bt_sums(c, r, label_smoothing=0.0):
     return -torch.nn.functional.logsigmoid(c - r).sum(), _acc(c, r)
 
 
-def bt_ties_count_as_right(c, r):
+def bt_ties_count_as_right(c, r, label_smoothing=0.0):
     return -torch.nn.functional.logsigmoid(c - r).mean(), float((c >= r).float().mean())
 
 
-def bt_accuracy_as_count(c, r):
+def bt_accuracy_as_count(c, r, label_smoothing=0.0):
     return -torch.nn.functional.logsigmoid(c - r).mean(), float((c > r).sum())
 
 
-def bt_hinge(c, r):
+def bt_hinge(c, r, label_smoothing=0.0):
     return torch.relu(1 - (c - r)).mean(), _acc(c, r)
 
 
-def bt_detached(c, r):
+def bt_smoothing_ignored(c, r, label_smoothing=0.0):
+    return -torch.nn.functional.logsigmoid(c - r).mean(), _acc(c, r)
+
+
+def bt_smoothing_only_scales(c, r, label_smoothing=0.0):
+    return -(1 - label_smoothing) * torch.nn.functional.logsigmoid(c - r).mean(), _acc(c, r)
+
+
+def bt_detached(c, r, label_smoothing=0.0):
     loss, acc = bradley_terry_loss_fn(c.detach(), r.detach())
     return loss, acc
 
 
-def bt_loss_only(c, r):
+def bt_loss_only(c, r, label_smoothing=0.0):
     return -torch.nn.functional.logsigmoid(c - r).mean()
 
 
-def bt_accuracy_tensor(c, r):  # allowed: a 0-d tensor accuracy is converted
-    return -torch.nn.functional.logsigmoid(c - r).mean(), (c > r).float().mean()
+def bt_accuracy_tensor(c, r, label_smoothing=0.0):  # allowed: a 0-d tensor accuracy is converted
+    return bradley_terry_loss_fn(c, r, label_smoothing)[0], (c > r).float().mean()
 
 
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (bt_sign_flipped, r"(?s)case 1 of 5 \(one pair, the chosen response scored 1 higher.*result\[0\] \(loss\).*"
-                          r"chosen minus rejected"),
-        (bt_naive_log_sigmoid, r"(?s)case 5 of 5 \(a pair ordered wrongly by 200.*non-finite value inf.*F\.logsigmoid"),
-        (bt_exp_softmax, r"(?s)case 4 of 5 \(8 pairs whose scores are all near 100.*non-finite value nan.*"
+        (bt_sign_flipped, r"(?s)case 1 of 7 \(one pair, the chosen response scored 1 higher.*loss \(the first value "
+                          r"you return\).*chosen minus rejected"),
+        (bt_naive_log_sigmoid, r"(?s)case 5 of 7 \(a pair ordered wrongly by 200.*non-finite value inf.*F\.logsigmoid"),
+        (bt_exp_softmax, r"(?s)case 4 of 7 \(8 pairs whose scores are all near 100.*non-finite value nan.*"
                          r"exp\(100\) overflows"),
-        (bt_sums, r"(?s)case 2 of 5 \(equal scores.*result\[0\] \(loss\).*the MEAN over pairs"),
-        (bt_ties_count_as_right, r"(?s)case 2 of 5 \(equal scores.*result\[3\] \(accuracy\): expected 0, got 1.*"
-                                 r"a tie is not a right order"),
-        (bt_accuracy_as_count, r"(?s)case 3 of 5 \(6 pairs.*result\[3\] \(accuracy\).*not their count"),
-        (bt_hinge, r"(?s)case 1 of 5 .*result\[0\] \(loss\)"),
-        (bt_detached, r"case 1 of 5 .* raised RuntimeError: bradley_terry_loss_fn's loss has no gradient"),
-        (bt_loss_only, r"case 1 of 5 .* raised TypeError: bradley_terry_loss_fn should return a tuple \(loss, accuracy\)"),
+        (bt_sums, r"(?s)case 2 of 7 \(equal scores.*loss \(the first value you return\).*the MEAN over pairs"),
+        (bt_ties_count_as_right, r"(?s)case 2 of 7 \(equal scores.*accuracy \(the second value you return\): "
+                                 r"expected 0, got 1.*a tie is not a right order"),
+        (bt_accuracy_as_count, r"(?s)case 3 of 7 \(6 pairs.*accuracy \(the second value you return\).*not their count"),
+        (bt_smoothing_ignored, r"(?s)case 6 of 7 \(label smoothing 0\.1.*loss \(the first value you return\).*"
+                               r"with label_smoothing eps"),
+        (bt_smoothing_only_scales, r"(?s)case 6 of 7 \(label smoothing 0\.1.*LOSES with weight eps"),
+        (bt_hinge, r"(?s)case 1 of 7 .*loss \(the first value you return\)"),
+        (bt_detached, r"case 1 of 7 .* raised RuntimeError: bradley_terry_loss_fn's loss has no gradient"),
+        (bt_loss_only, r"case 1 of 7 .* raised TypeError: bradley_terry_loss_fn should return a tuple \(loss, accuracy\)"),
     ],
 )
 def test_bt_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -159,8 +176,27 @@ def test_bt_wrong_versions_fail_with_the_right_hint(wrong, message):
 
 def test_bt_equivalent_forms_pass():
     assert check_bradley_terry_loss_fn(bt_accuracy_tensor).status == "pass"
-    softplus = lambda c, r: (torch.nn.functional.softplus(r - c).mean(), _acc(c, r))  # noqa: E731
+    def softplus(c, r, label_smoothing=0.0):
+        d = c - r
+        F = torch.nn.functional
+        return ((1 - label_smoothing) * F.softplus(-d) + label_smoothing * F.softplus(d)).mean(), _acc(c, r)
+
     assert check_bradley_terry_loss_fn(softplus).status == "pass"
+
+
+def test_bt_failure_names_the_returned_value_not_an_index_of_the_internal_tuple():
+    """Issue 19: the message said "result[3] (accuracy)" for a function that returns a pair."""
+    with pytest.raises(CheckFailed) as err:
+        check_bradley_terry_loss_fn(bt_ties_count_as_right)
+    message = str(err.value)
+    assert "result[3]" not in message and "accuracy (the second value you return)" in message
+    with pytest.raises(CheckFailed) as err:
+        check_bradley_terry_loss_fn(bt_detached_rejected)
+    assert "d loss / d rejected_scores (the gradient of your loss)" in str(err.value)
+
+
+def bt_detached_rejected(c, r, label_smoothing=0.0):
+    return bradley_terry_loss_fn(c, r.detach(), label_smoothing)
 
 
 # ---- last_token_positions: wrong versions --------------------------------------------------------
@@ -300,3 +336,56 @@ def test_quantile_bins_differ_from_equal_width_ones_only_a_little_on_even_predic
     _, _, counts_q = cal_quantile_bins(*spread.args)
     _, _, counts_w = calibration_bins(*spread.args)
     assert (counts_q - counts_w).abs().max() < 20 and not torch.equal(counts_q, counts_w)
+
+
+# ---- spot the bug: reward_rows and eos_bug ---------------------------------------------------------------
+
+from course_lib.checks.lesson10 import check_eos_bug, check_reward_rows, reward_rows  # noqa: E402
+
+
+def rows_strip_eos(prompt_ids, replies, eos_id, pad_id):
+    """The notebook's buggy version, on ids: the EOS is removed before scoring."""
+    return reward_rows(prompt_ids, [[t for t in r if t != eos_id] for r in replies], eos_id, pad_id)
+
+
+def rows_mask_from_ids(prompt_ids, replies, eos_id, pad_id):
+    ids, _ = reward_rows(prompt_ids, replies, eos_id, pad_id)
+    return ids, (ids != pad_id).long()
+
+
+def rows_right_padded(prompt_ids, replies, eos_id, pad_id):
+    from course_lib.llm.tokens import pad
+
+    return pad([list(prompt_ids) + list(r) for r in replies], pad_id, side="right")
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (rows_strip_eos, r"(?s)case 1 of 5 \(one finished reply: its EOS stays.*Keep every id of the reply, EOS included"),
+        (rows_right_padded, r"(?s)case 2 of 5 \(the same words, once finished.*one more padding token on the LEFT"),
+        (rows_mask_from_ids, r"(?s)case 4 of 5 \(the padding id is the EOS id.*result\[1\] \(attention_mask\).*"
+                             r"build the mask from each row's length"),
+    ],
+)
+def test_reward_rows_wrong_versions_fail_naming_the_mistake(wrong, message):
+    with pytest.raises(CheckFailed, match=message) as err:
+        check_reward_rows(wrong)
+    assert "Hint:" in str(err.value)
+
+
+def test_reward_rows_reference_keeps_the_eos_and_tells_finished_from_cut():
+    ids, mask = reward_rows([5, 6], [[11, 12, 13, 2], [11, 12, 13]], 2, 0)
+    assert ids.tolist() == [[5, 6, 11, 12, 13, 2], [0, 5, 6, 11, 12, 13]]
+    assert mask.tolist() == [[1] * 6, [0] + [1] * 5] and ids.dtype == mask.dtype == torch.int64
+    bug_ids, _ = rows_strip_eos([5, 6], [[11, 12, 13, 2], [11, 12, 13]], 2, 0)
+    assert torch.equal(bug_ids[0], bug_ids[1])  # the bug: a finished and a cut reply look the same
+
+
+def test_eos_bug_feedback_explains_without_naming_the_answer():
+    assert check_eos_bug("b").status == "pass"
+    for wrong in ("A", "C", "D"):
+        with pytest.raises(CheckFailed) as err:
+            check_eos_bug(wrong)
+        message = str(err.value)
+        assert "not the right one yet:" in message and "'B'" not in message and " B." not in message

@@ -31,6 +31,23 @@ def top_k_cases() -> list[Case]:
     ]
 
 
+def _plain_pair(fn):
+    """Call ``fn``; a ``torch.topk`` result (a named ``(values, indices)`` pair) becomes a plain tuple.
+
+    ``return torch.topk(probs, k, dim=-1)`` is a correct answer: its values are the probabilities and its
+    indices the token ids. Any other result is compared as it is (a list, a swapped or unsorted pair still fail).
+    """
+
+    def call(*args, **kwargs):
+        __tracebackhide__ = True
+        out = fn(*args, **kwargs)
+        if isinstance(out, torch.return_types.topk):
+            return (out.values, out.indices)
+        return out
+
+    return call
+
+
 def top_k_hidden_cases() -> list[Case]:
     """Grader-only cases: other seeds, shapes and temperatures than the notebook's."""
     return [
@@ -42,9 +59,21 @@ def top_k_hidden_cases() -> list[Case]:
     ]
 
 
+HINTS = {
+    "top_k_next_tokens": (
+        "Two steps, both on the LAST axis (the vocabulary), so that (V,) and (B, V) logits work alike. "
+        "1) Probabilities: divide the logits by tau, then a softmax that subtracts the max first "
+        "(torch has one; exp then divide overflows at logits of 400). Example: logits [2, 0], tau 0.5 -> "
+        "scores [4, 0] -> probabilities [0.982, 0.018]. 2) Selection: torch has one function that returns the "
+        "k largest entries along an axis AND their positions, largest first; the positions are the token ids "
+        "(int64). Select on the probabilities, not on the logits, so the values you return are probabilities. "
+        "Return (probabilities, ids) in that order."
+    ),
+}
+
 EXERCISES = {
     "top_k_next_tokens": Exercise("top_k_next_tokens", top_k_next_tokens, top_k_cases, top_k_hidden_cases,
-                                  names=("probs", "ids")),
+                                  adapt=_plain_pair, names=("probs", "ids")),
 }
 
 

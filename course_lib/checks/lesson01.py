@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import gymnasium as gym
@@ -169,6 +170,11 @@ def run_episode_cases() -> list[Case]:
              "record exactly the reward that env.step returned, as a float."),
         Case((_EnvSpec(large, 0.1), _random(9)), {"seed": 9}, "the large maze: a random agent ends in the trap",
              "a trap terminates the episode too (terminated=True) with reward -10."),
+        Case((_EnvSpec(maze), _shortest_path(maze)), {"seed": 0, "max_steps": 7},
+             "max_steps=7: the cheese is reached on the last allowed step",
+             "the step that reaches the cheese terminates the episode: terminated=True and truncated=False, even "
+             "when it is also the last step max_steps allows. Only a budget that runs out WITHOUT an ending is a "
+             "truncation."),
     ]
 
 
@@ -187,6 +193,10 @@ def run_episode_hidden_cases() -> list[Case]:
         Case((_EnvSpec(maze, 0.2), _shortest_path(maze)), {"seed": 8, "max_steps": 1},
              "max_steps=1: a single step, then stop",
              "with max_steps=1 the episode has 2 states, 1 action and 1 reward, and counts as truncated."),
+        Case((_EnvSpec(cliff), _shortest_path(cliff)), {"seed": 1, "max_steps": 13},
+             "the cliff without slip: the goal is reached on step 13, the last one max_steps allows",
+             "reaching the goal terminates the episode (terminated=True, truncated=False), even on the last "
+             "allowed step."),
     ]
 
 
@@ -196,11 +206,29 @@ def check_run_episode(fn) -> CheckResult:
     return EXERCISES["run_episode"].check(fn)
 
 
-# ---- the exercises, for the notebook checks and the grader -----------------------------
-
 # ---- graded concept checks ---------------------------------------------------------------
 
 ROBOT_STORY_LABELS = ("agent", "environment", "state", "action", "reward", "policy")
+
+_TERM_IS = {
+    "agent": "the agent is the one that decides and learns",
+    "environment": "the environment is everything the agent cannot choose: it answers each action",
+    "state": "a state is a situation the agent can be in, what it observes before it acts",
+    "action": "an action is one choice the agent makes at one step",
+    "reward": "a reward is a number the environment sends back after a step",
+    "policy": "a policy is a rule: for every situation, which choice to make",
+}
+_ITEM_IS = {
+    "the robot": "this is the one that chooses the moves",
+    "the maze, its walls and the cheese": "the robot cannot change these; they answer its moves",
+    "the robot's current cell": "this changes after every move and is what the robot knows when it chooses",
+    "moving up, down, left or right": "these are the choices available at each step",
+    "+10 for the cheese, -1 per step": "these are numbers that come back after each move",
+    "the robot's rule for choosing its next move": "this is not one move but a rule that gives a move for every cell",
+}
+ROBOT_FEEDBACK = {item: {term: f"{_TERM_IS[term]}, but {note}" for term in ROBOT_STORY_LABELS}
+                  for item, note in _ITEM_IS.items()}
+"""Per item, per wrong term: why that term does not fit (it never names the right term)."""
 
 
 def robot_story() -> dict:
@@ -215,9 +243,100 @@ def robot_story() -> dict:
     }
 
 
+CAT_FEEDBACK = {
+    "A": "the feeder box does not choose anything: it follows a fixed rule (press, then food, some of the time). "
+         "And the press cannot be a reward: a reward is what comes back after a choice.",
+    "B": "the cat cannot choose the food; it can only choose what it does; which of the two comes first in time, "
+         "and which one is the consequence?",
+    "D": "the story says the cat presses MORE often after food: something in the cat changed, not in the box. "
+         "Learning from reward changes the agent's behaviour.",
+}
+"""Why each wrong statement of the cat story is wrong (it never names the right letter)."""
+
+
 def cat_statement() -> str:
     """The letter of the statement that relates agent, action and reward correctly in the cat story."""
     return "C"
+
+
+RL_LOOP_STEPS = {
+    "A": "the agent's policy picks an action a_t",
+    "B": "the environment returns the reward r_{t+1}, the next state s_{t+1} and the two flags",
+    "C": "if terminated or truncated, the episode ends; otherwise s_{t+1} becomes the current state and the loop goes on",
+    "D": "env.reset() puts the agent in a start state s_0",
+    "E": "the agent learns from the transition (s_t, a_t, r_{t+1}, s_{t+1})",
+    "F": "the agent observes the current state s_t",
+}
+"""The steps of one episode of the RL loop, in a scrambled order; the learner puts their letters in order."""
+
+_TOO_EARLY = {
+    "A": "a policy maps a state to an action: the agent must know its state before it can pick.",
+    "B": "the environment answers an action: there is nothing to answer before the agent has chosen one.",
+    "C": "the flags come with the environment's answer, and the agent should still learn from the last step "
+         "of an episode (the cheese is the most informative step of all).",
+    "D": "nothing else can happen before there is a state to start from.",
+    "E": "learning needs the whole transition: the reward and the next state come from the environment's answer.",
+    "F": "there must be a state to observe: where does the very first one come from?",
+}
+
+
+def rl_loop_order() -> list:
+    """The right order of the RL loop's steps (the letters of :data:`RL_LOOP_STEPS`)."""
+    return ["D", "F", "A", "B", "E", "C"]
+
+
+def compare_order(expected: list, got) -> str | None:
+    """Compare an ordering answer: name the first misplaced step and why it cannot come there, not the order."""
+    letters = sorted(expected)
+    if not isinstance(got, (list, tuple)) or not all(isinstance(x, str) for x in got):
+        return f"answer: expected a list of the letters {letters} in order, got {type(got).__name__}"
+    got = [x.strip().upper() for x in got]
+    if sorted(got) != letters:
+        return f"answer: expected each of the letters {letters} exactly once, got {got}"
+    for i, (e, g) in enumerate(zip(expected, got)):
+        if e != g:
+            return (f"step {i + 1} of your order is {g} ({RL_LOOP_STEPS[g]}), which cannot come there yet: "
+                    f"{_TOO_EARLY[g]}" + (" The steps before it are in the right order." if i else ""))
+    return None
+
+
+CONCEPT_DEFINITIONS = {
+    "a": "a rule that gives, in every state, an action (or a probability for each action)",
+    "b": "the expected return from a state when the agent follows a given policy from there on",
+    "c": "the sum of the rewards from time t on, the reward k steps ahead weighted by gamma^k",
+    "d": "a number in [0, 1] that makes later rewards count less than earlier ones",
+    "e": "one run from reset until the run ends",
+    "f": "the run ended because the task itself ended (cheese or trap): the last state has no future",
+    "g": "the run was stopped by a time limit: the last state still has a future, so learning bootstraps from it",
+}
+"""The definitions of the matching quiz; the learner maps each concept to a letter."""
+
+_DEFINITION_IS = {
+    "a": "a rule for acting, not a number",
+    "b": "an average over many possible futures, a property of a state under a policy",
+    "c": "a number computed from the rewards of one run",
+    "d": "a constant you choose when you set up the problem",
+    "e": "a stretch of time, not a number",
+    "f": "one of the two ways a run can end",
+    "g": "one of the two ways a run can end",
+}
+_CONCEPT_IS = {
+    "return": "the return is what ONE run actually collected from time t on, discounted",
+    "discount factor": "the discount factor is set before any learning and weighs rewards by their delay",
+    "policy": "the policy is what the agent uses to choose",
+    "value function": "a value is an expectation: it averages the returns of many runs from one state",
+    "episode": "an episode is a whole run, from its start to its end",
+    "terminated": "terminated means the task is over: cheese or trap, nothing more to collect",
+    "truncated": "truncated means the clock stopped the run, not the task",
+}
+CONCEPT_FEEDBACK = {concept: {letter: f"{letter} is {kind}; {note}" for letter, kind in _DEFINITION_IS.items()}
+                    for concept, note in _CONCEPT_IS.items()}
+
+
+def concept_definitions() -> dict:
+    """The right definition (a letter of :data:`CONCEPT_DEFINITIONS`) for each concept."""
+    return {"return": "c", "discount factor": "d", "policy": "a", "value function": "b", "episode": "e",
+            "terminated": "f", "truncated": "g"}
 
 
 def _robot_case() -> list[Case]:
@@ -228,9 +347,46 @@ def _cat_case() -> list[Case]:
     return [Case((), {}, "your answer", "who decides, what is decided, and what comes back after the decision?")]
 
 
+def _order_case() -> list[Case]:
+    return [Case((), {}, "your order", "for each step ask: what must already exist for it to happen?")]
+
+
+def _definitions_case() -> list[Case]:
+    return [Case((), {}, "your answers", "first sort the concepts by kind: rules, numbers, averages, stretches of "
+                 "time, ways to end; then match inside each kind.")]
+
+
+HINTS = {
+    "discounted_return": (
+        "The reward at list index t is r_{t+1}, and it is weighted by gamma to the power t: the first reward "
+        "gets gamma^0 = 1, not gamma. Worked example: rewards [-1, -1, 10] with gamma 0.9 give "
+        "-1 + 0.9 * (-1) + 0.81 * 10 = 6.2. Two ways to get there: a forward sum of weighted rewards, or a "
+        "backward pass where the return of a step is its reward plus gamma times the return of the next step "
+        "(the return after the last step is 0). Validate gamma BEFORE computing anything, and make the "
+        "ValueError's message contain the word gamma. An empty episode returns 0.0."
+    ),
+    "run_episode": (
+        "The loop alternates two calls: the policy turns the current state into an action, the env's step "
+        "turns the action into (next state, reward, terminated, truncated, info). Keep the next state: the "
+        "policy's next question is about it. Book-keeping for an episode of T steps: T + 1 states (the "
+        "reset's state first), T actions, T rewards. Example: the shortest path in the small maze takes 7 "
+        "steps, so 8 states, 7 actions, 7 rewards, the last reward 10.0, terminated=True, truncated=False. "
+        "Two traps: (1) reaching the cheese on the very last step max_steps allows is a termination, not a "
+        "truncation; only running out of steps WITHOUT an ending is. (2) Pass the seed to reset only, once."
+    ),
+}
+
+
 EXERCISES = {
-    "robot_story": Exercise("robot_story", robot_story, _robot_case, list, kind="answer", comparer=compare_answers),
-    "cat_statement": Exercise("cat_statement", cat_statement, _cat_case, list, kind="answer", comparer=compare_answers),
+    "robot_story": Exercise("robot_story", robot_story, _robot_case, list, kind="answer",
+                            comparer=functools.partial(compare_answers, feedback=ROBOT_FEEDBACK)),
+    "cat_statement": Exercise("cat_statement", cat_statement, _cat_case, list, kind="answer",
+                              comparer=functools.partial(compare_answers, feedback=CAT_FEEDBACK)),
+    "rl_loop_order": Exercise("rl_loop_order", rl_loop_order, _order_case, list, kind="answer",
+                              comparer=compare_order),
+    "concept_definitions": Exercise("concept_definitions", concept_definitions, _definitions_case, list,
+                                    kind="answer", comparer=functools.partial(compare_answers,
+                                                                              feedback=CONCEPT_FEEDBACK)),
     "discounted_return": Exercise("discounted_return", discounted_return, discounted_return_cases,
                                   discounted_return_hidden_cases, adapt=_outcome),
     "run_episode": Exercise("run_episode", run_episode, run_episode_cases, run_episode_hidden_cases,
@@ -248,3 +404,15 @@ def check_cat_statement(letter) -> CheckResult:
     """Check the letter chosen for the cat story."""
     __tracebackhide__ = True
     return EXERCISES["cat_statement"].check(letter)
+
+
+def check_rl_loop_order(order) -> CheckResult:
+    """Check the order of the RL loop's steps; names the first misplaced step and why, never the order."""
+    __tracebackhide__ = True
+    return EXERCISES["rl_loop_order"].check(order)
+
+
+def check_concept_definitions(answers) -> CheckResult:
+    """Check the concept-to-definition matching; names wrong items without revealing the right letters."""
+    __tracebackhide__ = True
+    return EXERCISES["concept_definitions"].check(answers)

@@ -1,4 +1,4 @@
-"""Checks for lesson 2's exercises: the bandit math (incremental mean, epsilon-greedy, UCB scores).
+"""Checks for lesson 2's exercises: the bandit math (the shared update, epsilon-greedy, UCB scores).
 
 Randomness: ``epsilon_greedy_action`` takes a generator. Each case gives the
 student's function and the reference their own fresh
@@ -21,59 +21,99 @@ import numpy as np
 from course_lib.checks.core import Case, CheckResult, Exercise
 from course_lib.tabular.bandits import epsilon_greedy_action, incremental_mean, ucb_scores
 
+BUILDS = ("update",)
+"""The agents' shared ``BanditAgent.update`` is what ``bandit_update`` asks for: the lesson must not print it."""
+
 # ----------------------------------------------------------------------------
-# incremental_mean(q, n, reward) -> float
+# bandit_update(q, counts, arm, reward) -> (q, counts): the learning step every agent shares
 # ----------------------------------------------------------------------------
 
 
-def incremental_mean_cases() -> list[Case]:
-    """Seeded cases for :func:`incremental_mean`; each probes one property."""
-    rng = np.random.default_rng(20)
-    rewards = (rng.random(30) < 0.7).astype(float)  # (30,) a lever that pays 70 % of the time
-    q29 = float(rewards[:29].mean())  # Q_30: the mean of the first 29 rewards
-    gauss = rng.normal(0.4, 1.0, size=8)  # (8,) Gaussian rewards
-    q7 = float(gauss[:7].mean())
+def bandit_update(q: np.ndarray, counts: np.ndarray, arm: int, reward: float) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: new (q, counts) after pressing ``arm`` and receiving ``reward``; the inputs stay unchanged."""
+    q, counts = q.copy(), counts.copy()  # (K,) float, (K,) int
+    counts[arm] += 1
+    q[arm] = incremental_mean(float(q[arm]), int(counts[arm]), float(reward))
+    return q, counts
+
+
+BANDIT_UPDATE_NAMES = ("q", "counts", "inputs left unchanged")
+
+
+def _watch_inputs(fn: Callable) -> Callable:
+    """``fn(q, counts, arm, reward)`` on copies; returns (q, counts, whether the copies it was given are unchanged)."""
+
+    def call(q: np.ndarray, counts: np.ndarray, arm: int, reward: float):
+        __tracebackhide__ = True
+        q_in, counts_in = q.copy(), counts.copy()
+        out = fn(q_in, counts_in, arm, reward)
+        unchanged = bool(np.array_equal(q_in, q) and np.array_equal(counts_in, counts))
+        if isinstance(out, tuple) and len(out) == 2:
+            return out[0], out[1], unchanged
+        return out
+
+    return call
+
+
+def _stream(seed: int, n: int, k: int, arm: int, pays: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(q, counts, next reward) of a K-lever agent whose ``arm`` has been pressed n - 1 times (seeded Bernoulli rewards)."""
+    rng = np.random.default_rng(seed)
+    rewards = (rng.random(n) < pays).astype(float)  # (n,)
+    q = np.round(rng.random(k), 3)  # (K,) the other levers' estimates
+    counts = rng.integers(1, 20, size=k)  # (K,) int64
+    q[arm], counts[arm] = float(rewards[:-1].mean()) if n > 1 else 0.0, n - 1
+    return q, counts, float(rewards[-1])
+
+
+def bandit_update_cases() -> list[Case]:
+    """Seeded cases for :func:`bandit_update`; each probes one property."""
+    q30, n30, r30 = _stream(20, 30, 5, 3, 0.7)
+    gauss = np.random.default_rng(21).normal(0.4, 1.0, size=8)  # (8,) Gaussian rewards
+    qg, ng = np.array([0.2, float(gauss[:7].mean()), -0.3]), np.array([4, 7, 2])
     return [
-        Case((0.0, 1, 1.0), {}, "the first reward (n = 1) of a lever whose estimate starts at 0",
-             "Q_{n+1} = Q_n + (R_n - Q_n) / n: with n = 1 the new estimate is the reward itself."),
-        Case((7.0, 1, 0.0), {}, "n = 1: the old estimate (here 7.0) must not matter",
-             "divide by n, the count that includes this reward: with n = 1, Q + (R - Q) / 1 = R."),
-        Case((1.0, 2, 0.0), {}, "the second reward: the mean of 1 and 0 is 0.5",
-             "the step size is 1 / n: without it the estimate jumps to the latest reward."),
-        Case((0.5, 4, 1.0), {}, "the fourth reward moves the estimate a quarter of the way",
-             "Q_{n+1} = Q_n + (R_n - Q_n) / n with n = 4."),
-        Case((q29, 30, float(rewards[29])), {}, "the 30th Bernoulli reward of a seeded stream",
-             "n counts every reward so far, this one included."),
-        Case((q7, 8, float(gauss[7])), {}, "a Gaussian reward, which can be negative",
-             "nothing special for negative rewards: Q + (R - Q) / n."),
-        Case((0.25, 1000, 1.0), {}, "a lever pulled 1,000 times barely moves",
-             "the step 1 / n shrinks as n grows: the 1000th reward changes the mean by (R - Q) / 1000."),
+        Case((np.zeros(4), np.zeros(4, dtype=np.int64), 2, 1.0), {}, "the first press of lever 2, estimates start at 0",
+             "the count of the pressed lever goes from 0 to 1, and with one reward its mean IS that reward."),
+        Case((np.array([0.0, 7.0, 0.0]), np.array([3, 0, 5]), 1, 0.0), {},
+             "the first press of lever 1, whose estimate starts at 7.0: the old value must not matter",
+             "count this reward before you divide: the first reward has weight 1/1, so the old estimate is replaced."),
+        Case((np.array([1.0, 0.5]), np.array([1, 2]), 0, 0.0), {}, "the second reward of lever 0: the mean of 1 and 0",
+             "the estimate moves a fraction 1/n of the way towards the reward, n counting this reward (here 1/2)."),
+        Case((np.array([0.5, 0.2, 0.9]), np.array([3, 8, 1]), 0, 1.0), {},
+             "the fourth reward of lever 0 moves its estimate a quarter of the way",
+             "n = 4 after this press: the step is 1/4 of (reward - estimate)."),
+        Case((q30, n30, 3, r30), {}, "the 30th Bernoulli reward of lever 3 of 5; the other levers must not move",
+             "change only the pressed lever's entry, in both arrays."),
+        Case((qg, ng, 1, float(gauss[7])), {}, "a Gaussian reward, which can be negative",
+             "nothing special for negative rewards or estimates."),
+        Case((np.array([0.25, 0.6]), np.array([999, 10]), 0, 1.0), {}, "a lever pressed 1,000 times barely moves",
+             "the step 1/n shrinks as n grows: the 1000th reward moves the estimate by (reward - estimate) / 1000."),
+        Case((np.array([0.4, 0.1, 0.3]), np.array([2, 2, 2]), 2, 1.0), {},
+             "the arrays you are given stay as they were (the third item of the check)",
+             "work on copies: an agent that keeps its history, or a test that reuses its arrays, must not see them change."),
     ]
 
 
-def incremental_mean_hidden_cases() -> list[Case]:
-    """Grader-only cases for :func:`incremental_mean`: other streams, counts and signs than the notebook's."""
-    rng = np.random.default_rng(120)
-    rewards = (rng.random(12) < 0.3).astype(float)  # (12,) a lever that pays 30 % of the time
-    rewards[-1] = 1.0  # the 12th pull pays, so the estimate moves
-    gauss = rng.normal(-0.5, 2.0, size=250)  # (250,) Gaussian rewards
+def bandit_update_hidden_cases() -> list[Case]:
+    """Grader-only cases for :func:`bandit_update`: other streams, counts and signs than the notebook's."""
+    q12, n12, _ = _stream(120, 12, 6, 0, 0.3)
+    gauss = np.random.default_rng(121).normal(-0.5, 2.0, size=250)  # (250,)
     return [
-        Case((float(rewards[:11].mean()), 12, float(rewards[11])), {},
-             "the 12th reward of a seeded lever that pays 30 %",
-             "Q_{n+1} = Q_n + (R_n - Q_n) / n, with n = 12 counting this reward."),
-        Case((-3.0, 2, 5.0), {}, "the second reward: a negative estimate -3 and a reward 5 average to 1",
-             "the step size is 1 / n with n = 2: Q + (R - Q) / 2."),
-        Case((float(gauss[:249].mean()), 250, float(gauss[249])), {}, "the 250th reward of a seeded Gaussian lever",
-             "the step 1 / n shrinks as n grows; n = 250 here."),
-        Case((-4.0, 1, 2.5), {}, "n = 1 with a negative old estimate: the result is the reward 2.5",
-             "with n = 1, Q + (R - Q) / 1 = R whatever Q was."),
+        Case((q12, n12, 0, 1.0), {}, "the 12th reward of lever 0 of 6, a lever that pays 30 %",
+             "n = 12 counts this reward; only lever 0 moves."),
+        Case((np.array([-3.0, 0.0]), np.array([1, 0]), 0, 5.0), {}, "the second reward: -3 and 5 average to 1",
+             "the step is 1/n with n = 2 after this press."),
+        Case((np.array([0.0, float(gauss[:249].mean()), 2.0]), np.array([0, 249, 6]), 1, float(gauss[249])), {},
+             "the 250th reward of a seeded Gaussian lever", "n = 250 after this press."),
+        Case((np.array([-4.0, 1.0, 1.0, 1.0]), np.array([0, 3, 3, 3]), 0, 2.5), {},
+             "the first press of lever 0 with a negative old estimate: the result is the reward 2.5",
+             "with n = 1 the new estimate is the reward, whatever the old one was."),
     ]
 
 
-def check_incremental_mean(fn) -> CheckResult:
-    """Check a student's ``incremental_mean(q, n, reward) -> float``."""
+def check_bandit_update(fn) -> CheckResult:
+    """Check a student's ``bandit_update(q, counts, arm, reward) -> (q, counts)``."""
     __tracebackhide__ = True
-    return EXERCISES["incremental_mean"].check(fn)
+    return EXERCISES["bandit_update"].check(fn)
 
 
 # ----------------------------------------------------------------------------
@@ -118,23 +158,23 @@ def epsilon_greedy_cases() -> list[Case]:
              "the greedy arm is argmax q even when every value is negative (here arm 1)."),
         Case((tie, 0.0), {"seed": _first_seed(tie, 0.0, lambda a: a == 3)},
              "epsilon 0, arms 1 and 3 tie at 0.9; the seeded tie-break picks arm 3",
-             "ties must be broken at random: best = np.flatnonzero(q == q.max()), then rng.choice(best) "
-             "when there is more than one (np.argmax always takes the first)."),
+             "ties must be broken at random among ALL the levers with the largest value (np.argmax always takes "
+             "the first); with one best lever, draw nothing more."),
         Case((zeros, 0.0), {"seed": _first_seed(zeros, 0.0, lambda a: a == 4)},
              "epsilon 0 before any pull: all 6 estimates are 0, so all 6 arms tie",
-             "draw rng.random() first, then break the 6-way tie with rng.choice(best)."),
+             "the coin first, then the tie-break draw among the 6 tied levers."),
         Case((clear, 1.0), {"seed": _first_seed(clear, 1.0, lambda a: a == 3)},
              "epsilon 1: always explore, a uniformly random arm",
-             "when rng.random() < epsilon, return int(rng.integers(K)): any of the K arms."),
+             "when the coin is below epsilon, draw a lever uniformly among all K (as an int)."),
         Case((clear, 1.0), {"seed": _first_seed(clear, 1.0, lambda a: a == 1)},
              "epsilon 1: exploring may pick the greedy arm too",
-             "explore over all K arms, the greedy one included: rng.integers(K), not only the others."),
+             "exploring draws among all K levers, the greedy one included, not only the others."),
         Case((tie, 0.5), {"seed": _first_seed(tie, 0.5, lambda a: a == 3, explores=False)},
              "epsilon 0.5 with a tie: the coin says exploit, the tie-break says arm 3",
-             "the order of the draws: rng.random() for the coin first, then rng.choice(best) for the tie."),
+             "the order of the draws: the coin first, then (when it says exploit) the tie-break."),
         Case((tie, 0.5), {"seed": _first_seed(tie, 0.5, lambda a: a in (0, 2), explores=True)},
              "epsilon 0.5: the coin says explore",
-             "explore when rng.random() < epsilon (not >)."),
+             "explore when the coin is strictly below epsilon (not above)."),
     ]
     for q in randoms:  # one seed whose coin explores (off the greedy arm), one whose coin exploits
         greedy = int(np.argmax(q))
@@ -142,8 +182,8 @@ def epsilon_greedy_cases() -> list[Case]:
         exploit = _first_seed(q, 0.2, lambda a: True, explores=False)
         for seed, what in ((explore, "explores"), (exploit, "exploits")):
             cases.append(Case((q, 0.2), {"seed": seed}, f"seeded values for K = {q.shape[0]} arms, epsilon 0.2; "
-                              f"the coin {what}", "one coin rng.random() < epsilon; explore with rng.integers(K); "
-                              "else the argmax with a random tie-break."))
+                              f"the coin {what}", "one coin per call; below epsilon a uniform lever, "
+                              "else the best lever with a random tie-break."))
     return cases
 
 
@@ -156,7 +196,7 @@ def epsilon_greedy_hidden_cases() -> list[Case]:
     return [
         Case((tie3, 0.0), {"seed": _first_seed(tie3, 0.0, lambda a: a == 2)},
              "epsilon 0, a three-way tie at 0.5 (arms 0, 2, 3); the seeded tie-break picks arm 2",
-             "break ties at random among all the best arms: rng.choice(np.flatnonzero(q == q.max()))."),
+             "break ties at random among all the best arms (a three-way tie here)."),
         Case((q7, 0.3), {"seed": _first_seed(q7, 0.3, lambda a: a != greedy7, explores=True)},
              "K = 7 seeded arms, epsilon 0.3: the coin explores to a non-greedy arm",
              "when rng.random() < epsilon, return int(rng.integers(K))."),
@@ -276,9 +316,36 @@ def check_ucb_scores(fn) -> CheckResult:
 # The exercises, for the notebook checks and the grader
 # ----------------------------------------------------------------------------
 
+HINTS = {
+    "bandit_update": (
+        "Two entries change, both at index arm: the count goes up by one FIRST, then the estimate moves towards "
+        "the reward by a fraction 1/n, where n is the NEW count (the incremental mean of the markdown). "
+        "Worked example: q = [0.5, 0.2], counts = [3, 8], arm 0, reward 1.0 -> counts [4, 8], and q[0] moves "
+        "a quarter of the way from 0.5 to 1.0: q = [0.625, 0.2]. Traps: dividing by the OLD count (a first "
+        "press would divide by zero); changing the arrays you were given (copy them first; numpy's copy "
+        "method does it); integer arrays: the counts are ints, the estimates floats."
+    ),
+    "epsilon_greedy_action": (
+        "The check replays your random draws, so their order matters: ONE coin from rng.random() on every call, "
+        "even when epsilon is 0 or 1. Coin below epsilon: a lever drawn uniformly among all K with the "
+        "generator's integer method. Otherwise: find every lever whose estimate equals the maximum (compare the "
+        "array with its max: a boolean array; numpy can list the positions where it is True). One such lever: "
+        "return it with no further draw. Several: let the generator's choice method pick among them. Example: "
+        "q = [0.2, 0.9, 0.1, 0.9], epsilon 0, the tied levers are [1, 3], and the draw picks one of the two."
+    ),
+    "ucb_scores": (
+        "Start from a score of +inf for every lever; then overwrite only the levers with a count above zero, "
+        "selected by a boolean mask, so you never divide by a zero count. The bonus of a pressed lever is "
+        "c times the square root of (natural log of t) / N(a). Worked example: Q = 0.5, N = 4, t = 6, c = 0.5: "
+        "ln 6 = 1.792, / 4 = 0.448, sqrt = 0.669, times 0.5 = 0.335, score 0.835. Traps: log base 10 or base 2; "
+        "computing every lever and patching the NaNs afterwards (t = 1 gives 0 / 0); c = 0 must still leave "
+        "unpressed levers at +inf; return float64 even when q is all zeros."
+    ),
+}
+
 EXERCISES = {
-    "incremental_mean": Exercise("incremental_mean", incremental_mean, incremental_mean_cases,
-                                 incremental_mean_hidden_cases),
+    "bandit_update": Exercise("bandit_update", bandit_update, bandit_update_cases, bandit_update_hidden_cases,
+                              adapt=_watch_inputs, names=BANDIT_UPDATE_NAMES),
     "epsilon_greedy_action": Exercise("epsilon_greedy_action", epsilon_greedy_action, epsilon_greedy_cases,
                                       epsilon_greedy_hidden_cases, adapt=_seeded),
     "ucb_scores": Exercise("ucb_scores", ucb_scores, ucb_cases, ucb_hidden_cases, adapt=_split, names=UCB_NAMES),

@@ -1,4 +1,4 @@
-"""Checks for lesson 3's exercises: a Bellman backup, one sweep of value iteration, the greedy policy.
+"""Checks for lesson 3's exercises: a Bellman backup, then value iteration built on it (values and greedy policy).
 
 Every case is a small MDP given as dense arrays, the same form as
 ``MazeModel.arrays()``: P (S, A, S') transition probabilities, R (S, A)
@@ -17,13 +17,51 @@ from course_lib.tabular.dp import bellman_backup, value_iteration
 
 
 def value_iteration_sweep(P: np.ndarray, R: np.ndarray, done: np.ndarray, V: np.ndarray, gamma: float) -> np.ndarray:
-    """Reference for exercise 2: one sweep of value iteration, V_new(s) = max_a Q(s, a). Returns (S,)."""
+    """One sweep of value iteration, V_new(s) = max_a Q(s, a). Returns (S,). (A helper of the reference below.)"""
     return bellman_backup(P, R, done, V, gamma).max(axis=1)  # (S, A) -> (S,)
 
 
-def greedy_policy(Q: np.ndarray) -> np.ndarray:
-    """Reference for exercise 3: the greedy action per state, first index on ties. (S, A) -> (S,) int."""
-    return np.argmax(Q, axis=1)
+def run_value_iteration(P: np.ndarray, R: np.ndarray, done: np.ndarray, gamma: float,
+                        theta: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+    """Reference for exercise 2: value iteration on dense arrays from V = 0; returns (V (S,), greedy policy (S,) int)."""
+    V = np.zeros(R.shape[0])  # (S,)
+    for _ in range(100_000):
+        V_new = value_iteration_sweep(P, R, done, V, gamma)
+        delta = np.abs(V_new - V).max()
+        V = V_new
+        if delta < theta:
+            break
+    return V, np.argmax(bellman_backup(P, R, done, V, gamma), axis=1)
+
+
+BUILDS = ("value_iteration",)
+"""The library's ``value_iteration`` is what ``run_value_iteration`` asks for: lesson 3 must not print it."""
+
+VI_NAMES = ("V", "policy is greedy")
+
+
+def _greedy_outcome(fn):
+    """``fn(P, R, done, gamma, theta)`` on copies, as (V, policy_is_greedy): whether each state's action is a best one.
+
+    Any action whose value is within 1e-6 of the best counts as greedy, so ties may be broken either way.
+    A result that is not a pair of arrays, or a policy that is not an (S,) int array, comes back as it is.
+    """
+
+    def call(P, R, done, gamma, theta=1e-8):
+        __tracebackhide__ = True
+        out = fn(P.copy(), R.copy(), done.copy(), gamma, theta)
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], np.ndarray)
+                and isinstance(out[1], np.ndarray) and out[0].shape == (R.shape[0],)
+                and out[1].shape == (R.shape[0],) and out[1].dtype.kind in "iu"):
+            return out
+        V, policy = out
+        if not np.all(np.isfinite(V)) or policy.min() < 0 or policy.max() >= R.shape[1]:
+            return V, policy
+        Q = bellman_backup(P, R, done, V, gamma)  # (S, A) the values the policy should be greedy for
+        chosen = Q[np.arange(R.shape[0]), policy]  # (S,)
+        return V, chosen >= Q.max(axis=1) - 1e-6
+
+    return call
 
 
 def random_mdp(seed: int, S: int, A: int, p_done: float = 0.3, sign: str = "mixed"):
@@ -78,49 +116,29 @@ def bellman_backup_cases() -> list[Case]:
     ]
 
 
-def value_iteration_sweep_cases() -> list[Case]:
-    """Seeded cases for ``value_iteration_sweep(P, R, done, V, gamma) -> V_new``."""
-    model, P, R, done = _maze_arrays(0.2)
-    V_mid = np.zeros(R.shape[0])
-    for _ in range(5):  # a value function half-way through value iteration
-        V_mid = value_iteration_sweep(P, R, done, V_mid, 0.99)
+def run_value_iteration_cases() -> list[Case]:
+    """Cases for ``run_value_iteration(P, R, done, gamma, theta) -> (V, policy)``; each probes one property."""
+    _, P0, R0, done0 = _maze_arrays(0.0)
+    _, P2, R2, done2 = _maze_arrays(0.2)
     return [
-        Case((*random_mdp(10, 3, 2, p_done=0.0, sign="positive"), 0.9), {},
+        Case((*random_mdp(10, 3, 2, p_done=0.0, sign="positive")[:3], 0.9), {"theta": 1e-8},
              "3 states, 2 actions, no terminal transitions, gamma 0.9",
-             "compute Q with the Bellman backup, then V_new(s) = max over actions a of Q(s, a): the max runs over "
-             "axis 1 and gives one value per state."),
-        Case((*random_mdp(11, 5, 3, p_done=0.3, sign="positive"), 0.9), {},
+             "repeat sweeps from V = 0 (each sweep: the backup, then the best action per state) until the largest "
+             "change of a sweep is below theta; then the greedy policy of the final values."),
+        Case((*random_mdp(11, 5, 3, p_done=0.3, sign="positive")[:3], 0.9), {"theta": 1e-8},
              "terminal transitions (done True): no bootstrapping from V(s') on them",
-             "inside the backup, a transition with done True contributes its reward only."),
-        Case((*random_mdp(12, 4, 3, sign="negative"), 0.9), {},
-             "all rewards and values negative (like -1 per step in the maze)",
-             "take the max of the Q values themselves; do not start from 0 or clip at 0."),
-        Case((*random_mdp(13, 4, 4), 0.8), {}, "as many actions as states (S = A = 4)",
-             "Q has shape (S, A): the max over actions is over axis 1, not axis 0."),
-        Case((*random_mdp(14, 4, 2), 0.0), {}, "gamma 0: V_new(s) = max_a R(s, a)",
-             "gamma multiplies the expected next value only."),
-        Case((P, R, done, V_mid, 0.99), {},
-             "the small maze with slip 0.2, V after 5 sweeps of value iteration from 0",
-             "the same sweep as on the random MDPs; the terminal cheese state must keep value 0."),
-    ]
-
-
-def greedy_policy_cases() -> list[Case]:
-    """Seeded cases for ``greedy_policy(Q) -> policy``."""
-    rng = np.random.default_rng(20)
-    maze_Q = value_iteration(MazeRobotEnv("small").model, gamma=0.99).Q  # (42, 4); walls and cheese all zeros
-    return [
-        Case((rng.random((5, 3)) + 0.1,), {}, "5 states, 3 actions, no ties",
-             "for each state (row of Q), the index of the largest action value: np.argmax over axis 1."),
-        Case((rng.integers(0, 3, size=(8, 4)).astype(float),), {}, "ties: the first best action wins, like np.argmax",
-             "when several actions share the best value return the smallest index; np.argmax does that."),
-        Case((np.zeros((4, 4)),), {}, "all actions equally good: action 0 everywhere",
-             "a row of equal values is a tie: the first index, 0."),
-        Case((-np.abs(rng.normal(size=(6, 4))) - 1.0,), {}, "all values negative",
-             "the best value may be below 0: compare the values with each other, not with 0."),
-        Case((rng.normal(size=(3, 1)),), {}, "a single action", "with A = 1 the only action is 0."),
-        Case((maze_Q,), {}, "Q* of the small maze (walls and the cheese have equal values: action 0)",
-             "the same rule on the real maze: argmax over actions, first index on ties."),
+             "use your bellman_backup for every sweep: it already drops the future value of terminating moves."),
+        Case((*random_mdp(12, 4, 3, sign="negative")[:3], 0.9), {"theta": 1e-8},
+             "all rewards negative (like -1 per step in the maze)",
+             "the best action per state is the LARGEST Q, even when all are negative; V starts at zeros."),
+        Case((*random_mdp(13, 4, 4)[:3], 0.8), {"theta": 1e-8}, "as many actions as states (S = A = 4)",
+             "Q has shape (S, A): both the max (for V) and the argmax (for the policy) run over the action axis."),
+        Case((*random_mdp(14, 4, 2)[:3], 0.0), {"theta": 1e-8}, "gamma 0: V(s) = max_a R(s, a)",
+             "with gamma 0 the second sweep changes nothing: stop there."),
+        Case((P0, R0, done0, 0.9), {"theta": 1e-8}, "the small maze without slip, gamma 0.9",
+             "the cheese is terminal: its value stays 0, and the move into it is worth +10 alone."),
+        Case((P2, R2, done2, 0.99), {"theta": 1e-8}, "the small maze with slip 0.2, gamma 0.99 (hundreds of sweeps)",
+             "keep sweeping until the LARGEST change over all states is below theta, not the change of one state."),
     ]
 
 
@@ -142,41 +160,21 @@ def bellman_backup_hidden_cases() -> list[Case]:
     ]
 
 
-def value_iteration_sweep_hidden_cases() -> list[Case]:
-    """Grader-only cases for ``value_iteration_sweep``: other MDPs, discounts and the large maze."""
+def run_value_iteration_hidden_cases() -> list[Case]:
+    """Grader-only cases for ``run_value_iteration``: other MDPs, discounts, the large and the cliff maze."""
     P, R, done = MazeRobotEnv("large", slip=0.1).model.arrays()
-    V_large = np.zeros(R.shape[0])
-    for _ in range(3):  # a value function early in value iteration
-        V_large = value_iteration_sweep(P, R, done, V_large, 0.95)
+    Pc, Rc, donec = MazeRobotEnv("cliff", slip=0.2).model.arrays()
     return [
-        Case((*random_mdp(40, 6, 3, p_done=0.2, sign="negative"), 0.95), {},
-             "6 states, 3 actions, negative rewards and values, gamma 0.95",
-             "V_new(s) = max over a of Q(s, a), even when every Q value is negative."),
-        Case((*random_mdp(41, 3, 5, p_done=0.5), 0.9), {}, "more actions than states (S = 3, A = 5), half terminal",
-             "the max runs over the action axis (axis 1 of Q), giving one value per state."),
-        Case((*random_mdp(42, 4, 2, p_done=0.3, sign="positive"), 1.0), {}, "gamma 1 with positive rewards",
-             "with gamma = 1 the next value is not discounted; the same formula applies."),
-        Case((P, R, done, V_large, 0.95), {}, "the large maze with slip 0.1, V after 3 sweeps from 0, gamma 0.95",
-             "one sweep: the Bellman backup on the maze's exact model, then the max over actions."),
-    ]
-
-
-def greedy_policy_hidden_cases() -> list[Case]:
-    """Grader-only cases for ``greedy_policy``: other shapes, ties and the cliff maze's Q*."""
-    rng = np.random.default_rng(50)
-    last_two = rng.random((6, 4)) * 0.5  # (6, 4) values below 0.5
-    last_two[:, 2:] = 1.0  # the best two actions are 2 and 3, tied
-    cliff_Q = value_iteration(MazeRobotEnv("cliff").model, gamma=0.9).Q  # (S, 4)
-    return [
-        Case((rng.integers(-2, 2, size=(10, 5)).astype(float),), {},
-             "integer-valued Q with many ties (10 states, 5 actions)",
-             "np.argmax(Q, axis=1) returns the first of the tied best actions."),
-        Case((last_two,), {}, "the best two actions are the last two (2 and 3): action 2 wins",
-             "on a tie return the smallest index among the best actions."),
-        Case((rng.normal(0.0, 1e-3, size=(12, 2)),), {}, "12 states, 2 actions whose values differ by about 1e-3",
-             "compare the values exactly; no rounding, no threshold."),
-        Case((cliff_Q,), {}, "Q* of the cliff maze at gamma 0.9",
-             "the greedy action per state of Q*: argmax over actions, first index on ties."),
+        Case((*random_mdp(40, 6, 3, p_done=0.2, sign="negative")[:3], 0.95), {"theta": 1e-9},
+             "6 states, 3 actions, negative rewards, gamma 0.95",
+             "V(s) = max over a of Q(s, a) at convergence, even when every Q value is negative."),
+        Case((*random_mdp(41, 3, 5, p_done=0.5)[:3], 0.9), {"theta": 1e-8},
+             "more actions than states (S = 3, A = 5), half the transitions terminal",
+             "the max and the argmax run over the action axis."),
+        Case((P, R, done, 0.95), {"theta": 1e-8}, "the large maze with slip 0.1, gamma 0.95",
+             "the same algorithm on a bigger model: sweeps until the largest change is below theta."),
+        Case((Pc, Rc, donec, 0.9), {"theta": 1e-8}, "the cliff maze with slip 0.2, gamma 0.9",
+             "falling off the cliff is not terminal: it bootstraps from the start state's value."),
     ]
 
 
@@ -186,21 +184,37 @@ def check_bellman_backup(fn) -> CheckResult:
     return EXERCISES["bellman_backup"].check(fn)
 
 
-def check_value_iteration_sweep(fn) -> CheckResult:
-    """Check a student's ``value_iteration_sweep(P, R, done, V, gamma) -> V_new`` of shape (S,)."""
+def check_run_value_iteration(fn) -> CheckResult:
+    """Check a student's ``run_value_iteration(P, R, done, gamma, theta) -> (V, policy)``."""
     __tracebackhide__ = True
-    return EXERCISES["value_iteration_sweep"].check(fn)
+    return EXERCISES["run_value_iteration"].check(fn)
 
 
-def check_greedy_policy(fn) -> CheckResult:
-    """Check a student's ``greedy_policy(Q) -> policy``: (S, A) floats to (S,) ints."""
-    __tracebackhide__ = True
-    return EXERCISES["greedy_policy"].check(fn)
+HINTS = {
+    "bellman_backup": (
+        "Three arrays meet: P (S, A, S'), done (S, A, S') and V (S'). First remove the terminating outcomes: "
+        "where done is True, the probability must not carry V(s') along (multiply by the negation of done, or "
+        "use numpy's where). Then the expected next value is a sum over the LAST axis s' of prob * V(s'): "
+        "matrix-multiplying an (S, A, S') array by an (S',) vector does exactly that and gives (S, A). Scale "
+        "it by gamma and add R outside. Worked example: from s, action a reaches s1 (p 0.5, ends the episode) "
+        "or s2 (p 0.5); V = [., 4, 8], R = 1, gamma 0.5: Q = 1 + 0.5 * (0.5 * 8) = 3, the 4 never counts."
+    ),
+    "run_value_iteration": (
+        "A loop around your bellman_backup. Start from V = zeros(S). Each sweep: Q = the backup of the current "
+        "V, V_new = the best action value per state (max over axis 1 of Q: one number per state). The change "
+        "of the sweep is the LARGEST absolute difference between V_new and V over all states; keep V_new, and "
+        "stop once that change is below theta. After the loop, back up the final V once more and take, per "
+        "state, the index of the best action (argmax over the action axis) as an int array. Example: one "
+        "state, two actions that stay put with rewards -1 and -3, gamma 0.5: the sweeps give V = -1, -1.5, "
+        "-1.75, ... -> -2, and the policy picks action 0. Traps: max over axis 0 (states) instead of actions; "
+        "stopping on the change of a single state; returning Q instead of V."
+    ),
+}
 
 
 EXERCISES = {
     "bellman_backup": Exercise("bellman_backup", bellman_backup, bellman_backup_cases, bellman_backup_hidden_cases),
-    "value_iteration_sweep": Exercise("value_iteration_sweep", value_iteration_sweep, value_iteration_sweep_cases,
-                                      value_iteration_sweep_hidden_cases),
-    "greedy_policy": Exercise("greedy_policy", greedy_policy, greedy_policy_cases, greedy_policy_hidden_cases),
+    "run_value_iteration": Exercise("run_value_iteration", run_value_iteration, run_value_iteration_cases,
+                                    run_value_iteration_hidden_cases, adapt=_greedy_outcome, names=VI_NAMES,
+                                    atol=1e-5),
 }

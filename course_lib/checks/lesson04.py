@@ -1,4 +1,6 @@
-"""Checks for lesson 4's exercises: the one-step TD targets of SARSA, Q-learning, expected SARSA and Double Q.
+"""Checks for lesson 4's exercises: the one-step TD targets of SARSA, Q-learning, expected SARSA and Double Q,
+a spot-the-bug (a Q-learning step that treats truncation as termination), a whole Q-learning agent checked by
+its behaviour, and a predict-then-run question about the cliff.
 
 Every target is a plain Python ``float``; a student's ``numpy.float64`` (or
 an int where the reward is one) passes too, since :func:`compare` accepts any
@@ -7,10 +9,24 @@ real number and compares values.
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
+import gymnasium as gym
 import numpy as np
 
-from course_lib.checks.core import Case, CheckResult, Exercise
-from course_lib.tabular.td import double_q_target, expected_sarsa_target, q_learning_target, sarsa_target
+from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
+from course_lib.envs.maze import MazeRobotEnv
+from course_lib.tabular.td import (
+    double_q_target,
+    epsilon_greedy,
+    expected_sarsa_target,
+    q_learning_target,
+    sarsa_target,
+)
+
+BUILDS = ("td_control",)
+"""The library's ``td_control`` holds the Q-learning loop that ``q_learning_agent`` asks for: lesson 4 must not print it."""
 
 _TERMINAL_HINT = ("terminated=True means s' is terminal: its value is 0 by definition, so the target is the reward "
                   "alone (no gamma * ... term).")
@@ -62,6 +78,10 @@ def q_learning_target_cases() -> list[Case]:
              _GAMMA_HINT),
         Case((_reward(18), _values(18, 10, scale=1.0, shift=-0.1), 1.0, False), {},
              "ten next actions (state B of the max-bias MDP)", "r + gamma * max over all next actions."),
+        Case((-1.0, np.array([-2.5, -np.inf, -0.75, -np.inf]), 0.9, False), {},
+             "invalid actions (-inf) beside valid ones that are all negative",
+             "-inf marks an action that does not exist: it must not take part in the max at all. Turning it into 0 "
+             "(or any other number) invents an action worth 0, better than every real one here."),
     ]
 
 
@@ -77,6 +97,9 @@ def q_learning_target_hidden_cases() -> list[Case]:
              "the max of [-0.7, -2.1, -0.7] is -0.7: use np.max on the values, starting from none of your own."),
         Case((0.0, _values(113, 4, shift=2.0), 0.97, False), {}, "reward 0 on a non-terminal step",
              "with r = 0 the target is gamma * max_a' Q(s', a'), not 0."),
+        Case((0.5, np.array([-np.inf, -4.0, -np.inf, -np.inf, -1.5]), 0.95, False), {},
+             "two valid actions, both negative, among three masked with -inf",
+             "an action masked with -inf does not exist: leave it out of the max; never replace it by 0."),
     ]
 
 
@@ -255,6 +278,319 @@ def check_double_q_target(fn) -> CheckResult:
     return EXERCISES["double_q_target"].check(fn)
 
 
+# ---- spot the bug: a Q-learning step that treats truncation as termination ---------------
+
+BUG_OPTIONS = {
+    "A": "The target bootstraps from the best next action instead of the action the policy will take next.",
+    "B": "A step cut off by the time limit (truncated) stops the bootstrap, as if the robot had reached the cheese.",
+    "C": "The update should set Q[s, a] to alpha * target instead of moving it by alpha * (target - Q[s, a]).",
+    "D": "Q is changed in place; the function should return a new table.",
+}
+"""The choices of the spot-the-bug question (exercise 4): one names the real bug."""
+
+BUG_FEEDBACK = {
+    "A": "bootstrapping from the best next action is what makes it Q-learning (off-policy); bootstrapping from the "
+         "action actually taken is SARSA, a different algorithm, not a fix.",
+    "C": "setting Q[s, a] to alpha * target throws away what was learned so far; moving a fraction alpha of the way "
+         "towards the target is the TD update, and the buggy code does that correctly.",
+    "D": "an in-place update is how tabular learners work (the docstring asks for it); it changes nothing in what "
+         "is learned; look at which transitions are allowed to bootstrap.",
+}
+
+
+def the_bug() -> str:
+    """The letter of the option that names the bug of ``buggy_q_learning_step``."""
+    return "B"
+
+
+def q_learning_step(Q: np.ndarray, s: int, a: int, r: float, s2: int, terminated: bool, truncated: bool,
+                    alpha: float, gamma: float) -> None:
+    """Reference: one Q-learning update of Q[s, a], in place; only termination stops the bootstrap."""
+    Q[s, a] += alpha * (q_learning_target(r, Q[s2], gamma, terminated) - Q[s, a])
+
+
+def _table_after(fn: Callable) -> Callable:
+    """Call ``fn`` on a copy of Q; return the updated copy (the function updates in place)."""
+
+    def call(Q, s, a, r, s2, terminated, truncated, alpha, gamma):
+        __tracebackhide__ = True
+        Q = Q.copy()
+        returned = fn(Q, s, a, r, s2, terminated, truncated, alpha, gamma)
+        if returned is not None and returned is not Q:
+            raise TypeError(f"q_learning_step should update Q in place and return None; it returned a "
+                            f"{type(returned).__name__}")
+        return Q
+
+    return call
+
+
+def _q_table(seed: int, S: int = 5, A: int = 4, shift: float = 0.0) -> np.ndarray:
+    return np.round(np.random.default_rng(seed).normal(shift, 3.0, size=(S, A)), 3)  # (S, A)
+
+
+def q_learning_step_cases() -> list[Case]:
+    """Cases for the fixed ``q_learning_step``; each probes one property."""
+    return [
+        Case((_q_table(30), 1, 2, -1.0, 3, False, False, 0.5, 0.9), {}, "an ordinary step: neither flag set",
+             "the target is r + gamma * the best value of s2; Q[s, a] moves a fraction alpha towards it."),
+        Case((_q_table(31), 0, 1, 10.0, 4, True, False, 0.5, 0.9), {}, "the step reaches the cheese (terminated)",
+             "terminated: s2 has no future, so the target is the reward alone."),
+        Case((_q_table(32, shift=-5.0), 2, 3, -1.0, 1, False, True, 0.5, 0.9), {},
+             "the time limit cuts the episode (truncated, not terminated)",
+             "the bug is here: a truncated step still bootstraps. The robot was stopped by the clock, s2 still "
+             "has a future, and its value counts in the target."),
+        Case((_q_table(33), 3, 0, 10.0, 2, True, True, 1.0, 0.9), {},
+             "both flags on the same step: the cheese on the very last allowed step",
+             "terminated decides: no bootstrap, whatever truncated says."),
+        Case((_q_table(34, shift=2.0), 4, 2, -1.0, 0, False, True, 1.0, 1.0), {},
+             "truncated with alpha 1 and gamma 1",
+             "with alpha = 1, Q[s, a] becomes the target itself: r + the best value of s2 (it was truncated, not "
+             "terminated)."),
+    ]
+
+
+def q_learning_step_hidden_cases() -> list[Case]:
+    """Grader-only cases for ``q_learning_step``."""
+    return [
+        Case((_q_table(130, 6, 3, shift=-2.0), 5, 1, -1.0, 2, False, True, 0.3, 0.95), {},
+             "a truncated step on a 6 x 3 table, alpha 0.3",
+             "truncation is not termination: bootstrap from the best value of s2."),
+        Case((_q_table(131, 4, 4), 2, 2, -10.0, 3, True, False, 0.5, 0.99), {}, "a trap (terminated, reward -10)",
+             "terminated: the target is the reward alone."),
+        Case((_q_table(132, 5, 2, shift=1.0), 0, 1, 0.0, 0, False, False, 0.25, 0.8), {},
+             "a bump into a wall: s2 is s itself", "read the best value of s2 before you change Q[s, a]."),
+    ]
+
+
+def check_q_learning_step(fn) -> CheckResult:
+    """Check the fixed ``q_learning_step(Q, s, a, r, s2, terminated, truncated, alpha, gamma) -> None``."""
+    __tracebackhide__ = True
+    return EXERCISES["q_learning_step"].check(fn)
+
+
+def check_the_bug(letter) -> CheckResult:
+    """Check the letter chosen for the spot-the-bug question."""
+    __tracebackhide__ = True
+    return EXERCISES["the_bug"].check(letter)
+
+
+# ---- the whole agent: Q-learning, checked by its behaviour --------------------------------
+
+
+def q_learning_agent(env, episodes: int, alpha: float, gamma: float, epsilon: float, seed: int = 0,
+                     q_init: float = 0.0) -> np.ndarray:
+    """Reference: tabular Q-learning with an epsilon-greedy behaviour policy; returns Q (S, A)."""
+    rng = np.random.default_rng(seed)
+    Q = np.full((env.observation_space.n, env.action_space.n), float(q_init))  # (S, A)
+    valid = np.ones(env.action_space.n, dtype=bool)  # (A,)
+    for episode in range(episodes):
+        s, _ = env.reset(seed=seed if episode == 0 else None)
+        done = False
+        while not done:
+            a = epsilon_greedy(Q[s], valid, epsilon, rng)
+            s2, r, terminated, truncated, _ = env.step(a)
+            q_learning_step(Q, s, a, r, s2, terminated, truncated, alpha, gamma)
+            s, done = s2, terminated or truncated
+    return Q
+
+
+class Scenario:
+    """A maze the check builds, how to train on it, and which number of the result to compare."""
+
+    def __init__(self, name: str, layout: tuple[str, ...], measure: str, *, limit: int = 100, episodes: int = 200,
+                 alpha: float = 0.5, gamma: float = 0.95, epsilon: float = 0.1, q_init: float = 0.0):
+        self.name, self.layout, self.measure, self.limit = name, layout, measure, limit
+        self.episodes, self.alpha, self.gamma, self.epsilon, self.q_init = episodes, alpha, gamma, epsilon, q_init
+
+    def env(self):
+        return gym.wrappers.TimeLimit(MazeRobotEnv(list(self.layout)), max_episode_steps=self.limit)
+
+    def __repr__(self) -> str:
+        return (f"maze {self.name!r} {list(self.layout)}, time limit {self.limit}, episodes={self.episodes}, "
+                f"alpha={self.alpha}, gamma={self.gamma}, epsilon={self.epsilon}, q_init={self.q_init}")
+
+
+def greedy_path_length(maze: MazeRobotEnv, Q: np.ndarray) -> int:
+    """Steps of the greedy policy of Q (first index on ties) from the start to a terminal cell; -1 if it never gets
+    there within S steps (a loop) or ends in a trap."""
+    s = maze.start_state
+    for step in range(1, maze.model.n_states + 1):
+        t = maze.model.transitions[s][int(np.argmax(Q[s]))][0]  # deterministic: one outcome
+        s = t.next_state
+        if t.terminated:
+            return step if maze.grid[maze.cell_of(s)] == "C" else -1
+    return -1
+
+
+def _behaviour(fn: Callable) -> Callable:
+    """Train ``fn`` on the scenario's maze with the seed; return the number the scenario measures.
+
+    ``path``: the greedy path's length from the start (the shortest, once learned). ``terminal``: the largest
+    Q of a move that enters a terminal cell (the reward alone when nothing bootstraps through the end). ``start``:
+    the largest Q of the start state (with a 1-step time limit, every step is a truncation).
+    """
+
+    def call(scenario: Scenario, seed: int):
+        __tracebackhide__ = True
+        env = scenario.env()
+        Q = fn(env, scenario.episodes, scenario.alpha, scenario.gamma, scenario.epsilon, seed=seed,
+               q_init=scenario.q_init)
+        maze = env.unwrapped
+        shape = (maze.model.n_states, maze.model.n_actions)
+        if not isinstance(Q, np.ndarray) or Q.shape != shape:
+            return f"not a Q table: expected a numpy array of shape {shape}, got {type(Q).__name__}" + (
+                f" of shape {Q.shape}" if isinstance(Q, np.ndarray) else "")
+        if scenario.measure == "path":
+            return greedy_path_length(maze, Q)
+        if scenario.measure == "terminal":
+            entering = [(s, a) for s in range(shape[0]) for a in range(shape[1])
+                        if s not in maze.model.terminal_states and any(t.terminated for t in maze.model.transitions[s][a])]
+            return round(float(max(Q[s, a] for s, a in entering)), 6)
+        return round(float(Q[maze.start_state].max()), 6)
+
+    return call
+
+
+SMALL = ("#######", "#S..#.#", "#.#...#", "#.#.#.#", "#...#C#", "#######")
+TWO_ROUTES = ("########", "#S.....#", "#.####.#", "#......#", "####.#.#", "#C...#.#", "########")
+TRAP_ROOM = ("#######", "#T...C#", "#.#.#.#", "#..S..#", "#######")
+SPIRAL = ("#########", "#S......#", "#######.#", "#C......#", "#########")
+OPEN = ("#######", "#.....#", "#.S...#", "#.....#", "#....C#", "#######")
+
+
+def q_learning_agent_cases() -> list[Case]:
+    """Cases for ``q_learning_agent``: behaviour on mazes the check builds, and the two rules of the target."""
+    return [
+        Case((Scenario("small", SMALL, "path", episodes=150), 0), {},
+             "the small maze: after 150 episodes the greedy path is the shortest (7 steps)",
+             "each step: an epsilon-greedy action from the CURRENT Q, env.step, your q_learning_step, and the next "
+             "state becomes the current one. A longer path or -1 (no path) means the learning does not work yet."),
+        Case((Scenario("two routes", TWO_ROUTES, "path", episodes=200), 1), {},
+             "two routes to the cheese: the greedy path must take the shorter one",
+             "the max in the target makes Q prefer the shorter route; explore with epsilon, but keep updating "
+             "from every step, exploratory ones included."),
+        Case((Scenario("small", SMALL, "terminal", episodes=60, alpha=1.0, gamma=0.9, q_init=5.0), 2), {},
+             "alpha 1, Q starting at 5 everywhere: a move into the cheese is worth its reward alone",
+             "Q starts at q_init everywhere, the cheese's row too; a move that terminates must not bootstrap "
+             "from it (with alpha 1 that move's Q becomes exactly 10)."),
+        Case((Scenario("small", SMALL, "start", limit=1, episodes=30, alpha=1.0, gamma=0.9, q_init=5.0), 3), {},
+             "a 1-step time limit: every step is truncated, none terminates",
+             "a truncated step bootstraps: with alpha 1, a move from the start to a new cell becomes "
+             "-1 + 0.9 * 5 = 3.5. If you got -1, truncation stopped the bootstrap."),
+    ]
+
+
+def q_learning_agent_hidden_cases() -> list[Case]:
+    """Grader-only cases: other mazes, seeds and budgets than the notebook's."""
+    return [
+        Case((Scenario("spiral", SPIRAL, "path", episodes=150), 11), {}, "a corridor that turns back (14 steps)",
+             "the greedy path after training must be the shortest."),
+        Case((Scenario("trap room", TRAP_ROOM, "path", episodes=200, epsilon=0.2), 12), {},
+             "a trap two steps from the start, the cheese four steps away",
+             "a trap terminates with -10; the greedy path must lead to the cheese."),
+        Case((Scenario("open room", OPEN, "terminal", episodes=80, alpha=1.0, gamma=0.8, q_init=4.0), 13), {},
+             "an open room, alpha 1, Q starting at 4: no bootstrap through the cheese",
+             "a move that terminates has the reward alone as its target."),
+        Case((Scenario("two routes", TWO_ROUTES, "start", limit=1, episodes=20, alpha=1.0, gamma=0.5,
+                       q_init=2.0), 14), {},
+             "a 1-step time limit in another maze, gamma 0.5, Q starting at 2",
+             "a truncated step still bootstraps: -1 + 0.5 * 2 = 0 for a move to a new cell."),
+    ]
+
+
+def check_q_learning_agent(fn) -> CheckResult:
+    """Check a student's ``q_learning_agent(env, episodes, alpha, gamma, epsilon, seed=0, q_init=0.0) -> Q``."""
+    __tracebackhide__ = True
+    return EXERCISES["q_learning_agent"].check(fn)
+
+
+# ---- predict, then run: expected SARSA on the cliff --------------------------------------
+
+CLIFF_OPTIONS = {
+    "A": "Q-learning's path: along the cliff edge, 13 steps.",
+    "B": "SARSA's path: along the top wall, as far from the edge as the maze allows, 17 steps.",
+    "C": "A path in between: one row away from the edge, 15 steps.",
+    "D": "No path: the -100 of the cliff keeps its greedy policy from ever reaching the goal.",
+}
+"""The choices of the predict-then-run question (exercise 4)."""
+
+CLIFF_FEEDBACK = {
+    "A": "Q-learning walks the edge because its target assumes the greedy action from s' on, ignoring exploration. "
+         "Expected SARSA's target averages over the epsilon-greedy policy, exploratory moves included: next to "
+         "the edge, one move in 40 falls.",
+    "B": "SARSA stays far from the edge because its target is a single sampled next action, and an unlucky "
+         "exploratory sample next to the edge costs -100 at once; expected SARSA weighs every next action by its "
+         "probability: how much does a 0.025 chance of -100 cost per step, compared with two extra steps?",
+    "D": "every learner here reaches the goal: the cliff is not terminal, it only sends the robot back, and -1 per "
+         "step makes wandering costly too.",
+}
+
+
+def cliff_prediction() -> str:
+    """The letter of the path expected SARSA's greedy policy takes on the cliff (epsilon 0.1, 500 episodes)."""
+    return "C"
+
+
+def check_cliff_prediction(letter) -> CheckResult:
+    """Check the predict-then-run answer about expected SARSA on the cliff."""
+    __tracebackhide__ = True
+    return EXERCISES["cliff_prediction"].check(letter)
+
+
+def _one(about: str, hint: str) -> Callable[[], list[Case]]:
+    return lambda: [Case((), {}, about, hint)]
+
+
+HINTS = {
+    "q_learning_target": (
+        "Two branches on terminated. Terminal s': the target is the reward alone (the next state has value 0 by "
+        "definition, whatever the table holds). Otherwise: reward + gamma * the LARGEST entry of q_next. numpy's "
+        "max skips nothing by itself, but -inf can never win a max as long as one action is finite, so leave the "
+        "-inf entries as they are. Worked example: r = -1, q_next = [-2.5, -inf, -0.75, -inf], gamma 0.9: "
+        "-1 + 0.9 * (-0.75) = -1.675. Traps: replacing -inf by 0 (invents a better action: -1 instead of "
+        "-1.675); starting a running max at 0; the mean instead of the max; returning an array."
+    ),
+    "sarsa_target": (
+        "The same two branches as Q-learning; the only change is which next value bootstraps: the single "
+        "number q_next_action, the value of the action the policy actually picked in s' (exploration "
+        "included). Worked example: r = -1, Q(s', a') = 4, gamma 0.5: -1 + 0.5 * 4 = 1.0; terminated: -1. "
+        "Return a Python float (wrap a numpy scalar with float)."
+    ),
+    "double_q_target": (
+        "Two tables, two roles: the first (q_select_next) only CHOOSES the next action, as the index of its "
+        "largest entry, first index on ties (numpy's argmax); the second (q_eval_next) only VALUES it: read "
+        "its entry at that index. Worked example: select [0, 5, 1], eval [9, -2, 7], r = 1, gamma 0.5: the "
+        "choice is index 1, its value in eval is -2, target 1 + 0.5 * (-2) = 0. Taking the max of the eval "
+        "table instead would give 1 + 0.5 * 9 = 5.5: the maximisation bias Double Q removes."
+    ),
+    "expected_sarsa_target": (
+        "The next value is an average: each next action's value weighted by its probability under the policy. "
+        "Only actions with a positive probability may take part: 0 * (-inf) is nan in floating point. So "
+        "select the actions whose probability is above 0 (a boolean mask), then the weighted sum over them "
+        "(numpy's dot product of the two masked arrays). Worked example: q = [2, 4], probs = [0.5, 0.5], r = 1, "
+        "gamma 0.5: 1 + 0.5 * 3 = 2.5."
+    ),
+    "q_learning_step": (
+        "The target of a real Q-learning step depends on one flag only: terminated. A truncated step (the clock "
+        "ran out) ends the EPISODE but not the task: the next state still has a future, so the target still "
+        "bootstraps from its best value. Your q_learning_target already does the right thing when you pass it "
+        "the right flag. Worked example: Q[s2] = [-2, -1], r = -1, gamma 0.9, alpha 0.5, Q[s, a] = -4, "
+        "truncated: target -1 + 0.9 * (-1) = -1.9, so Q[s, a] becomes -4 + 0.5 * (2.1) = -2.95 (the buggy "
+        "version gives -2.5)."
+    ),
+    "q_learning_agent": (
+        "Compose what you wrote: a generator from the seed (once); Q filled with q_init, shape (number of "
+        "states, number of actions) from the env's spaces; per episode a reset (the seed on the first one "
+        "only); then, until terminated OR truncated: choose epsilon-greedily from the current row of Q (your "
+        "epsilon_greedy_action of exercise 2, or the library's epsilon_greedy), step the env, update with "
+        "your fixed q_learning_step, and move on to the next state. The check trains your agent on mazes it "
+        "builds and looks at the behaviour: the greedy path's length, the value of moves into the cheese "
+        "(alpha 1, Q starting at q_init: exactly the reward), and the start's value under a 1-step time limit "
+        "(every step truncated, so every step bootstraps)."
+    ),
+}
+
+
 EXERCISES = {
     "q_learning_target": Exercise("q_learning_target", q_learning_target, q_learning_target_cases,
                                   q_learning_target_hidden_cases),
@@ -263,4 +599,15 @@ EXERCISES = {
                                       expected_sarsa_target_hidden_cases),
     "double_q_target": Exercise("double_q_target", double_q_target, double_q_target_cases,
                                 double_q_target_hidden_cases),
+    "the_bug": Exercise("the_bug", the_bug, _one("your answer", "which transitions may bootstrap, and which may "
+                                                 "not? Compare the code with the two rules at the top."), list,
+                        kind="answer", comparer=functools.partial(compare_answers, feedback=BUG_FEEDBACK)),
+    "q_learning_step": Exercise("q_learning_step", q_learning_step, q_learning_step_cases,
+                                q_learning_step_hidden_cases, adapt=_table_after),
+    "q_learning_agent": Exercise("q_learning_agent", q_learning_agent, q_learning_agent_cases,
+                                 q_learning_agent_hidden_cases, adapt=_behaviour),
+    "cliff_prediction": Exercise("cliff_prediction", cliff_prediction,
+                                 _one("your prediction", "compare what each target assumes about the next action "
+                                      "with what the exploring robot really does next to the edge."), list,
+                                 kind="answer", comparer=functools.partial(compare_answers, feedback=CLIFF_FEEDBACK)),
 }

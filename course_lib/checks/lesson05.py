@@ -1,29 +1,29 @@
-"""Checks for lesson 5's exercises: Dyna-Q's model and its planning step.
+"""Checks for lesson 5's exercises: Dyna-Q's planning step, then the whole Dyna-Q agent built around it.
 
-Both exercises change their first argument in place and return None, so each
-check wraps the student's function and the reference alike: it hands each of
-them its own copy of the input (and, for planning, its own identically
-seeded generator) and compares what the copy holds afterwards.
+``dyna_planning`` changes its first argument in place and returns None, so its
+check hands the student's function and the reference each their own copy of
+Q (and their own identically seeded generator) and compares what the copy
+holds afterwards. ``dyna_q_agent`` is a whole algorithm: each case makes a
+fresh environment and runs the student's agent and the library's ``dyna_q``
+with the same seed and hyper-parameters; with the random draws the exercise
+prescribes, the two Q tables and episode lengths agree exactly.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
+import gymnasium as gym
 import numpy as np
 
+import course_lib.envs  # noqa: F401  (registers the course/... ids)
 from course_lib.checks.core import Case, CheckResult, Exercise
-from course_lib.tabular.td import dyna_planning
+from course_lib.envs.maze import MazeRobotEnv
+from course_lib.tabular.td import TDConfig, dyna_planning, dyna_q
 
-
-def update_model(model: dict, s: int, a: int, r: float, s2: int, terminated: bool) -> None:
-    """Reference for Dyna-Q's model learning (Sutton & Barto 2018, Section 8.2, step (e)).
-
-    The maze is deterministic, so the model remembers the latest outcome of
-    each (s, a): ``model[(s, a)] = (r, s2, terminated)``, exactly the line in
-    :func:`course_lib.tabular.td.dyna_q`.
-    """
-    model[(s, a)] = (r, s2, terminated)
+BUILDS = ("dyna_q",)
+"""The library's ``dyna_q`` is what ``dyna_q_agent`` asks for: lesson 5 must not print it."""
 
 
 # ---- seeded inputs ---------------------------------------------------------------------
@@ -44,82 +44,6 @@ def _random_model(seed: int, n_states: int, n_actions: int, size: int, p_termina
 
 def _random_q(seed: int, n_states: int, n_actions: int, scale: float = 3.0) -> np.ndarray:
     return np.random.default_rng(seed).normal(0.0, scale, size=(n_states, n_actions))
-
-
-def _sorted_keys(model: dict) -> list:
-    try:
-        return sorted(model)
-    except TypeError:  # keys of mixed types (e.g. an int key beside the tuples): still a fixed order
-        return sorted(model, key=repr)
-
-
-# ---- update_model ----------------------------------------------------------------------
-
-
-def _model_after(fn: Callable) -> Callable:
-    """Call ``fn`` on a copy of the model; return what the copy holds afterwards."""
-
-    def run(model, s, a, r, s2, terminated):
-        model = dict(model)  # the student and the reference each get their own copy
-        returned = fn(model, s, a, r, s2, terminated)
-        if returned is not None and returned is not model:
-            raise TypeError(f"update_model should change `model` in place and return None; "
-                            f"it returned a value of type {type(returned).__name__}")
-        keys = _sorted_keys(model)
-        return model.get((s, a)), tuple(keys), tuple(model[k] for k in keys)
-
-    return run
-
-
-def update_model_cases() -> list[Case]:
-    """Seeded cases for ``update_model``; each probes one property."""
-    known = _random_model(1, 20, 4, 6)
-    s_old, a_old = next(iter(known))
-    r_old, s2_old, _ = known[(s_old, a_old)]
-    s2_new = (s2_old + 1) % 20
-    return [
-        Case(({}, 12, 1, -1.0, 13, False), {}, "an empty model learns its first transition",
-             "store the outcome under the key (s, a): model[(s, a)] = (r, s2, terminated)."),
-        Case((_random_model(0, 20, 4, 5), 3, 2, -1.0, 8, False), {},
-             "a new pair joins a model that already holds 5; the others stay as they were",
-             "add one entry to the dict you were given; do not rebuild or clear it."),
-        Case((known, s_old, a_old, r_old - 1.0, s2_new, False), {},
-             "the same (s, a) again with a different outcome: keep only the latest",
-             "assign model[(s, a)] = ... every time; the newest outcome replaces the old one."),
-        Case((_random_model(2, 30, 4, 8, p_terminal=0.3), 28, 1, 10.0, 29, True), {},
-             "a step into the cheese: terminated=True is part of the outcome",
-             "store the tuple (r, s2, terminated), in that order: planning needs the flag to stop bootstrapping."),
-        Case((_random_model(3, 30, 4, 8), 16, 0, -1.0, 16, False), {},
-             "bumping into a wall: the robot stays put, s2 == s",
-             "store what you were given; s2 may equal s."),
-    ]
-
-
-def update_model_hidden_cases() -> list[Case]:
-    """Grader-only cases: other seeds, sizes and outcomes than the notebook's."""
-    overwritten = _random_model(11, 15, 4, 7, p_terminal=1.0)  # every remembered step ended the episode
-    s_old, a_old = next(iter(overwritten))
-    _, s2_old, _ = overwritten[(s_old, a_old)]
-    return [
-        Case((_random_model(10, 40, 4, 12, p_terminal=0.3), 34, 0, -10.0, 0, True), {},
-             "a terminal step with reward -10 joins a model of 12 pairs",
-             "store (r, s2, terminated) under (s, a) and leave the other 12 entries as they were."),
-        Case((overwritten, s_old, a_old, -1.0, (s2_old + 1) % 15, False), {},
-             "a remembered terminal outcome is replaced by a non-terminal one",
-             "the newest outcome replaces the old one, terminated flag included."),
-        Case((_random_model(12, 10, 4, 1), 6, 3, -1.0, 7, False), {},
-             "a second action of an already remembered state gets its own entry",
-             "key the model by the pair (s, a), not by s alone."),
-        Case((_random_model(13, 10, 4, 4), 0, 0, -1.0, 1, False), {},
-             "state 0 and action 0: a key made of zeros",
-             "(0, 0) is a key like any other: store model[(s, a)] = (r, s2, terminated) without testing s or a."),
-    ]
-
-
-def check_update_model(fn) -> CheckResult:
-    """Check a student's ``update_model(model, s, a, r, s2, terminated) -> None`` (in place)."""
-    __tracebackhide__ = True
-    return EXERCISES["update_model"].check(fn)
 
 
 # ---- dyna_planning ---------------------------------------------------------------------
@@ -146,9 +70,10 @@ def _corridor() -> dict:
 
 def dyna_planning_cases() -> list[Case]:
     """Seeded cases for ``dyna_planning``; each probes one property."""
-    sample_hint = ("keys = list(model); each step s, a = keys[rng.integers(len(keys))], one draw per step "
-                   "and no other use of rng.")
-    target_hint = "target = r if terminated else r + gamma * max(Q[s2]); Q[s, a] += alpha * (target - Q[s, a])."
+    sample_hint = ("list the remembered pairs in the dict's own order once; each step draws ONE integer index "
+                   "below their number from rng, and nothing else draws from rng.")
+    target_hint = ("the one-step Q-learning target of the remembered outcome (the reward alone when it ended the "
+                   "episode), then move Q of the pair a fraction alpha towards it.")
     return [
         Case((_random_q(0, 6, 4), _random_model(0, 6, 4, 5), 1, 0.5, 0.9), {"seed": 0},
              "one planning step, only non-terminal transitions in the model",
@@ -157,16 +82,16 @@ def dyna_planning_cases() -> list[Case]:
              "n = 0 planning steps: Q must not change", "loop exactly n times."),
         Case((_random_q(2, 8, 4, scale=20.0), _random_model(2, 8, 4, 6, p_terminal=1.0), 5, 0.5, 0.9), {"seed": 2},
              "every remembered transition ends the episode: the target is r alone",
-             "when the stored terminated flag is True do not bootstrap: target = r, not r + gamma * max(Q[s2])."),
+             "when the stored terminated flag is True do not bootstrap: the target is the reward alone."),
         Case((_random_q(3, 10, 4), _random_model(3, 10, 4, 3), 20, 0.5, 0.9), {"seed": 3},
              "the model knows only 3 of the 40 (s, a) pairs",
              "plan only from pairs the model remembers: " + sample_hint),
         Case((np.zeros((4, 4)), _corridor(), 50, 0.5, 0.9), {"seed": 4},
              "a corridor 0 -> 1 -> 2 -> cheese: 50 steps carry the reward back",
-             "update Q[s, a] in place, one sample after the other, so later steps see earlier updates."),
+             "update Q in place, one sample after the other, so later steps see earlier updates."),
         Case((_random_q(5, 12, 4), _random_model(5, 12, 4, 20, p_terminal=0.2), 30, 0.1, 0.95), {"seed": 5},
              "30 steps from a mixed model, alpha 0.1",
-             "move Q[s, a] only a fraction alpha of the way to the target."),
+             "move the pair's value only a fraction alpha of the way to the target."),
         Case((_random_q(6, 5, 4), _random_model(6, 5, 4, 8, p_terminal=0.25), 10, 1.0, 1.0), {"seed": 6},
              "alpha = 1 and gamma = 1: Q[s, a] becomes the target itself",
              target_hint),
@@ -175,19 +100,19 @@ def dyna_planning_cases() -> list[Case]:
 
 def dyna_planning_hidden_cases() -> list[Case]:
     """Grader-only cases: other seeds, table shapes and parameters than the notebook's."""
-    target_hint = "target = r if terminated else r + gamma * max(Q[s2]); Q[s, a] += alpha * (target - Q[s, a])."
+    target_hint = "the Q-learning target of the remembered outcome, reward alone when it ended the episode."
     return [
         Case((_random_q(10, 7, 3), _random_model(10, 7, 3, 6, p_terminal=0.3), 15, 0.3, 0.8), {"seed": 10},
              "15 steps on a 7 x 3 table, alpha 0.3, gamma 0.8", target_hint),
         Case((_random_q(11, 6, 4), _random_model(11, 6, 4, 6), 8, 0.5, 0.0), {"seed": 11},
              "gamma 0: planning pulls Q[s, a] toward r alone",
-             "with gamma = 0 the target is r: Q[s, a] += alpha * (r - Q[s, a])."),
+             "with gamma = 0 the target is the reward alone."),
         Case((_random_q(12, 5, 4), _random_model(12, 5, 4, 1), 4, 0.5, 0.9), {"seed": 12},
              "a model with a single remembered pair, 4 steps",
              "every step samples the same pair and updates it again from its new value."),
         Case((np.zeros((6, 4)), _random_model(13, 6, 4, 10, p_terminal=0.3), 40, 0.5, 0.95), {"seed": 13},
              "a zero Q table and a model with terminal rewards, 40 steps",
-             "update Q[s, a] in place, one sample after the other; stop bootstrapping where terminated is True."),
+             "update in place, one sample after the other; no bootstrapping where the stored flag says terminated."),
     ]
 
 
@@ -197,10 +122,122 @@ def check_dyna_planning(fn) -> CheckResult:
     return EXERCISES["dyna_planning"].check(fn)
 
 
+# ---- dyna_q_agent: the whole algorithm --------------------------------------------------
+
+
+class _Maze:
+    """Makes a fresh maze env per call: a registered id or a layout, slip, and a time limit."""
+
+    def __init__(self, layout: str | tuple[str, ...], slip: float = 0.0, limit: int = 100, name: str = ""):
+        self.layout, self.slip, self.limit, self.name = layout, slip, limit, name
+
+    def make(self):
+        return gym.wrappers.TimeLimit(MazeRobotEnv(list(self.layout) if isinstance(self.layout, tuple) else self.layout,
+                                                   slip=self.slip), max_episode_steps=self.limit)
+
+    def __repr__(self) -> str:
+        where = self.name or repr(self.layout)
+        return f"maze {where}, slip {self.slip}, time limit {self.limit} steps"
+
+
+def dyna_q_agent(env, config: TDConfig, seed: int = 0):
+    """Reference: the library's Dyna-Q, as (Q (S, A), lengths: the real steps of each episode)."""
+    Q, history = dyna_q(env, config, seed=seed)
+    return Q, list(history.lengths)
+
+
+def _fresh_env(fn: Callable) -> Callable:
+    def call(maze: _Maze, config: TDConfig, seed: int):
+        __tracebackhide__ = True
+        out = fn(maze.make(), config, seed)
+        if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], (list, tuple, np.ndarray)):
+            return out[0], [int(n) for n in out[1]]
+        return out
+
+    return call
+
+
+CORRIDOR = ("#######", "#S...C#", "#######")
+TRAPS = ("#######", "#T.S.C#", "#.....#", "#######")
+
+
+def _config(episodes: int, n: int, alpha: float = 0.5, gamma: float = 0.95, epsilon: float = 0.1) -> TDConfig:
+    return TDConfig(episodes=episodes, alpha=alpha, gamma=gamma, epsilon=epsilon, planning_steps=n)
+
+
+def dyna_q_agent_cases() -> list[Case]:
+    """Cases for ``dyna_q_agent(env, config, seed) -> (Q, lengths)``; each probes one property."""
+    return [
+        Case((_Maze(CORRIDOR, name="corridor S...C"), _config(3, 0), 0), {},
+             "a corridor, no planning (n = 0): plain Q-learning",
+             "with n = 0 Dyna-Q is Q-learning: one epsilon-greedy action per step, one update from the real step."),
+        Case((_Maze(CORRIDOR, name="corridor S...C"), _config(3, 5), 0), {},
+             "the corridor with 5 planning steps per real step",
+             "after the real step's update: remember its outcome, then plan. Planning draws from the same rng."),
+        Case((_Maze("small", name="small"), _config(8, 10), 1), {}, "the small maze, 8 episodes, n = 10",
+             "draw each action with epsilon_greedy(Q[s], valid, epsilon, rng); one rng for the whole run."),
+        Case((_Maze(CORRIDOR, limit=3, name="corridor S...C"), _config(10, 5), 2), {},
+             "a 3-step time limit in the corridor: the cheese is 4 steps away, every episode is truncated",
+             "truncation ends the episode but is not termination: the real step's target still bootstraps, and "
+             "the model stores the terminated flag, not the truncated one."),
+        Case((_Maze(TRAPS, name="trap T.S.C"), _config(10, 5, epsilon=0.3), 3), {},
+             "a trap beside the start: episodes that end in the trap (-10) are terminated too",
+             "a terminating real step has the reward alone as its target, whichever terminal cell it reached."),
+        Case((_Maze("small", slip=0.2, name="small"), _config(5, 5), 4), {},
+             "slip 0.2: only the first episode's reset gets the seed",
+             "reset with the seed on the first episode only; later resets get no seed, so the env's slips go on "
+             "from its generator."),
+    ]
+
+
+def dyna_q_agent_hidden_cases() -> list[Case]:
+    """Grader-only cases for ``dyna_q_agent``: other mazes, seeds and hyper-parameters than the notebook's."""
+    long_corridor = ("#########", "#S......#", "#.####.C#", "#########")
+    return [
+        Case((_Maze(long_corridor, name="long corridor"), _config(6, 8, alpha=0.3, gamma=0.9), 11), {},
+             "a longer corridor, alpha 0.3, gamma 0.9, n = 8",
+             "one update from the real step, then remember, then n planning updates."),
+        Case((_Maze("cliff", limit=60, name="cliff"), _config(4, 3, epsilon=0.2), 12), {},
+             "the cliff with a 60-step time limit",
+             "falling off the cliff is not terminal; a time limit is not terminal either."),
+        Case((_Maze(TRAPS, limit=8, name="trap T.S.C"), _config(12, 2, gamma=1.0, epsilon=0.5), 13), {},
+             "the trap maze, 8-step limit, gamma 1, epsilon 0.5",
+             "bootstrap on truncation, not on termination; count the real steps of each episode."),
+    ]
+
+
+def check_dyna_q_agent(fn) -> CheckResult:
+    """Check a student's ``dyna_q_agent(env, config, seed) -> (Q, lengths)`` against the library's Dyna-Q."""
+    __tracebackhide__ = True
+    return EXERCISES["dyna_q_agent"].check(fn)
+
+
+HINTS = {
+    "dyna_planning": (
+        "Sample from what the model remembers, nothing else: make a list of its keys (the dict's insertion "
+        "order) once, then each of the n steps draws one integer index below the list's length with the "
+        "generator's integer method: that is the only draw. Read the remembered (reward, next state, "
+        "terminated) of the pair and apply the Q-learning update to it, in place. Worked example: corridor "
+        "model {(2, 1): (10, 3, True), ...}, alpha 0.5, Q[2, 1] = 0: one planning step on that pair gives "
+        "target 10 (no bootstrap, the move ended the episode) and Q[2, 1] = 5; a second gives 7.5. Traps: "
+        "bootstrapping from Q of the cheese state; sampling states the model has never seen; updating a copy."
+    ),
+    "dyna_q_agent": (
+        "Per real step, four things in this order: (a) pick the action epsilon-greedily with the given "
+        "helper and the run's single generator; (b) step the env and update Q of (s, a) from the real "
+        "transition (target: the reward alone when terminated, else reward + gamma * the best next value; "
+        "truncation does not change the target); (c) remember the outcome in the model dict, keyed by the "
+        "pair; (d) call your dyna_planning with the same generator. The episode ends on terminated OR "
+        "truncated; count its real steps. Create the generator once from the seed; pass the seed to reset "
+        "on the first episode only. Example: in the corridor S...C with n = 0, the first episode's last "
+        "real step earns +10 and its update makes that pair worth alpha * 10 = 5."
+    ),
+}
+
+
 EXERCISES = {
-    "update_model": Exercise("update_model", update_model, update_model_cases, update_model_hidden_cases,
-                             adapt=_model_after,
-                             names=("the outcome stored for (s, a)", "the model's keys", "the model's outcomes")),
     "dyna_planning": Exercise("dyna_planning", dyna_planning, dyna_planning_cases, dyna_planning_hidden_cases,
                               adapt=_q_after_planning),
+    "dyna_q_agent": Exercise("dyna_q_agent", dyna_q_agent, dyna_q_agent_cases, dyna_q_agent_hidden_cases,
+                             adapt=_fresh_env, names=("Q", "lengths")),
 }

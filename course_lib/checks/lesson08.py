@@ -1,4 +1,6 @@
-"""Checks for lesson 8's exercises: a sequence's log-probability, the entropy at a temperature, per-token rewards.
+"""Checks for lesson 8's exercises: a sequence's log-probability, the entropy at a temperature, per-token rewards,
+a graded concept check on credit assignment (``credit_assignment``) and a prediction made before an experiment
+(``entropy_prediction``).
 
 The references are thin wrappers around the library's functions (the ones the LLM code of
 Part III calls): :func:`course_lib.rl.token_logprobs` and :func:`course_lib.rl.masked_sum` for
@@ -10,9 +12,11 @@ Shapes: B sequences, T tokens (prompt + completion), R response tokens, V vocabu
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
-from course_lib.checks.core import Case, CheckResult, Exercise
+from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
 from course_lib.checks.tensors import cloned, generator
 from course_lib.llm.rollout import token_rewards
 from course_lib.rl import entropy_from_logits, masked_sum, token_logprobs
@@ -75,28 +79,28 @@ def _sequence(seed: int, lengths: list[int], prompt_lengths: list[int], V: int =
     return logits, tokens, mask
 
 
-_SEQ_RULE = ("logits[:, t] is the model's distribution of the NEXT token, tokens[:, t + 1]: take "
-             "log_softmax(logits[:, :-1]) at tokens[:, 1:] (a gather on the last axis), keep the positions where "
-             "mask[:, 1:] is True (the mask shifted like the targets) and sum over time: one number per row.")
+_SEQ_RULE = ("the logits at a position are the model's distribution of the NEXT token. Score every token but the "
+             "first with the log-probabilities of the position before it, keep the scores whose token is in the "
+             "mask (the mask moves with the targets, not with the logits) and add them up per row.")
 
 
 def sequence_logprob_cases() -> list[Case]:
     """Seeded cases for ``sequence_logprob``; the first failure names the mistake."""
     return [
         Case(_sequence(0, [6], [1]), {}, "one sequence, every token after the first one scored",
-             "log pi(y | x) = sum_t log pi(y_t | y_<t). The logits at position t predict token t + 1, so the "
-             "scores are log_softmax(logits[:, :-1], dim=-1) gathered at tokens[:, 1:] (shape (B, T - 1)), "
-             "masked with mask[:, 1:] and summed (not averaged) over t. log_softmax, not the raw logits: a "
-             "log-probability is normalised over the V tokens."),
+             "log pi(y | x) = sum_t log pi(y_t | y_<t). The logits at position t predict token t + 1: the last "
+             "position predicts nothing we have and token 0 is predicted by nothing, so there are T - 1 scores "
+             "per row, masked with mask[:, 1:] and summed (not averaged) over t. Use log_softmax, not the raw "
+             "logits: a log-probability is normalised over the V tokens."),
         Case(_sequence(1, [7], [4]), {}, "a prompt of 4 tokens, then a completion of 3: only the completion counts",
              "the mask is True only on the completion's tokens; the prompt's log-probs must not enter the sum. "
-             "Shift the mask with the targets: mask[:, 1:] goes with tokens[:, 1:] and logits[:, :-1]."),
+             "The mask belongs to the tokens being scored, so it is shifted exactly as they are."),
         Case(_sequence(2, [8, 5, 6], [3, 2, 4]), {}, "3 left-padded rows of different lengths",
              "each row is summed on its own (sum over dim=-1, not over the batch); padding and prompt positions "
              "have mask False and add nothing. " + _SEQ_RULE),
         Case(_sequence(3, [9, 9], [2, 5], V=11, scale=60.0), {},
              "a very confident model: some chosen tokens have probability below 1e-40",
-             "torch.log(torch.softmax(...)) underflows to log(0) = -inf for very unlikely tokens; "
+             "taking the log of a softmax underflows to log(0) = -inf for very unlikely tokens; "
              "torch.log_softmax computes the same number without forming the tiny probability."),
         Case(_sequence(4, [5, 12, 3, 8], [1, 6, 1, 7], V=32), {}, "4 rows, V = 32, completions of 1 to 6 tokens",
              _SEQ_RULE),
@@ -110,7 +114,7 @@ def sequence_logprob_hidden_cases() -> list[Case]:
         Case(_sequence(101, [16, 16, 16], [3, 8, 12], V=50, scale=4.0), {}, "3 rows without padding, V = 50",
              _SEQ_RULE),
         Case(_sequence(102, [7, 2], [1, 1], V=9, scale=80.0), {}, "confident logits and a row of 2 tokens",
-             "use log_softmax (no log of a softmax), and the shifted mask. " + _SEQ_RULE),
+             "log_softmax (no log of a softmax), and the shifted mask. " + _SEQ_RULE),
     ]
 
 
@@ -128,8 +132,8 @@ def _logits(seed: int, shape: tuple[int, ...], scale: float = 2.0, temperature: 
     return torch.randn(shape, generator=g) * scale, temperature
 
 
-_ENTROPY_RULE = ("H = -sum_a p(a) log p(a) over the last axis, in nats (natural log), with "
-                 "log p = log_softmax(logits / temperature, dim=-1) and p = exp(log p).")
+_ENTROPY_RULE = ("H = -sum_a p(a) log p(a) over the vocabulary (the last axis), in nats (natural log), for the "
+                 "distribution softmax(logits / temperature); get log p stably first, then p from it.")
 
 
 def temperature_entropy_cases() -> list[Case]:
@@ -149,8 +153,8 @@ def temperature_entropy_cases() -> list[Case]:
              "sum over the vocabulary only (dim=-1): the result has shape logits.shape[:-1], here (2, 3)."),
         Case(_logits(14, (4, 16), scale=30.0, temperature=0.3), {},
              "very sharp distributions (large logits, low temperature): many probabilities are exactly 0",
-             "p * log(p) with p = 0 gives 0 * (-inf) = nan. Use log p = log_softmax(logits / temperature) "
-             "(finite everywhere) and p = exp(log p): then p = 0 only multiplies a finite number."),
+             "p * log(p) with p = 0 gives 0 * (-inf) = nan. Compute log p with a log-softmax (finite everywhere) "
+             "and p by exponentiating it: then p = 0 only multiplies a finite number."),
     ]
 
 
@@ -160,7 +164,8 @@ def temperature_entropy_hidden_cases() -> list[Case]:
         Case(_logits(110, (3, 50), temperature=1.5), {}, "3 rows of V = 50 at temperature 1.5", _ENTROPY_RULE),
         Case(_logits(111, (5,), scale=0.5, temperature=0.1), {}, "small logits at temperature 0.1", _ENTROPY_RULE),
         Case(_logits(112, (2, 2, 2, 9), scale=50.0, temperature=0.5), {}, "a 4-d batch of sharp distributions",
-             "log_softmax over the last axis, p = exp(log p), H = -sum(p * log p, dim=-1). " + _ENTROPY_RULE),
+             "large logits at a low temperature: keep everything in log space until the last product. "
+             + _ENTROPY_RULE),
     ]
 
 
@@ -191,8 +196,8 @@ def _rollout(seed: int, lengths: list[int], R: int | None = None, beta: float = 
     return score, logp, ref_logp, mask, beta
 
 
-_REWARD_RULE = ("r_t = -beta * (logp_t - ref_logp_t) on every response token (mask True), 0 on padding; then add "
-                "score[b] to r at the row's last True position of the mask.")
+_REWARD_RULE = ("r_t = minus beta times the log-ratio (policy minus reference) on every response token (mask True), "
+                "0 on padding; then score[b] is added at the row's last True position of the mask.")
 
 
 def per_token_rewards_cases() -> list[Case]:
@@ -202,15 +207,15 @@ def per_token_rewards_cases() -> list[Case]:
              "the reward model scores the finished response once: score[b] goes on the last response token "
              "alone, every other token gets 0 from it (not the score on every token, not on the first)."),
         Case(_rollout(21, [6], beta=0.1, zero_score=True), {}, "score 0: only the per-token KL penalty",
-             "the penalty is -beta * (logp - ref_logp), the policy's log-prob minus the reference's (k1): it is "
-             "negative where the policy likes the token more than the reference does."),
+             "the penalty is beta times (logp - ref_logp), subtracted: the policy's log-prob minus the "
+             "reference's (k1). The reward is negative where the policy likes the token more than the reference."),
         Case(_rollout(22, [4, 4, 4], beta=0.05), {}, "score and penalty together, no padding", _REWARD_RULE),
         Case(_rollout(23, [5, 2, 3], beta=0.0), {}, "rows of different lengths (padding after EOS), beta = 0",
              "the last response token is the last position where the mask is True, not the last column: a "
              "response that stopped early gets its score at its EOS. Padding gets nothing."),
         Case(_rollout(24, [5, 2, 3], beta=0.2, zero_score=True, garbage=3.0), {},
              "padding after EOS holds meaningless log-probs; score 0",
-             "multiply (or torch.where) the penalty by the mask: padding positions are not tokens of the response "
+             "keep the penalty only where the mask is True: padding positions are not tokens of the response "
              "and get reward 0."),
         Case(_rollout(25, [1, 6, 4], R=7, beta=0.1, garbage=1.0), {}, "a one-token response and padded rows",
              _REWARD_RULE),
@@ -241,3 +246,121 @@ EXERCISES = {
     "per_token_rewards": Exercise("per_token_rewards", per_token_rewards, per_token_rewards_cases,
                                   per_token_rewards_hidden_cases, adapt=cloned, rtol=1e-5, atol=1e-6),
 }
+
+
+# ---- tier-2 hints ----------------------------------------------------------------------------
+
+HINTS = {
+    "sequence_logprob": (
+        "Three steps, each with a trap. (1) Normalise: the log-probability of a token is the raw logit minus the "
+        "log of the sum of exp over the whole vocabulary; torch has one function for that on an axis, stable for "
+        "huge logits. (2) The shift: the logits at position i are about token i + 1, so drop the last position of "
+        "the logits and the first of the tokens; then pick, at every position, the entry of the chosen token along "
+        "the vocabulary axis (one index per position, so the index needs a trailing axis of size 1). (3) The mask "
+        "belongs to the scored tokens: shift it like them, keep only those scores (a selection, not a product with "
+        "padding) and add them up per row. Worked example: one row, tokens [0, 1, 2], mask [F, T, T]; the chosen "
+        "probabilities are 0.25 (token 1 after position 0) and 0.8 (token 2 after position 1): the answer is "
+        "log 0.25 + log 0.8 = log 0.2 = -1.609. With mask [F, F, T] it is log 0.8 = -0.223."),
+    "temperature_entropy": (
+        "Divide the logits by the temperature first; everything after that is the entropy of an ordinary "
+        "softmax over the last axis. Do not build p and then take its log: for sharp distributions p underflows "
+        "to exactly 0 and 0 * log 0 is nan. Get log p from the log-softmax, then p as its exponential; each "
+        "term p * log p is then finite (0 where p is 0). Sum over the vocabulary only and flip the sign. "
+        "Worked example: logits [0, ln 3] at temperature 1 give p = (1/4, 3/4) and H = -(0.25 ln 0.25 + "
+        "0.75 ln 0.75) = 0.562 nats; eight equal logits give ln 8 = 2.079 at any temperature."),
+    "per_token_rewards": (
+        "Two parts. (1) The penalty: the log-ratio of policy to reference at every position, times -beta, kept "
+        "only where the mask is True (padding gets 0, whatever its log-probs hold). (2) The score: one entry per "
+        "row, at the row's LAST True position, which is not the last column when the row stopped early. The mask "
+        "is True on a prefix of each row, so counting its True entries tells you where that prefix ends "
+        "(positions count from 0). Add the score there with one advanced-indexing assignment (a row index and a "
+        "column index per row). Worked example: beta = 1, mask [T, T, F], logp = log[0.5, 0.9, .], ref_logp = "
+        "log[0.25, 0.3, .], score 2: rewards = [-ln 2, -ln 3 + 2, 0] = [-0.693, 0.901, 0]."),
+}
+
+
+# ---- graded concept checks ---------------------------------------------------------------------
+
+CREDIT_SETTINGS = ("final score only", "+ KL shaping", "+ value, lambda = 0", "+ value, lambda = 0.95")
+
+
+def credit_assignment() -> dict:
+    """The right credit each setting gives token t of a 500-token answer scored once at the end (gamma = 1)."""
+    return {"final score only": "A", "+ KL shaping": "B", "+ value, lambda = 0": "C", "+ value, lambda = 0.95": "D"}
+
+
+CREDIT_FEEDBACK = {
+    "final score only": {
+        "b": "with beta = 0 there is no KL penalty on any token: nothing but the final score reaches the advantage.",
+        "c": "there is no value function here (V = 0), so there are no TD errors to tell the tokens apart.",
+        "d": "with V = 0 and lambda = 1 the decaying sum has nothing to decay: no TD errors but the final score's.",
+        "e": "with gamma = 1 and lambda = 1 the return of token t is the sum of ALL rewards from t to the end, and "
+             "the final score is one of them for every t, not only for the last token.",
+    },
+    "+ KL shaping": {
+        "a": "the KL penalty is a reward on every token: tokens that have different penalties still ahead of them "
+             "get different returns.",
+        "c": "V = 0 here: a TD error needs a value function; with lambda = 1 the advantage is the whole return.",
+        "d": "with lambda = 1 nothing decays: every later reward counts in full.",
+        "e": "the final score still reaches every token (gamma = 1); the KL terms add to it, they do not replace it.",
+    },
+    "+ value, lambda = 0": {
+        "a": "lambda = 0 keeps only the one-step TD error: the final score reaches the early tokens only through "
+             "the value function, not directly.",
+        "b": "that is the return with V = 0 and lambda = 1; here the value function is subtracted and lambda is 0.",
+        "d": "with lambda = 0 every later TD error has weight 0^l = 0.",
+        "e": "the last token gets its own TD error, but so does every other token.",
+    },
+    "+ value, lambda = 0.95": {
+        "a": "a value function and lambda < 1 are exactly what tells the tokens apart.",
+        "b": "that is lambda = 1 without a value function; here a value function is subtracted.",
+        "c": "lambda = 0.95 keeps the later TD errors too, each weighed less the farther it is.",
+        "e": "GAE gives every token an advantage, built from the TD errors of the tokens after it.",
+    },
+}
+
+
+def _credit_case() -> list[Case]:
+    return [Case((), {}, "your answers", "write down r_t for every token in each setting, then A_t = sum over l of "
+                 "lambda^l delta_{t+l} with delta_t = r_t + V(s_{t+1}) - V(s_t) (gamma = 1, V = 0 where there is "
+                 "no value function).")]
+
+
+def entropy_prediction() -> str:
+    """The letter of the prediction that the run shows: the entropy rises with the temperature at every position."""
+    return "B"
+
+
+ENTROPY_FEEDBACK = {
+    "a": "the entropy is not proportional to tau: it is at most ln V whatever the temperature, and a position with "
+         "equal logits has the same entropy at every tau. Look at how the gaps between logits change.",
+    "c": "dividing all logits by a larger tau shrinks every gap between them by the same factor; think about "
+         "whether that can ever make a distribution more peaked.",
+    "d": "the sampled distribution is softmax(z / tau), and its entropy is what you computed in exercise 2: the "
+         "checks used several temperatures and got different numbers.",
+}
+
+
+def _prediction_case() -> list[Case]:
+    return [Case((), {}, "your prediction", "think of what dividing the logits by tau does to the gaps between them, "
+                 "and what the entropy of a uniform distribution over V tokens is.")]
+
+
+def check_credit_assignment(answer) -> CheckResult:
+    """Check the graded concept check on credit assignment (a dict setting -> letter)."""
+    __tracebackhide__ = True
+    return EXERCISES["credit_assignment"].check(answer)
+
+
+def check_entropy_prediction(answer) -> CheckResult:
+    """Check the prediction made before running the entropy experiment (a letter)."""
+    __tracebackhide__ = True
+    return EXERCISES["entropy_prediction"].check(answer)
+
+
+EXERCISES["credit_assignment"] = Exercise(
+    "credit_assignment", credit_assignment, _credit_case, list, kind="answer",
+    comparer=functools.partial(compare_answers, feedback=CREDIT_FEEDBACK))
+EXERCISES["entropy_prediction"] = Exercise(
+    "entropy_prediction", entropy_prediction, _prediction_case, list, kind="answer",
+    comparer=functools.partial(compare_answers, feedback=ENTROPY_FEEDBACK))

@@ -11,15 +11,22 @@ them differently:
 * ``pg_loss``: the policy's own samples, each response's summed log-prob weighted by its reward
   minus the batch-mean reward (REINFORCE with a baseline; Williams 1992).
 
+* ``pg_kl_step`` (a whole-algorithm build): one REINFORCE step on KL-shaped rewards, from sampled token ids to an
+  optimiser step, checked by what it does to a tiny random model (the losses, KLs and log-probs along a few steps).
+
 The two losses are checked on their value *and* on their gradient w.r.t. ``logp`` (as in lesson 7),
-because a loss with the right value and the wrong slope trains the wrong thing. Masked-out entries
+because a loss with the right value and the wrong slope trains the wrong thing; ``pg_loss`` also on its gradient
+w.r.t. rewards that carry one (a reward model's scores), which must be 0. Masked-out entries
 of the inputs hold values a real batch could hold there: prompt tokens with their own log-probs,
 and padding whose log-prob may be -inf.
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM  # at import: the grader's sandbox cannot import later
 
 from course_lib.checks.core import Case, CheckResult, Exercise
 from course_lib.checks.tensors import generator
@@ -43,7 +50,9 @@ def kl_to_reference(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tens
 
 
 def pg_loss(logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
-    """Reference: -mean_b((R_b - mean(R)) * sum_t logp_bt over the mask), a 0-d tensor."""
+    """Reference: -mean_b((R_b - mean(R)) * sum_t logp_bt over the mask), a 0-d tensor; the rewards are data
+    (detached: a reward model's scores that carry a gradient must not be trained by the policy's loss)."""
+    rewards = rewards.detach()
     advantages = rewards - rewards.mean()  # (B,) the batch-mean baseline
     return -(advantages * masked_sum(logp, mask, dim=-1)).mean()
 
@@ -51,9 +60,10 @@ def pg_loss(logp: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor) -> to
 # ---- gradients through the student's loss --------------------------------------------------
 
 
-def _with_grad(exercise: str):
+def _with_grad(exercise: str, rewards_grad: bool = False):
     """An ``adapt`` for a loss: call ``fn`` with a fresh leaf ``logp`` as its first argument; return
-    ``(loss, d loss / d logp)``.
+    ``(loss, d loss / d logp)``, and with ``rewards_grad`` also ``d loss / d rewards`` (the last argument, a fresh
+    leaf when the case's rewards require grad, as a reward model's scores do; zeros otherwise).
 
     Raises (inside the check, so the student sees it as their function's error) when the result is not a
     0-d tensor with a gradient: a float, a per-response vector, or a detached loss.
@@ -62,7 +72,9 @@ def _with_grad(exercise: str):
     def adapt(fn):
         def run(logp, *rest):
             logp = logp.detach().clone().requires_grad_(True)  # the student and the reference each get their own
-            loss = fn(logp, *(r.clone() if isinstance(r, torch.Tensor) else r for r in rest))
+            rest = [r.detach().clone().requires_grad_(r.requires_grad) if isinstance(r, torch.Tensor) else r
+                    for r in rest]
+            loss = fn(logp, *rest)
             if not isinstance(loss, torch.Tensor):
                 raise TypeError(f"{exercise} should return a 0-d torch tensor that can be back-propagated, got "
                                 f"{type(loss).__name__}; keep to torch operations (no .item(), float() or numpy)")
@@ -72,8 +84,16 @@ def _with_grad(exercise: str):
             if not loss.requires_grad:
                 raise RuntimeError(f"{exercise}'s loss has no gradient w.r.t. `logp`: it was detached somewhere "
                                    "(.detach(), torch.no_grad(), .item() or numpy); the optimiser could not use it")
-            (grad,) = torch.autograd.grad(loss, logp, allow_unused=True)
-            return loss.detach(), torch.zeros_like(logp) if grad is None else grad
+            if not rewards_grad:
+                (grad,) = torch.autograd.grad(loss, logp, allow_unused=True)
+                return loss.detach(), torch.zeros_like(logp) if grad is None else grad
+            rewards = rest[-1]
+            if rewards.requires_grad:
+                grad, grad_r = torch.autograd.grad(loss, (logp, rewards), allow_unused=True)
+            else:
+                (grad,), grad_r = torch.autograd.grad(loss, logp, allow_unused=True), None
+            return (loss.detach(), torch.zeros_like(logp) if grad is None else grad,
+                    torch.zeros_like(rewards) if grad_r is None else grad_r)
 
         return run
 
@@ -108,20 +128,35 @@ def _batch(seed: int, prompt_lengths, response_lengths, padding: str = "finite")
 
 # ---- sft_loss ------------------------------------------------------------------------------
 
-_SFT_RULE = ("loss = -(sum of logp where mask is True) / (number of True entries in mask): one mean over every "
-             "response token of the whole batch, a 0-d tensor, differentiable w.r.t. logp.")
+
+def _prompt_at_zero(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch with log-prob 0 on every entry outside the mask: a sum over the wrong entries goes unnoticed, so
+    only a wrong denominator fails (the case isolates it)."""
+    logp, mask = batch
+    return torch.where(mask, logp, torch.zeros_like(logp)), mask
+
+_SFT_RULE = ("loss = minus the sum of the masked-in log-probs divided by how many tokens the mask keeps: one mean "
+             "over every response token of the whole batch, a 0-d tensor, differentiable w.r.t. logp.")
 
 
 def sft_loss_cases() -> list[Case]:
     """Seeded cases for ``sft_loss``; the adapter returns ``(loss, d loss / d logp)``."""
     return [
         Case(_batch(0, [0], [5]), {}, "one response, no prompt tokens",
-             "the loss is the negative mean of the response's log-probs, -logp.mean() here: a mean, not a sum. "
-             "Check the sign: log-probs are <= 0 and the loss must be >= 0 (we minimise the negative "
-             "log-likelihood)."),
+             "the loss is the negative mean of the response's log-probs (every entry is a response token here): "
+             "a mean over its tokens, not a sum (nor a sum divided by the number of rows, 1 here). Check the sign: log-probs are <= 0 and the loss must be >= 0 (we minimise the "
+             "negative log-likelihood)."),
+        Case(_prompt_at_zero(_batch(5, [4, 4], [3, 3])), {},
+             "prompt tokens whose log-prob is exactly 0: only the divisor can go wrong",
+             "the prompt's log-probs are 0 here, so the sum is the same whichever entries you add: what differs "
+             "is the DENOMINATOR. Divide by the number of response tokens (the mask's True entries, 6 here), not "
+             "by the number of entries of logp (B * T = 14), not by the batch size B and not by the row length T. "
+             "If the loss (result[0]) is right and only its gradient (result[1]) differs, the divisor is fine but "
+             "your sum takes entries outside the mask: they add 0 to the value here, yet still get a gradient."),
         Case(_batch(1, [4, 4], [3, 3]), {}, "two rows, prompt tokens in front of each response",
-             "only the response tokens count: the prompt is given to the model, not learned. Keep the entries "
-             "where mask is True (e.g. logp[mask], or torch.where(mask, logp, 0)), not the whole row."),
+             "the denominator is right now (the case before passed); the NUMERATOR is not: only the response "
+             "tokens count, the prompt is given to the model, not learned. Add the entries where mask is True, "
+             "not the whole row."),
         Case(_batch(2, [2, 3, 2], [6, 2, 4]), {}, "responses of different lengths (6, 2 and 4 tokens)",
              "average over tokens, not over sequences: divide the sum over all masked-in tokens by their count "
              "(12 here), do not take each row's mean and then the mean of the rows (that gives a 2-token "
@@ -129,7 +164,7 @@ def sft_loss_cases() -> list[Case]:
         Case(_batch(3, [3, 5, 2, 4], [4, 3, 5, 2], padding="-inf"), {},
              "left padding whose log-prob is -inf",
              "entries outside the mask can hold anything, even -inf, and must not reach the result: -inf * 0 is "
-             "nan, so select (logp[mask] or torch.where(mask, logp, torch.zeros_like(logp))) instead of "
+             "nan, so select the masked-in entries (boolean indexing, or a where with 0 elsewhere) instead of "
              "multiplying by the mask."),
         Case(_batch(4, [6, 9, 7, 3, 8, 5, 4, 6], [8, 3, 5, 7, 2, 6, 4, 5]), {},
              "a batch of 8 as SFT sees it (prompts 3 to 9 tokens, responses 2 to 8)", _SFT_RULE),
@@ -174,8 +209,8 @@ def _kl_args(seed: int, prompt_lengths, response_lengths, drift: float = 0.5, pa
     return logp, ref_logp, mask
 
 
-_KL_RULE = ("kl[b] = sum over t where mask[b, t] of (logp[b, t] - ref_logp[b, t]): one number per response, "
-            "shape (B,), policy minus reference.")
+_KL_RULE = ("one number per response, shape (B,): the per-token log-ratios, policy minus reference, added up "
+            "over the positions where that row's mask is True.")
 
 
 def kl_to_reference_cases() -> list[Case]:
@@ -192,8 +227,8 @@ def kl_to_reference_cases() -> list[Case]:
              "only the response tokens count (where mask is True); the prompt is the same for both models. "
              "Return shape (B,): sum over the token axis (dim=-1), not over the batch."),
         Case(_kl_args(13, [2, 4, 3], [6, 3, 2], padding="-inf"), {}, "left padding whose log-prob is -inf in both",
-             "outside the mask logp - ref_logp can be -inf - (-inf) = nan: select the masked-in entries "
-             "(torch.where(mask, logp - ref_logp, 0)) before summing, do not multiply by the mask."),
+             "outside the mask logp - ref_logp can be -inf - (-inf) = nan: replace what lies outside the mask "
+             "by 0 before summing (a selection); do not multiply by the mask, since nan * 0 is still nan."),
         Case(_kl_args(14, [6, 9, 7, 3, 8, 5, 4, 6], [8, 3, 5, 7, 2, 6, 4, 5], drift=1.5), {},
              "a batch of 8 after much drift", _KL_RULE),
     ]
@@ -227,8 +262,14 @@ def _pg_args(seed: int, prompt_lengths, response_lengths, rewards=None, padding:
     return logp, mask, torch.as_tensor(rewards, dtype=torch.float32)
 
 
-_PG_RULE = ("loss = -mean over b of (rewards[b] - rewards.mean()) * (sum of logp[b, t] where mask[b, t]): "
-            "a 0-d tensor, differentiable w.r.t. logp; rewards are data.")
+def _scored(values) -> torch.Tensor:
+    """Rewards as a reward model returns them: a float tensor that requires grad (built here as a leaf)."""
+    return torch.tensor(values, dtype=torch.float32).requires_grad_(True)
+
+
+_PG_RULE = ("each response's advantage (its reward minus the batch's mean reward) times its sequence log-prob "
+            "(the masked sum of its row); the loss is minus the mean of these products over the batch: a 0-d "
+            "tensor, differentiable w.r.t. logp only; rewards are data.")
 
 
 def pg_loss_cases() -> list[Case]:
@@ -249,11 +290,17 @@ def pg_loss_cases() -> list[Case]:
              "tokens, and no division by the response's length. Then the mean over the B responses."),
         Case(_pg_args(23, [2, 4, 3], [3, 2, 5], rewards=[0.9, 0.3, -0.6], padding="-inf"), {},
              "left padding whose log-prob is -inf",
-             "entries outside the mask can hold -inf: select with torch.where(mask, logp, 0) before summing; "
+             "entries outside the mask can hold -inf: replace them by 0 (a selection) before summing; "
              "multiplying by the mask gives nan."),
         Case(_pg_args(24, [6, 9, 7, 3, 8, 5, 4, 6], [8, 3, 5, 7, 2, 6, 4, 5]), {},
              "a batch of 8 with annotator-like scores in [-1, 1]",
              _PG_RULE + " The baseline is the plain mean of the rewards: do not divide by their standard deviation."),
+        Case(_pg_args(25, [2, 3, 1], [4, 3, 5], rewards=_scored([0.7, -0.4, 0.2])), {},
+             "rewards straight from a reward model: they carry a gradient",
+             "the rewards here come out of a reward model and still require grad. The policy's loss must not "
+             "train the reward model: treat the rewards as constants (detach them) before the baseline and the "
+             "product, so d loss / d rewards is 0. Otherwise minimising the loss would also push the scores of "
+             "the responses the policy likes."),
     ]
 
 
@@ -264,6 +311,8 @@ def pg_loss_hidden_cases() -> list[Case]:
         Case(_pg_args(121, [5, 3], [8, 8], rewards=[3.0, 1.0], padding="-inf"), {},
              "two rows, rewards 3 and 1, -inf padding", _PG_RULE),
         Case(_pg_args(122, [3, 8, 2, 6, 4, 7], [10, 2, 6, 4, 9, 3]), {}, "a batch of 6", _PG_RULE),
+        Case(_pg_args(123, [4, 2, 5, 3], [6, 2, 3, 7], rewards=_scored([1.5, -0.5, 0.0, 0.25])), {},
+             "4 responses scored by a reward model whose output requires grad", _PG_RULE),
     ]
 
 
@@ -280,6 +329,230 @@ EXERCISES = {
     "kl_to_reference": Exercise("kl_to_reference", kl_to_reference, kl_to_reference_cases,
                                 kl_to_reference_hidden_cases, rtol=1e-4, atol=1e-5),
     "pg_loss": Exercise("pg_loss", pg_loss, pg_loss_cases, pg_loss_hidden_cases,
-                        adapt=_with_grad("pg_loss"), names=("loss", "d loss / d logp"),
+                        adapt=_with_grad("pg_loss", rewards_grad=True),
+                        names=("loss", "d loss / d logp", "d loss / d rewards"),
                         rtol=1e-4, atol=1e-6),
 }
+
+
+# ---- tier-2 hints ----------------------------------------------------------------------------
+
+HINTS = {
+    "sft_loss": (
+        "A numerator and a denominator, both over the same tokens: the response tokens of the whole batch. "
+        "Numerator: the sum of logp over the entries the mask keeps; pick them out by the boolean mask itself "
+        "(indexing gives a flat vector of the kept entries), never by multiplying, since -inf * 0 is nan. "
+        "Denominator: how many entries the mask keeps, over ALL rows at once (not per row, not B * T). Then flip "
+        "the sign. Worked example: rows [-9, -1, -2] with mask [F, T, T] and [-inf, -8, -3] with mask [F, F, T]: "
+        "the kept entries are -1, -2, -3, so the loss is 6 / 3 = 2.0 and the gradient is -1/3 on each of them, "
+        "0 elsewhere."),
+    "kl_to_reference": (
+        "Per token, the log-ratio is the policy's log-prob minus the reference's (the samples came from the "
+        "policy). Off the mask replace it by 0 BEFORE adding anything up, because -inf - (-inf) is nan and nan * 0 "
+        "stays nan; a where with a zero tensor of the same shape does it. Then add up along the token axis only, "
+        "one number per row. Worked example: logp rows [-5, -1, -0.5] and [-inf, -0.2, -0.1], ref_logp rows "
+        "[-7, -2, -0.5] and [-inf, -1.2, -0.6], mask [F, T, T] on both rows: the result is [1.0, 1.5] (the first "
+        "column, 2.0 and nan, is outside the mask)."),
+    "pg_loss": (
+        "Build it in three lines of thought. (1) Each response's sequence log-prob: the masked-in entries of its "
+        "row, selected (not multiplied: padding may be -inf) and summed along the token axis, shape (B,). "
+        "(2) The advantages: the rewards, detached (they are data; a reward model's scores may carry a "
+        "gradient), minus their mean; no division by the std. (3) The loss: minus the mean over the batch of "
+        "advantage times sequence log-prob. Worked example: sequence log-probs -3 and -1, rewards 0 and 1: "
+        "advantages -0.5 and +0.5, loss = -((-0.5)(-3) + (0.5)(-1)) / 2 = -0.5; the gradient is +0.25 on the first "
+        "row's response tokens and -0.25 on the second's."),
+}
+
+
+# ---- the whole-algorithm build: one policy-gradient step with a KL penalty ----------------------
+
+BUILDS = ("pg_kl_step",)
+"""Whole-algorithm builds of exercise 9 (the lesson may not print their source)."""
+
+
+def pg_kl_step(policy, reference, optimizer, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_length: int,
+               response_mask: torch.Tensor, rewards: torch.Tensor, beta: float) -> tuple[float, float]:
+    """Reference: one REINFORCE step on KL-shaped rewards; returns ``(loss, mean KL)`` before the step, as floats.
+
+    logp (B, R) from one forward pass of ``policy`` (logits at P - 1 + t score response token t), ref_logp the same
+    under ``reference`` without gradient; kl_b = masked sum of logp - ref_logp (k1); the shaped reward
+    R_b - beta * kl_b and its batch-mean baseline are data; loss = -mean_b(A_b * masked sum of logp_b).
+    """
+    P = prompt_length
+    responses = input_ids[:, P:]  # (B, R)
+    mask = response_mask.bool()
+    logits = policy(input_ids=input_ids, attention_mask=attention_mask).logits[:, P - 1:-1]  # (B, R, V)
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, responses.unsqueeze(-1)).squeeze(-1)  # (B, R)
+    with torch.no_grad():
+        ref_logits = reference(input_ids=input_ids, attention_mask=attention_mask).logits[:, P - 1:-1]
+        ref_logp = torch.log_softmax(ref_logits.float(), dim=-1).gather(-1, responses.unsqueeze(-1)).squeeze(-1)
+    seq_logp = masked_sum(logp, mask, dim=-1)  # (B,)
+    kl = masked_sum(logp.detach() - ref_logp, mask, dim=-1)  # (B,) k1 per response, data
+    shaped = rewards.detach() - beta * kl  # (B,)
+    advantages = shaped - shaped.mean()  # (B,)
+    loss = -(advantages * seq_logp).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()), float(kl.mean())
+
+
+def tiny_policy(seed: int, vocab: int = 16, hidden: int = 16):
+    """A tiny random causal LM of SmolLM2's family (Llama, 1 layer) with a ``vocab``-token vocabulary: no tokenizer,
+    built in milliseconds; seeded, so the student's run and the reference's start from the same weights."""
+    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
+                         tie_word_embeddings=False, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model.eval()
+
+
+_GOOD = 5  # the tiny task's liked token: a response scores the share of its real tokens that are token 5
+
+
+def tiny_batch(seed: int, lengths, P: int = 3, vocab: int = 16, garbage: bool = True) -> tuple:
+    """``(input_ids, attention_mask, response_mask, rewards)`` of B responses of ``lengths`` real tokens (the last one
+    EOS = 1 where shorter than the longest), after a P-token prompt (no padding). After EOS the ids are random
+    (``garbage``: a forward pass computes something there too) and the attention mask is 0. Rewards: the share of a
+    response's real tokens that are token 5, minus 0.2."""
+    g = generator(seed)
+    B, R = len(lengths), max(lengths)
+    ids = torch.randint(3, vocab, (B, P + R), generator=g)  # (B, P + R)
+    favoured = torch.rand((B, R), generator=g) < 0.3
+    ids[:, P:] = torch.where(favoured, torch.full_like(ids[:, P:], _GOOD), ids[:, P:])
+    response_mask = torch.arange(R)[None, :] < torch.tensor(lengths)[:, None]  # (B, R)
+    for b, n in enumerate(lengths):
+        if n < R:
+            ids[b, P + n - 1] = 1  # EOS ends the shorter responses
+        if not garbage:
+            ids[b, P + n:] = 0
+    attention_mask = torch.cat([torch.ones((B, P), dtype=torch.long), response_mask.long()], dim=1)  # (B, P + R)
+    hits = ((ids[:, P:] == _GOOD) & response_mask).sum(dim=1).float()
+    rewards = hits / response_mask.sum(dim=1) - 0.2  # (B,)
+    return ids, attention_mask, response_mask, rewards
+
+
+def _run_steps(fn, seed: int, lengths, beta: float, steps: int, lr: float = 0.05, P: int = 3,
+               garbage: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Train a fresh tiny policy with ``fn`` for ``steps`` steps on one fixed batch; return the per-step losses
+    (steps,), the per-step mean KLs (steps,) and the final log pi(y | x) of each response (B,)."""
+    policy = tiny_policy(seed)
+    reference = copy.deepcopy(policy).requires_grad_(False)
+    optimizer = torch.optim.SGD(policy.parameters(), lr=lr)
+    ids, attn, rmask, rewards = tiny_batch(seed + 1, lengths, P=P, garbage=garbage)
+    losses, kls = [], []
+    for _ in range(steps):
+        out = fn(policy, reference, optimizer, ids.clone(), attn.clone(), P, rmask.clone(), rewards.clone(), beta)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError(f"pg_kl_step should return a tuple (loss, kl) of two floats, got {type(out).__name__}")
+        loss, kl = (float(v) for v in out)
+        losses.append(loss)
+        kls.append(kl)
+    with torch.no_grad():
+        logits = policy(input_ids=ids, attention_mask=attn).logits[:, P - 1:-1]
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, P:].unsqueeze(-1)).squeeze(-1)
+    return torch.tensor(losses), torch.tensor(kls), masked_sum(logp, rmask, dim=-1)
+
+
+def _as_run(fn):
+    """``adapt`` of the build: a function of a case's settings that trains a fresh tiny policy with ``fn``."""
+
+    def run(seed, lengths, beta, steps, **kwargs):
+        return _run_steps(fn, seed, lengths, beta, steps, **kwargs)
+
+    return run
+
+
+_BUILD_RULE = ("one forward pass of the policy with gradient, one of the reference without; per-token log-probs of "
+               "the response tokens read with the one-token shift; per response the KL (summed log-ratios over the "
+               "response mask) and the shaped reward R - beta * KL, both data; advantages against the batch mean; "
+               "loss = minus the batch mean of advantage times the response's summed log-prob; then zero_grad, "
+               "backward and one optimizer step; return the loss and the mean KL as floats.")
+
+
+def pg_kl_step_cases() -> list[Case]:
+    """Seeded behaviour cases for ``pg_kl_step``: each trains a fresh tiny policy and compares the trajectories."""
+    return [
+        Case((0, [4, 4, 4]), {"beta": 0.1, "steps": 1}, "one step from the start: the policy IS the reference, KL 0",
+             "before any step the policy and the reference are the same model, so every log-ratio is 0 and the "
+             "mean KL must be exactly 0 (read both models on the same tokens, at the same positions, at the same "
+             "temperature). The loss is then plain REINFORCE with the batch-mean baseline. If the KL is right and "
+             "the loss is not, look at the shift: the logits at position P - 1 + t score response token t. If both "
+             "are right and only the log-probs after the step (result[2]) differ, the update is not the one "
+             "described: the KL and the shaped reward must enter as data (detached; at this step the KL is 0 but "
+             "its gradient is not), and one call makes exactly one zero_grad, backward and optimizer step."),
+        Case((1, [5, 5, 5, 5]), {"beta": 0.0, "steps": 3}, "beta = 0: three steps of REINFORCE on one batch",
+             "the loss at step 2 and 3 is computed AFTER the previous optimizer step: call zero_grad, backward "
+             "and step once each per call, and return the loss you back-propagated (as a float) from before the "
+             "step. If step 1 passes and step 2 does not, the update itself differs: check the sign of the loss "
+             "(minimising it must raise the log-prob of above-average responses) and the mean (not sum) over B. "
+             "The KL is the policy's log-prob minus the reference's, summed over each response's mask; after a "
+             "step that raised the sampled responses it is positive."),
+        Case((2, [6, 2, 4]), {"beta": 0.1, "steps": 2},
+             "responses of 6, 2 and 4 tokens: padding after EOS holds random ids",
+             "only the positions where response_mask is True count, in the KL and in the summed log-prob: the ids "
+             "after a response's EOS are random and their log-probs are meaningless. The EOS itself is a real "
+             "token of the response (mask True)."),
+        Case((3, [5, 3, 5, 4]), {"beta": 0.5, "steps": 4}, "beta = 0.5 over 4 steps: the KL grows and is charged",
+             "the KL enters the loss only through the shaped reward R - beta * KL, which is data: compute it from "
+             "detached log-probs (or detach it). A KL that still carries its gradient adds a second term to the "
+             "update, and the trajectory drifts from step 2 on. " + _BUILD_RULE),
+        Case((4, [4, 6, 5, 6, 3, 6]), {"beta": 0.05, "steps": 6},
+             "6 responses, 6 steps on the tiny task: the loss falls", _BUILD_RULE),
+    ]
+
+
+def pg_kl_step_hidden_cases() -> list[Case]:
+    """Grader-only cases: other seeds, batch shapes, coefficients and numbers of steps than the notebook's."""
+    return [
+        Case((10, [7, 3]), {"beta": 0.2, "steps": 3}, "two responses of 7 and 3 tokens, beta 0.2", _BUILD_RULE),
+        Case((11, [5, 5, 2, 5, 4]), {"beta": 1.0, "steps": 5, "P": 5}, "5 responses after a 5-token prompt, beta 1",
+             _BUILD_RULE),
+        Case((12, [3, 3, 3]), {"beta": 0.0, "steps": 2, "lr": 0.2}, "beta 0 and a larger learning rate", _BUILD_RULE),
+    ]
+
+
+def check_pg_kl_step(fn) -> CheckResult:
+    """Check a student's ``pg_kl_step(policy, reference, optimizer, input_ids, attention_mask, prompt_length,
+    response_mask, rewards, beta) -> (loss, kl)`` by what it does to a tiny model."""
+    __tracebackhide__ = True
+    return EXERCISES["pg_kl_step"].check(fn)
+
+
+def pg_kl_demo(fn, steps: int = 20, beta: float = 0.1, seed: int = 7) -> tuple[list[float], list[float], list[float]]:
+    """Run ``fn`` for ``steps`` steps on the tiny task (one fixed batch of 8 responses); return three lists: the
+    losses, the mean KLs, and the mean reward of the batch weighted by the policy's probabilities of its responses
+    (how much the policy now prefers the better ones)."""
+    policy = tiny_policy(seed)
+    reference = copy.deepcopy(policy).requires_grad_(False)
+    optimizer = torch.optim.SGD(policy.parameters(), lr=0.05)
+    ids, attn, rmask, rewards = tiny_batch(seed + 1, [6, 4, 6, 5, 6, 3, 6, 5])
+    losses, kls, preferred = [], [], []
+    for _ in range(steps):
+        loss, kl = fn(policy, reference, optimizer, ids, attn, 3, rmask, rewards, beta)
+        losses.append(float(loss))
+        kls.append(float(kl))
+        with torch.no_grad():
+            logits = policy(input_ids=ids, attention_mask=attn).logits[:, 2:-1]
+            logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 3:].unsqueeze(-1)).squeeze(-1)
+            weights = torch.softmax(masked_sum(logp, rmask, dim=-1), dim=0)  # (B,) the policy's preference
+        preferred.append(float((weights * rewards).sum()))
+    return losses, kls, preferred
+
+
+EXERCISES["pg_kl_step"] = Exercise(
+    "pg_kl_step", pg_kl_step, pg_kl_step_cases, pg_kl_step_hidden_cases, adapt=_as_run,
+    names=("loss at each step", "mean KL at each step", "log pi(y | x) of each response after the steps"),
+    rtol=1e-3, atol=1e-4)
+
+HINTS["pg_kl_step"] = (
+    "Compose what you wrote. (1) Response log-probs: one forward pass of the policy on input_ids; the logits at "
+    "positions P - 1 to P + R - 2 score the R response tokens (exercise 8's shift, here with a known P); normalise "
+    "over the vocabulary and pick the sampled token at each position, (B, R). (2) The reference: the same, under "
+    "torch.no_grad. (3) Per response: the KL (your kl_to_reference on detached log-probs) and the shaped reward "
+    "R - beta * KL. (4) The loss: your pg_loss with the shaped rewards as the rewards (it detaches them and "
+    "subtracts their mean). (5) zero_grad, backward, step; return float(loss), float(mean KL). Worked example: "
+    "rewards [0.3, -0.1], KLs [2.0, 0.0], beta 0.1: shaped [0.1, -0.1], advantages [0.1, -0.1]; at the first step "
+    "the KLs are 0 and the advantages are [0.2, -0.2].")

@@ -74,6 +74,8 @@ class TabularHistory:
     """Real environment steps of each episode."""
     first_actions: list[int] = field(default_factory=list)
     """The first action of each episode (e.g. 'left' from A in the max-bias MDP)."""
+    stopped: bool = False
+    """True when a ``stop`` test ended the run early (:func:`dyna_q`); the last episode is then partial."""
 
 
 # ---- one-step targets (Sutton & Barto 2018, Chapter 6) ---------------------------------
@@ -293,13 +295,18 @@ def mc_control(env, config: TDConfig, seed: int = 0, progress: bool = False):
     return Q, history
 
 
-def dyna_q(env, config: TDConfig, seed: int = 0, progress: bool = False):
+def dyna_q(env, config: TDConfig, seed: int = 0, progress: bool = False, stop=None):
     """Tabular Dyna-Q (Sutton & Barto 2018, Section 8.2): Q-learning plus planning with a learned model.
 
     After every real step the model remembers the last outcome of (s, a)
     (deterministic environments), then ``planning_steps`` simulated steps
     replay remembered pairs and apply the same Q-learning update. It assumes
     every action is valid in every state: it ignores ``info["action_mask"]``.
+
+    ``stop``: an optional test ``stop(Q) -> bool``, run after every real step
+    (planning included); the run ends at the first True, with
+    ``history.stopped`` set and the partial episode's steps in ``lengths``.
+    It draws no random numbers, so it does not change the run.
     """
     rng = np.random.default_rng(seed)
     Q = _table(env)
@@ -325,8 +332,13 @@ def dyna_q(env, config: TDConfig, seed: int = 0, progress: bool = False):
             total += r
             steps += 1
             done = terminated or truncated
+            if stop is not None and stop(Q):
+                history.stopped = True
+                break
         history.returns.append(total)
         history.lengths.append(steps)
+        if history.stopped:
+            break
     return Q, history
 
 
