@@ -43,6 +43,10 @@ def test_the_split_is_fixed_disjoint_and_complete():
     ("The answer is -2.", -2),
     ("The answer is 12.0.", 12),
     ("The answer is 5. Wait, no. The answer is 6.", 6),  # the last statement counts
+    ("The answer is 3. Actually the answer is 1,200.", None),  # the last statement counts, even unreadable
+    ("The answer is 4. No, the answer is four.", None),  # the last statement has no digits: no answer
+    ("The answer is 12.5. No: the answer is 12.", 12),  # a readable correction after an unreadable one
+    ("The answer is 7. I am sure.", 7),  # text after the last statement does not matter
     ("The answer is 3, since 1 + 2 = 3.", 3),
     ("7 + 5 = 12", None),  # no statement in the required form
     ("The answer is twelve.", None),  # digits required

@@ -106,3 +106,13 @@ def test_course_kit_check_prints_the_failing_case_and_its_hint(tmp_path):
 def test_feedback_keeps_its_capitals():
     assert compare_answers("C", "a", {"A": "No. The lever is part of the world."}).endswith(
         ": No. The lever is part of the world.")
+
+
+def test_a_right_answer_is_explained_and_a_wrong_one_is_not(capsys):
+    ex = Exercise("q", lambda: "B", lambda: [Case((), {}, "your answer")], list, kind="answer",
+                  comparer=compare_answers, explanation="because truncation is not an end")
+    ex.check("b")
+    assert capsys.readouterr().out == "[x] q: right\nWhy: because truncation is not an end\n"
+    with pytest.raises(CheckFailed) as err:
+        ex.check("A", quiet=True)
+    assert "truncation" not in str(err.value)

@@ -164,8 +164,8 @@ def margin_swapped_ids(ab, ba, a, b):
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (margin_one_order, r"(?s)case 1 of 4 \(one pair.*subtract the swapped margin"),
-        (margin_plus, r"(?s)case 1 of 4 .*"),
+        (margin_one_order, r"(?s)case 1 of 4 \(one pair.*the swapped margin counts against the first reply"),
+        (margin_plus, r"(?s)case 1 of 4 .*halve the difference of the two margins, not their sum"),
         (margin_no_half, r"(?s)case 1 of 4 .*"),
         (margin_probabilities, r"(?s)case 1 of 4 .*"),
         (margin_only_a, r"(?s)case 1 of 4 .*"),
@@ -234,3 +234,69 @@ def test_agreement_rate_wrong_versions_fail_with_the_right_hint(wrong, message):
     with pytest.raises(CheckFailed, match=message) as err:
         check_agreement_rate(wrong)
     assert "Hint:" in str(err.value)
+
+
+# ---- spot the bug: position_bug and consistent_labels (issue 19) ---------------------------------------
+
+from course_lib.checks.lesson13 import (  # noqa: E402
+    POSITION_FEEDBACK,
+    check_consistent_labels,
+    check_position_bug,
+    consistent_labels,
+)
+
+
+def test_position_bug_feedback_explains_without_the_answer():
+    assert check_position_bug("c").status == "pass"
+    for wrong, why in POSITION_FEEDBACK.items():
+        with pytest.raises(CheckFailed) as err:
+            check_position_bug(wrong)
+        assert why[:40] in str(err.value) and "'C'" not in str(err.value)
+
+
+def test_consistent_labels_reference_by_hand():
+    assert consistent_labels(torch.tensor([2.0, -2.0, 3.0, 0.3]), torch.tensor([-2.0, 2.0, 2.0, -2.0])) == [
+        "A", "B", None, None]
+    assert consistent_labels(torch.tensor([0.8]), torch.tensor([-0.8]), tol=1.0) == [None]
+
+
+def labels_one_order(ab, ba, tol=0.5):
+    """The buggy version: the first order only."""
+    return ["A" if m > tol else "B" if m < -tol else None for m in ab.tolist()]
+
+
+def labels_same_sign(ab, ba, tol=0.5):
+    """Forgets that A names the other reply in the swapped order: asks both margins to have the same sign."""
+    return ["A" if a > tol and b > tol else "B" if a < -tol and b < -tol else None for a, b in zip(ab.tolist(), ba.tolist())]
+
+
+def labels_symmetric(ab, ba, tol=0.5):
+    """Exercise 2's symmetric margin: cancels the bias but labels pairs where the orders disagree."""
+    return ["A" if (a - b) / 2 > tol else "B" if (a - b) / 2 < -tol else None for a, b in zip(ab.tolist(), ba.tolist())]
+
+
+def labels_fixed_tol(ab, ba, tol=0.5):
+    return consistent_labels(ab, ba, 0.5)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (labels_one_order, r"(?s)case 2 of 5 \(a judge that says A in both orders.*the position decided"),
+    (labels_same_sign, r"(?s)case 1 of 5 \(two clear, consistent judgements.*A names the SECOND reply"),
+    (labels_symmetric, r"(?s)case 3 of 5 \(margins inside the tolerance.*BOTH margins clear tol"),
+    (labels_fixed_tol, r"(?s)case 5 of 5 \(an unbiased judge, tol 1.0.*use the one you are given"),
+])
+def test_consistent_labels_wrong_versions_fail_with_the_right_hint(wrong, message):
+    with pytest.raises(CheckFailed, match=message) as err:
+        check_consistent_labels(wrong)
+    assert "Hint:" in str(err.value)
+
+
+def test_every_function_exercise_has_a_stronger_hint_without_code():
+    """Tier 2 (issue 19): hint(name, 2) prints a HINTS entry for every function exercise of this lesson."""
+    from course_lib.checks import lesson13 as module
+    from course_lib.checks.core import hint
+
+    for name, ex in module.EXERCISES.items():
+        if ex.kind == "function":
+            assert len(module.HINTS.get(name, "")) > 200, name
+            hint(name, 2)

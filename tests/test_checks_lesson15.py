@@ -133,7 +133,7 @@ def wr_nan_for_one(a, b):
     [
         (wr_ties_lose, r"(?s)case 2 of 5 \(6 pairs, 3 of them ties.*a tie counts one half"),
         (wr_ties_dropped, r"(?s)case 2 of 5 .*not a loss and not dropped"),
-        (wr_ddof0, r"(?s)case 1 of 5 \(4 pairs, no ties.*result\[1\] \(se\).*std\(w, ddof=1\) / sqrt\(n\)"),
+        (wr_ddof0, r"(?s)case 1 of 5 \(4 pairs, no ties.*result\[1\] \(se\).*sample standard deviation \(n - 1 in the\s+denominator\)"),
         (wr_binomial_se, r"(?s)case 1 of 5 .*result\[1\] \(se\)"),
         (wr_reversed, r"(?s)case 1 of 5 .*result\[0\] \(rate\): expected 0.75, got 0.25"),
         (wr_rate_only, r"(?s)case 1 of 5 .*expected a tuple of 2 items, got float"),
@@ -216,9 +216,9 @@ def ens_whole_array(s, how, mean=None, std=None):
         (ens_no_divide, r"(?s)case 1 of 5 .*standardise before combining"),
         (ens_rows, r"(?s)case 1 of 5 .*"),
         (ens_how_ignored, r"(?s)case 2 of 5 \(3 models combined by the minimum.*most pessimistic"),
-        (ens_min_over_replies, r"(?s)case 2 of 5 .*axis=1"),
+        (ens_min_over_replies, r"(?s)case 2 of 5 .*across a row"),
         (ens_whole_array, r"(?s)case 3 of 5 \(mean and std not given.*not over the whole array"),
-        (ens_ddof1, r"(?s)case 3 of 5 .*ddof=0"),
+        (ens_ddof1, r"(?s)case 3 of 5 .*population standard\s+deviation"),
         (ens_ignores_given, r"(?s)case 1 of 5 .*"),
     ],
 )
@@ -324,3 +324,75 @@ def test_in_place_edits_do_not_leak_into_later_cases():
     with pytest.raises(CheckFailed):
         check_win_rate(sorts_in_place)
     assert all(np.array_equal(x, c.args[0]) for x, c in zip(before, check.cases()))
+
+
+# ---- spot the bug: selection_bug and honest_report (issue 19) -------------------------------------------
+
+from course_lib.checks.lesson15 import (  # noqa: E402
+    SELECTION_FEEDBACK,
+    check_honest_report,
+    check_selection_bug,
+    honest_report,
+)
+
+
+def test_selection_bug_feedback_explains_without_the_answer():
+    assert check_selection_bug("D").status == "pass"
+    for wrong, why in SELECTION_FEEDBACK.items():
+        with pytest.raises(CheckFailed) as err:
+            check_selection_bug(wrong)
+        assert why[:40] in str(err.value) and "'D'" not in str(err.value)
+
+
+def test_honest_report_by_hand():
+    assert honest_report([[0.1, 0.3, 0.2, 0.1]], [[0.1, 0.2, 0.35, 0.1]], 2) == (0.2, 0.0)
+    mean, se = honest_report([[0.1, 0.3, 0.2], [0.2, 0.1, 0.4]], [[0.0, 0.5, 0.1], [0.3, 0.3, 0.2]], 1)
+    assert mean == pytest.approx(0.4) and se == pytest.approx(0.1)
+
+
+def report_on_test(val, test, patience):
+    """The buggy selection: the test curves choose and score."""
+    return honest_report(test, test, patience)
+
+
+def report_test_best(val, test, patience):
+    """Chooses on validation but reports the test curve's own best."""
+    scores = np.array([max(t) for t in test], dtype=float)
+    return float(scores.mean()), float(scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else 0.0
+
+
+def report_population_se(val, test, patience):
+    from course_lib.llm.overoptimisation import early_stop_index as esi
+
+    scores = np.array([t[esi(v, patience)] for v, t in zip(val, test)], dtype=float)
+    return float(scores.mean()), float(scores.std() / np.sqrt(len(scores)))
+
+
+def report_nan_for_one(val, test, patience):
+    from course_lib.llm.overoptimisation import early_stop_index as esi
+
+    scores = np.array([t[esi(v, patience)] for v, t in zip(val, test)], dtype=float)
+    return float(scores.mean()), float(scores.std(ddof=1) / np.sqrt(len(scores)))
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (report_on_test, r"(?s)case 1 of 4 \(one run where the two curves disagree.*chosen on the VALIDATION curve"),
+    (report_test_best, r"(?s)case 1 of 4 .*not the test curve's own best"),
+    (report_population_se, r"(?s)case 2 of 4 \(two runs, patience 1.*result\[1\] \(se\)"),
+    (report_nan_for_one, r"(?s)case 1 of 4 .*expected a finite number, got nan.*standard error 0.0"),
+])
+def test_honest_report_wrong_versions_fail_with_the_right_hint(wrong, message):
+    with pytest.raises(CheckFailed, match=message) as err:
+        check_honest_report(wrong)
+    assert "Hint:" in str(err.value)
+
+
+def test_every_function_exercise_has_a_stronger_hint_without_code():
+    """Tier 2 (issue 19): hint(name, 2) prints a HINTS entry for every function exercise of this lesson."""
+    from course_lib.checks import lesson15 as module
+    from course_lib.checks.core import hint
+
+    for name, ex in module.EXERCISES.items():
+        if ex.kind == "function":
+            assert len(module.HINTS.get(name, "")) > 200, name
+            hint(name, 2)

@@ -233,3 +233,19 @@ def test_worked_example_in_the_docs(tmp_path):
     feedback = (tmp_path / "grades_feedback" / "ben.md").read_text()
     assert "## Lesson 01: `run_episode`: 0.57 (ok)\n\n8 of 14 cases passed." in feedback
     assert "2 of 6 answers are not right yet" in feedback and "'agent'" not in feedback  # no right term revealed
+
+
+def test_a_class_exercise_that_comes_last_is_graded(tmp_path):
+    """Cells after the last exercise are demos and are dropped; an exercise that is a class counts as one."""
+    import nbformat
+
+    from course_lib.grading.submission import load_submission
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_code_cell("class LoRALinear:\n    pass"),
+                nbformat.v4.new_code_cell("print('a demo')")]
+    path = tmp_path / "16_scaling_up.ipynb"
+    nbformat.write(nb, path)
+    sub = load_submission(path, "s", {"LoRALinear"})
+    assert len(sub.code) == 2 and "class LoRALinear" in sub.code[-1]

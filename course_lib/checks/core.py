@@ -60,6 +60,8 @@ class Exercise:
     concept-check answer) to a variable named ``name``, and ``reference()`` returns the right one."""
     comparer: Callable[[Any, Any], str | None] | None = None
     """Replaces :func:`compare` (e.g. quiz answers: name the wrong items without revealing the right ones)."""
+    explanation: str = ""
+    """Printed under the verdict once the answer is right (a concept check's "why"); never shown before."""
 
     def call(self, fn: Callable) -> Callable:
         """``fn`` as the cases call it (through ``adapt``)."""
@@ -80,7 +82,8 @@ class Exercise:
         """The notebook check: run the public cases against the reference."""
         __tracebackhide__ = True
         return run_check(self.name, self.student_callable(obj), self.call(self.reference), self.cases(),
-                         rtol=self.rtol, atol=self.atol, names=self.names, quiet=quiet, comparer=self.comparer)
+                         rtol=self.rtol, atol=self.atol, names=self.names, quiet=quiet, comparer=self.comparer,
+                         explanation=self.explanation)
 
 
 @dataclass
@@ -329,6 +332,7 @@ def run_check(
     names: tuple[str, ...] | None = None,
     quiet: bool = False,
     comparer: Callable[[Any, Any], str | None] | None = None,
+    explanation: str = "",
 ) -> CheckResult:
     """Run ``student_fn`` and ``reference_fn`` on each case and compare.
 
@@ -370,6 +374,6 @@ def run_check(
     result = CheckResult(exercise, "pass", f"{exercise}: {verdict}", len(cases), len(cases))
     _log(result)
     if not quiet:
-        print(f"[x] {result.message}")
+        print(f"[x] {result.message}" + (f"\nWhy: {explanation}" if explanation else ""))
         result._printed = True  # the notebook's display of the returned result then adds nothing
     return result

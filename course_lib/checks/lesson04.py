@@ -518,9 +518,10 @@ CLIFF_FEEDBACK = {
     "A": "Q-learning walks the edge because its target assumes the greedy action from s' on, ignoring exploration. "
          "Expected SARSA's target averages over the epsilon-greedy policy, exploratory moves included: next to "
          "the edge, one move in 40 falls.",
-    "B": "SARSA stays far from the edge because its target is a single sampled next action, and an unlucky "
-         "exploratory sample next to the edge costs -100 at once; expected SARSA weighs every next action by its "
-         "probability: how much does a 0.025 chance of -100 cost per step, compared with two extra steps?",
+    "B": "SARSA's target is a single sampled next action, and with alpha = 0.5 one unlucky exploratory sample "
+         "next to the edge drags its values down at once; expected SARSA averages over every next action instead. "
+         "Estimate the expected cost of falling along each row: on which rows can one exploratory move reach "
+         "the cliff at all?",
     "D": "every learner here reaches the goal: the cliff is not terminal, it only sends the robot back, and -1 per "
          "step makes wandering costly too.",
 }
@@ -581,8 +582,8 @@ HINTS = {
     "q_learning_agent": (
         "Compose what you wrote: a generator from the seed (once); Q filled with q_init, shape (number of "
         "states, number of actions) from the env's spaces; per episode a reset (the seed on the first one "
-        "only); then, until terminated OR truncated: choose epsilon-greedily from the current row of Q (your "
-        "epsilon_greedy_action of exercise 2, or the library's epsilon_greedy), step the env, update with "
+        "only); then, until terminated OR truncated: choose epsilon-greedily from the current row of Q ("
+        "the library's epsilon_greedy with an all-True valid mask), step the env, update with "
         "your fixed q_learning_step, and move on to the next state. The check trains your agent on mazes it "
         "builds and looks at the behaviour: the greedy path's length, the value of moves into the cheese "
         "(alpha 1, Q starting at q_init: exactly the reward), and the start's value under a 1-step time limit "
@@ -601,7 +602,11 @@ EXERCISES = {
                                 double_q_target_hidden_cases),
     "the_bug": Exercise("the_bug", the_bug, _one("your answer", "which transitions may bootstrap, and which may "
                                                  "not? Compare the code with the two rules at the top."), list,
-                        kind="answer", comparer=functools.partial(compare_answers, feedback=BUG_FEEDBACK)),
+                        kind="answer", comparer=functools.partial(compare_answers, feedback=BUG_FEEDBACK),
+                        explanation="a time limit stops the clock, not the task: the state after a truncated step "
+                                    "still has a future worth r + gamma * max Q(s'), so only terminated may end the "
+                                    "bootstrap. Treating truncation as an end teaches the robot that the last "
+                                    "cells before the limit are worth nothing."),
     "q_learning_step": Exercise("q_learning_step", q_learning_step, q_learning_step_cases,
                                 q_learning_step_hidden_cases, adapt=_table_after),
     "q_learning_agent": Exercise("q_learning_agent", q_learning_agent, q_learning_agent_cases,
@@ -609,5 +614,11 @@ EXERCISES = {
     "cliff_prediction": Exercise("cliff_prediction", cliff_prediction,
                                  _one("your prediction", "compare what each target assumes about the next action "
                                       "with what the exploring robot really does next to the edge."), list,
-                                 kind="answer", comparer=functools.partial(compare_answers, feedback=CLIFF_FEEDBACK)),
+                                 kind="answer", comparer=functools.partial(compare_answers, feedback=CLIFF_FEEDBACK),
+                                 explanation="expected SARSA pays for exploration on average: along the edge row "
+                                             "one move in 40 falls (about 2.5 per step over some 11 cells), while "
+                                             "from the row above an exploratory move only reaches the edge row; two "
+                                             "extra steps are the cheaper price. SARSA aims at the same target in "
+                                             "expectation, but its single-sample targets with alpha = 0.5 are noisy, "
+                                             "so it ends further away than it needs to."),
 }

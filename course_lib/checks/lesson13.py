@@ -6,7 +6,10 @@
   orders and symmetrised so that a constant position bias cancels (:func:`course_lib.llm.judge.option_margins`,
   :func:`course_lib.llm.judge.symmetric_margin`);
 * ``agreement_rate``: how often the judge agrees with the human labels, over the pairs the judge
-  labelled, and how many it left unlabelled (:func:`course_lib.llm.judge.agreement`).
+  labelled, and how many it left unlabelled (:func:`course_lib.llm.judge.agreement`);
+* spot the bug: ``position_bug`` names what is wrong with labels read from one order only (a graded choice),
+  and ``consistent_labels`` fixes it: a label only when both orders agree (the swap-consistency rule of
+  LLM-as-a-judge evaluations, Zheng et al. 2023), None when the position decided.
 
 Shapes: N judged pairs, V vocabulary.
 """
@@ -15,7 +18,9 @@ from __future__ import annotations
 
 import torch
 
-from course_lib.checks.core import Case, CheckResult, Exercise
+import functools
+
+from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
 from course_lib.checks.tensors import cloned, generator
 from course_lib.llm.judge import agreement, option_margins, symmetric_margin
 from course_lib.llm.judge import parse_verdict as _parse_verdict
@@ -45,9 +50,39 @@ def agreement_rate(judge_labels: list, human_labels: list) -> tuple[float, int, 
     return float(out["rate"]), int(out["n"]), int(out["unlabelled"])
 
 
+# ---- tier-2 hints: hint(name, 2) ---------------------------------------------------------------
+
+HINTS = {
+    "parse_verdict": (
+        "Work on words, not characters: lower-case the text and extract the runs of letters (one regular "
+        "expression), so '**A**', '(B)' and 'Answer: b.' all become plain words. Collect the distinct letters among "
+        "'a' and 'b': one distinct letter is a candidate verdict ('b', 'b' still counts as one), zero or two is None. "
+        "Then every word that is neither that letter nor in FILLER makes the answer unreadable: 'A cat sat' has 'cat' "
+        "and 'sat', so None. Upper-case the letter you return."),
+    "judge_margin": (
+        "Three steps per order: a log-softmax over the vocabulary (the last axis, V), then pick the two columns a_id "
+        "and b_id, then subtract: a margin of shape (N,). Worked example: a judge whose logits for A and B are 2 and 0 "
+        "in the first order (margin about +2) and 3 and 1 in the swapped order (margin about +2 as well) always says "
+        "A whatever it reads: pure position bias, and the symmetric margin must be 0. A margin of +2 then -2 would "
+        "mean a real preference for the first reply, symmetric margin +2. A shift added to every logit of one row "
+        "must change nothing (the log-softmax removes it)."),
+    "agreement_rate": (
+        "Pair each judge label with its human label and keep the pairs whose judge label is not None. The rate is "
+        "the number of kept pairs with equal labels over the number kept; the unparseable count is how many were "
+        "dropped. Worked example: judge ['A', None, 'B', 'B'], human ['A', 'A', 'A', 'B']: 3 kept, 2 agree, rate "
+        "2/3, result (0.667, 3, 1). Return a tuple (float, int, int)."),
+    "consistent_labels": (
+        "Go through the pairs two margins at a time. Decide what each order says about the FIRST reply: in order "
+        "ab, a preference for it is a margin above +tol; in order ba the letters are swapped, so a preference for "
+        "the first reply is a margin below -tol. 'A' needs both, 'B' needs the mirror image of both, anything else "
+        "(one order for each reply, or a margin inside [-tol, tol]) is None. Worked example with tol 0.5: (m_ab, "
+        "m_ba) = (2, -1.5) -> 'A'; (-1, 2) -> 'B'; (3, 2.5) -> None (it said A both times: the position decided); "
+        "(0.3, -2) -> None (too weak in the first order)."),
+}
+
 # ---- parse_verdict ----------------------------------------------------------------------------
 
-_PARSE_RULE = ("lower-case the text, keep its words (letters only: re.findall(r'[a-z]+', text.lower())); the verdict "
+_PARSE_RULE = ("lower-case the text and keep its words made of letters only (markdown and punctuation go); the verdict "
                "is the one letter 'a' or 'b' among them, upper-cased, when exactly one of the two letters occurs and "
                "every other word is filler ('reply', 'answer', 'the', 'is', 'better', ...); otherwise None.")
 
@@ -91,8 +126,9 @@ def check_parse_verdict(fn) -> CheckResult:
 
 # ---- judge_margin -------------------------------------------------------------------------------
 
-_MARGIN_RULE = ("m_ab = log_softmax(logits_ab)[:, a_id] - log_softmax(logits_ab)[:, b_id], m_ba the same from "
-                "logits_ba; return (m_ab - m_ba) / 2, shape (N,).")
+_MARGIN_RULE = ("in each order, the margin is the log-probability of the token of A minus that of the token of B, "
+                "after a log-softmax over the vocabulary; the symmetric margin is half of (the first order's margin "
+                "minus the swapped order's), one number per pair, shape (N,).")
 
 
 def _logits(seed: int, N: int, V: int = 12, scale: float = 2.0, bias: float = 0.0, a_id: int = 3, b_id: int = 7,
@@ -112,10 +148,11 @@ def judge_margin_cases() -> list[Case]:
     return [
         Case(_logits(80, 1), {}, "one pair",
              "for each order, the margin is log p(A) - log p(B) from that order's logits; with the replies swapped, "
-             "A names the OTHER reply, so subtract the swapped margin: (m_ab - m_ba) / 2."),
+             "A names the OTHER reply, so the swapped margin counts against the first reply: halve the difference "
+             "of the two margins, not their sum."),
         Case(_logits(81, 4, bias=5.0), {}, "a judge that adds 5 to the logit of A in both orders",
              "a constant preference for the letter A is position bias, not judgement: it appears in m_ab and in m_ba "
-             "and must cancel. (m_ab - m_ba) / 2 cancels it; (m_ab + m_ba) / 2 doubles it."),
+             "with the same sign and must cancel. Half the difference cancels it; half the sum keeps it."),
         Case(_logits(82, 3, offset=4.0), {}, "logits_ab shifted by a constant",
              "log-probabilities, not probabilities: log_softmax, then the difference. A constant added to every "
              "logit changes neither."),
@@ -176,10 +213,105 @@ def check_agreement_rate(fn) -> CheckResult:
     return EXERCISES["agreement_rate"].check(fn)
 
 
+# ---- spot the bug: position_bug and consistent_labels ---------------------------------------------
+
+
+def consistent_labels(margins_ab: torch.Tensor, margins_ba: torch.Tensor, tol: float = 0.5) -> list:
+    """Reference: per pair, "A" when the judge prefers the first reply in both orders (m_ab > tol and m_ba < -tol),
+    "B" when it prefers the second in both (m_ab < -tol and m_ba > tol), None otherwise."""
+    out = []
+    for ab, ba in zip(margins_ab.tolist(), margins_ba.tolist()):
+        if ab > tol and ba < -tol:
+            out.append("A")
+        elif ab < -tol and ba > tol:
+            out.append("B")
+        else:
+            out.append(None)
+    return out
+
+
+def position_bug() -> str:
+    """The letter of the statement that names the bug of ``judge_labels_buggy`` (exercise 13)."""
+    return "C"
+
+
+POSITION_FEEDBACK = {
+    "A": "a larger tol makes the labels rarer, not fairer: a judge that adds +3 to the letter A still clears any "
+         "reasonable tol in the first order. Which input does the buggy function never read?",
+    "B": "probabilities and log-probabilities rank the two letters the same way, so the labels would not change. "
+         "Which input does the buggy function never read?",
+    "D": "a default label is exactly what hides a judge's failures and adds bias; the buggy function's None is the "
+         "one part that is right. Which input does it never read?",
+}
+
+
+def _margins(seed: int, N: int, bias: float = 0.0, scale: float = 1.5) -> tuple:
+    """``(margins_ab, margins_ba)``: (N,) each; a judge with true preference s and a constant ``bias`` towards the
+    letter A: m_ab = s + bias + noise, m_ba = -s + bias + noise (in the swapped order A names the other reply)."""
+    g = generator(seed)
+    s = scale * torch.randn(N, generator=g)
+    return (s + bias + 0.3 * torch.randn(N, generator=g), -s + bias + 0.3 * torch.randn(N, generator=g))
+
+
+_CONSISTENT_RULE = ("'A' when the first order's margin is above tol AND the swapped order's is below minus tol (the first "
+                    "reply preferred in both orders), 'B' for the mirror image, None otherwise; one label per pair, a "
+                    "list.")
+
+
+def consistent_labels_cases() -> list[Case]:
+    """Cases for ``consistent_labels``."""
+    return [
+        Case((torch.tensor([2.0, -2.0]), torch.tensor([-2.0, 2.0])), {}, "two clear, consistent judgements",
+             "in the swapped order the letter A names the SECOND reply: a judge that prefers the first reply has "
+             "m_ab > 0 and m_ba < 0. Here pair 0 is 'A' and pair 1 is 'B'; return a list of labels."),
+        Case((torch.tensor([3.0, 2.5]), torch.tensor([2.0, 3.0])), {}, "a judge that says A in both orders",
+             "'A' in both orders means the first reply once and the second reply once: the position decided, not the "
+             "replies. Such a pair gets None, not 'A'."),
+        Case((torch.tensor([0.3, 1.0, -0.2, 0.8]), torch.tensor([-1.0, -0.2, 0.1, -0.9])), {},
+             "margins inside the tolerance",
+             "a pair is labelled only when BOTH margins clear tol (0.5 by default) in the right directions; a margin "
+             "of 0.3 or -0.2 is too weak to count."),
+        Case((*_margins(40, 12, bias=2.0), 0.5), {}, "12 pairs from a judge with a bias of +2 towards A",
+             _CONSISTENT_RULE),
+        Case((*_margins(41, 8), 1.0), {}, "an unbiased judge, tol 1.0",
+             "tol is an argument: use the one you are given. " + _CONSISTENT_RULE),
+    ]
+
+
+def consistent_labels_hidden_cases() -> list[Case]:
+    """Grader-only cases."""
+    return [
+        Case((*_margins(140, 16, bias=-1.5), 0.5), {}, "a judge biased towards B", _CONSISTENT_RULE),
+        Case((*_margins(141, 10, bias=0.5, scale=3.0), 0.2), {}, "strong preferences, a small tol", _CONSISTENT_RULE),
+        Case((torch.tensor([-3.0]), torch.tensor([3.0])), {}, "one pair for the second reply", _CONSISTENT_RULE),
+    ]
+
+
+def check_consistent_labels(fn) -> CheckResult:
+    """Check a student's ``consistent_labels(margins_ab, margins_ba, tol) -> list``."""
+    __tracebackhide__ = True
+    return EXERCISES["consistent_labels"].check(fn)
+
+
+def check_position_bug(answer) -> CheckResult:
+    """Check the letter that names the bug of ``judge_labels_buggy``."""
+    __tracebackhide__ = True
+    return EXERCISES["position_bug"].check(answer)
+
+
+def _position_case() -> list[Case]:
+    return [Case((), {}, "your answer", "run the buggy function on a judge that always favours the letter A: what "
+                                        "share of pairs gets 'A', and which argument could have told it otherwise?")]
+
+
 EXERCISES = {
     "parse_verdict": Exercise("parse_verdict", parse_verdict, parse_verdict_cases, parse_verdict_hidden_cases),
     "judge_margin": Exercise("judge_margin", judge_margin, judge_margin_cases, judge_margin_hidden_cases,
                              adapt=cloned, rtol=1e-4, atol=1e-5),
     "agreement_rate": Exercise("agreement_rate", agreement_rate, agreement_rate_cases, agreement_rate_hidden_cases,
                                names=("rate", "n_labelled", "n_unparseable")),
+    "position_bug": Exercise("position_bug", position_bug, _position_case, list, kind="answer",
+                             comparer=functools.partial(compare_answers, feedback=POSITION_FEEDBACK)),
+    "consistent_labels": Exercise("consistent_labels", consistent_labels, consistent_labels_cases,
+                                  consistent_labels_hidden_cases, adapt=cloned),
 }

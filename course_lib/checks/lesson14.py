@@ -8,7 +8,11 @@ Three pieces of :func:`course_lib.llm.grpo.grpo` and of its reward program:
 * ``parse_answer``: the integer a reply states in the required form "The answer is <n>", the heart of
   the format and correctness rewards (:func:`course_lib.data.arithmetic.parse_answer`);
 * ``grpo_loss``: the clipped token loss with three normalisations over tokens, GRPO's per-response mean,
-  DAPO's token mean and Dr. GRPO's constant (:func:`course_lib.llm.grpo.grpo_token_loss`).
+  DAPO's token mean and Dr. GRPO's constant (:func:`course_lib.llm.grpo.grpo_token_loss`);
+* ``grpo_group_update`` (a whole-algorithm build): one GRPO update on one group of sampled replies, composed
+  from the pieces above, checked by what it does to a tiny policy's weights (a uniform group leaves them
+  unchanged, padding never moves them, several epochs keep the old log-probs of the sampling policy);
+* ``uniform_group_prediction`` (predict, then run): what a group of equal rewards does to the weights.
 
 Shapes: B prompts, G responses per prompt, N = B * G responses of up to R tokens, right-padded.
 """
@@ -17,7 +21,9 @@ from __future__ import annotations
 
 import torch
 
-from course_lib.checks.core import Case, CheckResult, Exercise
+import functools
+
+from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
 from course_lib.checks.tensors import cloned, generator
 from course_lib.data.arithmetic import parse_answer as _parse_answer
 from course_lib.llm.grpo import grpo_token_loss
@@ -47,7 +53,8 @@ def parse_answer(response: str) -> int | None:
 
     Between the phrase and the number there may be spaces, one ":" or "=", and bold markers "**"; the
     number may carry a sign and a trailing ".0" ("12.0" -> 12). None when there is no such statement,
-    when the number is not an integer ("12.5"), or when it has a thousands comma ("1,200").
+    when the number is not an integer ("12.5"), or when it has a thousands comma ("1,200"). Only the last
+    statement counts, readable or not: "The answer is 3. Actually the answer is 1,200." is None.
     """
     return _parse_answer(response)
 
@@ -72,8 +79,9 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
 
 # ---- group_relative_advantages -----------------------------------------------------------------
 
-_ADV_RULE = ("per group (row, dim=1): A = (r - mean) / (std + 1e-4) with the Bessel-corrected std (divided by G - 1, "
-             "torch's default) when scale is True, A = r - mean when it is False; shape (B, G).")
+_ADV_RULE = ("per group (one row: the G answers to one question): A = (r - mean) / (std + 1e-4) with the "
+             "Bessel-corrected std (divided by G - 1, torch's default) when scale is True, A = r - mean when it is "
+             "False; shape (B, G).")
 
 
 def _rewards(seed: int, B: int, G: int, values=(0.0, 0.5, 1.5)) -> torch.Tensor:
@@ -94,8 +102,9 @@ def group_relative_advantages_cases() -> list[Case]:
              "every reward equals the mean, so every advantage is 0; the 1e-4 added to the std keeps 0 / 0 from "
              "being nan. Such a group teaches nothing."),
         Case((torch.tensor([[1.5, 0.0], [0.5, 0.0], [0.0, 0.0]]),), {}, "three groups with different rewards",
-             "one mean and one std per group (per row: dim=1, keepdim=True), not over the whole batch: each response "
-             "is compared only with the other responses to its own prompt."),
+             "one mean and one std per group (per row, reduced along the group axis and kept as a (B, 1) column so "
+             "that it broadcasts), not over the whole batch: each response is compared only with the other "
+             "responses to its own prompt."),
         Case((torch.tensor([[1.5, 0.5, 0.0, 0.0]]), False), {}, "scale=False (Dr. GRPO)",
              "with scale=False return the centred rewards r - mean, without dividing by the std."),
         Case((_rewards(50, 8, 8),), {}, "8 prompts x 8 responses of the arithmetic reward", _ADV_RULE),
@@ -120,7 +129,8 @@ def check_group_relative_advantages(fn) -> CheckResult:
 # ---- parse_answer ----------------------------------------------------------------------------
 
 _PARSE_RULE = ("the integer after the last 'the answer is' (any case; spaces, ':' or '=', '**' allowed before it; a "
-               "sign and a trailing '.0' allowed), else None; None for '12.5' and '1,200'.")
+               "sign and a trailing '.0' allowed), else None; None for '12.5' and '1,200', and None when the last "
+               "statement is unreadable, whatever an earlier one said.")
 
 
 def parse_answer_cases() -> list[Case]:
@@ -144,6 +154,10 @@ def parse_answer_cases() -> list[Case]:
         Case(("The answer is 1,200",), {}, "a thousands separator",
              "a comma followed by a digit is part of the number ('1,200'), which this parser does not accept: return "
              "None. A comma followed by a space ends the number."),
+        Case(("The answer is 3. Actually the answer is 1,200.",), {}, "the last statement is unreadable",
+             "the LAST statement decides even when it is not a readable integer: here it is '1,200', so the reply "
+             "states no answer: return None, not the 3 of an earlier statement. Find the last phrase first, then "
+             "read the number after it; do not pick the last statement that happens to parse."),
     ]
 
 
@@ -154,6 +168,8 @@ def parse_answer_hidden_cases() -> list[Case]:
         Case(("The answer is 8.0!",), {}, "a trailing .0", _PARSE_RULE),
         Case(("The answer is seven.",), {}, "a word instead of digits", _PARSE_RULE),
         Case(("the answer is 3 or the answer is 4",), {}, "two statements", _PARSE_RULE),
+        Case(("The answer is 4. No, the answer is four.",), {}, "a readable statement, then one in words",
+             _PARSE_RULE),
     ]
 
 
@@ -165,9 +181,10 @@ def check_parse_answer(fn) -> CheckResult:
 
 # ---- grpo_loss ---------------------------------------------------------------------------------
 
-_LOSS_RULE = ("term = min(ratio * A, clip(ratio, 0.8, 1.2) * A) on real tokens, A broadcast over each response's "
-              "tokens; 'sequence': -mean over responses of each response's token mean; 'token': -sum / number of "
-              "real tokens; 'constant': -sum / (N * R). A 0-d tensor.")
+_LOSS_RULE = ("per real token, the smaller of ratio times A and the clipped ratio (to [0.8, 1.2]) times A, A shared "
+              "by all tokens of its response; 'sequence': minus the mean over responses of each response's token "
+              "mean; 'token': minus the sum over real tokens divided by their number; 'constant': minus the sum "
+              "divided by N times R, R the token budget (the second dimension of logp). A 0-d tensor.")
 
 
 def _mask(lengths, R: int | None = None) -> torch.Tensor:
@@ -198,7 +215,8 @@ def grpo_loss_cases() -> list[Case]:
              "responses of each response's mean term: a 0-d tensor (a scalar to minimise)."),
         Case((*_batch(61, [6, 2, 4], drift=0.1), "sequence"), {}, "responses of different lengths",
              "'sequence' (GRPO) first averages the terms over each response's real tokens (divide by its own length, "
-             "mask.sum(dim=1)), then averages those N numbers. Padding never enters a sum."),
+             "the number of True in its row of the mask), then averages those N numbers. Padding never enters a "
+             "sum."),
         Case((*_batch(61, [6, 2, 4], drift=0.1), "token"), {}, "the token mean (DAPO)",
              "'token' divides the sum over all real tokens of the batch by their count: every token weighs the same, "
              "whatever the length of its response."),
@@ -210,8 +228,11 @@ def grpo_loss_cases() -> list[Case]:
              "token (PPO's pessimistic bound), before averaging."),
         Case((*_batch(63, [3, 5, 1], drift=0.3, padding=float("-inf")), "sequence"), {},
              "-inf log-probs on padding",
-             "exp(-inf - (-inf)) is nan; select the real tokens with torch.where(mask, term, 0) (or term[mask]) instead "
+             "exp(-inf - (-inf)) is nan; SELECT the real tokens (a where on the mask, or boolean indexing) instead "
              "of multiplying by the mask, since nan * 0 is nan."),
+        Case((*_batch(64, [3, 5, 2], R=12, drift=0.2), "constant"), {}, "a token budget of 12, the longest answer 5",
+             "'constant' divides by N * R with R the generation budget, the second dimension of logp (12 here), not "
+             "the longest real answer (5): Dr. GRPO's divisor must not depend on the lengths the policy chose."),
     ]
 
 
@@ -233,6 +254,204 @@ def check_grpo_loss(fn) -> CheckResult:
     return EXERCISES["grpo_loss"].check(fn)
 
 
+# ---- grpo_group_update: the whole-algorithm build -------------------------------------------------
+
+LR = 0.5
+"""The check's optimiser: plain SGD at this learning rate (no momentum: a zero gradient moves nothing)."""
+
+
+class TinyPolicy(torch.nn.Module):
+    """A policy over replies of R tokens from a vocabulary of V: one learnable logit table (R, V), position by position.
+
+    ``policy(replies)`` with replies (G, R) long returns (G, R): the log-prob of each reply's token at each position
+    under the current table (with gradient), what ``response_outputs(...).logp`` is for SmolLM2.
+    """
+
+    def __init__(self, seed: int, R: int, V: int = 6):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.randn((R, V), generator=generator(seed)))  # (R, V)
+
+    def forward(self, replies: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(self.table, dim=-1)  # (R, V)
+        positions = torch.arange(replies.shape[1])  # (R,)
+        return logp[positions[None, :], replies]  # (G, R)
+
+
+def _group(seed: int, lengths, R: int | None = None, V: int = 6, pad_id: int = 0) -> tuple:
+    """``(replies, mask)``: G replies of the given real lengths, right-padded with ``pad_id`` to R tokens."""
+    mask = _mask(lengths, R)  # (G, R)
+    replies = torch.randint(V, mask.shape, generator=generator(seed + 1000))  # (G, R)
+    return torch.where(mask, replies, torch.full_like(replies, pad_id)), mask
+
+
+def _update_run(fn):
+    """The check's view of a ``grpo_group_update``: build the tiny policy and SGD, run ``fn``, report
+    ``(losses, table)``: the loss of each epoch (a float tensor) and the logit table after the update."""
+
+    def run(seed: int, lengths, rewards: torch.Tensor, loss_norm: str = "token", epochs: int = 1,
+            R: int | None = None, pad_id: int = 0):
+        replies, mask = _group(seed, lengths, R, pad_id=pad_id)
+        policy = TinyPolicy(seed, replies.shape[1])
+        optimizer = torch.optim.SGD(policy.parameters(), lr=LR)
+        losses = fn(policy, optimizer, replies.clone(), mask.clone(), rewards.clone(), loss_norm, epochs)
+        if isinstance(losses, torch.Tensor):
+            losses = losses.tolist()
+        if not isinstance(losses, (list, tuple)):
+            raise TypeError(f"got a {type(losses).__name__}; return a list of the epochs' loss values (floats)")
+        return torch.tensor([float(v) for v in losses], dtype=torch.float64), policy.table.detach().clone()
+
+    return run
+
+
+def grpo_group_update(policy, optimizer, replies: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor,
+                      loss_norm: str = "token", epochs: int = 1) -> list[float]:
+    """Reference: one GRPO update on one group of G replies to one question.
+
+    1. advantages: (r - mean) / (std + 1e-4) over the group (Bessel-corrected std), shape (G,);
+    2. old log-probs: ``policy(replies)`` once, before any update, without gradient;
+    3. ``epochs`` times: ``policy(replies)`` -> (G, R) log-probs, the clipped token loss (clip 0.2, no KL) with
+       ``loss_norm`` over the real tokens (``mask``), R = replies.shape[1] for "constant"; zero the gradients,
+       backward, one optimiser step;
+    4. return the epochs' loss values, a list of floats.
+    """
+    advantages = group_advantages(rewards[None, :], scale=True, eps=1e-4)[0]  # (G,)
+    with torch.no_grad():
+        old_logp = policy(replies)  # (G, R): the sampling policy, fixed for every epoch
+    losses = []
+    for _ in range(epochs):
+        logp = policy(replies)  # (G, R)
+        loss, _ = grpo_token_loss(logp, old_logp, advantages, mask, 0.2, loss_norm, max_new_tokens=replies.shape[1])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+_UPDATE_RULE = ("advantages of the group (std-scaled, Bessel, + 1e-4), old log-probs once before any step and without "
+                "gradient, then per epoch: log-probs, your clipped token loss with loss_norm over the masked tokens, "
+                "zero the gradients, backward, step; return the list of the epochs' losses.")
+
+
+@functools.lru_cache(maxsize=1)
+def _load_what_the_runs_need() -> None:
+    """Import now what the runs import lazily: the grader builds the cases before it drops its privileges, and after
+    that the interpreter's own modules may be unreadable. A torch optimiser's first step imports torch._dynamo (and
+    cProfile with it)."""
+    for make in (torch.optim.SGD, torch.optim.Adam):
+        make([torch.zeros(1, requires_grad=True)], lr=0.0).step()
+
+
+def grpo_group_update_cases() -> list[Case]:
+    """Seeded cases for ``grpo_group_update``: each runs it on a fresh tiny policy with SGD (lr 0.5)."""
+    _load_what_the_runs_need()
+    return [
+        Case((10, [4, 4, 4, 4], torch.tensor([1.5, 0.0, 0.5, 0.0])), {}, "one group of 4 full-length replies, one epoch",
+             "advantages from the group's rewards, then one step on your clipped token loss ('token' here). Return a "
+             "list with one float per epoch: the loss you stepped on, before the step."),
+        Case((11, [4, 4, 4, 4], torch.tensor([1.5, 1.5, 1.5, 1.5])), {}, "a group whose rewards are all equal",
+             "equal rewards give advantages of 0 (the + 1e-4 keeps 0 / 0 away): the loss is 0, its gradient is 0 and "
+             "SGD leaves every weight where it was. A nan here means the division by the std lost its 1e-4."),
+        Case((12, [5, 2, 3, 1], torch.tensor([0.0, 1.5, 0.5, 0.0]), "token", 1, 5, 3), {},
+             "replies of different lengths, padded with token 3",
+             "padding is not part of any reply: no padded position may enter the loss or move the weights. Pass "
+             "the mask to your loss; the padded positions hold a real token id (3) and a finite log-prob."),
+        Case((13, [4, 3, 4], torch.tensor([0.0, 1.5, 0.5]), "token", 3), {}, "three epochs on the same group",
+             "compute the old log-probs ONCE, before the first step, and keep them for every epoch (without "
+             "gradient). Recomputed each epoch they make the ratio 1 forever and the clip never acts; the first "
+             "epoch's loss is right either way, the later ones are not."),
+        Case((14, [3, 4, 2, 4], torch.tensor([1.5, 0.0, 0.0, 0.5]), "sequence", 2), {},
+             "GRPO's per-reply mean, two epochs",
+             "pass loss_norm on to your grpo_loss: 'sequence' weighs each reply's mean, not each token. " + _UPDATE_RULE),
+    ]
+
+
+def grpo_group_update_hidden_cases() -> list[Case]:
+    """Grader-only cases: other groups, lengths, normalisations and epochs than the notebook's."""
+    _load_what_the_runs_need()
+    return [
+        Case((110, [6, 2, 5, 1, 4, 3, 6, 2], torch.tensor([0.0, 0.5, 1.5, 0.0, 0.0, 1.5, 0.5, 0.0]), "constant", 2,
+              8, 5), {}, "8 replies, a budget of 8 tokens, constant", _UPDATE_RULE),
+        Case((111, [3, 3, 3], torch.tensor([0.0, 0.0, 0.0]), "sequence", 2), {}, "a hopeless group: every reward 0",
+             _UPDATE_RULE),
+        Case((112, [2, 5, 4, 1], torch.tensor([-1.0, 2.0, 0.5, 2.0]), "token", 4, 6, 1), {},
+             "four epochs, rewards -1 to 2", _UPDATE_RULE),
+    ]
+
+
+def check_grpo_group_update(fn) -> CheckResult:
+    """Check a student's ``grpo_group_update(policy, optimizer, replies, mask, rewards, loss_norm, epochs) ->
+    list of losses`` by what it does to a tiny policy."""
+    __tracebackhide__ = True
+    return EXERCISES["grpo_group_update"].check(fn)
+
+
+# ---- uniform_group_prediction: predict, then run ------------------------------------------------------------
+
+
+def uniform_group_prediction() -> str:
+    """The letter of the right prediction (exercise 14's predict-then-run cell)."""
+    return "B"
+
+
+UNIFORM_FEEDBACK = {
+    "A": "being right is not what moves the weights in GRPO: an answer is pushed up only by being better than "
+         "the other answers to the same question. Ask what each answer is compared with here.",
+    "C": "look at the 1e-4 in the advantages' denominator: what does (r - mean) become when every r is the same, "
+         "and what is that divided by 1e-4?",
+    "D": "the clip only limits a ratio that has moved away from 1 and multiplies an advantage; with a fresh policy "
+         "the ratio is 1, and what is the advantage?",
+}
+
+
+def check_uniform_group_prediction(answer) -> CheckResult:
+    """Check the letter of the prediction for a group whose rewards are all equal."""
+    __tracebackhide__ = True
+    return EXERCISES["uniform_group_prediction"].check(answer)
+
+
+def _prediction_case() -> list[Case]:
+    return [Case((), {}, "your prediction", "what are the group's advantages, and what does a loss made only of terms "
+                                            "times those advantages give as a gradient?")]
+
+
+# ---- tier-2 hints: hint(name, 2) ---------------------------------------------------------------
+
+HINTS = {
+    "group_relative_advantages": (
+        "Reduce along the group axis (axis 1: the G answers of one question), and keep that axis so the mean and the "
+        "std are (B, 1) columns that broadcast against (B, G); reducing over everything compares answers to "
+        "different questions. torch's default std is already the Bessel-corrected one (divided by G - 1). Worked "
+        "example: rewards (1, 0, 0, 0): mean 0.25, deviations (0.75, -0.25, -0.25, -0.25), Bessel std "
+        "sqrt(0.75 / 3) = 0.5, so the advantages are about (1.50, -0.50, -0.50, -0.50). With scale=False stop after "
+        "the subtraction."),
+    "parse_answer": (
+        "Two steps. First find where the LAST statement starts: every match of the phrase in any letter case, keep "
+        "the last. Then try to read a number right after it: optional spaces, an optional ':' or '=', optional '**', "
+        "an optional sign, digits, an optional decimal part; a lookahead rejects a number followed by ',<digit>' "
+        "('1,200'). No number there: None. A decimal part is allowed only when it is all zeros ('12.0' -> 12, "
+        "'12.5' -> None). Worked example: 'The answer is 5. Wait, no. The answer is 6.' -> 6; 'The answer is 3. "
+        "Actually the answer is 1,200.' -> None."),
+    "grpo_loss": (
+        "Build a (N, R) tensor of per-token terms first, then reduce it. The ratio is the exponential of the "
+        "log-prob difference; the advantage needs a new last axis of size 1 to broadcast over the R tokens; clamp "
+        "the ratio to [0.8, 1.2] and keep the element-wise minimum of the two products. Then zero the padding by "
+        "SELECTING with the mask (a where), never by multiplying: with -inf log-probs the padded terms are nan, and "
+        "nan * 0 is nan. The three divisors: each row's own count of real tokens ('sequence', then the mean of the "
+        "N numbers), the batch's count of real tokens ('token'), N times R with R = the second dimension of logp, "
+        "the budget ('constant'). Worked example: two answers of 3 and 1 real tokens in R = 3, ratio 1, advantages "
+        "+1 and -1: terms sum to 3 - 1 = 2, so 'token' gives -2/4, 'constant' -2/6 and 'sequence' -(1 + (-1))/2 = 0."),
+    "grpo_group_update": (
+        "Compose, do not rewrite: your group_relative_advantages wants a (B, G) batch, so give it the group as one "
+        "row and take the row back out, shape (G,). Call the policy once under no-grad before any step: those are "
+        "the old log-probs, the sampling policy's, and they stay fixed for all epochs. Each epoch: call the policy "
+        "again (now with gradient), your grpo_loss with the mask and loss_norm, then the optimiser's three moves in "
+        "the usual order (clear the old gradients, backward, step). Record each epoch's loss as a float. Worked "
+        "example: rewards (1.5, 1.5, 1.5, 1.5) give advantages 0, every epoch's loss is 0.0 and the weights do not "
+        "move; with three epochs on a spread group, the first loss is minus the mean advantage-weighted ratio 1, "
+        "the later ones use ratios that have moved away from 1."),
+}
+
 EXERCISES = {
     "group_relative_advantages": Exercise("group_relative_advantages", group_relative_advantages,
                                           group_relative_advantages_cases, group_relative_advantages_hidden_cases,
@@ -240,4 +459,10 @@ EXERCISES = {
     "parse_answer": Exercise("parse_answer", parse_answer, parse_answer_cases, parse_answer_hidden_cases),
     "grpo_loss": Exercise("grpo_loss", grpo_loss, grpo_loss_cases, grpo_loss_hidden_cases, adapt=cloned,
                           rtol=1e-4, atol=1e-6),
+    "grpo_group_update": Exercise("grpo_group_update", grpo_group_update, grpo_group_update_cases,
+                                  grpo_group_update_hidden_cases, adapt=_update_run, names=("losses", "table"),
+                                  rtol=1e-4, atol=1e-5),
+    "uniform_group_prediction": Exercise("uniform_group_prediction", uniform_group_prediction, _prediction_case, list,
+                                         kind="answer",
+                                         comparer=functools.partial(compare_answers, feedback=UNIFORM_FEEDBACK)),
 }

@@ -5,16 +5,21 @@
 * ``ensemble_reward``: K reward models' scores of N replies, each model standardised by its mean and std,
   combined by the mean or the minimum (Coste et al. 2024; :func:`course_lib.llm.overoptimisation.ensemble_reward`);
 * ``early_stop_index``: the best held-out check up to where patience runs out
-  (:func:`course_lib.llm.overoptimisation.early_stop_index`).
+  (:func:`course_lib.llm.overoptimisation.early_stop_index`);
+* spot the bug: ``selection_bug`` names what is wrong with a report that chooses the checkpoint on the test
+  prompts (a graded choice), and ``honest_report`` fixes it over several runs: choose on validation, report the
+  test score at that checkpoint, its mean over the runs and the standard error.
 
 Shapes: N replies, K reward models.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from course_lib.checks.core import Case, CheckResult, Exercise
+from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
 from course_lib.llm.overoptimisation import early_stop_index, ensemble_reward, win_rate
 
 
@@ -27,10 +32,44 @@ def _copied(fn):
     return run
 
 
+# ---- tier-2 hints: hint(name, 2) ---------------------------------------------------------------
+
+HINTS = {
+    "win_rate": (
+        "Build the array w of n outcomes first, each one of 1, 0.5 or 0 (a nested choice, or the sum of two boolean "
+        "comparisons halved), as floats. The rate is its mean; the standard error of a mean is the SAMPLE standard "
+        "deviation (n - 1 in the denominator: numpy's default is n, so say so) over the square root of n. Worked "
+        "example: a = (0.0, 0.6, 0.0), b = (0.0, 0.1, 0.2): w = (0.5, 1, 0), rate 0.5, sample std 0.5, se "
+        "0.5 / sqrt(3) = 0.289. One pair: no spread to measure, se 0.0. Return two Python floats."),
+    "ensemble_reward": (
+        "scores is (N, K): rows are replies, columns are models. The mean and std of a model are computed down its "
+        "column (over the N replies), so they have shape (K,) and broadcast against (N, K) without a reshape. When "
+        "they are given, use them as they are: they come from the starting policy, and this batch's own statistics "
+        "would drift with the policy. Then reduce across each row (over the K models): the average for 'mean', the "
+        "smallest for 'min'. Worked example: scores [[0, 10], [2, 30]] with their own statistics: column means "
+        "(1, 20), population stds (1, 10), z = [[-1, -1], [1, 1]], so 'mean' gives (-1, 1)."),
+    "early_stop_index": (
+        "One pass over the checks with two variables: the index of the best check so far (start at 0) and the "
+        "number of checks since it. A check that is strictly higher than the best becomes the best and resets the "
+        "count; any other check, a tie or a rise that stays below the best included, adds one; when the count "
+        "reaches the patience, stop and return the best index. Worked example: (0.1, 0.3, 0.2, 0.25, 0.4) with "
+        "patience 2: best 1 after check 1, count 1 at check 2, count 2 at check 3: stop, return 1 (check 4 is never "
+        "seen)."),
+    "honest_report": (
+        "Two kinds of prompts, two jobs: the validation curve of a run only CHOOSES the checkpoint (through your "
+        "early_stop_index), the test curve only SCORES it. So per run: an index from the validation row, then one "
+        "number from the test row at that index. Collect the runs' numbers in an array, then the mean and the "
+        "standard error of a mean (sample standard deviation with n - 1, over the square root of the number of "
+        "runs; 0.0 for a single run). Worked example: runs with (val, test) = ((0.1, 0.3, 0.2), (0.0, 0.5, 0.1)) "
+        "and ((0.2, 0.1, 0.4), (0.3, 0.3, 0.2)), patience 1: indices 1 and 0, test scores 0.5 and 0.3, mean 0.4, "
+        "se 0.1."),
+}
+
 # ---- win_rate -----------------------------------------------------------------------------------
 
-_WIN_RULE = ("w_i = 1 if scores_a[i] > scores_b[i], 0.5 if equal, 0 if lower; return (w.mean(), w.std(ddof=1) / "
-             "sqrt(n)) as a tuple of two floats (se 0.0 when n == 1).")
+_WIN_RULE = ("w_i is 1 where A's score is higher, 0.5 where the two are equal, 0 where it is lower; the rate is the mean "
+             "of w and the standard error the sample standard deviation of w (n - 1 in the denominator) over the "
+             "square root of n; a tuple of two floats (se 0.0 when n == 1).")
 
 
 def _vader_like(seed: int, n: int, zero_share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +87,8 @@ def win_rate_cases() -> list[Case]:
     return [
         Case((np.array([0.5, -0.2, 0.9, 0.1]), np.array([0.1, 0.3, 0.2, -0.4])), {}, "4 pairs, no ties",
              "w_i is 1 where A's score is higher and 0 where it is lower: here w = [1, 0, 1, 1], so the rate is 0.75. "
-             "The standard error of a mean of n values is std(w, ddof=1) / sqrt(n)."),
+             "The standard error of a mean of n values is their sample standard deviation (n - 1 in the "
+             "denominator) over the square root of n: 0.5 / 2 = 0.25 here."),
         Case((np.array([0.0, 0.0, 0.6, 0.0, -0.3, 0.4]), np.array([0.0, 0.2, 0.1, 0.0, -0.3, 0.0])), {},
              "6 pairs, 3 of them ties (two replies without a sentiment word score exactly 0)",
              "a tie counts one half, not a loss and not dropped: w = [0.5, 0, 1, 0.5, 0.5, 1], rate 7/12. Keep all n "
@@ -79,8 +119,9 @@ def check_win_rate(fn) -> CheckResult:
 
 # ---- ensemble_reward ----------------------------------------------------------------------------
 
-_ENS_RULE = ("z = (scores - mean) / std, each column k by its own mean[k] and std[k] (the columns' own mean and "
-             "std(ddof=0) when mean, std are None); then z.mean(axis=1) for how='mean' or z.min(axis=1) for how='min'.")
+_ENS_RULE = ("standardise each model k (column k) by its mean[k] and std[k] (when mean and std are None, the column's own "
+             "mean and population standard deviation over the N replies); then, for each reply (row), the average "
+             "of its K standardised scores for how='mean' or their smallest for how='min'.")
 
 
 def _scores(seed: int, N: int, K: int, scales=None, offsets=None) -> np.ndarray:
@@ -102,11 +143,11 @@ def ensemble_reward_cases() -> list[Case]:
              "with the widest scale decide alone."),
         Case((_scores(21, 6, 3), "min", np.array([1.0, -2.0, 0.5]), np.array([2.0, 3.0, 0.5])), {},
              "3 models combined by the minimum",
-             "'min' takes, for each reply, the most pessimistic model: the minimum over the K models (axis=1) of the "
-             "standardised scores, one number per reply."),
+             "'min' takes, for each reply, the most pessimistic model: the minimum over the K models (across a row) "
+             "of the standardised scores, one number per reply."),
         Case((_scores(22, 8, 3), "mean", None, None), {}, "mean and std not given: each column's own",
-             "without mean and std, standardise each model (column) over the N replies: scores.mean(axis=0) and "
-             "scores.std(axis=0) (ddof=0), not over the whole array or per reply."),
+             "without mean and std, standardise each model (column) over the N replies, with the population standard "
+             "deviation (N in the denominator), not over the whole array and not per reply."),
         Case((_scores(23, 7, 4), "min", None, None), {}, "4 models, minimum, columns' own statistics", _ENS_RULE),
         Case((_scores(24, 6, 3), "mean", np.array([0.5, 0.5, 0.5]), np.array([1.0, 2.0, 4.0])), {},
              "given statistics that differ from the columns' own",
@@ -193,6 +234,88 @@ def _int_result(fn):
     return run
 
 
+# ---- spot the bug: selection_bug and honest_report ---------------------------------------------------------
+
+
+def honest_report(val_curves, test_curves, patience: int) -> tuple[float, float]:
+    """Reference: per run, the checkpoint early stopping keeps on the VALIDATION curve, and the TEST score there;
+    return (mean over runs, its standard error: sample std (ddof=1) / sqrt(runs), 0.0 for one run)."""
+    picked = np.array([float(test[early_stop_index(val, patience)]) for val, test in zip(val_curves, test_curves)])
+    se = float(picked.std(ddof=1) / np.sqrt(len(picked))) if len(picked) > 1 else 0.0
+    return float(picked.mean()), se
+
+
+def selection_bug() -> str:
+    """The letter of the statement that names the bug of ``report_buggy`` (exercise 15)."""
+    return "D"
+
+
+SELECTION_FEEDBACK = {
+    "A": "a different patience moves the stop, but the reported score would still be read on the same prompts that "
+         "chose the checkpoint. Compare the reported score with the true score in the simulation: what makes the "
+         "gap?",
+    "B": "the last checkpoint is often an over-optimised one (lesson 15's whole point); keeping the best is right. "
+         "Ask instead which prompts choose the best, and which report it.",
+    "C": "smoothing would reduce the noise but not remove the problem: the same numbers would still both choose and "
+         "score the checkpoint. What should be kept apart?",
+}
+
+
+def _curves(seed: int, runs: int, checks: int, noise: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """``(val, test)``: (runs, checks) each, a rise-then-fall gold curve per run plus independent noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(checks)
+    peak = rng.integers(2, max(3, checks - 1), runs)[:, None]
+    true = 0.4 - 0.01 * (t[None, :] - peak) ** 2 + rng.normal(0, 0.02, (runs, 1))
+    return (np.round(true + rng.normal(0, noise, (runs, checks)), 4),
+            np.round(true + rng.normal(0, noise, (runs, checks)), 4))
+
+
+_REPORT_RULE = ("for each run: best = your early_stop_index on its validation curve; read its TEST curve at best; then "
+                "the mean of those scores over the runs and the standard error (sample std, n - 1, over sqrt(runs); "
+                "0.0 for one run), a tuple of two floats.")
+
+
+def honest_report_cases() -> list[Case]:
+    """Cases for ``honest_report``: (val_curves, test_curves, patience), one row per run."""
+    return [
+        Case(([[0.1, 0.3, 0.2, 0.1]], [[0.1, 0.2, 0.35, 0.1]], 2), {}, "one run where the two curves disagree",
+             "the checkpoint is chosen on the VALIDATION curve (index 1 here) and the score reported is the TEST "
+             "curve at that checkpoint (0.2), not the test curve's own best (0.35). One run: standard error 0.0."),
+        Case(([[0.1, 0.3, 0.2], [0.2, 0.1, 0.4]], [[0.0, 0.5, 0.1], [0.3, 0.3, 0.2]], 1), {}, "two runs, patience 1",
+             "one chosen checkpoint per run, each with its own validation curve: run 0 keeps index 1 (test 0.5), run "
+             "1 stops at index 0 (test 0.3). Report their mean, 0.4, and the standard error of that mean."),
+        Case((*_curves(50, 6, 8), 2), {}, "six simulated runs of 8 checks", _REPORT_RULE),
+        Case((*_curves(51, 3, 10, noise=0.1), 3), {}, "noisy curves, patience 3",
+             "use patience as given and the sample standard deviation (ddof=1) for the standard error. " + _REPORT_RULE),
+    ]
+
+
+def honest_report_hidden_cases() -> list[Case]:
+    """Grader-only cases."""
+    return [
+        Case((*_curves(150, 10, 12), 2), {}, "ten runs of 12 checks", _REPORT_RULE),
+        Case((*_curves(151, 4, 6, noise=0.02), 1), {}, "quiet curves, patience 1", _REPORT_RULE),
+    ]
+
+
+def check_honest_report(fn) -> CheckResult:
+    """Check a student's ``honest_report(val_curves, test_curves, patience) -> (mean, se)``."""
+    __tracebackhide__ = True
+    return EXERCISES["honest_report"].check(fn)
+
+
+def check_selection_bug(answer) -> CheckResult:
+    """Check the letter that names the bug of ``report_buggy``."""
+    __tracebackhide__ = True
+    return EXERCISES["selection_bug"].check(answer)
+
+
+def _selection_case() -> list[Case]:
+    return [Case((), {}, "your answer", "in the simulation, the buggy report is above the truth on average: which "
+                                        "numbers are used twice?")]
+
+
 EXERCISES = {
     "win_rate": Exercise("win_rate", win_rate, win_rate_cases, win_rate_hidden_cases, adapt=_copied,
                          names=("rate", "se"), rtol=1e-6, atol=1e-9),
@@ -200,4 +323,8 @@ EXERCISES = {
                                 adapt=_copied, rtol=1e-6, atol=1e-9),
     "early_stop_index": Exercise("early_stop_index", early_stop_index, early_stop_index_cases,
                                  early_stop_index_hidden_cases, adapt=lambda fn: _int_result(_copied(fn))),
+    "selection_bug": Exercise("selection_bug", selection_bug, _selection_case, list, kind="answer",
+                              comparer=functools.partial(compare_answers, feedback=SELECTION_FEEDBACK)),
+    "honest_report": Exercise("honest_report", honest_report, honest_report_cases, honest_report_hidden_cases,
+                              adapt=_copied, names=("mean", "se"), rtol=1e-6, atol=1e-9),
 }

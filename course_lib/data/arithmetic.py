@@ -66,29 +66,37 @@ HELD_OUT_QUESTIONS: list[Question] = sorted(_shuffled[:32])
 TRAIN_QUESTIONS: list[Question] = sorted(_shuffled[32:])
 """The other 123 questions: GRPO's training prompts."""
 
-# "the answer is" (any case), optional ":" / "=" / "**", then an integer, optionally signed, optionally "12.0".
-_ANSWER = re.compile(r"the answer is\s*[:=]?\s*\**\s*([+-]?\d+)(\.\d+)?(?!,?\d)", re.IGNORECASE)
+# A statement is the phrase "the answer is" (any case); what follows it must be an optional ":" / "=" / "**", then an
+# integer, optionally signed, optionally "12.0", and not followed by ",<digit>" (a thousands separator) or a digit.
+_PHRASE = re.compile(r"the answer is", re.IGNORECASE)
+_NUMBER = re.compile(r"\s*[:=]?\s*\**\s*([+-]?\d+)(\.\d+)?(?!,?\d)")
 _QUESTION = re.compile(r"What is (\d+) ([+-]) (\d+)\?")
 
 
 def parse_answer(response: str) -> int | None:
     """The integer the response states in the required form "The answer is <n>", or None.
 
-    The last such statement counts (a reply may correct itself). Accepted: any letter case, a colon or
-    "=" or bold markers before the number, a sign, a trailing ".0" ("The answer is 12.0" -> 12). Not
-    accepted (None): no such statement, a word instead of digits ("The answer is twelve"), a
-    non-integer ("12.5"), a number with a thousands comma ("1,200": no answer here is that large).
+    The last statement counts (a reply may correct itself): the text after the LAST "the answer is"
+    decides, and when it is not an integer in the accepted form the reply states no answer (None), even
+    if an earlier statement had one ("The answer is 3. Actually the answer is 1,200." -> None: a reply
+    that hedges with a second, unreadable answer is not credited with its first). Accepted after the
+    phrase: any letter case, a colon or "=" or bold markers before the number, a sign, a trailing ".0"
+    ("The answer is 12.0" -> 12). Not accepted (None): no statement, a word instead of digits ("The
+    answer is twelve"), a non-integer ("12.5"), a number with a thousands comma ("1,200": no answer
+    here is that large).
     """
     if not isinstance(response, str):
         raise ValueError(f"response: expected a str, got {type(response).__name__}")
-    found = None
-    for m in _ANSWER.finditer(response):
-        whole, fraction = m.group(1), m.group(2)
-        if fraction is not None and set(fraction[1:]) != {"0"}:
-            found = None  # "The answer is 12.5": a non-integer answer
-            continue
-        found = int(whole)
-    return found
+    statements = list(_PHRASE.finditer(response))
+    if not statements:
+        return None
+    m = _NUMBER.match(response, statements[-1].end())  # only the last statement counts
+    if m is None:
+        return None  # "The answer is twelve", "The answer is 1,200"
+    whole, fraction = m.group(1), m.group(2)
+    if fraction is not None and set(fraction[1:]) != {"0"}:
+        return None  # "The answer is 12.5": a non-integer answer
+    return int(whole)
 
 
 def expected_answer(prompt: str) -> int:

@@ -72,7 +72,8 @@ def load_submission(path: Path, student: str, exercise_names: set[str], max_byte
             tree = ast.parse(python, filename=f"cell {index}")
         except SyntaxError as exc:
             raise Rejected(f"syntax error in code cell {index}, line {exc.lineno}: {exc.msg}") from None
-        defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        defined = {n.name for n in ast.walk(tree)
+                   if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}  # LoRALinear is a class
         defined |= {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets
                     if isinstance(t, ast.Name)}  # concept-check answers are assignments
         cells.append(python)
