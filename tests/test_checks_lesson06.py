@@ -360,3 +360,164 @@ def test_gradient_variance_identical_rows_case_rejects_the_second_moment():
     identical = next(c for c in ex.cases() if c.about.startswith("all episodes give the same"))
     assert ex.reference(*identical.args) == 0.0
     assert ex.compare(0.0, var_second_moment(*identical.args)) is not None
+
+
+# ---- spot the bug: reinforce_weights ---------------------------------------------------------------
+
+from course_lib.checks.lesson06 import (  # noqa: E402
+    RF_BUDGET,
+    WEIGHTS_BUG_OPTIONS,
+    _probe_gradients,
+    _probe_nan,
+    _run_cartpole,
+    check_reinforce_weights,
+    check_reinforce_weights_bug,
+    check_train_reinforce,
+    reinforce_weights,
+    reinforce_weights_buggy,
+    train_reinforce,
+)
+from course_lib.rl import normalize  # noqa: E402
+
+
+def test_the_bug_question_accepts_the_right_letter_and_explains_the_wrong_ones_without_naming_it():
+    assert check_reinforce_weights_bug(" b ").status == "pass"
+    for wrong in set(WEIGHTS_BUG_OPTIONS) - {"B"}:
+        with pytest.raises(CheckFailed, match=r"not the right one yet: .+") as err:
+            check_reinforce_weights_bug(wrong)
+        text = str(err.value)
+        assert "'B'" not in text and "option B" not in text and WEIGHTS_BUG_OPTIONS["B"] not in text
+
+
+def weights_per_episode_normalised(episode_rewards, gamma):
+    return torch.cat([normalize(reward_to_go(r, gamma, terminated=True)) if len(r) > 1 else torch.zeros_like(r)
+                      for r in episode_rewards])
+
+
+def weights_not_normalised(episode_rewards, gamma):
+    return torch.cat([reward_to_go(r, gamma, terminated=True) for r in episode_rewards])
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (reinforce_weights_buggy, r"(?s)case 1 of 5 \(two CartPole episodes.*The buggy code put 3 at every step"),
+        (weights_not_normalised, r"(?s)case 1 of 5 \(two CartPole episodes.*got 3\n.*a 3 there: you did not normalise"),
+        (weights_per_episode_normalised, r"(?s)case 1 of 5 .*got 1\n.*a 1: you normalised each episode on its own"),
+    ],
+)
+def test_reinforce_weights_wrong_versions_fail_with_the_right_hint(wrong, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_reinforce_weights(wrong)
+
+
+def test_reinforce_weights_fixed_passes_and_the_buggy_one_is_really_noisier():
+    assert check_reinforce_weights(
+        lambda eps, gamma: normalize(torch.cat([reward_to_go(r, gamma, terminated=True) for r in eps]))).status == "pass"
+    eps = [torch.ones(4), torch.ones(7)]
+    assert torch.allclose(reinforce_weights_buggy(eps, 1.0)[:4], torch.full((4,), 4.0))
+    assert torch.allclose(reinforce_weights(eps, 1.0).mean(), torch.tensor(0.0), atol=1e-6)
+
+
+# ---- the build: train_reinforce ----------------------------------------------------------------------
+
+
+def make_trainer(*, weights="right", reduce="mean", zero_grad=True, nan_check=True, stop_on_truncated=True,
+                 step_every_episode=False):
+    """train_reinforce with one named departure from the specification."""
+
+    def fn(env, policy, optimizer, episodes, batch_size, gamma):
+        out, batch = [], []
+        for e in range(episodes):
+            obs, _ = env.reset()
+            o_list, a_list, r_list, done = [], [], [], False
+            while not done:
+                o = torch.as_tensor(obs, dtype=torch.float32)
+                with torch.no_grad():
+                    logits = policy(o)
+                    a = int(torch.distributions.Categorical(logits=logits).sample())
+                obs, r, term, trunc, _ = env.step(a)
+                o_list.append(o)
+                a_list.append(a)
+                r_list.append(float(r))
+                done = term or (trunc and stop_on_truncated)
+            batch.append((o_list, a_list, torch.tensor(r_list)))
+            out.append(sum(r_list))
+            if len(batch) < (1 if step_every_episode else batch_size):
+                continue
+            obs_b = torch.stack([o for b in batch for o in b[0]])
+            act_b = torch.tensor([a for b in batch for a in b[1]])
+            rews = [b[2] for b in batch]
+            if weights == "whole":
+                A = normalize(torch.cat([torch.full_like(r, float(reward_to_go(r, gamma, terminated=True)[0]))
+                                         for r in rews]))
+            elif weights == "raw":
+                A = weights_not_normalised(rews, gamma)
+            else:
+                A = reinforce_weights(rews, gamma)
+            logp = torch.distributions.Categorical(logits=policy(obs_b)).log_prob(act_b)
+            loss = -(logp * A).sum() if reduce == "sum" else -(logp * A).mean()
+            if nan_check and not torch.isfinite(loss):
+                raise FloatingPointError("loss")
+            if zero_grad:
+                optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            batch = []
+        env.close()  # allowed: the check's envs ignore it until the run is over
+        return out
+
+    return fn
+
+
+def test_the_reference_solves_every_cartpole_case_within_the_budget():
+    """The reference's verdict is not recomputed by the checks (it is known): measure it here, on every seed."""
+    ex = EXERCISES["train_reinforce"]
+    seeds = [c.args[1] for c in ex.cases() + ex.hidden_cases() if c.args[0] == "cartpole"]
+    assert len(seeds) == 4
+    for seed in seeds:
+        assert _run_cartpole(train_reinforce, seed) == "solved", seed
+    assert RF_BUDGET >= 2 * 13_000  # twice what 29 of 30 reference seeds needed
+
+
+def test_an_equivalent_build_passes_the_probes():
+    assert _probe_gradients(make_trainer()) == "ok" and _probe_nan(make_trainer()) == "ok"
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (make_trainer(weights="whole"), r"(?s)case 1 of 4 .*whole return G_0: use the reward-to-go"),
+        (make_trainer(weights="raw"), r"(?s)case 1 of 4 .*normalise the returns over the whole batch"),
+        (make_trainer(reduce="sum"), r"(?s)case 1 of 4 .*N times too large"),
+        (make_trainer(zero_grad=False), r"(?s)case 1 of 4 .*still holds the previous batch's: zero the gradients"),
+        (make_trainer(step_every_episode=True), r"(?s)case 1 of 4 .*optimiser steps for 6 episodes in batches of 2, "
+                                                r"expected 3"),
+        (make_trainer(stop_on_truncated=False), r"(?s)case 1 of 4 .*raised RuntimeError: env\.step\(\) was called "
+                                                r"after the episode ended"),
+        (make_trainer(nan_check=False), r"(?s)case 2 of 4 \(a NaN reward.*raise FloatingPointError before "
+                                        r"optimizer\.step\(\)"),
+    ],
+)
+def test_train_reinforce_wrong_versions_fail_with_a_message_that_names_the_mistake(wrong, message):
+    with pytest.raises(CheckFailed, match=message) as err:
+        check_train_reinforce(wrong)
+    assert "Hint:" in str(err.value)
+
+
+# ---- text defects of lesson 6 --------------------------------------------------------------------------
+
+
+def test_lesson_6_reports_the_profile_honestly_and_prints_no_exercise_source():
+    import nbformat
+
+    from conftest import ROOT
+
+    nb = nbformat.read(ROOT / "notebooks" / "06_policy_gradients.ipynb", as_version=4)
+    text = "\n".join(c.source for c in nb.cells)
+    assert "getsource" not in text
+    prose = {c.id: c.source for c in nb.cells if c.cell_type == "markdown"}
+    assert "stored run (`cpu` profile)" in prose["l06-17"] and "smoke test" in prose["l06-15"]
+    assert prose["l06-15"].index("`ci` profile") < prose["l06-15"].index("all six runs learn")
+    greedy_cell = next(c.source for c in nb.cells if c.id == "l06-16")
+    assert 'get_profile().name == "ci"' in greedy_cell  # the ci run prints what it measured, not the cpu prose

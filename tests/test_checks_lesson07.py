@@ -317,3 +317,57 @@ def test_value_mean_then_sum_fails_on_two_dimensional_batches():
                        match=r"(?s)case 4 of 6 \(values and returns of shape \(N, T\).*\.mean\(\) with no dim"):
         check_value_loss_fn(lambda v, r: 0.5 * ((v - r) ** 2).mean(dim=-1) if v.dim() == 1
                             else 0.5 * ((v - r) ** 2).mean(dim=-1).sum())
+
+
+# ---- predict, then run: the learning-rate experiment ------------------------------------------------
+
+from course_lib.checks.lesson07 import LR_OPTIONS, check_ppo_lr_prediction  # noqa: E402
+
+
+def test_the_prediction_accepts_the_right_letter_and_explains_the_wrong_ones_without_naming_it():
+    assert check_ppo_lr_prediction("b").status == "pass"
+    for wrong in set(LR_OPTIONS) - {"B"}:
+        with pytest.raises(CheckFailed, match=r"not the right one yet: .+") as err:
+            check_ppo_lr_prediction(wrong)
+        text = str(err.value)
+        assert "'B'" not in text and LR_OPTIONS["B"] not in text and "0.3" not in text
+
+
+def test_the_experiment_behind_the_prediction_collapses_only_at_the_high_learning_rate():
+    """The prediction's answer is a measurement: 12 updates of cartpole_fast, seed 0, constant learning rate."""
+    from dataclasses import replace
+
+    from course_lib.deep.ppo import PPO_PRESETS, evaluate, ppo
+
+    results = {}
+    for lr in (0.003, 0.3):
+        run = ppo(replace(PPO_PRESETS["cartpole_fast"], learning_rate=lr, anneal_lr=False), seed=0, updates=12,
+                  progress=False, live=False)
+        entropy = run.logger.as_arrays("losses/entropy")[1]
+        results[lr] = (entropy[-1], evaluate(run.agent, "CartPole-v1", episodes=10, seed=20_000).mean())
+    assert results[0.3][0] < 0.05 and results[0.3][1] < 20  # deterministic, and the pole falls at once
+    assert results[0.003][0] > 0.4 and results[0.003][1] > 50  # still exploring, and learning
+
+
+# ---- text defects of lesson 7 ---------------------------------------------------------------------------
+
+
+def test_lesson_7_says_what_clipfrac_counts_and_motivates_the_ratio():
+    import nbformat
+
+    from conftest import ROOT
+
+    nb = nbformat.read(ROOT / "notebooks" / "07_actor_critic_ppo.ipynb", as_version=4)
+    cells = {c.id: c.source for c in nb.cells}
+    text = "\n".join(cells.values())
+    assert "(the share of samples where the clip is active)" not in text  # the old, wrong description
+    assert r"|\rho_t - 1| > \varepsilon" in cells["l07-06"] and "on either side" in cells["l07-06"]
+    assert "not exactly the share of samples where the clip *acts*" in cells["l07-06"]
+    recap = cells["l07-01"]
+    assert "importance sampling" in recap and "surrogate objective" in recap
+    assert recap.index("importance sampling") < recap.index("**PPO's clipped surrogate**")
+    assert r"\nabla \pi = \pi\, \nabla \log \pi" in recap  # the rho = 1 gradient is REINFORCE's
+    assert "getsource" not in "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    demo = next(c for c in nb.cells if c.id == "l07-07")
+    printed = "".join(o.get("text", "") for o in demo.outputs)
+    assert "clipfrac = 0.8 (outside the range); share where the clip binds = 0.4" in printed

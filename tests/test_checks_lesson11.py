@@ -8,14 +8,25 @@ import math
 import pytest
 import torch
 
-from course_lib.checks.core import CheckFailed
+from course_lib.checks import hint
+from course_lib.checks import lesson11
+from course_lib.checks.core import CheckFailed, compare
 from course_lib.checks.lesson11 import (
     EXERCISES,
+    HINTS,
     adaptive_kl_coef,
+    beta_prediction,
     check_adaptive_kl_coef,
     check_kl_estimates,
+    check_kl_penalty_rewards,
+    check_rlhf_policy_loss,
+    check_rlhf_ppo_step,
     check_whiten,
     kl_estimates,
+    kl_penalty_rewards,
+    rlhf_policy_loss,
+    rlhf_ppo_step,
+    tiny_rlhf_run,
     whiten,
 )
 from course_lib.rl import masked_whiten
@@ -220,7 +231,7 @@ def kl_batch_totals(logp, ref_logp, mask):
     "wrong, message",
     [
         (kl_k3_wrong_direction, r"(?s)case 2 of 5 \(one response, no padding.*result\[1\] \(k3\).*reference minus policy"),
-        (kl_k2_instead_of_k3, r"(?s)case 2 of 5 .*result\[1\] \(k3\).*\(exp\(r\) - 1\) - r"),
+        (kl_k2_instead_of_k3, r"(?s)case 2 of 5 .*result\[1\] \(k3\).*e\^r - 1 - r"),
         (kl_means, r"(?s)case 2 of 5 .*Sums over the tokens, not means"),
         (kl_whole_rows, r"(?s)case 3 of 5 \(responses of different lengths.*only the response tokens count"),
         (kl_multiplies_by_mask, r"(?s)case 4 of 5 \(padding whose log-probs are -inf.*non-finite value nan.*instead of "
@@ -300,3 +311,295 @@ def test_adaptive_kl_coef_wrong_versions_fail_with_the_right_hint(wrong, message
     with pytest.raises(CheckFailed, match=message) as err:
         check_adaptive_kl_coef(wrong)
     assert "Hint:" in str(err.value)
+
+
+# ---- spot the bug 1: the KL anchor ---------------------------------------------------------------
+
+
+def _independent_rewards(scores, old_logp, ref_logp, mask, beta):
+    """Per-token rewards by a loop over the tokens."""
+    B, R = mask.shape
+    out = torch.zeros(B, R)
+    for b in range(B):
+        last = max(t for t in range(R) if mask[b, t])
+        for t in range(R):
+            if mask[b, t]:
+                out[b, t] = -beta * (old_logp[b, t] - ref_logp[b, t]) + (scores[b] if t == last else 0.0)
+    return out
+
+
+def test_kl_penalty_rewards_reference_matches_a_loop():
+    for case in EXERCISES["kl_penalty_rewards"].cases() + EXERCISES["kl_penalty_rewards"].hidden_cases():
+        scores, logp, old_logp, ref_logp, mask, beta = case.args
+        torch.testing.assert_close(kl_penalty_rewards(*case.args), _independent_rewards(scores, old_logp, ref_logp,
+                                                                                         mask, beta))
+
+
+def rewards_buggy(scores, logp, old_logp, ref_logp, mask, beta):  # the bug shown in the notebook
+    kl = torch.where(mask, logp - old_logp, torch.zeros_like(logp))
+    rewards = -beta * kl
+    rewards[torch.arange(len(scores)), mask.long().cumsum(1).argmax(1)] += scores
+    return rewards
+
+
+def rewards_current_policy(scores, logp, old_logp, ref_logp, mask, beta):
+    return kl_penalty_rewards(scores, old_logp, logp, ref_logp, mask, beta)
+
+
+def rewards_last_column(scores, logp, old_logp, ref_logp, mask, beta):
+    rewards = torch.where(mask, -beta * (old_logp - ref_logp), torch.zeros_like(logp))
+    rewards[:, -1] += scores
+    return rewards
+
+
+def rewards_reference_minus_policy(scores, logp, old_logp, ref_logp, mask, beta):
+    return kl_penalty_rewards(scores, logp, ref_logp, old_logp, mask, beta)
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (rewards_buggy, r"(?s)case 1 of 4 \(the first epoch.*The anchor is the frozen reference"),
+        (rewards_current_policy, r"(?s)case 2 of 4 \(a later epoch.*not the ones of the policy after"),
+        (rewards_last_column, r"(?s)case 3 of 4 \(replies of different lengths.*LAST REAL token"),
+        (rewards_reference_minus_policy, r"(?s)case 1 of 4 .*sampling-time log-prob minus the reference's"),
+    ],
+)
+def test_kl_penalty_rewards_wrong_versions_fail_with_the_right_hint(wrong, message):
+    with pytest.raises(CheckFailed, match=message) as err:
+        check_kl_penalty_rewards(wrong)
+    assert "Hint:" in str(err.value)
+
+
+@pytest.mark.parametrize("check, right, wrongs", [
+    ("kl_anchor_bug", "c", ("A", "B", "D")),
+    ("update_bug", "d", ("A", "B", "C")),
+    ("beta_prediction", "b", ("A", "C", "D")),
+])
+def test_answers_pass_and_wrong_options_get_feedback_that_hides_the_right_one(check, right, wrongs):
+    fn = getattr(lesson11, f"check_{check}")
+    assert fn(right).status == "pass"
+    for wrong in wrongs:
+        with pytest.raises(CheckFailed, match=r"is not the right one yet: \w") as err:
+            fn(wrong)
+        why = str(err.value).split("yet:")[1].split("\n")[0]
+        assert f" {right.upper()} " not in why and f"option {right}" not in why.lower()
+
+
+# ---- spot the bug 2: no clip, no baseline ------------------------------------------------------------
+
+
+def _independent_policy_loss(logp, old_logp, returns, values, mask, clip_eps):
+    total, n = 0.0, 0
+    for b in range(mask.shape[0]):
+        for t in range(mask.shape[1]):
+            if mask[b, t]:
+                ratio = math.exp(float(logp[b, t] - old_logp[b, t]))
+                adv = float(returns[b, t] - values[b, t])
+                total += min(ratio * adv, min(max(ratio, 1 - clip_eps), 1 + clip_eps) * adv)
+                n += 1
+    return -total / n
+
+
+def test_rlhf_policy_loss_reference_matches_a_loop():
+    for case in EXERCISES["rlhf_policy_loss"].cases() + EXERCISES["rlhf_policy_loss"].hidden_cases():
+        assert rlhf_policy_loss(*case.args).item() == pytest.approx(_independent_policy_loss(*case.args), rel=1e-5,
+                                                                    abs=1e-6)
+
+
+def loss_buggy(logp, old_logp, returns, values, mask, clip_eps):  # the bug shown in the notebook
+    ratio = torch.exp(logp - old_logp)
+    return -(ratio * returns)[mask].mean()
+
+
+def loss_clip_but_no_baseline(logp, old_logp, returns, values, mask, clip_eps):
+    return rlhf_policy_loss(logp, old_logp, returns, torch.zeros_like(values), mask, clip_eps)
+
+
+def loss_baseline_but_no_clip(logp, old_logp, returns, values, mask, clip_eps):
+    ratio = torch.exp(logp - old_logp)
+    return -(ratio * (returns - values))[mask].mean()
+
+
+def loss_max_instead_of_min(logp, old_logp, returns, values, mask, clip_eps):
+    ratio = torch.exp(logp - old_logp)
+    adv = returns - values
+    per = torch.maximum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)
+    return -per[mask].mean()
+
+
+def loss_over_padding(logp, old_logp, returns, values, mask, clip_eps):
+    return rlhf_policy_loss(logp, old_logp, returns, values, torch.ones_like(mask), clip_eps)
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (loss_buggy, r"(?s)case 1 of 4 \(the first epoch \(ratio 1\).*ADVANTAGE, return minus value"),
+        (loss_clip_but_no_baseline, r"(?s)case 1 of 4 .*ADVANTAGE"),
+        (loss_baseline_but_no_clip, r"(?s)case 2 of 4 \(a policy that moved far.*clip the ratio"),
+        (loss_max_instead_of_min, r"(?s)case 2 of 4 .*the SMALLER of the clipped and the unclipped"),
+        (loss_over_padding, r"(?s)case 3 of 4 \(replies of different lengths.*real tokens only"),
+    ],
+)
+def test_rlhf_policy_loss_wrong_versions_fail_with_the_right_hint(wrong, message):
+    with pytest.raises(CheckFailed, match=message) as err:
+        check_rlhf_policy_loss(wrong)
+    assert "Hint:" in str(err.value)
+
+
+# ---- the build: rlhf_ppo_step ---------------------------------------------------------------------------
+
+
+def independent_step(policy, reference, optimizer, response_ids, scores, eos_id, beta, gamma=1.0, lam=0.95,
+                     clip_eps=0.2, vf_coef=0.5, epochs=4):
+    """The same step written without the library: loops over tokens, no masked helpers."""
+    B, R = response_ids.shape
+    mask = torch.zeros(B, R, dtype=torch.bool)
+    for b in range(B):
+        for t in range(R):
+            mask[b, t] = True
+            if response_ids[b, t] == eos_id:
+                break
+    with torch.no_grad():
+        logits, values = policy(response_ids)
+        old = torch.log_softmax(logits, -1).gather(-1, response_ids[..., None]).squeeze(-1)
+        ref = torch.log_softmax(reference(response_ids)[0], -1).gather(-1, response_ids[..., None]).squeeze(-1)
+    rewards = torch.zeros(B, R)
+    adv = torch.zeros(B, R)
+    for b in range(B):
+        n = int(mask[b].sum())
+        for t in range(n):
+            rewards[b, t] = -beta * (old[b, t] - ref[b, t]) + (scores[b] if t == n - 1 else 0.0)
+        running = 0.0
+        for t in reversed(range(n)):
+            next_value = values[b, t + 1] if t + 1 < n else 0.0
+            running = rewards[b, t] + gamma * next_value - values[b, t] + gamma * lam * running
+            adv[b, t] = running
+    returns = adv + values
+    real = adv[mask]
+    white = torch.where(mask, (adv - real.mean()) / (real.var() + 1e-8).sqrt(), torch.zeros_like(adv))
+    losses = []
+    for _ in range(epochs):
+        logits, v = policy(response_ids)
+        logp = torch.log_softmax(logits, -1).gather(-1, response_ids[..., None]).squeeze(-1)
+        ratio = (logp - old).exp()
+        surrogate = torch.minimum(ratio * white, ratio.clamp(1 - clip_eps, 1 + clip_eps) * white)
+        loss = -surrogate[mask].mean() + vf_coef * 0.5 * ((v - returns) ** 2)[mask].mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return mask, rewards, white, losses
+
+
+def test_an_independent_step_passes_every_case_public_and_hidden():
+    ex = EXERCISES["rlhf_ppo_step"]
+    ours, theirs = ex.call(ex.reference), ex.call(independent_step)
+    for case in ex.cases() + ex.hidden_cases():
+        assert compare(ours(*case.args, **case.kwargs), theirs(*case.args, **case.kwargs), rtol=ex.rtol,
+                       atol=ex.atol, names=ex.names) is None, case.about
+
+
+def test_the_first_step_has_zero_kl_and_rewards_only_on_the_last_real_token():
+    out = tiny_rlhf_run(rlhf_ppo_step, seed=0, steps=1)
+    mask, rewards, _, _ = out["first"]
+    last = torch.zeros_like(mask)
+    last[torch.arange(mask.shape[0]), mask.long().cumsum(1).argmax(1)] = True
+    assert torch.all(rewards[~last] == 0) and torch.all(rewards[last] == tiny_scores_of(out))
+    assert out["kl"][0] == 0.0
+
+
+def tiny_scores_of(out):
+    """The scores of the first batch, recomputed: the run is seeded, so the same batch comes back."""
+    reference = lesson11.TinyPolicy(0)
+    return lesson11.tiny_scores(lesson11.tiny_sample(reference, 16, lesson11.generator(0)))
+
+
+def step_kl_to_old_policy(policy, reference, optimizer, response_ids, scores, eos_id, beta, **kw):
+    """The bug of buggy_kl_rewards inside a whole step: the policy as its own anchor."""
+    return rlhf_ppo_step(policy, policy, optimizer, response_ids, scores, eos_id, beta, **kw)
+
+
+def step_mask_every_eos(policy, reference, optimizer, response_ids, scores, eos_id, beta, **kw):
+    out = list(rlhf_ppo_step(policy, reference, optimizer, response_ids, scores, eos_id, beta, **kw))
+    out[0] = response_ids != eos_id
+    return tuple(out)
+
+
+def step_no_update(policy, reference, optimizer, response_ids, scores, eos_id, beta, **kw):
+    frozen = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
+    return rlhf_ppo_step(policy, reference, frozen, response_ids, scores, eos_id, beta, **kw)
+
+
+def step_ignores_lambda(policy, reference, optimizer, response_ids, scores, eos_id, beta, **kw):
+    kw.pop("lam", None)
+    kw.pop("gamma", None)
+    return rlhf_ppo_step(policy, reference, optimizer, response_ids, scores, eos_id, beta, **kw)
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (step_kl_to_old_policy, r"(?s)case 2 of 5 \(a policy that has already moved.*result\[1\] \(rewards\).*FROZEN "
+                                r"REFERENCE"),
+        (step_mask_every_eos, r"(?s)case 1 of 5 \(the first step.*result\[0\] \(mask\).*FIRST EOS"),
+        (step_no_update, r"(?s)case 1 of 5 .*result\[4\] \(loss fell over the epochs\)"),
+        (step_ignores_lambda, r"(?s)case 3 of 5 \(GAE with gamma 0.9 and lambda 0.8.*result\[2\] \(advantages\)"),
+    ],
+)
+def test_rlhf_ppo_step_wrong_versions_fail_with_the_right_hint(wrong, message):
+    with pytest.raises(CheckFailed, match=message) as err:
+        check_rlhf_ppo_step(wrong)
+    assert "Hint:" in str(err.value)
+
+
+def test_the_prediction_holds_on_the_tiny_task():
+    """beta 0.03 drifts further from the reference than beta 0.3 (the predict-then-run cell of exercise 11)."""
+    small, large = (tiny_rlhf_run(rlhf_ppo_step, seed=0, steps=30, beta=b) for b in (0.03, 0.3))
+    assert sum(small["kl"][-5:]) > 4 * sum(large["kl"][-5:])
+    assert beta_prediction() == "B"
+
+
+def test_every_function_exercise_has_a_stronger_hint(capsys):
+    for name, ex in EXERCISES.items():
+        if ex.kind == "function":
+            assert HINTS.get(name), name
+            hint(name, 2)
+            assert "tier 2" in capsys.readouterr().out
+
+
+# ---- the lesson's quiz: the ratio is 1 only before the step's first optimiser step --------------------------
+
+
+def test_the_ratio_is_1_in_the_first_minibatch_only_and_the_quiz_says_so():
+    """Lesson 11's quiz claimed "in the first PPO epoch the ratio is exactly 1 on every token": false with more than
+    one minibatch, since each minibatch's optimiser step moves the policy the next minibatch is scored by."""
+    import nbformat
+
+    from conftest import ROOT
+
+    policy = lesson11.TinyPolicy(0)
+    ids = lesson11.tiny_sample(policy, 8, lesson11.generator(0))
+    mask = lesson11.response_mask_from(ids, lesson11.TINY_EOS)
+
+    def logp_of():
+        return torch.log_softmax(policy(ids)[0], -1).gather(-1, ids[..., None]).squeeze(-1)
+
+    with torch.no_grad():
+        old = logp_of()
+    optimizer = torch.optim.Adam(policy.parameters(), lr=0.05)
+    advantages = torch.randn(ids.shape, generator=lesson11.generator(1))
+    first, second = slice(0, 4), slice(4, 8)  # two minibatches of one epoch
+    ratio_first = torch.exp(logp_of()[first] - old[first])[mask[first]]
+    loss = -(ratio_first * advantages[first][mask[first]]).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    ratio_second = torch.exp(logp_of()[second] - old[second])[mask[second]].detach()
+    assert torch.all(ratio_first == 1)  # right: before the first step, the ratio is exactly 1
+    assert (ratio_second - 1).abs().max() > 1e-3  # the statement's "every token of the first epoch": wrong
+    lesson = nbformat.read(ROOT / "notebooks" / "11_rlhf_ppo.ipynb", as_version=4)
+    quiz = next(c.source for c in lesson.cells if "probability ratio is exactly 1" in c.source)
+    assert "In the first minibatch of the first PPO epoch" in quiz and "later minibatches" in quiz
+    assert "In the first PPO epoch of every step, the probability ratio is exactly 1 on every token. Why?" not in quiz

@@ -16,19 +16,67 @@ The references are the library's REINFORCE pieces (:mod:`course_lib.deep.reinfor
   The loss keeps the inputs' dtype (the check compares the dtype's kind).
 * ``gradient_variance(grads)``: tr Cov of the B one-episode gradient estimates (rows), unbiased,
   returned as a Python ``float``.
+* Spot the bug: ``reinforce_weights_bug`` names what is wrong with :func:`reinforce_weights_buggy` (a letter,
+  per-option feedback that does not give the right one away); ``reinforce_weights(episode_rewards, gamma)`` is the
+  fix, each episode's reward-to-go normalised over the whole batch.
+* The whole algorithm: ``train_reinforce(env, policy, optimizer, episodes, batch_size, gamma)``, checked by
+  behaviour. Its ``adapt`` turns a probe name into a verdict string ("ok", "solved", or what went wrong): scripted
+  episodes with an optimiser that records the gradients (each batch's must be that of the specification), a NaN
+  reward (FloatingPointError before the step), and CartPole-v1 on a seed (solved = a mean return of ``RF_LEVEL``
+  over ``RF_WINDOW`` consecutive episodes within ``RF_BUDGET`` env steps).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
 import torch
 
-from course_lib.checks.core import Case, CheckResult, Exercise, compare
+from course_lib.checks.core import Case, CheckResult, Exercise, compare, compare_answers
 from course_lib.checks.tensors import generator
 from course_lib.deep.reinforce import CategoricalPolicy, gradient_variance, per_episode_gradients
 from course_lib.deep.reinforce import reward_to_go as _library_reward_to_go
+
+
+HINTS = {
+    "reward_to_go": (
+        "Walk the episode from its LAST step to its first, keeping one running number: the return from the step "
+        "after. At each step the running number becomes this step's reward plus gamma times its old value, and that "
+        "is G[t]. It starts at 0 (a terminal state is worth nothing). Worked example, rewards (1, 1, 1), gamma 0.9: "
+        "G[2] = 1, G[1] = 1 + 0.9 * 1 = 1.9, G[0] = 1 + 0.9 * 1.9 = 2.71. Store the numbers in a tensor made like "
+        "`rewards` (same dtype), so float64 rewards give float64 returns."),
+    "reinforce_loss": (
+        "Three steps, all torch operations on (N,) tensors: weight each log-probability by its step's advantage "
+        "(elementwise), average over the N steps, negate. Before weighting, cut the advantages out of the autograd "
+        "graph (the tensor method whose name says so), so that no gradient reaches whatever computed them. Worked "
+        "example: logp = (log 0.5, log 0.25) = (-0.693, -1.386), advantages (2, -4): the products are -1.386 and "
+        "5.545, their mean 2.079, the loss -2.079; d loss / d logp = (-2/2, 4/2) = (-1, 2), and d loss / d advantages "
+        "= (0, 0)."),
+    "gradient_variance": (
+        "The rows are episodes, the columns parameters. For each column, the spread of its B numbers: subtract the "
+        "column's mean, square, add up, divide by B - 1. Then add the P column results together (sum, not mean) and "
+        "return a Python float. torch has a reduction that does the first part along a chosen dim, unbiased by "
+        "default. Worked example, rows [1, 0] and [3, 0]: column 0 has mean 2 and squared deviations 1 + 1, so "
+        "2 / (2 - 1) = 2; column 1 does not vary, 0; the answer is 2.0."),
+    "reinforce_weights": (
+        "Two changes to the buggy code, both about what each step is weighted by. First, the reward-to-go: a step's "
+        "weight counts only the rewards from that step on (the function you wrote in exercise 1 does exactly this "
+        "for one episode; call it per episode and join the results in episode order). Second, a baseline: subtract "
+        "the batch's mean and divide by its standard deviation, once, over all N steps together (a function of "
+        "course_lib.rl does it). Worked example, gamma 1, episodes of 3 and 2 rewards of +1: reward-to-go (3, 2, 1) "
+        "and (2, 1), joined (3, 2, 1, 2, 1), mean 1.8, std 0.837, so the first weight is (3 - 1.8) / 0.837 = 1.43."),
+    "train_reinforce": (
+        "Build it in the order of lesson 6's five phases, without looking up its source: (1) a batch: `batch_size` "
+        "times, reset, then step with a SAMPLED action until terminated or truncated, keeping each step's "
+        "observation, action and reward (the observation you acted on, not the next one); (2)-(3) the weights "
+        "of the batch's N steps: your reinforce_weights of the episodes' rewards; (4) log-probabilities of the taken actions from ONE forward pass of the policy on the (N, 4) "
+        "stacked observations (with its graph: not under no_grad), your reinforce_loss, the finite check, zero "
+        "the grads, backward, one optimiser step. Sampling during the rollout needs no graph. Example of the "
+        "bookkeeping: batches of 2 episodes of 3 and 6 steps give N = 9 rows for one step of the optimiser; "
+        "6 episodes make 3 steps."),
+}
 
 
 # ---- reward_to_go --------------------------------------------------------------------------
@@ -169,11 +217,12 @@ def _advantages(seed: int, N: int, scale: float = 1.0, shift: float = 0.0, criti
     return a.requires_grad_(critic)
 
 
-_LOSS_RULE = ("loss = -mean(logp * advantages.detach()): elementwise products, averaged over the N steps, negated; "
-              "its gradient flows into logp only.")
-_DETACH = ("the advantages must not receive a gradient: multiply by advantages.detach(). They are weights that say "
-           "how good each action was; without the detach, loss.backward() also sends -logp / N into them, and so into "
-           "the critic that computed them (the policy loss would train the baseline).")
+_LOSS_RULE = ("multiply each step's log-probability by that step's own advantage, average the N products and put a "
+              "minus in front; the advantages act as constants, so the gradient flows into logp only.")
+_DETACH = ("the advantages must not receive a gradient: cut them out of the autograd graph before they weight the "
+           "log-probabilities. They are weights that say how good each action was; left in the graph, "
+           "loss.backward() also sends -logp / N into them, and so into the critic that computed them (the policy "
+           "loss would train the baseline). Only d loss / d advantages differs here: the value was right.")
 
 
 def reinforce_loss_cases() -> list[Case]:
@@ -254,8 +303,8 @@ def _policy_grads(seed: int, B: int, hidden: int = 16) -> torch.Tensor:
     return per_episode_gradients(logp, returns, lengths, list(policy.parameters())).detach()  # (B, P)
 
 
-_VAR_RULE = ("tr Cov = sum over the P parameters (columns) of the unbiased variance across the B episodes (rows): "
-             "((grads - grads.mean(dim=0)) ** 2).sum() / (B - 1), or grads.var(dim=0).sum().")
+_VAR_RULE = ("tr Cov = for each of the P parameters (columns), the unbiased variance of its B values across the "
+             "episodes (rows, divide by B - 1), then the SUM of those P numbers, as a Python float.")
 
 
 def gradient_variance_cases() -> list[Case]:
@@ -264,8 +313,8 @@ def gradient_variance_cases() -> list[Case]:
     return [
         Case((torch.tensor([[1.0], [3.0]]),), {}, "two episodes, one parameter: rows [1.] and [3.]",
              "the mean is 2 and the squared deviations 1 + 1 = 2; the unbiased variance divides by B - 1 = 1, so the "
-             "answer is 2. A 1 means you divided by B (the biased variance): use grads.var(dim=0) (unbiased by "
-             "default) or divide by B - 1. A nan means you took the variance along dim 1, within one episode's row "
+             "answer is 2. A 1 means you divided by B (the biased variance): divide by B - 1 (torch's var is "
+             "unbiased by default). A nan means you took the variance along dim 1, within one episode's row "
              "(here of a single parameter), instead of across the episodes (dim 0)."),
         Case((torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 2.0], [2.0, 4.0, 2.0], [2.0, 0.0, 2.0]]),), {},
              "four episodes (rows), three parameters (columns)",
@@ -307,6 +356,487 @@ def check_gradient_variance(fn) -> CheckResult:
     return EXERCISES["gradient_variance"].check(fn)
 
 
+# ---- spot the bug: the weights of REINFORCE -------------------------------------------------------
+
+
+def reinforce_weights_buggy(episode_rewards: list, gamma: float) -> torch.Tensor:
+    """The faulty code the notebook shows: every step of an episode weighted by that episode's whole discounted
+    return G_0, with nothing subtracted. (N,) for a batch of episodes of lengths T_i summing to N."""
+    weights = []
+    for rewards in episode_rewards:
+        T = len(rewards)
+        G0 = sum(gamma ** k * float(rewards[k]) for k in range(T))
+        weights.append(torch.full((T,), G0, dtype=rewards.dtype))
+    return torch.cat(weights)
+
+
+def reinforce_weights(episode_rewards: list, gamma: float) -> torch.Tensor:
+    """Reference: each episode's reward-to-go, concatenated, normalised over the whole batch (a constant baseline).
+
+    episode_rewards: B tensors of shape (T_i,); returns (N,), N = sum of T_i, the dtype of the rewards.
+    """
+    from course_lib.rl import normalize
+
+    return normalize(torch.cat([reward_to_go(r, gamma) for r in episode_rewards]))
+
+
+def _episodes(seed: int, lengths, low: float = 0.0, high: float = 2.0, dtype=torch.float32) -> list:
+    g = generator(seed)
+    return [torch.round(low + (high - low) * torch.rand(T, generator=g, dtype=torch.float64), decimals=2).to(dtype)
+            for T in lengths]
+
+
+_WEIGHTS_RULE = ("the weights are the reward-to-go of each episode (your reward_to_go, one episode at a time), "
+                 "concatenated into one (N,) tensor, then normalised ONCE over all N steps of the batch "
+                 "(course_lib.rl.normalize: mean 0, std 1).")
+
+
+def reinforce_weights_cases() -> list[Case]:
+    """Seeded cases for ``reinforce_weights(episode_rewards, gamma)``."""
+    return [
+        Case(([torch.ones(3), torch.ones(2)], 1.0), {}, "two CartPole episodes of 3 and 2 steps, gamma 1",
+             "the reward-to-go of the 3-step episode is (3, 2, 1) and of the 2-step one (2, 1): concatenated, "
+             "(3, 2, 1, 2, 1), mean 1.8, std 0.837: normalise once over the whole batch, so the first weight is "
+             "(3 - 1.8) / 0.837 = 1.43 (a 3 there: you did not normalise; a 1: you normalised each episode on its own). "
+             "The buggy code "
+             "put 3 at every step of the first episode and 2 at every step of the second, and subtracted nothing."),
+        Case(([torch.tensor([1.0, 0.0, 0.0, 0.0])], 1.0), {}, "one episode, a reward at its first step only",
+             "the later steps came after the only reward: their reward-to-go is 0, the first step's 1. Sum the "
+             "rewards from t onwards, not the whole episode's."),
+        Case((_episodes(40, [5, 8, 3]), 0.9), {}, "three episodes of random rewards, gamma 0.9",
+             "normalise once over the whole batch, not episode by episode: " + _WEIGHTS_RULE),
+        Case((_episodes(41, [1, 6]), 0.99), {}, "an episode of one step next to a longer one",
+             "a one-step episode still contributes one weight, its own reward; " + _WEIGHTS_RULE),
+        Case((_episodes(42, [4, 4], dtype=torch.float64), 0.95), {}, "float64 rewards", _WEIGHTS_RULE),
+    ]
+
+
+def reinforce_weights_hidden_cases() -> list[Case]:
+    """Grader-only cases."""
+    return [
+        Case((_episodes(140, [10, 2, 7, 1]), 0.99), {}, "four episodes of different lengths", _WEIGHTS_RULE),
+        Case((_episodes(141, [30, 30], low=-1.0, high=1.0), 0.5), {}, "rewards of both signs, gamma 0.5",
+             _WEIGHTS_RULE),
+    ]
+
+
+def check_reinforce_weights(fn) -> CheckResult:
+    """Check a student's ``reinforce_weights(episode_rewards, gamma) -> (N,) tensor``."""
+    __tracebackhide__ = True
+    return EXERCISES["reinforce_weights"].check(fn)
+
+
+WEIGHTS_BUG_OPTIONS = {
+    "A": "The estimate is biased: the rewards that came before step t push the gradient the wrong way on average.",
+    "B": "Every step is weighted by its whole episode's return, rewards before its action included, and nothing is "
+         "subtracted: the estimate is still unbiased, but much noisier than it needs to be.",
+    "C": "REINFORCE must not discount: gamma ** k makes the estimate wrong.",
+    "D": "The weights must be detached before they reach the loss, or the gradient flows into the rewards.",
+}
+WEIGHTS_BUG_FEEDBACK = {
+    "a": "is it biased? The terms of the rewards before t multiply grad log pi(a_t | s_t), whose mean over a_t is 0 "
+         "(the lesson's baseline identity); they average to 0. Ask what they add instead.",
+    "c": "discounting is a choice of objective, made the same way in the library's reward_to_go; the buggy code is "
+         "consistent about gamma. Look at which rewards each step is weighted by, and at what is subtracted.",
+    "d": "the weights are built from rewards, plain numbers that no network produced: there is no graph to cut. "
+         "Look at which rewards each step is weighted by.",
+}
+
+
+def reinforce_weights_bug() -> str:
+    """Reference: the letter of the statement that names the bug of ``reinforce_weights_buggy``."""
+    return "B"
+
+
+def _weights_bug_case() -> list[Case]:
+    return [Case((), {}, "your answer", "which rewards does each step's weight count, and what is subtracted from it? "
+                 "Then ask what that does to the average of the estimate, and what to its spread.")]
+
+
+def check_reinforce_weights_bug(answer) -> CheckResult:
+    """Check the learner's choice (a letter) of what is wrong with the buggy weights."""
+    __tracebackhide__ = True
+    return EXERCISES["reinforce_weights_bug"].check(answer)
+
+
+# ---- train_reinforce: the whole algorithm from the pieces ------------------------------------------
+
+_RF_HIDDEN, _RF_LR, _RF_BATCH, _RF_GAMMA = 32, 0.02, 8, 0.99
+"""The behaviour cases' set-up: CategoricalPolicy(4, 2, 32), Adam(lr=0.02), batches of 8 episodes, gamma 0.99."""
+RF_LEVEL, RF_WINDOW, RF_BUDGET = 100.0, 20, 30_000
+"""Solved: the mean return of RF_WINDOW consecutive training episodes reaches RF_LEVEL within RF_BUDGET env steps.
+Measured on the reference (30 seeds): the median run needed 6,300 steps, 29 of 30 under 13,000, the slowest 28,300."""
+SOLVED = "solved"
+
+
+def train_reinforce(env, policy, optimizer, episodes: int, batch_size: int, gamma: float) -> list[float]:
+    """Reference: REINFORCE with reward-to-go and the batch-normalised return (Williams 1992; Sutton & Barto 2018,
+    Section 13.3), from the exercise's pieces: :func:`reward_to_go` and :func:`reinforce_loss` above.
+
+    Returns the undiscounted return of every episode. Raises FloatingPointError on a non-finite loss, before stepping.
+    """
+    from course_lib.rl import normalize
+
+    episode_returns = []
+    for _ in range(episodes // batch_size):
+        observations, actions, returns = [], [], []
+        for _ in range(batch_size):
+            obs, _ = env.reset()
+            rewards, done = [], False
+            while not done:
+                obs_t = torch.as_tensor(obs, dtype=torch.float32)  # (obs_dim,)
+                with torch.no_grad():
+                    action = int(torch.distributions.Categorical(logits=policy(obs_t)).sample())
+                obs, reward, terminated, truncated, _ = env.step(action)
+                observations.append(obs_t)
+                actions.append(action)
+                rewards.append(float(reward))
+                done = terminated or truncated
+            returns.append(reward_to_go(torch.tensor(rewards), gamma))  # (T_i,)
+            episode_returns.append(sum(rewards))
+        logits = policy(torch.stack(observations))  # (N, A)
+        logp = torch.distributions.Categorical(logits=logits).log_prob(torch.tensor(actions))  # (N,)
+        loss = reinforce_loss(logp, normalize(torch.cat(returns)))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the loss is {loss.item()}; no step taken")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return episode_returns
+
+
+class _Stop(BaseException):
+    """Raised by the watching env to end a behaviour run (BaseException: an `except Exception` does not swallow it)."""
+
+
+class _Watch:
+    """CartPole as the learner's function sees it, counting env steps and episode returns.
+
+    It stops the run (raises :class:`_Stop`) at the first reset after the mean return of the last ``window``
+    episodes reached ``level``, or at the step after the budget.
+    """
+
+    def __init__(self, env, level: float, window: int, budget: int):
+        self.env, self.level, self.window, self.budget = env, level, window, budget
+        self.observation_space, self.action_space = env.observation_space, env.action_space
+        self.steps, self.returns, self.current, self.started = 0, [], 0.0, False
+        self.solved_at, self.best = None, (float("-inf"), 0)
+
+    def reset(self, **kwargs):
+        if self.started:
+            self.returns.append(self.current)
+            if len(self.returns) >= self.window:
+                mean = float(np.mean(self.returns[-self.window:]))
+                self.best = max(self.best, (mean, self.steps))
+                if mean >= self.level:
+                    self.solved_at = self.steps
+                    raise _Stop()
+        self.started, self.current = True, 0.0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        if self.steps >= self.budget:
+            raise _Stop()
+        self.steps += 1
+        out = self.env.step(action)
+        self.current += float(out[1])
+        return out
+
+    def close(self):
+        pass  # the check closes CartPole when the run is over
+
+    def __getattr__(self, name):  # spec, unwrapped, np_random, ...: CartPole's own
+        return getattr(self.env, name)
+
+
+class _ProbeEnv:
+    """A tiny scripted env: 4-number observations, 2 actions, fixed episode lengths and ends, rewards that depend on
+    the action. It records every step, so the check can recompute the gradient the learner's loss should give."""
+
+    def __init__(self, seed: int, lengths, truncated_at=(), nan_at=None):
+        import gymnasium as gym
+
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.rng = np.random.default_rng(seed)
+        self.lengths, self.truncated_at, self.nan_at = list(lengths), set(truncated_at), nan_at
+        self.episodes = []  # one dict per episode: obs (T, 4), actions, rewards
+        self.open = False
+
+    def reset(self, seed=None, options=None):
+        if self.open:
+            raise RuntimeError("env.reset() was called in the middle of an episode: an episode ends only when "
+                               "env.step reports terminated or truncated")
+        if len(self.episodes) >= len(self.lengths):
+            raise RuntimeError(f"env.reset() was called for episode {len(self.episodes) + 1}, but the function was "
+                               f"asked for {len(self.lengths)} episodes")
+        self.open = True
+        self.episodes.append({"obs": [], "actions": [], "rewards": []})
+        self.obs = self.rng.normal(size=4).astype(np.float32)
+        return self.obs.copy(), {}
+
+    spec = None
+    metadata: dict = {}
+
+    @property
+    def unwrapped(self):
+        return self
+
+    def close(self):
+        pass
+
+    def step(self, action):
+        if not self.open:
+            raise RuntimeError("env.step() was called after the episode ended (terminated or truncated): call "
+                               "env.reset() first; an episode ends on either flag")
+        ep, i = self.episodes[-1], len(self.episodes) - 1
+        a = int(action)
+        if a not in (0, 1):
+            raise ValueError(f"env.step: expected an action 0 or 1 (an int), got {action!r}")
+        reward = 1.0 + 0.5 * a + float(self.rng.normal(scale=0.3))
+        if self.nan_at == (i, len(ep["rewards"])):
+            reward = float("nan")
+        ep["obs"].append(self.obs.copy())
+        ep["actions"].append(a)
+        ep["rewards"].append(reward)
+        self.obs = self.rng.normal(size=4).astype(np.float32)
+        end = len(ep["rewards"]) == self.lengths[i]
+        truncated = end and i in self.truncated_at
+        self.open = not end
+        return self.obs.copy(), reward, end and not truncated, truncated, {}
+
+
+class _Recorder(torch.optim.Optimizer):
+    """An optimiser that takes no step (lr 0) and records the gradients it was asked to step on."""
+
+    def __init__(self, params):
+        super().__init__(params, {})
+        self.grads, self.episodes_at_step = [], []
+        self.env = None
+
+    def step(self, closure=None):
+        params = [p for group in self.param_groups for p in group["params"]]
+        self.grads.append(torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()).reshape(-1)
+                                     for p in params]))
+        self.episodes_at_step.append(len(self.env.episodes) if self.env is not None else 0)
+
+
+def _probe_policy(seed: int) -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return CategoricalPolicy(4, 2, 8)
+
+
+def _batch_gradient(policy, episodes, gamma: float, variant: str) -> torch.Tensor:
+    """The gradient of the batch loss over ``episodes`` (recorded dicts), the right way or a named wrong way."""
+    from course_lib.rl import normalize
+
+    obs = torch.as_tensor(np.concatenate([np.array(e["obs"]) for e in episodes]))  # (N, 4)
+    actions = torch.tensor([a for e in episodes for a in e["actions"]])  # (N,)
+    rewards = [torch.tensor(e["rewards"]) for e in episodes]
+    if variant == "whole":
+        G = torch.cat([torch.full_like(r, float(reward_to_go(r, gamma)[0])) for r in rewards])
+    else:
+        G = torch.cat([reward_to_go(r, gamma) for r in rewards])  # (N,)
+    if variant == "per_episode":
+        A = torch.cat([normalize(reward_to_go(r, gamma)) if len(r) > 1 else torch.zeros_like(r) for r in rewards])
+    elif variant == "raw":
+        A = G
+    else:
+        A = normalize(G)
+    logp = torch.distributions.Categorical(logits=policy(obs)).log_prob(actions)  # (N,)
+    loss = -(logp * A).sum() if variant == "sum" else -(logp * A).mean()
+    if variant == "ascent":
+        loss = -loss
+    grads = torch.autograd.grad(loss, list(policy.parameters()))
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+_GRADIENT_DIAGNOSES = {
+    "whole": "you weighted every step by its episode's whole return G_0: use the reward-to-go from each step "
+             "(your reward_to_go, one episode at a time)",
+    "raw": "you used the raw reward-to-go: normalise the returns over the whole batch first (mean 0, std 1, "
+           "course_lib.rl.normalize)",
+    "per_episode": "you normalised each episode's returns on their own: normalise once, over all the batch's steps",
+    "sum": "your gradient is N times too large: average over the batch's N steps (reinforce_loss does), do not sum",
+    "ascent": "your gradient has the wrong sign: the optimiser minimises, so step on reinforce_loss as it is",
+}
+
+
+def _probe_gradients(fn: Callable) -> str:
+    """Run ``fn`` on the scripted env with a recording optimiser; describe the first departure from the spec."""
+    lengths, B = [3, 6, 2, 5, 4, 7], 2
+    env = _ProbeEnv(31, lengths, truncated_at=(1, 4))
+    policy = _probe_policy(31)
+    recorder = _Recorder(policy.parameters())
+    recorder.env = env
+    before = [p.detach().clone() for p in policy.parameters()]
+    torch.manual_seed(31)
+    returned = fn(env, policy, recorder, len(lengths), B, 0.9)
+    if any(not torch.equal(a, p) for a, p in zip(before, policy.parameters())):
+        return "the policy's parameters changed outside optimizer.step(): change them only through the optimiser"
+    if len(env.episodes) != len(lengths):
+        return f"your function played {len(env.episodes)} episodes, expected {len(lengths)} (the `episodes` argument)"
+    if len(recorder.grads) != len(lengths) // B:
+        return (f"your function took {len(recorder.grads)} optimiser steps for {len(lengths)} episodes in batches of "
+                f"{B}, expected {len(lengths) // B}: one step per batch, after its {B} episodes")
+    for k, (grad, seen) in enumerate(zip(recorder.grads, recorder.episodes_at_step)):
+        if seen != (k + 1) * B:
+            return (f"optimiser step {k + 1} came after {seen} episodes, expected after {(k + 1) * B}: collect a whole "
+                    f"batch of {B} episodes, then step once")
+        batch = env.episodes[k * B:(k + 1) * B]
+        right = _batch_gradient(policy, batch, 0.9, "right")
+        if torch.allclose(grad, right, rtol=1e-4, atol=1e-6):
+            continue
+        if k > 0 and torch.allclose(grad, recorder.grads[k - 1] + right, rtol=1e-4, atol=1e-6):
+            return (f"at optimiser step {k + 1} the gradient still holds the previous batch's: zero the gradients "
+                    "before each backward pass (optimizer.zero_grad())")
+        for variant, why in _GRADIENT_DIAGNOSES.items():
+            if torch.allclose(grad, _batch_gradient(policy, batch, 0.9, variant), rtol=1e-4, atol=1e-6):
+                return f"the gradient of optimiser step {k + 1} is not REINFORCE's: {why}"
+        return (f"the gradient of optimiser step {k + 1} is not that of reinforce_loss(logp, normalize(G)) over the "
+                f"batch's {sum(len(e['actions']) for e in batch)} steps (G: each episode's reward-to-go; logp: "
+                "log pi(a_t | s_t) of the actions taken, under the current policy, with its graph)")
+    expected = [float(sum(e["rewards"])) for e in env.episodes]
+    if not isinstance(returned, list) or len(returned) != len(expected):
+        return (f"your function returned {type(returned).__name__}"
+                + (f" of {len(returned)} items" if hasattr(returned, "__len__") else "")
+                + f"; expected a list of {len(expected)} floats, the return of each episode")
+    if not np.allclose([float(x) for x in returned], expected, rtol=1e-5, atol=1e-5):
+        return "the returned list is not the undiscounted return (sum of rewards) of each episode, in order"
+    return "ok"
+
+
+def _probe_nan(fn: Callable) -> str:
+    """A NaN reward in the second batch: the function must raise FloatingPointError before stepping on it."""
+    lengths = [3, 4, 2, 5]
+    env = _ProbeEnv(32, lengths, nan_at=(3, 1))
+    policy = _probe_policy(32)
+    recorder = _Recorder(policy.parameters())
+    recorder.env = env
+    torch.manual_seed(32)
+    try:
+        fn(env, policy, recorder, len(lengths), 2, 0.9)
+    except NotImplementedError:
+        raise  # the stub: the check says "not implemented yet"
+    except FloatingPointError:
+        if len(recorder.grads) != 1:
+            return (f"FloatingPointError raised after {len(recorder.grads)} optimiser steps, expected after 1: the "
+                    "first batch is fine; raise when the second batch's loss is not finite, before its step")
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - any other exception is the wrong one
+        return (f"a NaN reward made your function raise {type(exc).__name__} ({exc}), expected FloatingPointError: "
+                "check the loss with torch.isfinite before the backward pass and raise FloatingPointError")
+    return ("a NaN reward reached the loss and your function went on (it stepped on a NaN gradient): check the loss "
+            "with torch.isfinite and raise FloatingPointError before optimizer.step()")
+
+
+def _run_cartpole(fn: Callable, seed: int) -> str:
+    """Train a fresh policy with ``fn`` on CartPole-v1 (seeded); "solved" or what happened instead."""
+    import gymnasium as gym
+
+    from course_lib.utils import set_seed
+
+    set_seed(seed)
+    env = _Watch(gym.make("CartPole-v1"), RF_LEVEL, RF_WINDOW, RF_BUDGET)
+    env.env.reset(seed=seed)
+    env.action_space.seed(seed)
+    policy = CategoricalPolicy(4, 2, _RF_HIDDEN)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=_RF_LR)
+    try:
+        fn(env, policy, optimizer, 100_000 // _RF_BATCH * _RF_BATCH, _RF_BATCH, _RF_GAMMA)
+    except _Stop:
+        pass
+    finally:
+        env.env.close()
+    if env.solved_at is not None:
+        return SOLVED
+    best, at = env.best
+    if env.steps < env.budget:
+        return (f"your function returned after {len(env.returns)} episodes and {env.steps:,} env steps, before the "
+                f"run was solved or out of budget: play the `episodes` it is given")
+    best_text = f"its best mean of {RF_WINDOW} episodes was {best:.1f} (at {at:,} steps)" if at else "no episodes ended"
+    return (f"not solved: the mean return of {RF_WINDOW} consecutive episodes never reached {RF_LEVEL:.0f} within "
+            f"{RF_BUDGET:,} env steps; {best_text}. The reference needs about 6,000. If the probe cases pass, try "
+            "the run again with another seed: REINFORCE is noisy")
+
+
+def _train_reinforce_runner(fn: Callable) -> Callable:
+    """The ``adapt`` of ``train_reinforce``: ``run(probe, seed)`` -> "ok"/"solved", or what went wrong."""
+
+    def run(probe: str, seed: int = 0) -> str:
+        if probe == "gradients":
+            return _probe_gradients(fn)
+        if probe == "nan":
+            return _probe_nan(fn)
+        if probe == "cartpole":
+            # The reference solves every seed of the cases (tests/test_checks_lesson06.py runs it on each, a second
+            # or two apiece): its verdict is known, so a check does not train it again next to the learner's run.
+            return SOLVED if fn is train_reinforce else _run_cartpole(fn, seed)
+        raise ValueError(f"probe: expected 'gradients', 'nan' or 'cartpole', got {probe!r}")
+
+    return run
+
+
+def _compare_verdicts(expected, got) -> str | None:
+    if isinstance(got, str) and got == expected:
+        return None
+    return got if isinstance(got, str) else f"result: expected {expected!r}, got {got!r}"
+
+
+_RF_GRADIENT_HINT = ("one batch = `batch_size` whole episodes; then ONE optimiser step on your reinforce_loss of all "
+                     "the batch's steps, with each episode's reward-to-go normalised over the whole batch as the "
+                     "advantages. The message names which part of that differs.")
+_RF_SOLVE_HINT = ("if the two probe cases pass, the pieces are right and this is REINFORCE's noise or a slow loop: "
+                  "sample the actions (do not take the argmax), keep the optimiser you are given, and do not add "
+                  "tricks (entropy, clipping). A run the budget cuts off says how far it got.")
+
+
+@functools.lru_cache(maxsize=1)
+def _load_what_the_runs_need() -> None:
+    """Import now what the runs import lazily: the grader builds the cases before it drops its privileges, and after
+    that the interpreter's own modules may be unreadable. Constructing a torch optimiser imports torch._dynamo (and
+    cProfile with it) on first use; CartPole's module loads at its first gym.make."""
+    import gymnasium as gym
+
+    import course_lib.rl  # noqa: F401  (normalize)
+    import course_lib.utils  # noqa: F401  (set_seed)
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.0).step()
+    gym.make("CartPole-v1").close()
+
+
+def train_reinforce_cases() -> list[Case]:
+    """The notebook's cases: the spec on scripted episodes, then CartPole on two seeds."""
+    _load_what_the_runs_need()
+    return [
+        Case(("gradients", 0), {}, "the spec on 6 scripted episodes in batches of 2 (two of them truncated)",
+             _RF_GRADIENT_HINT),
+        Case(("nan", 0), {}, "a NaN reward in the second batch: FloatingPointError before its step",
+             "check the batch's loss before back-propagating it; a NaN anywhere in the returns makes it NaN, and one "
+             "step on a NaN gradient ruins every parameter."),
+        Case(("cartpole", 1), {}, f"CartPole-v1, seed 1: a mean of {RF_LEVEL:.0f} over {RF_WINDOW} episodes within "
+             f"{RF_BUDGET:,} env steps", _RF_SOLVE_HINT),
+        Case(("cartpole", 8), {}, "CartPole-v1, seed 8: the same target", _RF_SOLVE_HINT),
+    ]
+
+
+def train_reinforce_hidden_cases() -> list[Case]:
+    """Grader-only cases: CartPole on other seeds."""
+    _load_what_the_runs_need()
+    return [
+        Case(("cartpole", 17), {}, "CartPole-v1, seed 17", _RF_SOLVE_HINT),
+        Case(("cartpole", 21), {}, "CartPole-v1, seed 21", _RF_SOLVE_HINT),
+    ]
+
+
+def check_train_reinforce(fn) -> CheckResult:
+    """Check a student's ``train_reinforce(env, policy, optimizer, episodes, batch_size, gamma) -> list``."""
+    __tracebackhide__ = True
+    return EXERCISES["train_reinforce"].check(fn)
+
+
+
 EXERCISES = {
     "reward_to_go": Exercise("reward_to_go", reward_to_go, reward_to_go_cases, reward_to_go_hidden_cases,
                              rtol=_RTG_RTOL, atol=_RTG_ATOL, comparer=_compare_same_dtype),
@@ -315,4 +845,24 @@ EXERCISES = {
                                rtol=1e-4, atol=1e-6),
     "gradient_variance": Exercise("gradient_variance", gradient_variance, gradient_variance_cases,
                                   gradient_variance_hidden_cases, adapt=_returns_float, rtol=1e-4, atol=1e-6),
+    "reinforce_weights_bug": Exercise("reinforce_weights_bug", reinforce_weights_bug, _weights_bug_case, list,
+                                      kind="answer",
+                                      comparer=functools.partial(compare_answers, feedback=WEIGHTS_BUG_FEEDBACK),
+                                      explanation="rewards that came before step t cannot depend on the action "
+                                                  "a_t, and grad log pi(a_t | s_t) has mean 0 under the policy, so "
+                                                  "their terms average to 0: the estimate stays unbiased. But they "
+                                                  "still change from episode to episode and multiply every step's "
+                                                  "gradient, so they add pure noise, as does the part of the return "
+                                                  "that every action shares. Reward-to-go drops the first, a baseline "
+                                                  "subtracts the second; both leave the expected gradient as it is "
+                                                  "and shrink its variance, which is why REINFORCE learns faster from "
+                                                  "the same samples with them."),
+    "reinforce_weights": Exercise("reinforce_weights", reinforce_weights, reinforce_weights_cases,
+                                  reinforce_weights_hidden_cases, rtol=1e-4, atol=1e-5),
+    "train_reinforce": Exercise("train_reinforce", train_reinforce, train_reinforce_cases,
+                                train_reinforce_hidden_cases, adapt=_train_reinforce_runner,
+                                comparer=_compare_verdicts),
 }
+
+BUILDS = ("train_reinforce", "reinforce")
+"""Whole-algorithm builds: the lesson must not print the source of the library's REINFORCE loop."""

@@ -1,4 +1,5 @@
-"""Checks for lesson 7's exercises: GAE with explicit episode ends, PPO's clipped policy loss, the value loss.
+"""Checks for lesson 7's exercises: GAE with explicit episode ends, PPO's clipped policy loss, the value loss, and
+a prediction (``ppo_lr_prediction``: which learning rate makes PPO collapse) graded before its experiment runs.
 
 The references are thin wrappers around :mod:`course_lib.rl` (the functions
 the library's PPO calls). Both losses are checked on their value *and* on
@@ -14,13 +15,39 @@ Rollout tensors are (N, T): N envs (rows), T steps, time on the last axis.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
 
-from course_lib.checks.core import Case, CheckResult, Exercise
+from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
 from course_lib.checks.tensors import generator
 from course_lib.rl import clipped_surrogate, gae, value_loss
+
+HINTS = {
+    "gae_advantages": (
+        "Pass 1, no loop: the (N, T) TD errors, each step's reward plus gamma times next_values, minus values, with "
+        "the gamma term switched off (multiplied by 0) where terminated. Pass 2, a loop over t from T - 1 down to 0, "
+        "all N rows at once: keep one (N,) running advantage, starting at 0; at each t it becomes delta[:, t] plus "
+        "gamma * lam times its old value, with that carried part switched off where the episode ended at t "
+        "(terminated OR truncated). Write it into column t. Returns = advantages + values. Worked example, one row, "
+        "gamma 0.5, lam 1, rewards 1, values 0, next_values (0, 0, 0, 10), no episode end: deltas (1, 1, 1, 6), "
+        "advantages (1 + 0.5 * 2.75, 1 + 0.5 * 3.5, 1 + 0.5 * 6, 6) = (2.375, 2.75, 4, 6). With terminated at the "
+        "last step, delta[3] = 1 (no bootstrap) and the row is (1.875, 1.75, 1.5, 1); with truncated there instead, "
+        "the same numbers as without an end (the bootstrap stays, and nothing comes after the row)."),
+    "ppo_clip_loss": (
+        "The ratio is new probability over old: exp of (logp minus old_logp), new first. Two candidate objectives "
+        "per sample: ratio times A, and the ratio clamped between 1 - eps and 1 + eps, times A. Keep the elementwise "
+        "smaller one (the pessimistic bound), average over every entry, negate. Worked example, eps 0.2: ratio 1.5 "
+        "and A = 1 give min(1.5, 1.2) = 1.2 (flat: gradient 0); ratio 0.5 and A = 1 give min(0.5, 0.8) = 0.5 "
+        "(unclipped, gradient not 0); ratio 0.5 and A = -1 give min(-0.5, -0.8) = -0.8 (flat). The loss of these "
+        "three is -(1.2 + 0.5 - 0.8) / 3 = -0.3."),
+    "value_loss_fn": (
+        "Square the differences between predictions and targets entry by entry, average over every entry (no dim), "
+        "and halve. Worked example: values (1, 2), returns (0, 4): squared errors 1 and 4, mean 2.5, loss 1.25; the "
+        "gradient w.r.t. values is (V - R) / n = (0.5, -1)."),
+}
+
 
 # ---- references ----------------------------------------------------------------------------
 
@@ -196,8 +223,9 @@ def _clip_mixed(seed: int, shape: tuple[int, ...], clip_eps: float, spread: floa
     return logp, old_logp, advantages, clip_eps
 
 
-_CLIP_RULE = ("loss = -mean(min(ratio * A, clip(ratio, 1 - clip_eps, 1 + clip_eps) * A)) with "
-              "ratio = exp(logp - old_logp), over every entry; its gradient flows through logp.")
+_CLIP_RULE = ("the loss is minus the mean, over every entry, of the smaller of two terms: the ratio times A, and "
+              "the ratio clamped between 1 - clip_eps and 1 + clip_eps, times A; the ratio is new over old probability, "
+              "from the log-probabilities. The gradient flows through logp.")
 
 
 def ppo_clip_loss_cases() -> list[Case]:
@@ -212,26 +240,25 @@ def ppo_clip_loss_cases() -> list[Case]:
              "inside the clip range nothing is clipped: loss = -mean(ratio * A) with ratio = exp(logp - old_logp), "
              "new over old. Clip the ratio, never the advantages."),
         Case(_clip_args(22, (8,), (0.3, 0.8), (0.5, 2.0)), {}, "A > 0 and ratio above 1 + eps: the clip is active",
-             "for A > 0, min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) = (1 + eps) * A once ratio > 1 + eps: "
-             "the objective goes flat and its gradient w.r.t. logp is 0. Take the min, not the max, and clip the "
-             "ratio (not the advantage)."),
+             "for A > 0, once the ratio is above 1 + eps the smaller of the two terms is the clipped one, (1 + eps) "
+             "times A: the objective goes flat and its gradient w.r.t. logp is 0. Take the min, not the max, and "
+             "clip the ratio (not the advantage)."),
         Case(_clip_args(23, (8,), (-0.8, -0.3), (0.5, 2.0), sign=-1.0), {},
              "A < 0 and ratio below 1 - eps: the clip is active",
-             "for A < 0, min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) = (1 - eps) * A once ratio < 1 - eps: "
-             "flat, with gradient 0. Take the min, not the max, and clip the ratio to [1 - eps, 1 + eps]."),
+             "for A < 0, once the ratio is below 1 - eps the smaller term is the clipped one, (1 - eps) times A: "
+             "flat, with gradient 0. Take the min, not the max, and clip the ratio (between 1 - eps and 1 + eps)."),
         Case(_clip_args(24, (8,), (-0.8, -0.3), (0.5, 2.0)), {},
              "A > 0 but ratio below 1 - eps: the min keeps the unclipped ratio * A",
              "the clip removes only the incentive to move further in the advantage's direction. When the ratio "
-             "moved the other way, min(ratio * A, clip(ratio) * A) = ratio * A (the pessimistic bound) and its "
-             "gradient is not 0: keep the min, do not return clip(ratio) * A alone."),
+             "moved the other way, the smaller term is the unclipped ratio times A (the pessimistic bound) and its "
+             "gradient is not 0: keep the min, do not return the clipped term alone."),
         Case(_clip_args(25, (8,), (0.3, 0.8), (0.5, 2.0), sign=-1.0), {},
              "A < 0 but ratio above 1 + eps: the min keeps the unclipped ratio * A",
              "when the ratio moved against the advantage the min picks ratio * A, unclipped, so the gradient pulls "
-             "the probability back: min(ratio * A, clip(ratio) * A), not clip(ratio) * A alone."),
+             "the probability back: the min of both terms, not the clipped term alone."),
         Case(_clip_mixed(26, (4, 16), 0.2), {}, "a (B, T) batch as in training, clip_eps 0.2", _CLIP_RULE),
         Case(_clip_mixed(27, (64,), 0.1), {}, "a flat batch with clip_eps 0.1",
-             "-mean(min(ratio * A, clip(ratio, 1 - clip_eps, 1 + clip_eps) * A)) as before, with clip_eps = 0.1 here: "
-             "use the clip_eps you are given, not a fixed 0.2."),
+             "the same loss as before, with clip_eps = 0.1 here: use the clip_eps you are given, not a fixed 0.2."),
     ]
 
 
@@ -309,6 +336,40 @@ def check_value_loss_fn(fn) -> CheckResult:
     return EXERCISES["value_loss_fn"].check(fn)
 
 
+# ---- predict, then run: which learning rate makes PPO collapse? ------------------------------------
+
+LR_OPTIONS = {
+    "A": "neither: the clip keeps every update inside the trust region, whatever the learning rate",
+    "B": "only the run with learning rate 0.3",
+    "C": "only the run with learning rate 0.003",
+    "D": "both",
+}
+LR_FEEDBACK = {
+    "a": "the clip acts per sample, and only once that sample's ratio has left the range: in the first minibatch of "
+         "every update all ratios are exactly 1, so nothing limits how far that one optimiser step moves the "
+         "weights. Think about the size of that first step.",
+    "c": "0.003 is the learning rate of the preset that solved CartPole in lesson 7; a small step learns slowly, "
+         "it does not wreck the policy.",
+    "d": "one of the two is the learning rate of the preset that solved CartPole in lesson 7.",
+}
+
+
+def ppo_lr_prediction() -> str:
+    """Reference: the letter of the run that collapses (the policy turns deterministic, greedy return near 10)."""
+    return "B"
+
+
+def _lr_case() -> list[Case]:
+    return [Case((), {}, "your prediction", "what limits the size of PPO's very first step in an update, when every "
+                 "ratio is 1? Then compare one Adam step of each size with the scale of the weights.")]
+
+
+def check_ppo_lr_prediction(answer) -> CheckResult:
+    """Check the learner's prediction (a letter) before the learning-rate experiment runs."""
+    __tracebackhide__ = True
+    return EXERCISES["ppo_lr_prediction"].check(answer)
+
+
 EXERCISES = {
     "gae_advantages": Exercise("gae_advantages", gae_advantages, gae_advantages_cases, gae_advantages_hidden_cases,
                                names=("advantages", "returns"), rtol=1e-4, atol=1e-5),
@@ -318,4 +379,16 @@ EXERCISES = {
     "value_loss_fn": Exercise("value_loss_fn", value_loss_fn, value_loss_fn_cases, value_loss_fn_hidden_cases,
                               adapt=_with_grad("value_loss_fn", "values"), names=("loss", "d loss / d values"),
                               rtol=1e-4, atol=1e-6),
+    "ppo_lr_prediction": Exercise("ppo_lr_prediction", ppo_lr_prediction, _lr_case, list, kind="answer",
+                                  comparer=functools.partial(compare_answers, feedback=LR_FEEDBACK),
+                                  explanation="the clip removes a sample's gradient only after its ratio has left "
+                                              "1 +- epsilon, and in the first minibatch of every update all ratios "
+                                              "are exactly 1, so that step is a plain policy-gradient step whose size "
+                                              "only the learning rate sets. At 0.3 one Adam step moves every weight by "
+                                              "about 0.3: the run shows the entropy near 0 within two updates, an "
+                                              "approx KL of several nats and a greedy return near 10, and a "
+                                              "deterministic policy no longer explores, so it cannot recover (at "
+                                              "0.003 the entropy falls slowly and the return climbs). "
+                                              "The clip bounds the incentive to move, not the step: the step's size "
+                                              "is the learning rate's job (and target_kl's)."),
 }

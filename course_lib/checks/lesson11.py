@@ -1,4 +1,4 @@
-"""Checks for lesson 11's exercises: whitened advantages, the k1 and k3 KL estimates, an adaptive KL coefficient.
+"""Checks for lesson 11's exercises: three pieces of the RLHF loop, two spot-the-bugs, one whole step, a prediction.
 
 Three small pieces of the RLHF loop that lessons 7 to 9 did not write yet:
 
@@ -9,6 +9,14 @@ Three small pieces of the RLHF loop that lessons 7 to 9 did not write yet:
   (:func:`course_lib.rl.kl_k1`, :func:`course_lib.rl.kl_k3`);
 * ``adaptive_kl_coef``: the proportional controller of Ziegler et al. (2019, Section 2.2) that moves
   beta towards a target KL; the course's ``rlhf_ppo`` keeps beta fixed, so this is the "one line away".
+* spot the bug (``kl_anchor_bug``, then the fix ``kl_penalty_rewards``): a KL penalty taken against the
+  policy that sampled the batch instead of the frozen reference;
+* spot the bug (``update_bug``, then the fix ``rlhf_policy_loss``): an update with no clip and no baseline;
+* the build ``rlhf_ppo_step``: one RLHF-PPO step composed from the pieces (mask from EOS, KL-shaped rewards,
+  GAE, the clipped update), checked by behaviour on :class:`TinyPolicy`'s tiny task (:func:`tiny_rlhf_run`);
+* predict, then run (``beta_prediction``): beta 0.03 against 0.3 on the tiny task.
+
+Stronger hints: ``HINTS`` (``hint(name, 2)``).
 
 Shapes: B responses, R response tokens, right-padded after each response's last token, as
 :func:`course_lib.llm.rollout.sample_responses` lays them out (mask True up to and including the EOS).
@@ -16,11 +24,17 @@ Shapes: B responses, R response tokens, right-padded after each response's last 
 
 from __future__ import annotations
 
-import torch
+import copy
+import functools
 
-from course_lib.checks.core import Case, CheckResult, Exercise
+import torch
+from torch import nn
+
+from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
 from course_lib.checks.tensors import cloned, generator
-from course_lib.rl import kl_k1, kl_k3, masked_sum, masked_whiten
+from course_lib.llm.rollout import token_rewards
+from course_lib.llm.tokens import last_token_index, response_mask_from
+from course_lib.rl import clipped_surrogate, gae, kl_k1, kl_k3, masked_sum, masked_whiten, token_logprobs, value_loss
 
 # ---- references ----------------------------------------------------------------------------
 
@@ -121,8 +135,8 @@ def whiten_cases() -> list[Case]:
              "the mean and the variance are taken over the real tokens only (mask True): the zeros on padding are "
              "not advantages, and counting them pulls the mean towards 0. Padding positions must come out 0."),
         Case(_advantages(33, [5, 3], padding=7.5), {}, "padding that holds a meaningless number",
-             "outside the mask the input can hold anything; select with the mask (advantages[mask], or "
-             "torch.where) for the statistics, and put 0 on padding in the result."),
+             "outside the mask the input can hold anything: take the statistics over the entries the mask selects, "
+             "and put 0 on padding in the result (not whatever the input held there)."),
         Case(_advantages(34, [8, 3, 5, 7, 2, 6, 4, 5]), {}, "a batch of 8 as rlhf_ppo whitens it", _WHITEN_RULE),
     ]
 
@@ -145,8 +159,8 @@ def check_whiten(fn) -> CheckResult:
 
 # ---- kl_estimates --------------------------------------------------------------------------
 
-_KL_RULE = ("with r = ref_logp - logp on the response tokens: k1[b] = sum of -r, k3[b] = sum of (exp(r) - 1) - r, "
-            "both over the tokens where mask[b] is True; return (k1, k3), each of shape (B,).")
+_KL_RULE = ("with r the log-ratio reference minus policy on each response token: k1 of a reply is the sum of -r, "
+            "k3 the sum of (exp(r) - 1) - r, both over its tokens where the mask is True; a pair of (B,) tensors.")
 
 
 def kl_estimates_cases() -> list[Case]:
@@ -156,15 +170,15 @@ def kl_estimates_cases() -> list[Case]:
              "when logp == ref_logp every log-ratio is 0, so k1 and k3 are zeros of shape (B,): one number per "
              "response. Return a tuple (k1, k3)."),
         Case(_logps(41, [6]), {}, "one response, no padding",
-             "k1 is the sum over the response of log pi - log pi_ref (policy minus reference). For k3 take "
-             "r = log pi_ref - log pi (reference minus policy: the samples come from the policy) and sum "
-             "(exp(r) - 1) - r, best written torch.expm1(r) - r. Sums over the tokens, not means."),
+             "k1 is the sum over the response of log pi - log pi_ref (policy minus reference). For k3 the "
+             "log-ratio r goes the other way, reference minus policy (the samples come from the policy), and each "
+             "token adds e^r - 1 - r. Sums over the tokens, not means."),
         Case(_logps(42, [5, 2, 4], drift=1.0), {}, "responses of different lengths, padding after EOS",
              "only the response tokens count (mask True); the padding after a response that ended early holds "
              "log-probs too. Sum over the token axis (dim=-1), one number per response."),
         Case(_logps(43, [3, 5], padding="-inf"), {}, "padding whose log-probs are -inf in both",
-             "outside the mask, -inf - (-inf) is nan, and nan * 0 is nan: select with torch.where(mask, ..., 0) "
-             "before summing instead of multiplying by the mask."),
+             "outside the mask, -inf - (-inf) is nan, and nan * 0 is nan: choose 0 on padding before the "
+             "arithmetic and the sums, instead of multiplying by the mask afterwards."),
         Case(_logps(44, [8, 3, 5, 7, 2, 6, 4, 5], drift=1.5), {}, "a batch of 8 after much drift", _KL_RULE),
     ]
 
@@ -186,7 +200,8 @@ def check_kl_estimates(fn) -> CheckResult:
 
 # ---- adaptive_kl_coef ----------------------------------------------------------------------
 
-_CONTROLLER_RULE = ("e = clip(kl / target - 1, -0.2, 0.2); return beta * (1 + e * n_steps / horizon) as a float.")
+_CONTROLLER_RULE = ("the error is the KL relative to the target (their ratio, minus one), clipped to [-0.2, 0.2]; "
+                    "beta is multiplied by one plus the error times the share n_steps / horizon; a Python float.")
 
 
 def adaptive_kl_coef_cases() -> list[Case]:
@@ -222,10 +237,491 @@ def check_adaptive_kl_coef(fn) -> CheckResult:
     return EXERCISES["adaptive_kl_coef"].check(fn)
 
 
+# ---- the tiny task of the build (rlhf_ppo_step) --------------------------------------------------
+
+TINY_V, TINY_R, TINY_EOS, TINY_GOOD = 6, 6, 1, 3
+"""The tiny task: a vocabulary of 6 tokens, replies of at most 6 tokens, EOS = 1; the reward model likes token 3."""
+
+
+class TinyAdam:
+    """Adam (Kingma & Ba 2015) for the tiny tasks, with torch.optim's interface: ``zero_grad()``, ``step()``.
+
+    torch.optim's optimisers import ``torch._dynamo`` when they are built, which the grader's sandbox cannot load
+    once it has dropped its privileges; this one needs nothing beyond torch's tensors.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8):
+        self.params = [p for p in params]
+        self.lr, (self.beta1, self.beta2), self.eps, self.t = lr, betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.param_groups = [{"params": self.params, "lr": lr}]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            m.mul_(self.beta1).add_(p.grad, alpha=1 - self.beta1)
+            v.mul_(self.beta2).addcmul_(p.grad, p.grad, value=1 - self.beta2)
+            m_hat = m / (1 - self.beta1 ** self.t)
+            v_hat = v / (1 - self.beta2 ** self.t)
+            p.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
+
+
+class TinyPolicy(nn.Module):
+    """A tiny autoregressive policy with a value head, for checking a whole RLHF step in milliseconds.
+
+    ``policy(response_ids)`` with (B, R) int64 reply tokens returns ``(logits, values)``: (B, R, V) and (B, R).
+    ``logits[:, t]`` are the policy's scores for reply token t given the tokens before it (the next-token shift
+    is already done, as :func:`course_lib.llm.rollout.response_outputs` does it), ``values[:, t]`` is V(s_t),
+    the value of the state before token t. Token t's state is its position and the token before it.
+    """
+
+    def __init__(self, seed: int = 0, V: int = TINY_V, R: int = TINY_R, hidden: int = 16):
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.embed = nn.Embedding(V + 1, hidden)  # id V is "no token yet" (before the first)
+            self.position = nn.Embedding(R, hidden)
+            self.head = nn.Linear(hidden, V)
+            self.value_head = nn.Linear(hidden, 1)
+        self.V = V
+
+    def forward(self, response_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, R = response_ids.shape
+        before = torch.cat([torch.full((B, 1), self.V, dtype=torch.long), response_ids[:, :-1]], dim=1)  # (B, R)
+        h = torch.tanh(self.embed(before) + self.position(torch.arange(R))[None])  # (B, R, H)
+        return self.head(h), self.value_head(h).squeeze(-1)
+
+
+@torch.no_grad()
+def tiny_sample(policy: TinyPolicy, B: int, g: torch.Generator, R: int = TINY_R) -> torch.Tensor:
+    """(B, R) replies sampled from ``policy`` token by token; after a reply's first EOS the sampler writes EOS
+    (SmolLM2's pad id is its EOS id)."""
+    ids = torch.full((B, R), TINY_EOS, dtype=torch.long)
+    done = torch.zeros(B, dtype=torch.bool)
+    for t in range(R):
+        logits, _ = policy(ids)
+        token = torch.multinomial(torch.softmax(logits[:, t], dim=-1), 1, generator=g).squeeze(1)  # (B,)
+        ids[:, t] = torch.where(done, torch.full_like(token, TINY_EOS), token)
+        done = done | (token == TINY_EOS)
+    return ids
+
+
+def tiny_scores(response_ids: torch.Tensor) -> torch.Tensor:
+    """(B, R) replies -> (B,) the tiny reward model's score: the share of the R positions that hold token 3
+    before the reply's EOS (a reply that stops early scores less)."""
+    real = response_mask_from(response_ids, TINY_EOS)  # (B, R)
+    return ((response_ids == TINY_GOOD) & real).float().mean(dim=1)
+
+
+@torch.no_grad()
+def tiny_kl(policy: TinyPolicy, reference: TinyPolicy, response_ids: torch.Tensor) -> torch.Tensor:
+    """(B,) exact per-token KL(pi || pi_ref) of the next-token distributions, summed over each reply's real
+    tokens (a low-variance measure of how far the policy drifted)."""
+    mask = response_mask_from(response_ids, TINY_EOS)
+    logp = torch.log_softmax(policy(response_ids)[0], dim=-1)
+    ref = torch.log_softmax(reference(response_ids)[0], dim=-1)
+    per_token = (logp.exp() * (logp - ref)).sum(-1)  # (B, R)
+    return torch.where(mask, per_token, torch.zeros_like(per_token)).sum(-1)
+
+
+def tiny_rlhf_run(step_fn, seed: int = 0, steps: int = 30, beta: float = 0.05, batch: int = 16,
+                  learning_rate: float = 0.05, moved: bool = False, **step_kwargs) -> dict:
+    """RLHF on the tiny task with ``step_fn`` (a function like :func:`rlhf_ppo_step`) as its step.
+
+    The reference is a frozen copy of the starting policy. ``moved``: start the policy a little away from the
+    reference (so the first step's KL is not 0). Returns a dict of lists per step: ``score`` (mean score of the
+    step's samples), ``kl`` (mean exact KL to the reference on them), and the first step's ``first`` output.
+    """
+    reference = TinyPolicy(seed)
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    policy = copy.deepcopy(reference)
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    if moved:
+        with torch.no_grad():
+            g0 = generator(1000 + seed)
+            for p in policy.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=g0))
+    optimizer = TinyAdam(policy.parameters(), lr=learning_rate)
+    g = generator(seed)
+    out = {"score": [], "kl": [], "first": None}
+    for step in range(steps):
+        ids = tiny_sample(policy, batch, g)
+        scores = tiny_scores(ids)
+        out["score"].append(float(scores.mean()))
+        out["kl"].append(float(tiny_kl(policy, reference, ids).mean()))
+        result = step_fn(policy, reference, optimizer, ids.clone(), scores.clone(), TINY_EOS, beta, **step_kwargs)
+        if step == 0:
+            out["first"] = result
+    return out
+
+
+def rlhf_ppo_step(policy, reference, optimizer, response_ids: torch.Tensor, scores: torch.Tensor, eos_id: int,
+                  beta: float, gamma: float = 1.0, lam: float = 0.95, clip_eps: float = 0.2, vf_coef: float = 0.5,
+                  epochs: int = 4) -> tuple:
+    """Reference: one RLHF-PPO step on a batch of sampled replies, from the library's pieces.
+
+    Returns ``(mask, rewards, advantages, losses)``: (B, R) bool, (B, R), (B, R) whitened, and a list of
+    ``epochs`` floats (the loss of each epoch, before its optimiser step).
+    """
+    mask = response_mask_from(response_ids, eos_id)  # (B, R)
+    with torch.no_grad():
+        logits, old_values = policy(response_ids)
+        old_logp = token_logprobs(logits, response_ids)  # (B, R)
+        ref_logp = token_logprobs(reference(response_ids)[0], response_ids)  # (B, R)
+    rewards, _ = token_rewards(scores, old_logp, ref_logp, mask, beta)  # (B, R)
+    last = torch.zeros_like(mask)
+    last[torch.arange(mask.shape[0]), last_token_index(mask)] = True  # (B, R)
+    next_values = torch.cat([old_values[:, 1:], torch.zeros_like(old_values[:, :1])], dim=1)
+    advantages, returns = gae(rewards, old_values, next_values, last, gamma=gamma, lam=lam, mask=mask)
+    advantages = masked_whiten(advantages, mask)
+    losses = []
+    for _ in range(epochs):
+        logits, values = policy(response_ids)
+        logp = token_logprobs(logits, response_ids)
+        pg, _ = clipped_surrogate(logp, old_logp, advantages, clip_eps, mask=mask)
+        vl, _ = value_loss(values, returns, mask=mask)
+        loss = pg + vf_coef * vl
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return mask, rewards, advantages, losses
+
+
+def _rlhf_behaviour(fn):
+    """Wrap a step function: a short RLHF run on the tiny task; its first step's outputs and two behaviours."""
+
+    def run(seed: int, beta: float = 0.05, moved: bool = False, steps: int = 25, **step_kwargs) -> tuple:
+        out = tiny_rlhf_run(fn, seed=seed, steps=steps, beta=beta, moved=moved, **step_kwargs)
+        if not isinstance(out["first"], tuple) or len(out["first"]) != 4:
+            raise TypeError(f"expected a tuple (mask, rewards, advantages, losses), got {type(out['first']).__name__}")
+        mask, rewards, advantages, losses = out["first"]
+        losses = [float(x) for x in losses]
+        early, late = out["score"][:5], out["score"][-5:]
+        rose = sum(late) / len(late) > sum(early) / len(early) + 0.25
+        return mask, rewards.detach(), advantages.detach(), losses[0], losses[-1] < losses[0], rose
+
+    return run
+
+
+_STEP_RULE = ("mask: True up to and including each reply's first EOS; rewards: -beta times (log pi_old - log pi_ref) "
+              "on every real token, plus the score on the last one, 0 on padding; advantages: GAE over the tokens "
+              "with V = 0 after the last real token, whitened over the batch's real tokens; then `epochs` clipped "
+              "PPO updates of the whole batch, each loss recorded before its optimiser step.")
+
+
+def rlhf_ppo_step_cases() -> list[Case]:
+    """Seeded runs of the tiny task for ``rlhf_ppo_step``."""
+    return [
+        Case((0,), {"beta": 0.05}, "the first step: the policy is still the reference",
+             "at the first step the policy IS the frozen reference, so every log-ratio is exactly 0: a reply's "
+             "rewards are 0 on every token but its last real one, which holds its score. The mask is True up to and "
+             "including the FIRST EOS (the sampler writes EOS again after it), and padding gets reward 0."),
+        Case((1,), {"beta": 0.1, "moved": True}, "a policy that has already moved away from the reference",
+             "the penalty compares the policy that sampled the batch with the FROZEN REFERENCE, the second model "
+             "you are given; read both log-probs before any update of this step. Against the policy itself "
+             "the log-ratio would be 0 and nothing would hold the policy back."),
+        Case((2,), {"beta": 0.05, "lam": 0.8, "gamma": 0.9}, "GAE with gamma 0.9 and lambda 0.8",
+             "advantages run backwards over the tokens: delta_t = r_t + gamma V(s_t+1) - V(s_t), with V = 0 after "
+             "a reply's last real token (it ended), and A_t = delta_t + gamma lambda A_t+1. Nothing flows in from "
+             "padding; whiten over the real tokens of the whole batch at the end."),
+        Case((3,), {"beta": 0.05, "epochs": 3}, "three epochs on one batch",
+             "each epoch recomputes the policy's log-probs and values WITH gradient and forms the clipped "
+             "surrogate (ratio against the log-probs at sampling time) plus vf_coef times half the squared error "
+             "of the values against the returns (advantages before whitening plus the old values), both "
+             "averaged over the real tokens. Record the loss, then zero the gradients, backward, step."),
+        Case((4,), {"beta": 0.05, "steps": 30}, "30 steps of training: the score should rise", _STEP_RULE),
+    ]
+
+
+def rlhf_ppo_step_hidden_cases() -> list[Case]:
+    """Grader-only runs: other seeds, coefficients and starting points than the notebook's."""
+    return [
+        Case((10,), {"beta": 0.2, "moved": True, "lam": 0.9}, "a moved policy, beta 0.2, lambda 0.9", _STEP_RULE),
+        Case((11,), {"beta": 0.02, "clip_eps": 0.1, "vf_coef": 1.0}, "clip 0.1, value weight 1", _STEP_RULE),
+        Case((12,), {"beta": 0.05, "moved": True, "epochs": 2, "gamma": 0.95}, "a moved policy, 2 epochs, gamma 0.95",
+             _STEP_RULE),
+    ]
+
+
+def check_rlhf_ppo_step(fn) -> CheckResult:
+    """Check a student's ``rlhf_ppo_step(policy, reference, optimizer, response_ids, scores, eos_id, beta, ...)``."""
+    __tracebackhide__ = True
+    return EXERCISES["rlhf_ppo_step"].check(fn)
+
+
+# ---- spot the bug 1: the KL anchor -------------------------------------------------------------
+
+
+def kl_anchor_bug() -> str:
+    """The letter of the statement that names the bug of ``buggy_kl_rewards`` (exercise 11)."""
+    return "C"
+
+
+KL_ANCHOR_FEEDBACK = {
+    "A": "the reward model judges a finished reply, so its score arrives once, on the reply's last real token; the "
+         "buggy function does that part right.",
+    "B": "the sign is right: minus beta times the log-ratio costs reward wherever the policy likes a token more than "
+         "the distribution it is compared with.",
+    "D": "where() is the safe way to mask (nan times 0 is nan), and padding gets 0 here; look at what the log-ratio "
+         "compares.",
+}
+
+
+def kl_penalty_rewards(scores: torch.Tensor, logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor,
+                       mask: torch.Tensor, beta: float) -> torch.Tensor:
+    """Reference (the fix of ``buggy_kl_rewards``): -beta * (old_logp - ref_logp) on the real tokens, plus each
+    reply's score on its last real token, 0 on padding; ``logp`` (the policy during an epoch) is not used: the
+    rewards of a batch are fixed at sampling time."""
+    return token_rewards(scores, old_logp, ref_logp, mask, beta)[0]
+
+
+def _reward_inputs(seed: int, lengths, R: int | None = None, beta: float = 0.1, epoch: int = 1,
+                   padding: float = 0.0) -> tuple:
+    """``(scores, logp, old_logp, ref_logp, mask, beta)``: log-probs of the policy now (after ``epoch`` updates),
+    at sampling time and under the reference, all different; padding holds ``padding``."""
+    g = generator(seed)
+    mask = _mask(lengths, R)
+    ref_logp = torch.log(0.05 + 0.9 * torch.rand(mask.shape, generator=g))
+    old_logp = torch.minimum(ref_logp + 0.4 + 0.4 * torch.randn(mask.shape, generator=g), torch.tensor(-1e-3))
+    logp = old_logp.clone() if epoch == 0 else old_logp + 0.3 * epoch * torch.randn(mask.shape, generator=g)
+    logp = torch.minimum(logp, torch.tensor(-1e-3))
+    scores = 2.0 * torch.randn(len(lengths), generator=g)
+    fill = torch.full_like(ref_logp, padding)
+    return (scores, torch.where(mask, logp, fill), torch.where(mask, old_logp, fill), torch.where(mask, ref_logp, fill),
+            mask, beta)
+
+
+_REWARD_RULE = ("rewards are fixed once per batch: -beta times (log-prob at sampling time minus the reference's) on "
+                "every real token, the reply's score added on its last real token, 0 on padding; shape (B, R).")
+
+
+def kl_penalty_rewards_cases() -> list[Case]:
+    """Seeded cases for ``kl_penalty_rewards``."""
+    return [
+        Case(_reward_inputs(80, [4, 4], epoch=0), {}, "the first epoch: the policy has not moved since sampling",
+             "in the first epoch the current log-probs equal those at sampling time, so a penalty measured between "
+             "them is 0 on every token. The anchor is the frozen reference: -beta times (sampling-time log-prob "
+             "minus the reference's) on every real token."),
+        Case(_reward_inputs(81, [5, 5]), {}, "a later epoch: policy now, at sampling time and reference all differ",
+             "the rewards of a batch are computed once, at sampling time, and stay fixed during the epochs: use the "
+             "log-probs recorded when the batch was sampled, not the ones of the policy after this step's updates."),
+        Case(_reward_inputs(82, [6, 2, 4], padding=-3.0), {}, "replies of different lengths, padding after EOS",
+             "the score goes on each reply's LAST REAL token (its EOS or the token limit), not on the last column; "
+             "padding gets no reward at all, whatever the inputs hold there."),
+        Case(_reward_inputs(83, [3, 5], beta=0.5), {}, "a larger beta", _REWARD_RULE),
+    ]
+
+
+def kl_penalty_rewards_hidden_cases() -> list[Case]:
+    """Grader-only cases."""
+    return [
+        Case(_reward_inputs(180, [1, 7, 3], beta=0.05, epoch=2), {}, "a one-token reply, epoch 2", _REWARD_RULE),
+        Case(_reward_inputs(181, [8, 8, 8], beta=0.2, epoch=3), {}, "three replies cut at the limit", _REWARD_RULE),
+        Case(_reward_inputs(182, [2, 6], beta=1.0, padding=5.0), {}, "beta 1, padding holding 5", _REWARD_RULE),
+    ]
+
+
+def check_kl_penalty_rewards(fn) -> CheckResult:
+    """Check a student's ``kl_penalty_rewards(scores, logp, old_logp, ref_logp, mask, beta) -> (B, R)``."""
+    __tracebackhide__ = True
+    return EXERCISES["kl_penalty_rewards"].check(fn)
+
+
+def check_kl_anchor_bug(answer) -> CheckResult:
+    """Check the letter chosen for ``kl_anchor_bug``."""
+    __tracebackhide__ = True
+    return EXERCISES["kl_anchor_bug"].check(answer)
+
+
+# ---- spot the bug 2: no clip, no baseline --------------------------------------------------------
+
+
+def update_bug() -> str:
+    """The letter of the statement that names what is wrong with ``buggy_policy_loss`` (exercise 11)."""
+    return "D"
+
+
+UPDATE_FEEDBACK = {
+    "A": "exp(logp - old_logp) is new over old, the ratio PPO wants; the order is right.",
+    "B": "padding is not a token: averaging over it would dilute the loss with meaningless entries. Masking is "
+         "right here.",
+    "C": "exp of a difference of log-probs IS the ratio of the probabilities, and it is the stable way to compute "
+         "it.",
+}
+
+
+def rlhf_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, returns: torch.Tensor, values: torch.Tensor,
+                     mask: torch.Tensor, clip_eps: float) -> torch.Tensor:
+    """Reference (the fix of ``buggy_policy_loss``): the clipped surrogate with the advantages returns - values,
+    averaged over the real tokens, a 0-d tensor."""
+    return clipped_surrogate(logp, old_logp, returns - values, clip_eps, mask=mask)[0]
+
+
+def _loss_inputs(seed: int, lengths, R: int | None = None, move: float = 0.3, clip_eps: float = 0.2,
+                 level: float = 0.0, padding: float = 0.0) -> tuple:
+    """``(logp, old_logp, returns, values, mask, clip_eps)``: log-probs moved by N(0, move^2) since sampling,
+    returns around ``level``, values near the returns; padding holds ``padding``."""
+    g = generator(seed)
+    mask = _mask(lengths, R)
+    old_logp = torch.log(0.05 + 0.9 * torch.rand(mask.shape, generator=g))
+    logp = old_logp + move * torch.randn(mask.shape, generator=g)
+    returns = level + torch.randn(mask.shape, generator=g)
+    values = returns + 0.8 * torch.randn(mask.shape, generator=g)
+    fill = torch.full_like(logp, padding)
+    return (torch.where(mask, logp, fill), torch.where(mask, old_logp, fill), torch.where(mask, returns, fill),
+            torch.where(mask, values, fill), mask, clip_eps)
+
+
+_LOSS_RULE = ("advantage = returns - values; ratio = exp(logp - old_logp); per token the smaller of ratio * A and "
+              "clip(ratio, 1 - eps, 1 + eps) * A; minus its mean over the real tokens; a 0-d tensor.")
+
+
+def rlhf_policy_loss_cases() -> list[Case]:
+    """Seeded cases for ``rlhf_policy_loss``."""
+    return [
+        Case(_loss_inputs(90, [4, 4], move=0.0, level=3.0), {},
+             "the first epoch (ratio 1), every return large and positive",
+             "the ratio multiplies the ADVANTAGE, return minus value: how much better the reply went than the "
+             "value head expected. Multiplying the raw return pushes up every token of a well-scored reply, "
+             "however expected its score was."),
+        Case(_loss_inputs(91, [6, 6], move=1.0), {}, "a policy that moved far since sampling (ratios far from 1)",
+             "clip the ratio to [1 - eps, 1 + eps] and take, per token, the SMALLER of the clipped and the unclipped "
+             "objective: the update gains nothing from moving a token's probability further than the clip range."),
+        Case(_loss_inputs(92, [5, 2, 3], padding=4.0), {}, "replies of different lengths, padding holding 4",
+             "average over the real tokens only (the mask), not over the padding."),
+        Case(_loss_inputs(93, [4, 6], move=0.6, clip_eps=0.1), {}, "clip range 0.1", _LOSS_RULE),
+    ]
+
+
+def rlhf_policy_loss_hidden_cases() -> list[Case]:
+    """Grader-only cases."""
+    return [
+        Case(_loss_inputs(190, [7, 1, 4], move=0.8, level=-2.0), {}, "negative returns, much movement", _LOSS_RULE),
+        Case(_loss_inputs(191, [3, 3, 3, 3], move=0.05, clip_eps=0.3), {}, "little movement, clip 0.3", _LOSS_RULE),
+        Case(_loss_inputs(192, [8, 5], move=2.0, level=1.0, padding=-7.0), {}, "ratios far out, padding -7",
+             _LOSS_RULE),
+    ]
+
+
+def check_rlhf_policy_loss(fn) -> CheckResult:
+    """Check a student's ``rlhf_policy_loss(logp, old_logp, returns, values, mask, clip_eps) -> 0-d tensor``."""
+    __tracebackhide__ = True
+    return EXERCISES["rlhf_policy_loss"].check(fn)
+
+
+def check_update_bug(answer) -> CheckResult:
+    """Check the letter chosen for ``update_bug``."""
+    __tracebackhide__ = True
+    return EXERCISES["update_bug"].check(answer)
+
+
+# ---- predict, then run: beta 0.03 against beta 0.3 ---------------------------------------------------
+
+
+def beta_prediction() -> str:
+    """The letter of the right prediction: which run drifts further from the reference (exercise 11)."""
+    return "B"
+
+
+BETA_FEEDBACK = {
+    "A": "the penalty is -beta times the log-ratio: the larger beta, the more each nat of drift costs, and the score "
+         "the tiny reward model can give is at most 1 per reply.",
+    "C": "whitening rescales the sum of the score and the penalty; it cannot change their ratio, and beta sets that "
+         "ratio.",
+    "D": "at the first step the KL is 0, but the score pulls the policy away from the reference as soon as it "
+         "updates; the penalty only sets a price on that drift.",
+}
+
+
+def check_beta_prediction(answer) -> CheckResult:
+    """Check the letter chosen for ``beta_prediction``."""
+    __tracebackhide__ = True
+    return EXERCISES["beta_prediction"].check(answer)
+
+
+def _your_answer() -> list[Case]:
+    return [Case((), {}, "your answer", "re-read each option against the code or the formula it talks about.")]
+
+
+# ---- tier-2 hints ----------------------------------------------------------------------------------
+
+HINTS = {
+    "whiten": (
+        "Pick the n real advantages out of the (B, R) tensor with the boolean mask: a flat tensor of n numbers. Its "
+        "mean and its variance (torch divides by n - 1 by default) are the batch's statistics. Whiten the whole "
+        "(B, R) tensor with them, then choose per entry: the whitened value where the mask is True, 0 where it is "
+        "False. Worked example: real advantages 1, 2, 3, 5 give mean 2.75, unbiased variance 2.9167, std 1.7078, "
+        "so the 5 becomes (5 - 2.75) / 1.7078 = +1.317; a padding entry holding 9 becomes 0. Trap: statistics per "
+        "row would give every reply mean 0."),
+    "kl_estimates": (
+        "First the per-token log-ratio r, reference minus policy, with 0 put on padding BEFORE any arithmetic "
+        "(a -inf minus -inf on padding is nan, and nan survives a multiplication by 0). Then k1 per token is -r "
+        "and k3 per token is e^r - 1 - r (torch has expm1 for e^x - 1); sum each over the token axis, the last "
+        "one, for one number per reply. Worked example: a reply of two tokens with r = -1 and +1 has k1 = 1 - 1 = "
+        "0 and k3 = (e^-1 - 1 + 1) + (e - 1 - 1) = 0.368 + 0.718 = 1.086; a padding token adds e^0 - 1 - 0 = 0."),
+    "adaptive_kl_coef": (
+        "Python's built-in min and max clip a float: the inner one of the two lifts the error to at least -0.2, "
+        "the outer one caps it at 0.2. Worked example: beta 0.05, KL 15, target 6, 8 replies, horizon 80: the "
+        "relative error is 15 / 6 - 1 = 1.5, clipped to 0.2; beta is multiplied by 1 + 0.2 x 8 / 80 = 1.02 and "
+        "becomes 0.051. With KL 6.3 the error is +0.05 (not 0.3 nats) and the factor 1.005. Return a float."),
+    "kl_penalty_rewards": (
+        "Three log-prob tensors come in; only two belong in the penalty: the policy that SAMPLED the batch "
+        "(fixed for all its epochs) and the frozen reference. Per real token: -beta x (sampling-time log-prob - "
+        "reference log-prob). Then each reply's score lands on its last real token: the last position where the "
+        "mask is True (a cumulative sum or the mask shifted by one finds it). Worked example: beta 0.1, a reply "
+        "of 2 real tokens with log-ratios +0.5 and -0.2 and score 2 gets rewards -0.05 and +0.02 + 2 = 2.02, then "
+        "0 on padding."),
+    "rlhf_policy_loss": (
+        "Two fixes. The baseline: the advantage is returns - values, how much better than the value head "
+        "expected. The clip: per token, compare ratio x A with clamp(ratio, 1 - eps, 1 + eps) x A and keep the "
+        "smaller (torch.minimum), then average minus that over the real tokens. Worked example, eps 0.2: a token "
+        "with ratio 1.5 and advantage +2 contributes min(3.0, 2.4) = 2.4; with advantage -2, min(-3.0, -2.4) = "
+        "-3.0: the clip limits the gain, never the penalty."),
+    "rlhf_ppo_step": (
+        "Work phase by phase and print shapes. (1) The mask: a token is real when no EOS came strictly before it "
+        "(a cumulative count of EOS along the reply, minus the token's own). (2) Without gradient: the policy's "
+        "log-probs of the sampled tokens (log-softmax of its logits, gathered at the ids) and values, and the "
+        "reference's log-probs. (3) Rewards: -beta x (policy - reference) on real tokens, the score added on the "
+        "last real one. (4) GAE backwards over the R positions; the value after the last real token is 0. "
+        "Returns = advantages + old values, then whiten the advantages (your whiten). (5) `epochs` times: "
+        "forward with gradient, clipped surrogate + vf_coef x 0.5 x mean squared value error, both over real "
+        "tokens; record the loss, zero_grad, backward, step. At the first step of a run every reward but the "
+        "last of each reply must be exactly 0."),
+}
+
+
 EXERCISES = {
     "whiten": Exercise("whiten", whiten, whiten_cases, whiten_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-5),
     "kl_estimates": Exercise("kl_estimates", kl_estimates, kl_estimates_cases, kl_estimates_hidden_cases,
                              adapt=cloned, names=("k1", "k3"), rtol=1e-4, atol=1e-5),
     "adaptive_kl_coef": Exercise("adaptive_kl_coef", adaptive_kl_coef, adaptive_kl_coef_cases,
                                  adaptive_kl_coef_hidden_cases, rtol=1e-9, atol=1e-12),
+    "kl_anchor_bug": Exercise("kl_anchor_bug", kl_anchor_bug, _your_answer, list, kind="answer",
+                              comparer=functools.partial(compare_answers, feedback=KL_ANCHOR_FEEDBACK)),
+    "kl_penalty_rewards": Exercise("kl_penalty_rewards", kl_penalty_rewards, kl_penalty_rewards_cases,
+                                   kl_penalty_rewards_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-5),
+    "update_bug": Exercise("update_bug", update_bug, _your_answer, list, kind="answer",
+                           comparer=functools.partial(compare_answers, feedback=UPDATE_FEEDBACK)),
+    "rlhf_policy_loss": Exercise("rlhf_policy_loss", rlhf_policy_loss, rlhf_policy_loss_cases,
+                                 rlhf_policy_loss_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-5),
+    "rlhf_ppo_step": Exercise("rlhf_ppo_step", rlhf_ppo_step, rlhf_ppo_step_cases, rlhf_ppo_step_hidden_cases,
+                              adapt=_rlhf_behaviour, rtol=1e-4, atol=1e-5,
+                              names=("mask", "rewards", "advantages", "first epoch's loss",
+                                     "loss fell over the epochs", "score rose over the run")),
+    "beta_prediction": Exercise("beta_prediction", beta_prediction, _your_answer, list, kind="answer",
+                                comparer=functools.partial(compare_answers, feedback=BETA_FEEDBACK)),
 }
+
+BUILDS = ("rlhf_ppo_step",)
+"""The whole-algorithm build of exercise 11 (the lesson must not print its source)."""
