@@ -347,3 +347,39 @@ def test_entropy_rises_with_temperature_at_every_position_as_the_prediction_says
     logits = torch.randn(64, 50, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.1, 20, 64)[:, None]
     h = torch.stack([temperature_entropy(logits, tau) for tau in (0.5, 1.0, 2.0)])  # (3, 64)
     assert torch.all(h[0] <= h[1] + 1e-6) and torch.all(h[1] <= h[2] + 1e-6) and torch.all(h[2] <= math.log(50) + 1e-5)
+
+
+def test_the_reward_bug_is_named_with_feedback_that_does_not_give_it_away(capsys):
+    import torch
+
+    from course_lib.checks.core import CheckFailed
+    from course_lib.checks.lesson08 import REWARD_BUG_FEEDBACK, check_reward_bug, per_token_rewards_cases
+
+    check_reward_bug(" b ")
+    assert "Why: a response that stopped early" in capsys.readouterr().out
+    for wrong in "ACD":
+        with pytest.raises(CheckFailed) as err:
+            check_reward_bug(wrong)
+        assert REWARD_BUG_FEEDBACK[wrong][:40] in str(err.value) and "padding column" not in str(err.value)
+    assert per_token_rewards_cases  # the fix is exercise 3, checked by check_per_token_rewards
+
+
+def test_the_buggy_version_fails_the_fix_check_where_a_response_stopped_early():
+    """The demo's buggy function, as the learner would submit it unfixed, fails exercise 3's check."""
+    import torch
+
+    from course_lib.checks.core import CheckFailed
+    from course_lib.checks.lesson08 import check_per_token_rewards
+
+    def buggy(score, logp, ref_logp, mask, beta):
+        B, R = logp.shape
+        out = torch.zeros(B, R, dtype=logp.dtype)
+        for b in range(B):
+            for t in range(R):
+                if mask[b, t]:
+                    out[b, t] = -beta * (logp[b, t] - ref_logp[b, t])
+            out[b, R - 1] = out[b, R - 1] + score[b]
+        return out
+
+    with pytest.raises(CheckFailed, match="last"):
+        check_per_token_rewards(buggy)

@@ -360,7 +360,71 @@ def check_entropy_prediction(answer) -> CheckResult:
 
 EXERCISES["credit_assignment"] = Exercise(
     "credit_assignment", credit_assignment, _credit_case, list, kind="answer",
-    comparer=functools.partial(compare_answers, feedback=CREDIT_FEEDBACK))
+    comparer=functools.partial(compare_answers, feedback=CREDIT_FEEDBACK),
+    explanation="with gamma = 1 a token's return is the sum of every reward from it to the end, so the final score "
+                "alone reaches all 500 tokens equally (A), the good first 299 as much as the repeating rest, and KL "
+                "shaping (B) adds each token the penalties still ahead of it, which differ by position but say "
+                "nothing about where the answer went wrong. Only a value function can point at token 300: its TD "
+                "error (C, lambda = 0) is how much that token changed the predicted score, and GAE with lambda = 0.95 "
+                "(D) adds the later TD errors with decaying weights, leaning less on the value's errors at the "
+                "price of some variance. "
+                "The idea to keep: a score given once at the end tells every token the same thing; telling them "
+                "apart is the job of a learned value.")
 EXERCISES["entropy_prediction"] = Exercise(
     "entropy_prediction", entropy_prediction, _prediction_case, list, kind="answer",
-    comparer=functools.partial(compare_answers, feedback=ENTROPY_FEEDBACK))
+    comparer=functools.partial(compare_answers, feedback=ENTROPY_FEEDBACK),
+    explanation="dividing the logits by tau scales every gap between them by 1/tau, so a larger tau can only flatten "
+                "a distribution: at every position the entropy rises with tau, towards ln V, the entropy of the "
+                "uniform distribution over V tokens, and never above it, while the most likely token stays the "
+                "same. It is not proportional to tau: in the run the ratio H(tau = 2) / H(tau = 1) varies a lot "
+                "between positions, largest where the model was sure at tau = 1, because a long tail of nearly "
+                "impossible tokens gains mass. Temperature is exploration: it sets how spread out the choices are "
+                "at every step, not which one is preferred.")
+
+
+# ---- spot the bug: where the score lands -------------------------------------------------------------------------
+
+REWARD_BUG_CHOICES = {
+    "A": "The KL penalty has the wrong sign: it should be beta * (logp - ref_logp), a bonus for moving away.",
+    "B": "The score is added at the last column of the batch; for a response that stopped early that column is "
+         "padding, after its EOS.",
+    "C": "The penalty should be averaged over the response's tokens instead of given on each token.",
+    "D": "The score should be spread evenly over the response's tokens instead of given on one.",
+}
+"""The choices of exercise 8's spot-the-bug question; one names the real bug."""
+
+REWARD_BUG_FEEDBACK = {
+    "A": "a reward of -beta * (log pi - log pi_ref) penalises the tokens the policy likes more than the reference "
+         "does, which is what keeps it close; flipping the sign would reward drifting away. Look at the demo's "
+         "second row: where did its score go?",
+    "C": "a penalty per token is how RLHF shapes rewards (Ziegler et al. 2019): each token pays for its own drift. "
+         "Averaging would change the scale, not fix what the demo shows; compare each row's score with its mask.",
+    "D": "giving the score once, at the end, is the sparse reward of the lesson; spreading it would be a different "
+         "design, not a fix. Compare each row's nonzero entries with its mask.",
+}
+
+
+def reward_bug() -> str:
+    """The letter of the statement that names the bug of ``buggy_per_token_rewards`` (exercise 8)."""
+    return "B"
+
+
+def _reward_bug_case() -> list[Case]:
+    return [Case((), {}, "your answer", "run the buggy function on the demo batch and look at the second row: which "
+                 "of its entries are real tokens, and where did its score land?")]
+
+
+def check_reward_bug(answer) -> CheckResult:
+    """Check the letter naming the bug of ``buggy_per_token_rewards``."""
+    __tracebackhide__ = True
+    return EXERCISES["reward_bug"].check(answer)
+
+
+EXERCISES["reward_bug"] = Exercise(
+    "reward_bug", reward_bug, _reward_bug_case, list, kind="answer",
+    comparer=functools.partial(compare_answers, feedback=REWARD_BUG_FEEDBACK),
+    explanation="a response that stopped early has padding after its EOS, and no token was chosen there: a score "
+                "placed on a padding column is never credited to the response (the masked losses skip it), so the "
+                "short responses, often the finished ones, learn nothing from their score. It is easy to miss "
+                "because every shape is right and long responses, which fill the last column, are scored "
+                "correctly. The score belongs on each row's last real token, its EOS when it finished.")
