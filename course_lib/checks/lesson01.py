@@ -379,14 +379,44 @@ HINTS = {
 
 EXERCISES = {
     "robot_story": Exercise("robot_story", robot_story, _robot_case, list, kind="answer",
-                            comparer=functools.partial(compare_answers, feedback=ROBOT_FEEDBACK)),
+                            comparer=functools.partial(compare_answers, feedback=ROBOT_FEEDBACK),
+                            explanation="the line between agent and environment is drawn at what the robot can "
+                                        "choose: it picks its moves, and everything it cannot change (walls, cheese, "
+                                        "where a move leads) is the environment that answers them. Its cell is the "
+                                        "state it knows when it chooses, one move is an action, the +10 and -1 are "
+                                        "rewards sent back after each move, and the rule giving a move for every "
+                                        "cell is the policy. Keep the last pair apart: an action is one choice, a "
+                                        "policy is a choice for every situation, and learning changes the policy."),
     "cat_statement": Exercise("cat_statement", cat_statement, _cat_case, list, kind="answer",
-                              comparer=functools.partial(compare_answers, feedback=CAT_FEEDBACK)),
+                              comparer=functools.partial(compare_answers, feedback=CAT_FEEDBACK),
+                              explanation="the cat chooses (agent), pressing is what it chooses (action), and food "
+                                          "is what comes back after the choice (reward). The story's last part is "
+                                          "the learning: food after a press makes pressing more likely next time, so "
+                                          "the reward changes the agent's behaviour while the box keeps its fixed "
+                                          "rule. That is reinforcement in its original sense: an action followed by "
+                                          "reward is repeated more often."),
     "rl_loop_order": Exercise("rl_loop_order", rl_loop_order, _order_case, list, kind="answer",
-                              comparer=compare_order),
+                              comparer=compare_order,
+                              explanation="each step needs what the one before it produced: reset makes the first "
+                                          "state, the agent observes it, its policy turns it into an action, the "
+                                          "environment answers with the reward, the next state and the flags, and "
+                                          "only then is the transition complete enough to learn from. The end test "
+                                          "comes after learning, so the last step of an episode (the cheese, the "
+                                          "most informative one) is learned from too; the next pass starts by "
+                                          "observing s_{t+1}, with no new reset until the episode ends."),
     "concept_definitions": Exercise("concept_definitions", concept_definitions, _definitions_case, list,
                                     kind="answer", comparer=functools.partial(compare_answers,
-                                                                              feedback=CONCEPT_FEEDBACK)),
+                                                                              feedback=CONCEPT_FEEDBACK),
+                                    explanation="the seven concepts are of different kinds: a policy is a rule for "
+                                                "acting, the discount factor a constant chosen in advance, the "
+                                                "return a number computed from the rewards of one run, the value its "
+                                                "expectation over many runs from one state under one policy, and an "
+                                                "episode a stretch of time from reset to its end. Terminated and "
+                                                "truncated are the two ways that stretch can end, and only the first "
+                                                "means the last state has no future. Keep return and value apart: "
+                                                "the return is what one run collected, the value what the agent can "
+                                                "expect to collect, and learning estimates the second from many of "
+                                                "the first."),
     "discounted_return": Exercise("discounted_return", discounted_return, discounted_return_cases,
                                   discounted_return_hidden_cases, adapt=_outcome),
     "run_episode": Exercise("run_episode", run_episode, run_episode_cases, run_episode_hidden_cases,

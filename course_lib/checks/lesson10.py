@@ -423,7 +423,15 @@ def check_eos_bug(answer) -> CheckResult:
 EXERCISES["reward_rows"] = Exercise("reward_rows", reward_rows, reward_rows_cases, reward_rows_hidden_cases,
                                     names=("input_ids", "attention_mask"))
 EXERCISES["eos_bug"] = Exercise("eos_bug", eos_bug, _eos_bug_case, list, kind="answer",
-                                comparer=functools.partial(compare_answers, feedback=EOS_BUG_FEEDBACK))
+                                comparer=functools.partial(compare_answers, feedback=EOS_BUG_FEEDBACK),
+                                explanation="the EOS is an action, the policy's choice to stop: a reply that ended "
+                                            "and one the token limit cut are different episodes, and for a finished "
+                                            "reply the EOS is the last real token, where the reward model reads its "
+                                            "score. Decoding with skip_special_tokens drops it, so the two replies "
+                                            "become one row and every reward model, however well trained, must "
+                                            "score them alike: the policy is never rewarded for finishing, nor "
+                                            "penalised for rambling up to the limit. Give the reward model the ids "
+                                            "exactly as sampled; text is for reading, not for scoring.")
 
 
 # ---- tier-2 hints ----------------------------------------------------------------------------

@@ -311,7 +311,15 @@ EXERCISES = {
     "agreement_rate": Exercise("agreement_rate", agreement_rate, agreement_rate_cases, agreement_rate_hidden_cases,
                                names=("rate", "n_labelled", "n_unparseable")),
     "position_bug": Exercise("position_bug", position_bug, _position_case, list, kind="answer",
-                             comparer=functools.partial(compare_answers, feedback=POSITION_FEEDBACK)),
+                             comparer=functools.partial(compare_answers, feedback=POSITION_FEEDBACK),
+                             explanation="the buggy function reads only margins_ab, so a judge that adds a constant "
+                                         "to the letter A labels most pairs 'A' whatever the replies say: 171 of the "
+                                         "200 simulated pairs, where 93 truly favour the first reply. Position bias "
+                                         "is a property of the judge, not noise, so no threshold removes it; only "
+                                         "the swapped order separates a preference for a reply (its margin flips "
+                                         "sign when the replies swap) from a preference for a letter (it does not). "
+                                         "Ask every LLM judge in both orders, and average the two margins or keep "
+                                         "only the verdicts that survive the swap."),
     "consistent_labels": Exercise("consistent_labels", consistent_labels, consistent_labels_cases,
                                   consistent_labels_hidden_cases, adapt=cloned),
 }

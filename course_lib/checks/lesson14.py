@@ -11,8 +11,9 @@ Three pieces of :func:`course_lib.llm.grpo.grpo` and of its reward program:
   DAPO's token mean and Dr. GRPO's constant (:func:`course_lib.llm.grpo.grpo_token_loss`);
 * ``grpo_group_update`` (a whole-algorithm build): one GRPO update on one group of sampled replies, composed
   from the pieces above, checked by what it does to a tiny policy's weights (a uniform group leaves them
-  unchanged, padding never moves them, several epochs keep the old log-probs of the sampling policy);
-* ``uniform_group_prediction`` (predict, then run): what a group of equal rewards does to the weights.
+  unchanged, padding never moves them, two updates in a row do not mix their gradients, several epochs keep the old
+  log-probs of the sampling policy);
+* ``second_epoch_prediction`` (predict, then run): the second epoch's loss on a group whose first loss is 0.
 
 Shapes: B prompts, G responses per prompt, N = B * G responses of up to R tokens, right-padded.
 """
@@ -52,9 +53,11 @@ def parse_answer(response: str) -> int | None:
     """Reference: the integer stated after the last "the answer is" (any letter case), or None.
 
     Between the phrase and the number there may be spaces, one ":" or "=", and bold markers "**"; the
-    number may carry a sign and a trailing ".0" ("12.0" -> 12). None when there is no such statement,
-    when the number is not an integer ("12.5"), or when it has a thousands comma ("1,200"). Only the last
-    statement counts, readable or not: "The answer is 3. Actually the answer is 1,200." is None.
+    number may carry a sign, "-" or "+" ("+7" -> 7), and a trailing ".0" ("12.0" -> 12). Integer answers
+    only: None when there is no such statement, when the number has a decimal part other than zeros
+    ("12.5", "45.5": never rounded, never cut to its integer part), or when it has a thousands comma
+    ("1,200", "12,000": never read as 1200, 12000, nor as a shorter number in front of the comma). Only the
+    last statement counts, readable or not: "The answer is 3. Actually the answer is 1,200." is None.
     """
     return _parse_answer(response)
 
@@ -68,12 +71,19 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
         "token":    -sum of term over all real tokens / number of real tokens in the batch
         "constant": -sum of term over all real tokens / (N * R)
 
+    The padded entries (which may be -inf) are replaced by 0 BEFORE the exp, so that the gradient w.r.t. ``logp`` is
+    finite everywhere (0 on the padding): a where() after exp(-inf - (-inf)) = nan fixes the value but still sends
+    nan back through the unselected branch.
+
     Args:
         logp, old_logp: (N, R). advantages: (N,). mask: (N, R) bool. loss_norm: as above.
 
     Returns:
         a 0-d tensor.
     """
+    mask = mask.bool()
+    logp = torch.where(mask, logp, torch.zeros_like(logp))  # (N, R): finite before the exp
+    old_logp = torch.where(mask, old_logp, torch.zeros_like(old_logp))
     return grpo_token_loss(logp, old_logp, advantages, mask, 0.2, loss_norm, max_new_tokens=logp.shape[1])[0]
 
 
@@ -129,8 +139,14 @@ def check_group_relative_advantages(fn) -> CheckResult:
 # ---- parse_answer ----------------------------------------------------------------------------
 
 _PARSE_RULE = ("the integer after the last 'the answer is' (any case; spaces, ':' or '=', '**' allowed before it; a "
-               "sign and a trailing '.0' allowed), else None; None for '12.5' and '1,200', and None when the last "
-               "statement is unreadable, whatever an earlier one said.")
+               "sign, '-' or '+', and a trailing '.0' allowed), else None; None for '12.5' and '1,200' (no shorter "
+               "number in front of the '.' or the ',' either), and None when the last statement is unreadable, "
+               "whatever an earlier one said.")
+
+_BACKTRACK = ("a regex that fails after the whole number gives back digits and tries again: a lookahead that refuses "
+              "only ',<digit>' right after the match lets the digit run shrink to '1' (followed by '2', which it does "
+              "not refuse) and reads 1. The number must be read whole: refuse a match that a digit or ',<digit>' "
+              "follows, so that no shorter prefix can be accepted. Here the answer is None.")
 
 
 def parse_answer_cases() -> list[Case]:
@@ -158,6 +174,10 @@ def parse_answer_cases() -> list[Case]:
              "the LAST statement decides even when it is not a readable integer: here it is '1,200', so the reply "
              "states no answer: return None, not the 3 of an earlier statement. Find the last phrase first, then "
              "read the number after it; do not pick the last statement that happens to parse."),
+        Case(("The answer is 12,000",), {}, "a thousands comma after two digits", _BACKTRACK),
+        Case(("The answer is +7.",), {}, "a leading plus sign",
+             "a leading '+' is a sign, like '-': '+7' is 7. Allow either sign (one character, directly before the "
+             "digits)."),
     ]
 
 
@@ -170,6 +190,9 @@ def parse_answer_hidden_cases() -> list[Case]:
         Case(("the answer is 3 or the answer is 4",), {}, "two statements", _PARSE_RULE),
         Case(("The answer is 4. No, the answer is four.",), {}, "a readable statement, then one in words",
              _PARSE_RULE),
+        Case(("The answer is 45.5",), {}, "a decimal after two digits", _PARSE_RULE),
+        Case(("So the answer is 25,000.",), {}, "a thousands comma after 25", _PARSE_RULE),
+        Case(("The answer is: **+12**",), {}, "a plus sign inside bold markers", _PARSE_RULE),
     ]
 
 
@@ -207,6 +230,33 @@ def _batch(seed: int, lengths, R: int | None = None, drift: float = 0.0, padding
     return logp, old, adv, mask
 
 
+def _loss_and_grad(fn):
+    """The check's view of a loss: call ``fn`` on copies of the case, with a fresh leaf ``logp`` that requires grad;
+    return ``(loss, d loss / d logp)``. The gradient is what the optimiser uses: it must be finite everywhere (0 on
+    the padding), even where the padded log-probs are -inf.
+
+    Raises (inside the check, so the student sees it as their function's error) when the result is not a 0-d tensor
+    with a gradient: a float, a per-response vector, or a detached loss.
+    """
+
+    def run(logp, *rest):
+        logp = logp.detach().clone().requires_grad_(True)  # the student and the reference each get their own leaf
+        loss = fn(logp, *(r.clone() if isinstance(r, torch.Tensor) else r for r in rest))
+        if not isinstance(loss, torch.Tensor):
+            raise TypeError(f"grpo_loss should return a 0-d torch tensor that can be back-propagated, got "
+                            f"{type(loss).__name__}; keep to torch operations (no .item(), float() or numpy)")
+        if loss.dim() != 0:
+            raise ValueError(f"grpo_loss should return one number for the whole batch, a 0-d tensor, got shape "
+                             f"{tuple(loss.shape)}")
+        if not loss.requires_grad:
+            raise RuntimeError("grpo_loss's loss has no gradient w.r.t. `logp`: it was detached somewhere (.detach(), "
+                               "torch.no_grad(), .item() or numpy); the optimiser could not use it")
+        (grad,) = torch.autograd.grad(loss, logp, allow_unused=True)
+        return loss.detach(), torch.zeros_like(logp) if grad is None else grad
+
+    return run
+
+
 def grpo_loss_cases() -> list[Case]:
     """Seeded cases for ``grpo_loss``."""
     return [
@@ -228,8 +278,11 @@ def grpo_loss_cases() -> list[Case]:
              "token (PPO's pessimistic bound), before averaging."),
         Case((*_batch(63, [3, 5, 1], drift=0.3, padding=float("-inf")), "sequence"), {},
              "-inf log-probs on padding",
-             "exp(-inf - (-inf)) is nan; SELECT the real tokens (a where on the mask, or boolean indexing) instead "
-             "of multiplying by the mask, since nan * 0 is nan."),
+             "exp(-inf - (-inf)) is nan, and the check compares the gradient w.r.t. logp too. Multiplying by the mask "
+             "does not remove it (nan * 0 is nan). A where on the mask AFTER the exp fixes the loss's value but not "
+             "its gradient: autograd still sends nan back through the branch it did not select. Replace the padded "
+             "log-probs by finite values (a where on the mask, e.g. 0) BEFORE the exp, or select the real tokens "
+             "(boolean indexing) before computing anything with them."),
         Case((*_batch(64, [3, 5, 2], R=12, drift=0.2), "constant"), {}, "a token budget of 12, the longest answer 5",
              "'constant' divides by N * R with R the generation budget, the second dimension of logp (12 here), not "
              "the longest real answer (5): Dr. GRPO's divisor must not depend on the lengths the policy chose."),
@@ -245,11 +298,14 @@ def grpo_loss_hidden_cases() -> list[Case]:
              _LOSS_RULE),
         Case((*_batch(162, [5, 3, 6, 1], drift=0.8, padding=0.0), "token"), {}, "zeros on padding, token",
              _LOSS_RULE),
+        Case((*_batch(163, [2, 6, 4], R=7, drift=0.5, padding=float("-inf")), "constant"), {},
+             "-inf on padding, constant", _LOSS_RULE + " The gradient w.r.t. logp must be finite, 0 on the padding."),
     ]
 
 
 def check_grpo_loss(fn) -> CheckResult:
-    """Check a student's ``grpo_loss(logp, old_logp, advantages, mask, loss_norm) -> 0-d tensor``."""
+    """Check a student's ``grpo_loss(logp, old_logp, advantages, mask, loss_norm) -> 0-d tensor`` (value and gradient
+    w.r.t. ``logp``)."""
     __tracebackhide__ = True
     return EXERCISES["grpo_loss"].check(fn)
 
@@ -285,20 +341,24 @@ def _group(seed: int, lengths, R: int | None = None, V: int = 6, pad_id: int = 0
 
 
 def _update_run(fn):
-    """The check's view of a ``grpo_group_update``: build the tiny policy and SGD, run ``fn``, report
-    ``(losses, table)``: the loss of each epoch (a float tensor) and the logit table after the update."""
+    """The check's view of a ``grpo_group_update``: build the tiny policy and SGD (learning rate ``lr``), run ``fn``
+    ``calls`` times in a row on the same policy and optimiser (as a training loop does), report ``(losses, table)``:
+    the loss of each epoch of each call (a float tensor) and the logit table after the last update."""
 
     def run(seed: int, lengths, rewards: torch.Tensor, loss_norm: str = "token", epochs: int = 1,
-            R: int | None = None, pad_id: int = 0):
+            R: int | None = None, pad_id: int = 0, lr: float = LR, calls: int = 1):
         replies, mask = _group(seed, lengths, R, pad_id=pad_id)
         policy = TinyPolicy(seed, replies.shape[1])
-        optimizer = torch.optim.SGD(policy.parameters(), lr=LR)
-        losses = fn(policy, optimizer, replies.clone(), mask.clone(), rewards.clone(), loss_norm, epochs)
-        if isinstance(losses, torch.Tensor):
-            losses = losses.tolist()
-        if not isinstance(losses, (list, tuple)):
-            raise TypeError(f"got a {type(losses).__name__}; return a list of the epochs' loss values (floats)")
-        return torch.tensor([float(v) for v in losses], dtype=torch.float64), policy.table.detach().clone()
+        optimizer = torch.optim.SGD(policy.parameters(), lr=lr)
+        out = []
+        for _ in range(calls):
+            losses = fn(policy, optimizer, replies.clone(), mask.clone(), rewards.clone(), loss_norm, epochs)
+            if isinstance(losses, torch.Tensor):
+                losses = losses.tolist()
+            if not isinstance(losses, (list, tuple)):
+                raise TypeError(f"got a {type(losses).__name__}; return a list of the epochs' loss values (floats)")
+            out += [float(v) for v in losses]
+        return torch.tensor(out, dtype=torch.float64), policy.table.detach().clone()
 
     return run
 
@@ -346,9 +406,19 @@ def grpo_group_update_cases() -> list[Case]:
     """Seeded cases for ``grpo_group_update``: each runs it on a fresh tiny policy with SGD (lr 0.5)."""
     _load_what_the_runs_need()
     return [
-        Case((10, [4, 4, 4, 4], torch.tensor([1.5, 0.0, 0.5, 0.0])), {}, "one group of 4 full-length replies, one epoch",
-             "advantages from the group's rewards, then one step on your clipped token loss ('token' here). Return a "
-             "list with one float per epoch: the loss you stepped on, before the step."),
+        Case((10, [4, 4, 4, 4], torch.tensor([1.5, 0.0, 0.5, 0.0])), {"lr": 0.0},
+             "the losses alone: one group of 4 replies, one epoch, learning rate 0",
+             "the learning rate is 0 here, so only the returned losses are compared. Your group_relative_advantages "
+             "takes a batch of groups, shape (B, G): give it the G rewards as ONE row, shape (1, G), and take that row "
+             "back out, shape (G,). A (G,) vector has no dim 1 to reduce over (an error), and a (G, 1) column is G "
+             "groups of one answer each, whose Bessel std divides by 0 (nan). Return a list with one float per "
+             "epoch: the loss you stepped on, before the step."),
+        Case((10, [4, 4, 4, 4], torch.tensor([1.5, 0.0, 0.5, 0.0])), {}, "the same group, one SGD step (lr 0.5)",
+             "one step must move the weights. If your losses are right but no weight moved, your old log-probs carry "
+             "a gradient: with old_logp computed by the same policy with gradient, ratio = exp(logp - old_logp) is "
+             "exactly 1 and its gradient cancels (d(logp - old_logp) is 0), so the step is 0. Take the old log-probs "
+             "under no-grad (or detach them): they are data, the sampling policy's. (No optimiser step at all looks "
+             "the same: backward, then step.)"),
         Case((11, [4, 4, 4, 4], torch.tensor([1.5, 1.5, 1.5, 1.5])), {}, "a group whose rewards are all equal",
              "equal rewards give advantages of 0 (the + 1e-4 keeps 0 / 0 away): the loss is 0, its gradient is 0 and "
              "SGD leaves every weight where it was. A nan here means the division by the std lost its 1e-4."),
@@ -356,6 +426,13 @@ def grpo_group_update_cases() -> list[Case]:
              "replies of different lengths, padded with token 3",
              "padding is not part of any reply: no padded position may enter the loss or move the weights. Pass "
              "the mask to your loss; the padded positions hold a real token id (3) and a finite log-prob."),
+        Case((15, [4, 3, 4, 2], torch.tensor([1.5, 0.0, 0.0, 0.5])), {"calls": 2},
+             "two updates in a row on the same policy and optimiser, one epoch each",
+             "the second update's step is wrong while each loss is right: the gradients piled up. backward() ADDS "
+             "to the .grad the parameters already hold (here, the first update's gradient), so without clearing "
+             "them the step uses the sum of the old and the new gradients; with several epochs they pile up from "
+             "epoch to epoch the same way. Clear the gradients (the optimiser's zero_grad) before every backward, "
+             "in every epoch."),
         Case((13, [4, 3, 4], torch.tensor([0.0, 1.5, 0.5]), "token", 3), {}, "three epochs on the same group",
              "compute the old log-probs ONCE, before the first step, and keep them for every epoch (without "
              "gradient). Recomputed each epoch they make the ratio 1 forever and the clip never acts; the first "
@@ -376,6 +453,8 @@ def grpo_group_update_hidden_cases() -> list[Case]:
              _UPDATE_RULE),
         Case((112, [2, 5, 4, 1], torch.tensor([-1.0, 2.0, 0.5, 2.0]), "token", 4, 6, 1), {},
              "four epochs, rewards -1 to 2", _UPDATE_RULE),
+        Case((113, [3, 5, 5, 2, 4], torch.tensor([0.5, 0.0, 1.5, 1.5, 0.0]), "sequence", 2), {"calls": 2},
+             "two updates in a row, two epochs each", _UPDATE_RULE),
     ]
 
 
@@ -386,33 +465,34 @@ def check_grpo_group_update(fn) -> CheckResult:
     return EXERCISES["grpo_group_update"].check(fn)
 
 
-# ---- uniform_group_prediction: predict, then run ------------------------------------------------------------
+# ---- second_epoch_prediction: predict, then run ------------------------------------------------------------
 
 
-def uniform_group_prediction() -> str:
+def second_epoch_prediction() -> str:
     """The letter of the right prediction (exercise 14's predict-then-run cell)."""
-    return "B"
+    return "D"
 
 
-UNIFORM_FEEDBACK = {
-    "A": "being right is not what moves the weights in GRPO: an answer is pushed up only by being better than "
-         "the other answers to the same question. Ask what each answer is compared with here.",
-    "C": "look at the 1e-4 in the advantages' denominator: what does (r - mean) become when every r is the same, "
-         "and what is that divided by 1e-4?",
-    "D": "the clip only limits a ratio that has moved away from 1 and multiplies an advantage; with a fresh policy "
-         "the ratio is 1, and what is the advantage?",
+SECOND_EPOCH_FEEDBACK = {
+    "A": "the loss is the token mean of the advantages only while every ratio is 1. After one SGD step, is every "
+         "ratio still 1, and do the wrong answer's tokens and the right answers' tokens get the same ratio?",
+    "B": "look at your grpo_group_update: when are the old log-probs computed, and how many times? Then ask what the "
+         "ratio exp(logp - old_logp) is in the second epoch.",
+    "C": "the min is pessimistic only about ratios beyond the clip range; inside [0.8, 1.2] the term is ratio times "
+         "A_i. The first step was a small step along the gradient of the objective (minus the loss): which way does "
+         "such a step move the objective?",
 }
 
 
-def check_uniform_group_prediction(answer) -> CheckResult:
-    """Check the letter of the prediction for a group whose rewards are all equal."""
+def check_second_epoch_prediction(answer) -> CheckResult:
+    """Check the letter of the prediction for the second epoch's loss of a group with one wrong answer in eight."""
     __tracebackhide__ = True
-    return EXERCISES["uniform_group_prediction"].check(answer)
+    return EXERCISES["second_epoch_prediction"].check(answer)
 
 
 def _prediction_case() -> list[Case]:
-    return [Case((), {}, "your prediction", "what are the group's advantages, and what does a loss made only of terms "
-                                            "times those advantages give as a gradient?")]
+    return [Case((), {}, "your prediction", "the first step moved the weights; what did it do to each answer's ratio, "
+                                            "given the sign of its advantage?")]
 
 
 # ---- tier-2 hints: hint(name, 2) ---------------------------------------------------------------
@@ -435,9 +515,11 @@ HINTS = {
     "grpo_loss": (
         "Build a (N, R) tensor of per-token terms first, then reduce it. The ratio is the exponential of the "
         "log-prob difference; the advantage needs a new last axis of size 1 to broadcast over the R tokens; clamp "
-        "the ratio to [0.8, 1.2] and keep the element-wise minimum of the two products. Then zero the padding by "
-        "SELECTING with the mask (a where), never by multiplying: with -inf log-probs the padded terms are nan, and "
-        "nan * 0 is nan. The three divisors: each row's own count of real tokens ('sequence', then the mean of the "
+        "the ratio to [0.8, 1.2] and keep the element-wise minimum of the two products. The padding first: the padded "
+        "log-probs may be -inf, and exp(-inf - (-inf)) is nan. Replace them by finite values (a where on the mask, "
+        "e.g. 0) BEFORE the exp, or select the real tokens away before computing with them. Zeroing the terms "
+        "afterwards is not enough: multiplying by the mask keeps the nan (nan * 0 is nan), and a where applied after "
+        "the nan fixes the loss's value but still passes nan gradients back to logp. The three divisors: each row's own count of real tokens ('sequence', then the mean of the "
         "N numbers), the batch's count of real tokens ('token'), N times R with R = the second dimension of logp, "
         "the budget ('constant'). Worked example: two answers of 3 and 1 real tokens in R = 3, ratio 1, advantages "
         "+1 and -1: terms sum to 3 - 1 = 2, so 'token' gives -2/4, 'constant' -2/6 and 'sequence' -(1 + (-1))/2 = 0."),
@@ -457,12 +539,25 @@ EXERCISES = {
                                           group_relative_advantages_cases, group_relative_advantages_hidden_cases,
                                           adapt=cloned, rtol=1e-4, atol=1e-5),
     "parse_answer": Exercise("parse_answer", parse_answer, parse_answer_cases, parse_answer_hidden_cases),
-    "grpo_loss": Exercise("grpo_loss", grpo_loss, grpo_loss_cases, grpo_loss_hidden_cases, adapt=cloned,
-                          rtol=1e-4, atol=1e-6),
+    "grpo_loss": Exercise("grpo_loss", grpo_loss, grpo_loss_cases, grpo_loss_hidden_cases, adapt=_loss_and_grad,
+                          names=("loss", "d loss / d logp"), rtol=1e-4, atol=1e-6),
     "grpo_group_update": Exercise("grpo_group_update", grpo_group_update, grpo_group_update_cases,
                                   grpo_group_update_hidden_cases, adapt=_update_run, names=("losses", "table"),
                                   rtol=1e-4, atol=1e-5),
-    "uniform_group_prediction": Exercise("uniform_group_prediction", uniform_group_prediction, _prediction_case, list,
-                                         kind="answer",
-                                         comparer=functools.partial(compare_answers, feedback=UNIFORM_FEEDBACK)),
+    "second_epoch_prediction": Exercise("second_epoch_prediction", second_epoch_prediction, _prediction_case, list,
+                                        kind="answer",
+                                        comparer=functools.partial(compare_answers, feedback=SECOND_EPOCH_FEEDBACK),
+                                        explanation="the old log-probs are those of the sampling policy, taken once, so "
+                                                    "in the second epoch the ratio is exp(logp after one step - old "
+                                                    "logp), no longer 1. The first step followed the gradient of the "
+                                                    "objective, the token mean of min(ratio * A, clip(ratio) * A): it "
+                                                    "lowered the wrong answer's log-probs (A about -2.47: ratios near "
+                                                    "0.97, a smaller penalty) and raised the right answers' (A about "
+                                                    "+0.35: ratios up to 1.02). The objective is now above 0, and the "
+                                                    "loss, its negative, below 0: the run prints -0.0116, after a "
+                                                    "first loss of 0 up to rounding. That drop is the improvement of "
+                                                    "the surrogate on the same samples, the quantity several PPO-style "
+                                                    "epochs climb (and the clip bounds, beyond 0.8 and 1.2); with one "
+                                                    "epoch, as in lesson 14's cpu preset, the loss stays 0 and never "
+                                                    "shows it."),
 }

@@ -456,7 +456,15 @@ EXERCISES = {
                                   adam_memory_bytes_hidden_cases, names=("weights", "gradients", "adam_moments",
                                                                          "total"), rtol=0, atol=0),
     "bf16_bug": Exercise("bf16_bug", bf16_bug, _bf16_case, list, kind="answer",
-                         comparer=functools.partial(compare_answers, feedback=BF16_FEEDBACK)),
+                         comparer=functools.partial(compare_answers, feedback=BF16_FEEDBACK),
+                         explanation="bfloat16 keeps 8 bits of mantissa, so the numbers next to 1.0 are 1/128 "
+                                     "(about 0.008) apart: an update of about 0.001 is less than half that gap and "
+                                     "1.0 + 0.001 rounds back to 1.0, at every step, which is why 100 steps leave "
+                                     "the weight at exactly 1.0 where float32 reaches about 1.09. The step is not "
+                                     "too small in itself, only next to the weight it is added to; so mixed "
+                                     "precision keeps a float32 master copy of the weights and of the optimiser's "
+                                     "state, and gives the model a bfloat16 copy for its forward pass. Sixteen bits "
+                                     "are enough to compute with, not to accumulate many small changes in."),
     "mixed_precision_sgd_step": Exercise("mixed_precision_sgd_step", mixed_precision_sgd_step,
                                          mixed_precision_sgd_step_cases, mixed_precision_sgd_step_hidden_cases,
                                          adapt=_mp_run, names=("master_dtype", "master", "velocity_dtype", "velocity",
