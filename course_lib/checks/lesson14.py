@@ -25,7 +25,7 @@ import torch
 import functools
 
 from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
-from course_lib.checks.tensors import cloned, generator
+from course_lib.checks.tensors import cloned, generator, load_optimiser_modules
 from course_lib.data.arithmetic import parse_answer as _parse_answer
 from course_lib.llm.grpo import grpo_token_loss
 from course_lib.rl import group_advantages
@@ -393,18 +393,9 @@ _UPDATE_RULE = ("advantages of the group (std-scaled, Bessel, + 1e-4), old log-p
                 "zero the gradients, backward, step; return the list of the epochs' losses.")
 
 
-@functools.lru_cache(maxsize=1)
-def _load_what_the_runs_need() -> None:
-    """Import now what the runs import lazily: the grader builds the cases before it drops its privileges, and after
-    that the interpreter's own modules may be unreadable. A torch optimiser's first step imports torch._dynamo (and
-    cProfile with it)."""
-    for make in (torch.optim.SGD, torch.optim.Adam):
-        make([torch.zeros(1, requires_grad=True)], lr=0.0).step()
-
-
 def grpo_group_update_cases() -> list[Case]:
     """Seeded cases for ``grpo_group_update``: each runs it on a fresh tiny policy with SGD (lr 0.5)."""
-    _load_what_the_runs_need()
+    load_optimiser_modules()
     return [
         Case((10, [4, 4, 4, 4], torch.tensor([1.5, 0.0, 0.5, 0.0])), {"lr": 0.0},
              "the losses alone: one group of 4 replies, one epoch, learning rate 0",
@@ -445,7 +436,7 @@ def grpo_group_update_cases() -> list[Case]:
 
 def grpo_group_update_hidden_cases() -> list[Case]:
     """Grader-only cases: other groups, lengths, normalisations and epochs than the notebook's."""
-    _load_what_the_runs_need()
+    load_optimiser_modules()
     return [
         Case((110, [6, 2, 5, 1, 4, 3, 6, 2], torch.tensor([0.0, 0.5, 1.5, 0.0, 0.0, 1.5, 0.5, 0.0]), "constant", 2,
               8, 5), {}, "8 replies, a budget of 8 tokens, constant", _UPDATE_RULE),

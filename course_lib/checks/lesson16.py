@@ -22,7 +22,7 @@ import functools
 import torch
 
 from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
-from course_lib.checks.tensors import cloned, generator
+from course_lib.checks.tensors import cloned, generator, load_optimiser_modules
 
 # ---- references ----------------------------------------------------------------------------
 
@@ -158,18 +158,9 @@ _LORA_RULE = ("freeze the base (weight and bias); A (r, d_in) random and B (d_ou
               "the base's output plus alpha / r times B A x; merged_weight: W plus alpha / r times B A.")
 
 
-@functools.lru_cache(maxsize=1)
-def _load_what_the_runs_need() -> None:
-    """Import now what the runs import lazily: the grader builds the cases before it drops its privileges, and after
-    that the interpreter's own modules may be unreadable. A torch optimiser's first step imports torch._dynamo (and
-    cProfile with it)."""
-    for make in (torch.optim.SGD, torch.optim.Adam):
-        make([torch.zeros(1, requires_grad=True)], lr=0.0).step()
-
-
 def LoRALinear_cases() -> list[Case]:
     """Seeded cases for the ``LoRALinear`` build: (seed, d_in, d_out, r, alpha, bias, leading shape of x)."""
-    _load_what_the_runs_need()
+    load_optimiser_modules()
     return [
         Case((20, 4, 3, 1, 2.0), {}, "a rank-1 adapter on a 4 -> 3 layer",
              "at the start the layer must compute exactly what its base computes (start_gap 0): B starts at zero, "
@@ -194,7 +185,7 @@ def LoRALinear_cases() -> list[Case]:
 
 def LoRALinear_hidden_cases() -> list[Case]:
     """Grader-only cases: other shapes, ranks and scales than the notebook's."""
-    _load_what_the_runs_need()
+    load_optimiser_modules()
     return [
         Case((120, 7, 2, 2, 1.0), {}, "alpha below r: the update scaled down", _LORA_RULE),
         Case((121, 10, 6, 4, 32.0, False), {}, "rank 4, alpha 32, no bias", _LORA_RULE),
