@@ -365,11 +365,14 @@ def test_gradient_variance_identical_rows_case_rejects_the_second_moment():
 # ---- spot the bug: reinforce_weights ---------------------------------------------------------------
 
 from course_lib.checks.lesson06 import (  # noqa: E402
+    LOSS_GRAD_OPTIONS,
     RF_BUDGET,
     WEIGHTS_BUG_OPTIONS,
     _probe_gradients,
     _probe_nan,
+    _probe_sampling,
     _run_cartpole,
+    check_reinforce_loss_grad,
     check_reinforce_weights,
     check_reinforce_weights_bug,
     check_train_reinforce,
@@ -389,6 +392,35 @@ def test_the_bug_question_accepts_the_right_letter_and_explains_the_wrong_ones_w
         assert "'B'" not in text and "option B" not in text and WEIGHTS_BUG_OPTIONS["B"] not in text
 
 
+def test_the_bug_question_has_a_plausible_distractor_with_its_own_feedback():
+    assert len(WEIGHTS_BUG_OPTIONS) == 5 and "normalising" in WEIGHTS_BUG_OPTIONS["E"]
+    with pytest.raises(CheckFailed, match=r"not the right one yet: .*normalis") as err:
+        check_reinforce_weights_bug("E")
+    assert WEIGHTS_BUG_OPTIONS["B"] not in str(err.value)
+
+
+def test_the_loss_gradient_question_accepts_the_right_letter_and_explains_the_wrong_ones(capsys):
+    right = EXERCISES["reinforce_loss_grad"].reference()
+    assert len(LOSS_GRAD_OPTIONS) == 4 and "(-1, 2)" in LOSS_GRAD_OPTIONS[right]
+    assert check_reinforce_loss_grad(right.lower()).status == "pass"
+    assert "N" in capsys.readouterr().out  # the explanation is printed when right
+    for wrong in set(LOSS_GRAD_OPTIONS) - {right}:
+        with pytest.raises(CheckFailed, match=r"not the right one yet: .+") as err:
+            check_reinforce_loss_grad(wrong)
+        text = str(err.value)
+        assert f"'{right}'" not in text and LOSS_GRAD_OPTIONS[right] not in text and "(-1, 2)" not in text
+
+
+def weights_mean_only(episode_rewards, gamma):
+    G = torch.cat([reward_to_go(r, gamma, terminated=True) for r in episode_rewards])
+    return G - G.mean()
+
+
+def weights_population_std(episode_rewards, gamma):
+    G = torch.cat([reward_to_go(r, gamma, terminated=True) for r in episode_rewards])
+    return (G - G.mean()) / G.std(unbiased=False)
+
+
 def weights_per_episode_normalised(episode_rewards, gamma):
     return torch.cat([normalize(reward_to_go(r, gamma, terminated=True)) if len(r) > 1 else torch.zeros_like(r)
                       for r in episode_rewards])
@@ -404,6 +436,8 @@ def weights_not_normalised(episode_rewards, gamma):
         (reinforce_weights_buggy, r"(?s)case 1 of 5 \(two CartPole episodes.*The buggy code put 3 at every step"),
         (weights_not_normalised, r"(?s)case 1 of 5 \(two CartPole episodes.*got 3\n.*a 3 there: you did not normalise"),
         (weights_per_episode_normalised, r"(?s)case 1 of 5 .*got 1\n.*a 1: you normalised each episode on its own"),
+        (weights_mean_only, r"(?s)case 1 of 5 .*got 1\.2\n.*1\.2: you subtracted the mean only"),
+        (weights_population_std, r"(?s)case 1 of 5 .*got 1\.60.*\n.*1\.60: you divided by the std that divides by n"),
     ],
 )
 def test_reinforce_weights_wrong_versions_fail_with_the_right_hint(wrong, message):
@@ -423,7 +457,7 @@ def test_reinforce_weights_fixed_passes_and_the_buggy_one_is_really_noisier():
 
 
 def make_trainer(*, weights="right", reduce="mean", zero_grad=True, nan_check=True, stop_on_truncated=True,
-                 step_every_episode=False):
+                 step_every_episode=False, sample=True):
     """train_reinforce with one named departure from the specification."""
 
     def fn(env, policy, optimizer, episodes, batch_size, gamma):
@@ -435,7 +469,7 @@ def make_trainer(*, weights="right", reduce="mean", zero_grad=True, nan_check=Tr
                 o = torch.as_tensor(obs, dtype=torch.float32)
                 with torch.no_grad():
                     logits = policy(o)
-                    a = int(torch.distributions.Categorical(logits=logits).sample())
+                    a = int(torch.distributions.Categorical(logits=logits).sample()) if sample else int(logits.argmax())
                 obs, r, term, trunc, _ = env.step(a)
                 o_list.append(o)
                 a_list.append(a)
@@ -482,21 +516,42 @@ def test_the_reference_solves_every_cartpole_case_within_the_budget():
 
 def test_an_equivalent_build_passes_the_probes():
     assert _probe_gradients(make_trainer()) == "ok" and _probe_nan(make_trainer()) == "ok"
+    assert _probe_sampling(make_trainer()) == "ok" and _probe_sampling(train_reinforce) == "ok"
+
+
+def test_an_argmax_policy_passes_the_gradient_probe_and_fails_the_sampling_one():
+    assert _probe_gradients(make_trainer(sample=False)) == "ok"
+    assert "never chose action 0" in _probe_sampling(make_trainer(sample=False))
+
+
+def test_a_run_at_a_random_policys_level_says_so_instead_of_blaming_the_seed():
+    def random_actions(env, policy, optimizer, episodes, batch_size, gamma):
+        for _ in range(episodes):
+            env.reset()
+            done = False
+            while not done:
+                _, _, term, trunc, _ = env.step(env.action_space.sample())
+                done = term or trunc
+
+    verdict = _run_cartpole(random_actions, 3)
+    assert "a random policy's level" in verdict and "another seed" not in verdict
 
 
 @pytest.mark.parametrize(
     "wrong, message",
     [
-        (make_trainer(weights="whole"), r"(?s)case 1 of 4 .*whole return G_0: use the reward-to-go"),
-        (make_trainer(weights="raw"), r"(?s)case 1 of 4 .*normalise the returns over the whole batch"),
-        (make_trainer(reduce="sum"), r"(?s)case 1 of 4 .*N times too large"),
-        (make_trainer(zero_grad=False), r"(?s)case 1 of 4 .*still holds the previous batch's: zero the gradients"),
-        (make_trainer(step_every_episode=True), r"(?s)case 1 of 4 .*optimiser steps for 6 episodes in batches of 2, "
+        (make_trainer(weights="whole"), r"(?s)case 1 of 5 .*whole return G_0: use the reward-to-go"),
+        (make_trainer(weights="raw"), r"(?s)case 1 of 5 .*normalise the returns over the whole batch"),
+        (make_trainer(reduce="sum"), r"(?s)case 1 of 5 .*N times too large"),
+        (make_trainer(zero_grad=False), r"(?s)case 1 of 5 .*still holds the previous batch's: zero the gradients"),
+        (make_trainer(step_every_episode=True), r"(?s)case 1 of 5 .*optimiser steps for 6 episodes in batches of 2, "
                                                 r"expected 3"),
-        (make_trainer(stop_on_truncated=False), r"(?s)case 1 of 4 .*raised RuntimeError: env\.step\(\) was called "
+        (make_trainer(stop_on_truncated=False), r"(?s)case 1 of 5 .*raised RuntimeError: env\.step\(\) was called "
                                                 r"after the episode ended"),
-        (make_trainer(nan_check=False), r"(?s)case 2 of 4 \(a NaN reward.*raise FloatingPointError before "
+        (make_trainer(nan_check=False), r"(?s)case 3 of 5 \(a NaN reward.*raise FloatingPointError before "
                                         r"optimizer\.step\(\)"),
+        (make_trainer(sample=False), r"(?s)case 2 of 5 \(.*never chose action 0.*Hint: sample from "
+                                     r"Categorical\(logits=\.\.\.\), do not take the argmax"),
     ],
 )
 def test_train_reinforce_wrong_versions_fail_with_a_message_that_names_the_mistake(wrong, message):

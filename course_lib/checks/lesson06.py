@@ -7,6 +7,8 @@ The references are the library's REINFORCE pieces (:mod:`course_lib.deep.reinfor
   float64 out), as torch's own operations do; the check compares the exact dtype, not only its
   kind, so a result rebuilt with ``torch.tensor(list)`` or ``torch.zeros(T)`` (always float32)
   fails on float64 rewards with a message that says so.
+* ``reinforce_loss_grad``: the predict-then-check question before the loss's check, d loss / d logp for
+  advantages (2, -4) (a letter; per-option feedback that does not give the right one away).
 * ``reinforce_loss(logp, advantages)``: ``-mean(logp * advantages)`` with the advantages detached.
   Checked on its value *and* its gradients: the adapter hands the student's function and the
   reference alike a fresh ``logp`` that requires grad (and ``advantages`` that require grad where
@@ -21,7 +23,8 @@ The references are the library's REINFORCE pieces (:mod:`course_lib.deep.reinfor
   fix, each episode's reward-to-go normalised over the whole batch.
 * The whole algorithm: ``train_reinforce(env, policy, optimizer, episodes, batch_size, gamma)``, checked by
   behaviour. Its ``adapt`` turns a probe name into a verdict string ("ok", "solved", or what went wrong): scripted
-  episodes with an optimiser that records the gradients (each batch's must be that of the specification), a NaN
+  episodes with an optimiser that records the gradients (each batch's must be that of the specification), a fixed
+  policy with probabilities (0.25, 0.75) (its actions must be sampled: both occur, about a quarter action 0), a NaN
   reward (FloatingPointError before the step), and CartPole-v1 on a seed (solved = a mean return of ``RF_LEVEL``
   over ``RF_WINDOW`` consecutive episodes within ``RF_BUDGET`` env steps).
 """
@@ -51,9 +54,14 @@ HINTS = {
         "Three steps, all torch operations on (N,) tensors: weight each log-probability by its step's advantage "
         "(elementwise), average over the N steps, negate. Before weighting, cut the advantages out of the autograd "
         "graph (the tensor method whose name says so), so that no gradient reaches whatever computed them. Worked "
-        "example: logp = (log 0.5, log 0.25) = (-0.693, -1.386), advantages (2, -4): the products are -1.386 and "
-        "5.545, their mean 2.079, the loss -2.079; d loss / d logp = (-2/2, 4/2) = (-1, 2), and d loss / d advantages "
-        "= (0, 0)."),
+        "example: logp = (log 0.5, log 0.25, log 0.8) = (-0.693, -1.386, -0.223), advantages (3, -1, 0): the "
+        "products are -2.079, 1.386 and 0, their mean -0.231, the loss 0.231; d loss / d logp = (-3/3, 1/3, 0) = "
+        "(-1, 0.333, 0), and d loss / d advantages = (0, 0, 0)."),
+    "reinforce_loss_grad": (
+        "Write the loss out for N = 2 with the advantages as plain numbers: L = -(logp[0] * A_0 + logp[1] * A_1) / 2. "
+        "Each logp[t] appears in one term only, so d L / d logp[t] is that term's coefficient: read off what "
+        "multiplies logp[t], sign and 1/2 included, then put in this question's A. The same reading at N = 3 with "
+        "A = (3, -1, 0) gives (-1, 1/3, 0)."),
     "gradient_variance": (
         "The rows are episodes, the columns parameters. For each column, the spread of its B numbers: subtract the "
         "column's mean, square, add up, divide by B - 1. Then add the P column results together (sum, not mean) and "
@@ -266,6 +274,37 @@ def check_reinforce_loss(fn) -> CheckResult:
     return EXERCISES["reinforce_loss"].check(fn)
 
 
+LOSS_GRAD_OPTIONS = {
+    "A": "(1, -2)",
+    "B": "(-2, 4)",
+    "C": "(-1, 2)",
+    "D": "(0, 0)",
+}
+LOSS_GRAD_FEEDBACK = {
+    "a": "look at the sign: the optimiser MINIMISES the loss, and a step along minus your gradient would lower the "
+         "log-probability of the action with the positive advantage. Where is the minus of the loss?",
+    "b": "the loss is a mean over the N = 2 steps, not a sum: every term carries a factor that your answer left out.",
+    "d": "the ADVANTAGES get no gradient (they are detached); the log-probabilities are what the loss is for. Each "
+         "logp[t] still multiplies a number.",
+}
+
+
+def reinforce_loss_grad() -> str:
+    """Reference: the letter of d loss / d logp for logp of shape (2,) and advantages (2, -4), i.e. -A / N."""
+    return "C"
+
+
+def _loss_grad_case() -> list[Case]:
+    return [Case((), {}, "your answer", "write the loss out for two steps with A as plain numbers; differentiate "
+                 "with respect to logp[0], then logp[1]: the sign, the 1/N and the advantage all stay in.")]
+
+
+def check_reinforce_loss_grad(answer) -> CheckResult:
+    """Check the learner's prediction (a letter) of d loss / d logp for advantages (2, -4)."""
+    __tracebackhide__ = True
+    return EXERCISES["reinforce_loss_grad"].check(answer)
+
+
 # ---- gradient_variance ---------------------------------------------------------------------
 
 
@@ -373,6 +412,9 @@ def reinforce_weights_buggy(episode_rewards: list, gamma: float) -> torch.Tensor
 def reinforce_weights(episode_rewards: list, gamma: float) -> torch.Tensor:
     """Reference: each episode's reward-to-go, concatenated, normalised over the whole batch (a constant baseline).
 
+    The normalisation is :func:`course_lib.rl.normalize`: (G - mean) / (std + 1e-8) with torch's default, unbiased
+    std (the squared deviations divided by n - 1, not by n as np.std does).
+
     episode_rewards: B tensors of shape (T_i,); returns (N,), N = sum of T_i, the dtype of the rewards.
     """
     from course_lib.rl import normalize
@@ -397,7 +439,10 @@ def reinforce_weights_cases() -> list[Case]:
         Case(([torch.ones(3), torch.ones(2)], 1.0), {}, "two CartPole episodes of 3 and 2 steps, gamma 1",
              "the reward-to-go of the 3-step episode is (3, 2, 1) and of the 2-step one (2, 1): concatenated, "
              "(3, 2, 1, 2, 1), mean 1.8, std 0.837: normalise once over the whole batch, so the first weight is "
-             "(3 - 1.8) / 0.837 = 1.43 (a 3 there: you did not normalise; a 1: you normalised each episode on its own). "
+             "(3 - 1.8) / 0.837 = 1.43 (a 3 there: you did not normalise; a 1: you normalised each episode on its own; 1.2: you subtracted the mean "
+             "only, and did not divide by the standard deviation; 1.60: you divided by the std that divides by n, as "
+             "np.std and torch.std(unbiased=False) do, 0.748 here, where normalize divides the squared deviations by "
+             "n - 1). "
              "The buggy code "
              "put 3 at every step of the first episode and 2 at every step of the second, and subtracted nothing."),
         Case(([torch.tensor([1.0, 0.0, 0.0, 0.0])], 1.0), {}, "one episode, a reward at its first step only",
@@ -432,6 +477,8 @@ WEIGHTS_BUG_OPTIONS = {
          "subtracted: the estimate is still unbiased, but much noisier than it needs to be.",
     "C": "REINFORCE must not discount: gamma ** k makes the estimate wrong.",
     "D": "The weights must be detached before they reach the loss, or the gradient flows into the rewards.",
+    "E": "Nothing that matters: the estimate is unbiased, and normalising the weights later would remove the extra "
+         "noise anyway.",
 }
 WEIGHTS_BUG_FEEDBACK = {
     "a": "is it biased? The terms of the rewards before t multiply grad log pi(a_t | s_t), whose mean over a_t is 0 "
@@ -440,6 +487,9 @@ WEIGHTS_BUG_FEEDBACK = {
          "consistent about gamma. Look at which rewards each step is weighted by, and at what is subtracted.",
     "d": "the weights are built from rewards, plain numbers that no network produced: there is no graph to cut. "
          "Look at which rewards each step is weighted by.",
+    "e": "normalising subtracts ONE number from every weight and divides by one: it centres and rescales the batch, "
+         "but the part of a step's weight that came from rewards before its action is still in it, different from "
+         "episode to episode. What do those terms add to the estimate, if not bias?",
 }
 
 
@@ -467,6 +517,9 @@ RF_LEVEL, RF_WINDOW, RF_BUDGET = 100.0, 20, 30_000
 """Solved: the mean return of RF_WINDOW consecutive training episodes reaches RF_LEVEL within RF_BUDGET env steps.
 Measured on the reference (30 seeds): the median run needed 6,300 steps, 29 of 30 under 13,000, the slowest 28,300."""
 SOLVED = "solved"
+_RF_RANDOM_LEVEL = 40.0
+"""A best mean of RF_WINDOW episodes under this is a random policy's level: uniform actions average about 22 per
+episode, and the best window of 20 in a 30,000-step run of them reached 30.5, 31.8 and 33.6 (seeds 1, 3, 8)."""
 
 
 def train_reinforce(env, policy, optimizer, episodes: int, batch_size: int, gamma: float) -> list[float]:
@@ -707,6 +760,45 @@ def _probe_gradients(fn: Callable) -> str:
     return "ok"
 
 
+class _FixedPolicy(torch.nn.Module):
+    """A policy that ignores the observation: the same logits, probabilities (0.25, 0.75), for every state."""
+
+    def __init__(self):
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.log(torch.tensor([0.25, 0.75])))
+
+    def forward(self, obs):
+        obs = torch.as_tensor(obs)
+        return self.logits.expand(*obs.shape[:-1], 2)
+
+
+_SAMPLE_LENGTHS, _SAMPLE_BATCH = [20] * 8, 4
+
+
+def _probe_sampling(fn: Callable) -> str:
+    """A fixed policy with probabilities (0.25, 0.75) over 160 steps: a sampling rollout chooses action 0 at about a
+    quarter of them (40 +- 5.5); the argmax never does, and a policy sampled the other way round at three quarters."""
+    env = _ProbeEnv(33, _SAMPLE_LENGTHS)
+    policy = _FixedPolicy()
+    recorder = _Recorder(policy.parameters())
+    recorder.env = env
+    torch.manual_seed(33)
+    fn(env, policy, recorder, len(_SAMPLE_LENGTHS), _SAMPLE_BATCH, 0.9)
+    actions = [a for e in env.episodes for a in e["actions"]]
+    zeros = actions.count(0)
+    if not actions:
+        return "your function took no actions on the scripted episodes"
+    if zeros == 0:
+        return (f"with a policy whose probabilities are (0.25, 0.75) in every state, your function never chose action "
+                f"0 in {len(actions)} steps, where the policy gives it a quarter of them: the rollout does not "
+                "follow the policy's distribution")
+    if not 0.05 * len(actions) <= zeros <= 0.5 * len(actions):
+        return (f"with a policy whose probabilities are (0.25, 0.75) in every state, your function chose action 0 at "
+                f"{zeros} of {len(actions)} steps ({zeros / len(actions):.0%}), where the policy gives it about a "
+                "quarter: the rollout does not follow the policy's distribution")
+    return "ok"
+
+
 def _probe_nan(fn: Callable) -> str:
     """A NaN reward in the second batch: the function must raise FloatingPointError before stepping on it."""
     lengths = [3, 4, 2, 5]
@@ -756,6 +848,12 @@ def _run_cartpole(fn: Callable, seed: int) -> str:
         return (f"your function returned after {len(env.returns)} episodes and {env.steps:,} env steps, before the "
                 f"run was solved or out of budget: play the `episodes` it is given")
     best_text = f"its best mean of {RF_WINDOW} episodes was {best:.1f} (at {at:,} steps)" if at else "no episodes ended"
+    if best < _RF_RANDOM_LEVEL:
+        return (f"not solved, and not learning: the mean return of {RF_WINDOW} consecutive episodes never rose above "
+                f"a random policy's level within {RF_BUDGET:,} env steps ({best_text}; random actions average about 22, "
+                f"and their best window stays under {_RF_RANDOM_LEVEL:.0f}). A policy that learns passes that within "
+                "a few thousand steps whatever the seed, so this is not REINFORCE's noise: the policy stays where it "
+                "started, or acts worse than chance")
     return (f"not solved: the mean return of {RF_WINDOW} consecutive episodes never reached {RF_LEVEL:.0f} within "
             f"{RF_BUDGET:,} env steps; {best_text}. The reference needs about 6,000. If the probe cases pass, try "
             "the run again with another seed: REINFORCE is noisy")
@@ -769,11 +867,13 @@ def _train_reinforce_runner(fn: Callable) -> Callable:
             return _probe_gradients(fn)
         if probe == "nan":
             return _probe_nan(fn)
+        if probe == "sampling":
+            return _probe_sampling(fn)
         if probe == "cartpole":
             # The reference solves every seed of the cases (tests/test_checks_lesson06.py runs it on each, a second
             # or two apiece): its verdict is known, so a check does not train it again next to the learner's run.
             return SOLVED if fn is train_reinforce else _run_cartpole(fn, seed)
-        raise ValueError(f"probe: expected 'gradients', 'nan' or 'cartpole', got {probe!r}")
+        raise ValueError(f"probe: expected 'gradients', 'sampling', 'nan' or 'cartpole', got {probe!r}")
 
     return run
 
@@ -787,7 +887,7 @@ def _compare_verdicts(expected, got) -> str | None:
 _RF_GRADIENT_HINT = ("one batch = `batch_size` whole episodes; then ONE optimiser step on your reinforce_loss of all "
                      "the batch's steps, with each episode's reward-to-go normalised over the whole batch as the "
                      "advantages. The message names which part of that differs.")
-_RF_SOLVE_HINT = ("if the two probe cases pass, the pieces are right and this is REINFORCE's noise or a slow loop: "
+_RF_SOLVE_HINT = ("if the three probe cases pass, the pieces are right and this is REINFORCE's noise or a slow loop: "
                   "sample the actions (do not take the argmax), keep the optimiser you are given, and do not add "
                   "tricks (entropy, clipping). A run the budget cuts off says how far it got.")
 
@@ -807,11 +907,16 @@ def _load_what_the_runs_need() -> None:
 
 
 def train_reinforce_cases() -> list[Case]:
-    """The notebook's cases: the spec on scripted episodes, then CartPole on two seeds."""
+    """The notebook's cases: the spec on scripted episodes, sampled actions, a NaN, then CartPole on two seeds."""
     _load_what_the_runs_need()
     return [
         Case(("gradients", 0), {}, "the spec on 6 scripted episodes in batches of 2 (two of them truncated)",
              _RF_GRADIENT_HINT),
+        Case(("sampling", 0), {}, "a policy with probabilities (0.25, 0.75) in every state, 8 episodes of 20 steps: "
+             "both actions must occur, about a quarter of them action 0",
+             "sample from Categorical(logits=...), do not take the argmax: REINFORCE learns from the actions its "
+             "policy tries, and an argmax tries only one of them in each state (its gradient estimate is that of a "
+             "different, deterministic policy). Sampling needs no graph."),
         Case(("nan", 0), {}, "a NaN reward in the second batch: FloatingPointError before its step",
              "check the batch's loss before back-propagating it; a NaN anywhere in the returns makes it NaN, and one "
              "step on a NaN gradient ruins every parameter."),
@@ -845,6 +950,14 @@ EXERCISES = {
                                rtol=1e-4, atol=1e-6),
     "gradient_variance": Exercise("gradient_variance", gradient_variance, gradient_variance_cases,
                                   gradient_variance_hidden_cases, adapt=_returns_float, rtol=1e-4, atol=1e-6),
+    "reinforce_loss_grad": Exercise("reinforce_loss_grad", reinforce_loss_grad, _loss_grad_case, list, kind="answer",
+                                    comparer=functools.partial(compare_answers, feedback=LOSS_GRAD_FEEDBACK),
+                                    explanation="the loss is -(1/N) sum_t logp[t] A_t with A_t a constant, so "
+                                                "d loss / d logp[t] = -A_t / N: (-2/2, 4/2) = (-1, 2). A gradient "
+                                                "step moves logp against this, raising the log-probability of the "
+                                                "action with A = 2 and lowering the one with A = -4, each in "
+                                                "proportion to its advantage; the 1/N keeps the step's size "
+                                                "independent of how many steps the batch has."),
     "reinforce_weights_bug": Exercise("reinforce_weights_bug", reinforce_weights_bug, _weights_bug_case, list,
                                       kind="answer",
                                       comparer=functools.partial(compare_answers, feedback=WEIGHTS_BUG_FEEDBACK),
