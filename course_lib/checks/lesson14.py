@@ -25,7 +25,7 @@ import torch
 import functools
 
 from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
-from course_lib.checks.tensors import cloned, generator, load_optimiser_modules
+from course_lib.checks.tensors import cloned, generator
 from course_lib.data.arithmetic import parse_answer as _parse_answer
 from course_lib.llm.grpo import grpo_token_loss
 from course_lib.rl import group_advantages
@@ -395,7 +395,6 @@ _UPDATE_RULE = ("advantages of the group (std-scaled, Bessel, + 1e-4), old log-p
 
 def grpo_group_update_cases() -> list[Case]:
     """Seeded cases for ``grpo_group_update``: each runs it on a fresh tiny policy with SGD (lr 0.5)."""
-    load_optimiser_modules()
     return [
         Case((10, [4, 4, 4, 4], torch.tensor([1.5, 0.0, 0.5, 0.0])), {"lr": 0.0},
              "the losses alone: one group of 4 replies, one epoch, learning rate 0",
@@ -436,7 +435,6 @@ def grpo_group_update_cases() -> list[Case]:
 
 def grpo_group_update_hidden_cases() -> list[Case]:
     """Grader-only cases: other groups, lengths, normalisations and epochs than the notebook's."""
-    load_optimiser_modules()
     return [
         Case((110, [6, 2, 5, 1, 4, 3, 6, 2], torch.tensor([0.0, 0.5, 1.5, 0.0, 0.0, 1.5, 0.5, 0.0]), "constant", 2,
               8, 5), {}, "8 replies, a budget of 8 tokens, constant", _UPDATE_RULE),

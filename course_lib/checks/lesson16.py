@@ -22,7 +22,7 @@ import functools
 import torch
 
 from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
-from course_lib.checks.tensors import cloned, generator, load_optimiser_modules
+from course_lib.checks.tensors import cloned, generator
 
 # ---- references ----------------------------------------------------------------------------
 
@@ -160,7 +160,6 @@ _LORA_RULE = ("freeze the base (weight and bias); A (r, d_in) random and B (d_ou
 
 def LoRALinear_cases() -> list[Case]:
     """Seeded cases for the ``LoRALinear`` build: (seed, d_in, d_out, r, alpha, bias, leading shape of x)."""
-    load_optimiser_modules()
     return [
         Case((20, 4, 3, 1, 2.0), {}, "a rank-1 adapter on a 4 -> 3 layer",
              "at the start the layer must compute exactly what its base computes (start_gap 0): B starts at zero, "
@@ -185,7 +184,6 @@ def LoRALinear_cases() -> list[Case]:
 
 def LoRALinear_hidden_cases() -> list[Case]:
     """Grader-only cases: other shapes, ranks and scales than the notebook's."""
-    load_optimiser_modules()
     return [
         Case((120, 7, 2, 2, 1.0), {}, "alpha below r: the update scaled down", _LORA_RULE),
         Case((121, 10, 6, 4, 32.0, False), {}, "rank 4, alpha 32, no bias", _LORA_RULE),

@@ -66,6 +66,17 @@ def _preload(code: list[str]) -> None:
             importlib.import_module(name)
         except Exception:  # not a module (e.g. a function imported by name) or not installed
             pass
+    if "torch" in sys.modules:
+        _load_optimiser_modules()
+
+
+def _load_optimiser_modules() -> None:
+    """A torch optimiser's first step imports more of torch (``torch._dynamo``, and cProfile with it): do it now,
+    while the interpreter's own files are readable, so that the builds that train (lessons 6, 11, 14, 16) can."""
+    import torch
+
+    for make in (torch.optim.SGD, torch.optim.Adam):
+        make([torch.zeros(1, requires_grad=True)], lr=0.0).step()
 
 
 def _limit(job: dict) -> None:
