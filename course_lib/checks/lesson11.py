@@ -243,37 +243,6 @@ TINY_V, TINY_R, TINY_EOS, TINY_GOOD = 6, 6, 1, 3
 """The tiny task: a vocabulary of 6 tokens, replies of at most 6 tokens, EOS = 1; the reward model likes token 3."""
 
 
-class TinyAdam:
-    """Adam (Kingma & Ba 2015) for the tiny tasks, with torch.optim's interface: ``zero_grad()``, ``step()``.
-
-    torch.optim's optimisers import ``torch._dynamo`` when they are built, which the grader's sandbox cannot load
-    once it has dropped its privileges; this one needs nothing beyond torch's tensors.
-    """
-
-    def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8):
-        self.params = [p for p in params]
-        self.lr, (self.beta1, self.beta2), self.eps, self.t = lr, betas, eps, 0
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-        self.param_groups = [{"params": self.params, "lr": lr}]
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.t += 1
-        for p, m, v in zip(self.params, self.m, self.v):
-            if p.grad is None:
-                continue
-            m.mul_(self.beta1).add_(p.grad, alpha=1 - self.beta1)
-            v.mul_(self.beta2).addcmul_(p.grad, p.grad, value=1 - self.beta2)
-            m_hat = m / (1 - self.beta1 ** self.t)
-            v_hat = v / (1 - self.beta2 ** self.t)
-            p.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
-
-
 class TinyPolicy(nn.Module):
     """A tiny autoregressive policy with a value head, for checking a whole RLHF step in milliseconds.
 
@@ -351,7 +320,7 @@ def tiny_rlhf_run(step_fn, seed: int = 0, steps: int = 30, beta: float = 0.05, b
             g0 = generator(1000 + seed)
             for p in policy.parameters():
                 p.add_(0.3 * torch.randn(p.shape, generator=g0))
-    optimizer = TinyAdam(policy.parameters(), lr=learning_rate)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
     g = generator(seed)
     out = {"score": [], "kl": [], "first": None}
     for step in range(steps):

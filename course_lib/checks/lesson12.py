@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
-from course_lib.checks.lesson11 import TinyAdam
 from course_lib.checks.tensors import cloned, generator
 from course_lib.rl import dpo_loss, masked_sum, token_logprobs
 
@@ -371,7 +370,7 @@ def tiny_dpo_run(step_fn, seed: int = 0, beta: float = 0.1, steps: int = 30, bat
             g0 = generator(2000 + seed)
             for p in policy.parameters():
                 p.add_(0.3 * torch.randn(p.shape, generator=g0))
-    optimizer = TinyAdam(policy.parameters(), lr=learning_rate)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
     train, held = tiny_pairs(seed, 64), tiny_pairs(seed + 500, 32)
 
     @torch.no_grad()
