@@ -76,16 +76,24 @@ def test_hint_prints_the_stronger_tier_and_names_bad_arguments(capsys, monkeypat
         hint("no_such_thing")
 
 
-def test_every_function_exercise_has_a_stronger_hint():
+def test_every_function_exercise_has_a_stronger_hint(capsys):
+    """Every function exercise has a tier-2 hint of substance (a worked example: over 200 characters), and
+    hint(name, 2) prints it."""
     import importlib
 
     missing = []
     for path in sorted((ROOT / "course_lib" / "checks").glob("lesson*.py")):
         module = importlib.import_module(f"course_lib.checks.{path.stem}")
         hints = getattr(module, "HINTS", {})
-        missing += [f"{path.stem}.{n}" for n, ex in module.EXERCISES.items()
-                    if ex.kind == "function" and not hints.get(n, "").strip()]
-    assert not missing, f"no hint(name, 2) text for: {missing}"
+        for n, ex in module.EXERCISES.items():
+            if ex.kind != "function":
+                continue
+            if len(hints.get(n, "").strip()) <= 200:
+                missing.append(f"{path.stem}.{n}")
+                continue
+            hint(n, 2)
+            assert capsys.readouterr().out.startswith(f"{n}, tier 2: {hints[n][:40]}"), n
+    assert not missing, f"no hint(name, 2) text of substance (> 200 characters) for: {missing}"
 
 
 def test_course_kit_check_prints_the_failing_case_and_its_hint(tmp_path):

@@ -8,12 +8,10 @@ import math
 import pytest
 import torch
 
-from course_lib.checks import hint
 from course_lib.checks import lesson11
 from course_lib.checks.core import CheckFailed, compare
 from course_lib.checks.lesson11 import (
     EXERCISES,
-    HINTS,
     adaptive_kl_coef,
     beta_prediction,
     check_adaptive_kl_coef,
@@ -559,14 +557,6 @@ def test_the_prediction_holds_on_the_tiny_task():
     small, large = (tiny_rlhf_run(rlhf_ppo_step, seed=0, steps=30, beta=b) for b in (0.03, 0.3))
     assert sum(small["kl"][-5:]) > 4 * sum(large["kl"][-5:])
     assert beta_prediction() == "B"
-
-
-def test_every_function_exercise_has_a_stronger_hint(capsys):
-    for name, ex in EXERCISES.items():
-        if ex.kind == "function":
-            assert HINTS.get(name), name
-            hint(name, 2)
-            assert "tier 2" in capsys.readouterr().out
 
 
 # ---- the lesson's quiz: the ratio is 1 only before the step's first optimiser step --------------------------

@@ -10,10 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.checks.core import CheckFailed
-from course_lib.checks import hint
 from course_lib.checks.lesson12 import (
     EXERCISES,
-    HINTS,
     check_dpo_bug,
     check_dpo_gradient_weight,
     check_dpo_loss_fn,
@@ -411,11 +409,3 @@ def test_dpo_step_wrong_versions_fail_with_the_right_hint(wrong, message):
 def test_dpo_step_that_moves_the_reference_fails():
     with pytest.raises(CheckFailed, match=r"(?s)case 1 of 4 .*result\[4\] \(reference unchanged\): expected True"):
         check_dpo_step(dpo_step_trains_the_reference)
-
-
-def test_every_function_exercise_has_a_stronger_hint(capsys):
-    for name, ex in EXERCISES.items():
-        if ex.kind == "function":
-            assert HINTS.get(name), name
-            hint(name, 2)
-            assert "tier 2" in capsys.readouterr().out

@@ -289,14 +289,3 @@ def test_consistent_labels_wrong_versions_fail_with_the_right_hint(wrong, messag
     with pytest.raises(CheckFailed, match=message) as err:
         check_consistent_labels(wrong)
     assert "Hint:" in str(err.value)
-
-
-def test_every_function_exercise_has_a_stronger_hint_without_code():
-    """Tier 2 (issue 19): hint(name, 2) prints a HINTS entry for every function exercise of this lesson."""
-    from course_lib.checks import lesson13 as module
-    from course_lib.checks.core import hint
-
-    for name, ex in module.EXERCISES.items():
-        if ex.kind == "function":
-            assert len(module.HINTS.get(name, "")) > 200, name
-            hint(name, 2)

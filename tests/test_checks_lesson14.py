@@ -537,17 +537,6 @@ def test_second_epoch_prediction_is_what_the_run_shows():
     assert round(float(ratio[0].min()), 2) == 0.97 and round(float(ratio.max()), 2) == 1.02  # as the explanation says
 
 
-def test_every_function_exercise_has_a_stronger_hint_without_code():
-    """Tier 2 (issue 19): hint(name, 2) prints a HINTS entry for every function exercise of this lesson."""
-    from course_lib.checks import lesson14 as module
-    from course_lib.checks.core import hint
-
-    for name, ex in module.EXERCISES.items():
-        if ex.kind == "function":
-            assert len(module.HINTS.get(name, "")) > 200, name
-            hint(name, 2)
-
-
 # ---- grpo_loss: the gradient w.r.t. logp is compared too (play-test) ------------------------------------------
 
 

@@ -349,14 +349,3 @@ def test_mixed_precision_sgd_step_reference_by_hand():
     assert torch.allclose(m, torch.full((2,), 1.001)) and torch.equal(w, torch.ones(2, dtype=torch.bfloat16))
     m, v, w = mixed_precision_sgd_step(m, v, torch.full((2,), -1.0, dtype=torch.bfloat16), 1e-3, 0.9)
     assert torch.allclose(v, torch.full((2,), -1.9)) and torch.allclose(m, torch.full((2,), 1.0029))
-
-
-def test_every_function_exercise_has_a_stronger_hint_without_code():
-    """Tier 2 (issue 19): hint(name, 2) prints a HINTS entry for every function exercise of this lesson."""
-    from course_lib.checks import lesson16 as module
-    from course_lib.checks.core import hint
-
-    for name, ex in module.EXERCISES.items():
-        if ex.kind == "function":
-            assert len(module.HINTS.get(name, "")) > 200, name
-            hint(name, 2)
