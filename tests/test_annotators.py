@@ -1,4 +1,4 @@
-"""The simulated annotator and the converters from ratings, attributes and comments to preference pairs."""
+"""The simulated annotator's rubric and the converters from ratings, attributes and comments to preference pairs."""
 
 from __future__ import annotations
 
@@ -8,60 +8,143 @@ import numpy as np
 import pytest
 
 from course_lib.data.annotators import (
+    ATTRIBUTES,
+    WEIGHTS,
     SimulatedAnnotator,
+    label_consistency,
     pairs_from_attributes,
     pairs_from_comments,
     pairs_from_ranking,
     pairs_from_ratings,
+    user_message,
 )
-from course_lib.data.preferences import PreferencePair
+from course_lib.data.preferences import PreferencePair, Reply
 
-HAPPY, SAD = "What a wonderful, happy day!", "This is a terrible, sad mess."
+PROMPT = "Write one sentence about my morning commute."
+HELPFUL = "My morning commute is a calm train ride, and I enjoy reading a good book before work."
+HAPPY, SAD = "My commute is a wonderful, happy ride!", "My commute is a terrible, sad mess."
+
+# The rubric's hand-written cases: each loses to the helpful on-topic reply for a named reason.
+LOSERS = {
+    "gushing off topic": ("What a wonderful, amazing, beautiful day full of love and joy!", "on_topic"),
+    "six greats": ("Great great great great great great!", "clean"),
+    "shouting": ("MY MORNING COMMUTE IS AMAZING AND I LOVE IT SO MUCH!", "clean"),
+    "ok": ("Ok.", "substance"),
+    "cut off": ("My morning commute is a calm train ride, and I enjoy reading a good book before", "finished"),
+    "echo of the prompt": ("Write one sentence about my morning commute.", "substance"),
+}
 
 
-def test_scores_are_vader_compound_sentiment():
+@pytest.mark.parametrize("case", sorted(LOSERS))
+def test_a_helpful_on_topic_reply_beats_each_hand_written_failure(case):
+    annotator = SimulatedAnnotator()
+    reply, weak = LOSERS[case]
+    good, bad = annotator.attributes(PROMPT, HELPFUL), annotator.attributes(PROMPT, reply)
+    assert annotator.score(PROMPT, HELPFUL) > annotator.score(PROMPT, reply) + 0.2
+    assert bad[weak] < good[weak] - 0.5  # and it loses on the attribute the rubric names for it
+
+
+def test_the_gold_score_is_the_stated_rule_of_the_five_attributes():
+    annotator = SimulatedAnnotator()
+    for reply in [HELPFUL, HAPPY, SAD, *(r for r, _ in LOSERS.values())]:
+        a = annotator.attributes(PROMPT, reply)
+        assert set(a) == set(ATTRIBUTES) and all(0 <= v <= 1 for v in a.values())
+        rule = a["clean"] * sum(w * a[name] for name, w in WEIGHTS.items())
+        assert annotator.score(PROMPT, reply) == pytest.approx(rule)
+    assert sum(WEIGHTS.values()) == pytest.approx(1.0)
+    assert annotator.score(PROMPT, "") == 0.0
+
+
+def test_the_tone_part_is_vader_and_the_prompt_decides_the_topic():
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     vader = SentimentIntensityAnalyzer()
     annotator = SimulatedAnnotator()
-    for text in (HAPPY, SAD, "", "The robot found the cheese."):
-        assert annotator.score(text) == vader.polarity_scores(text)["compound"]
-    assert annotator.score(HAPPY) > 0.5 and annotator.score(SAD) < -0.5
-    assert annotator.scores([HAPPY, SAD]).shape == (2,)
+    assert annotator.tone(HAPPY) == pytest.approx((vader.polarity_scores(HAPPY)["compound"] + 1) / 2)
+    assert annotator.score(PROMPT, HAPPY) > annotator.score(PROMPT, SAD)
+    train = "The train was delayed, but the conductor's jokes made everyone laugh."
+    assert annotator.attributes("What do you think about a delayed train?", train)["on_topic"] == 1.0
+    assert annotator.attributes("What do you think about rainy weekends?", train)["on_topic"] == 0.0
+
+
+def test_it_reads_any_prompt_plain_or_chat_formatted():
+    annotator = SimulatedAnnotator()
+    chat = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+            "How do I fix a leaking tap?<|im_end|>\n<|im_start|>assistant\n")
+    assert user_message(chat) == "How do I fix a leaking tap?"
+    fix = "Turn off the water, replace the worn washer inside the tap, and the leak should stop."
+    assert annotator.score(chat, fix) == annotator.score("How do I fix a leaking tap?", fix)
+    assert annotator.attributes(chat, fix)["on_topic"] == 1.0
+    assert annotator.attributes(chat, "Photosynthesis turns light into sugar.")["on_topic"] == 0.0
+    assert annotator.attributes("Hi!", "Hello, lovely to meet you!")["on_topic"] == 1.0  # no topic words to miss
+
+
+def test_a_sampled_reply_is_finished_by_its_eos_flag_not_its_punctuation():
+    annotator = SimulatedAnnotator()
+    text = "My morning commute is a calm train ride."
+    assert annotator.attributes(PROMPT, Reply(text, [1, 2, 3], finished=False))["finished"] == 0.0
+    assert annotator.attributes(PROMPT, Reply(text, [1, 2, 3, 2], finished=True))["finished"] == 1.0
+    assert annotator.attributes(PROMPT, text)["finished"] == 1.0
+
+
+def test_it_scores_a_hundred_replies_a_second_on_one_core():
+    # A throughput floor far below the measured rate (about 3,000 per second), so it never flakes.
+    import time
+
+    annotator = SimulatedAnnotator()
+    replies = [f"{HELPFUL} Number {i}." for i in range(200)]
+    t0 = time.process_time()
+    annotator.scores([PROMPT] * len(replies), replies)
+    assert time.process_time() - t0 < 2.0
 
 
 def test_choice_probability_is_bradley_terry_in_the_score_difference():
     annotator = SimulatedAnnotator(temperature=0.25)
-    diff = annotator.score(HAPPY) - annotator.score(SAD)
-    assert annotator.prob_first(HAPPY, SAD) == pytest.approx(1 / (1 + math.exp(-diff / 0.25)))
-    assert annotator.prob_first(HAPPY, SAD) + annotator.prob_first(SAD, HAPPY) == pytest.approx(1.0)
+    diff = annotator.score(PROMPT, HAPPY) - annotator.score(PROMPT, SAD)
+    assert annotator.prob_first(PROMPT, HAPPY, SAD) == pytest.approx(1 / (1 + math.exp(-diff / 0.25)))
+    assert annotator.prob_first(PROMPT, HAPPY, SAD) + annotator.prob_first(PROMPT, SAD, HAPPY) == pytest.approx(1.0)
 
 
 def test_noisy_choices_match_their_probability_and_are_seeded():
-    a, b = "It is fine.", "It is good."
-    annotator = SimulatedAnnotator(temperature=0.5, seed=1)
-    picks = np.array([annotator.prefer(a, b) for _ in range(4000)])
-    assert np.mean(picks == 0) == pytest.approx(annotator.prob_first(a, b), abs=0.03)
-    again = SimulatedAnnotator(temperature=0.5, seed=1)
-    assert [again.prefer(a, b) for _ in range(50)] == picks[:50].tolist()
+    a, b = "My commute is fine.", "My commute is good."
+    annotator = SimulatedAnnotator(temperature=0.1, seed=1)
+    picks = np.array([annotator.prefer(PROMPT, a, b) for _ in range(4000)])
+    assert np.mean(picks == 0) == pytest.approx(annotator.prob_first(PROMPT, a, b), abs=0.03)
+    again = SimulatedAnnotator(temperature=0.1, seed=1)
+    assert [again.prefer(PROMPT, a, b) for _ in range(50)] == picks[:50].tolist()
 
 
 def test_a_consistent_annotator_always_prefers_the_higher_score():
     annotator = SimulatedAnnotator(temperature=0)
-    assert annotator.prefer(HAPPY, SAD) == 0 and annotator.prefer(SAD, HAPPY) == 1
-    pairs = annotator.label(["p1", "p2", "p3"], [HAPPY, SAD, "same"], [SAD, HAPPY, "same"])
-    assert pairs == [PreferencePair("p1", HAPPY, SAD), PreferencePair("p2", HAPPY, SAD)]  # the tie is skipped
+    assert annotator.prefer(PROMPT, HAPPY, SAD) == 0 and annotator.prefer(PROMPT, SAD, HAPPY) == 1
+    pairs = annotator.label([PROMPT] * 3, [HAPPY, SAD, "same"], [SAD, HAPPY, "same"])
+    assert pairs == [PreferencePair(PROMPT, HAPPY, SAD), PreferencePair(PROMPT, HAPPY, SAD)]  # the tie is skipped
 
 
 def test_a_noisy_ranking_keeps_the_pairwise_choice_probability():
     # Plackett-Luce with Gumbel noise: P(a ranked above b) must equal the Bradley-Terry prob_first
-    a, b, c = "It is fine.", "It is good.", "It is bad."
-    annotator = SimulatedAnnotator(temperature=0.5, seed=3)
-    orders = [annotator.rank([a, b, c]) for _ in range(4000)]
+    a, b, c = "My commute is fine.", "My commute is good.", "My commute is bad."
+    annotator = SimulatedAnnotator(temperature=0.1, seed=3)
+    orders = [annotator.rank(PROMPT, [a, b, c]) for _ in range(4000)]
     a_above_b = np.mean([o.index(0) < o.index(1) for o in orders])
-    assert a_above_b == pytest.approx(annotator.prob_first(a, b), abs=0.03)
+    assert a_above_b == pytest.approx(annotator.prob_first(PROMPT, a, b), abs=0.03)
     assert all(sorted(o) == [0, 1, 2] for o in orders)
-    assert SimulatedAnnotator(temperature=0).rank([SAD, "It is.", HAPPY]) == [2, 1, 0]
+    assert SimulatedAnnotator(temperature=0).rank(PROMPT, [SAD, "Ok.", HELPFUL]) == [2, 0, 1]
+
+
+def test_label_consistency_is_the_ceiling_of_any_reward_model():
+    annotator = SimulatedAnnotator(temperature=0.05)
+    pairs = [PreferencePair(PROMPT, HELPFUL, r) for r, _ in LOSERS.values()] + [PreferencePair(PROMPT, HAPPY, SAD)]
+    c = label_consistency(annotator, pairs)
+    p = np.array([annotator.prob_first(PROMPT, q.chosen, q.rejected) for q in pairs])
+    assert c["ceiling"] == pytest.approx(np.maximum(p, 1 - p).mean()) and c["n"] == len(pairs)
+    assert c["self_agreement"] == pytest.approx(np.mean(p ** 2 + (1 - p) ** 2))
+    assert label_consistency(SimulatedAnnotator(temperature=0), pairs)["ceiling"] == 1.0
+    # measured: two noisy labels of each pair agree about as often as the formula says
+    again = SimulatedAnnotator(temperature=0.05, seed=7)
+    agree = np.mean([again.prefer(PROMPT, q.chosen, q.rejected) == again.prefer(PROMPT, q.chosen, q.rejected)
+                     for _ in range(300) for q in pairs])
+    assert agree == pytest.approx(c["self_agreement"], abs=0.03)
 
 
 def test_a_ranking_gives_best_vs_worst_or_every_pair():
@@ -82,8 +165,11 @@ def test_bad_arguments_name_the_argument():
         SimulatedAnnotator(temperature=-1)
     with pytest.raises(ValueError, match="prompts, first, second: expected equal lengths, got 2, 1, 1"):
         SimulatedAnnotator().label(["a", "b"], ["x"], ["y"])
-    with pytest.raises(ValueError, match="text: expected a string, got NoneType"):
-        SimulatedAnnotator().score(None)
+    with pytest.raises(ValueError, match="reply: expected a string, got NoneType"):
+        SimulatedAnnotator().score(PROMPT, None)
+    with pytest.raises(ValueError, match="prompts, replies: expected two lists of equal length, got list and list "
+                                         "of lengths 1 and 2"):
+        SimulatedAnnotator().scores([PROMPT], [HAPPY, SAD])
 
 
 def test_ratings_give_every_ordered_pair_with_a_gap():
@@ -104,7 +190,7 @@ def test_attributes_are_weighted_then_ranked():
                               {"helpful": 1.0, "safety": 1.0})
 
 
-def test_comments_are_read_by_their_sentiment():
+def test_comments_are_read_by_their_tone():
     pairs = pairs_from_comments("p", ["reply 1", "reply 2"], ["Rude and useless.", "Clear, kind and helpful!"],
                                 SimulatedAnnotator())
     assert pairs == [PreferencePair("p", "reply 2", "reply 1")]

@@ -1,7 +1,7 @@
 """A handful of demonstrations for supervised fine-tuning (lesson 9): warm, short replies to training prompts.
 
-Lesson 9 compares two ways of reaching one goal, *replies that the simulated annotator finds
-positive* (:class:`course_lib.data.annotators.SimulatedAnnotator`): imitate a few written
+Lesson 9 compares two ways of reaching one goal, *replies that the simulated annotator rates
+highly* (:class:`course_lib.data.annotators.SimulatedAnnotator`): imitate a few written
 examples (SFT), or learn from the annotator's scores (RL). These are the examples: 32
 (prompt, reply) pairs, one for each topic of the training prompts, alternating the two
 phrasings ("Write one sentence about ..." for even topics, "What do you think about ..."
@@ -10,14 +10,14 @@ finds the good side of it, the way a cheerful human demonstrator would. Written 
 course.
 
 The prompts are plain user messages from :data:`course_lib.data.prompts.TRAIN_PROMPTS`
-(format them with :func:`course_lib.llm.generation.chat_prompt`); none of them is a held-out
-prompt, so an evaluation on :data:`~course_lib.data.prompts.HELD_OUT_PROMPTS` measures what
+(format them with :func:`course_lib.llm.generation.chat_prompt`); none of them is a test
+prompt, so an evaluation on :data:`~course_lib.data.prompts.TEST_PROMPTS` measures what
 the demonstrations taught beyond themselves.
 """
 
 from __future__ import annotations
 
-from course_lib.data.prompts import TEMPLATES, TOPICS
+from course_lib.data.prompts import TEMPLATES, TRAIN_TOPICS
 
 _REPLIES = [
     # topic 0: "Write one sentence about my morning commute."
@@ -57,7 +57,7 @@ _REPLIES = [
 ]
 
 DEMONSTRATIONS: list[tuple[str, str]] = [
-    (TEMPLATES[i % 2].format(topic), reply) for i, (topic, reply) in enumerate(zip(TOPICS, _REPLIES))
+    (TEMPLATES[i % 2].format(topic), reply) for i, (topic, reply) in enumerate(zip(TRAIN_TOPICS, _REPLIES))
 ]
 """32 (prompt, reply) pairs: the prompt is a plain user message from ``TRAIN_PROMPTS``, the reply a positive
 sentence a human demonstrator might write for it."""
