@@ -3,13 +3,15 @@
 #   make test    set up, run the whole test suite (the README's second command)
 #   make demo    set up, run the end-to-end demo headless into runs/demo/
 #   make course  set up, run every lesson (cpu profile) with times and peak memory; site in build/site/
+#   make seeds   the further training seeds of lessons 11 and 12 (cpu profile, about 25 minutes), into course_lib/data/results/
+#   make preference-data  sample and label the shipped preference pairs again (about 10 minutes), into course_lib/data/preferences/
 #   make gpu-smoke  on a CUDA machine: lessons 10-14's loops, a few steps each in the gpu presets, timed
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup model browser lab test demo course gpu-smoke exercises notebooks doctor bench bench-rlhf clean help
+.PHONY: setup model browser lab test demo course seeds preference-data gpu-smoke exercises notebooks doctor bench bench-rlhf clean help
 help:
 	@sed -n 's/^#   //p' Makefile
 
@@ -51,6 +53,12 @@ demo: model
 
 course: model
 	$(VENV)/bin/course-kit course
+
+seeds: model
+	COURSE_PROFILE=cpu $(PY) tools/run_seeds.py
+
+preference-data: model
+	$(PY) tools/make_preference_data.py
 
 # A few steps of each core loop of lessons 10-14 in the gpu presets (bf16 autocast over fp32 weights): seconds,
 # peak CUDA memory, whether the weights moved (not measured on a GPU yet). Without CUDA it says so and exits 0.

@@ -389,7 +389,8 @@ def bag_of_words_baseline(train_pairs, validation_pairs, test_pairs, grid=(0.01,
     ``r(y) = w . f(y)``. Every training pair is also used flipped (label 0), so no side is favoured. The L2 strength
     ``C`` is chosen on the validation pairs from ``grid``; the test accuracy is reported for that ``C`` only.
 
-    Returns ``{"C", "validation_accuracy", "test_accuracy", "words"}`` (``words``: the vocabulary's size).
+    Returns ``{"C", "validation_accuracy", "test_accuracy", "words", "pair_right"}`` (``words``: the vocabulary's
+    size; ``pair_right``: (n,) bool, each test pair ordered like its label, for a paired comparison).
     """
     import numpy as np
     from sklearn.feature_extraction.text import CountVectorizer
@@ -412,10 +413,14 @@ def bag_of_words_baseline(train_pairs, validation_pairs, test_pairs, grid=(0.01,
     x_both = vstack([x_train, -x_train])
     y_both = np.r_[np.ones(x_train.shape[0]), np.zeros(x_train.shape[0])]
 
+    def right(model, pairs) -> np.ndarray:
+        return np.asarray(features(pairs) @ model.coef_[0] > 0)  # ties (margin 0) count as wrong
+
     def accuracy(model, pairs) -> float:
-        return float(np.mean(features(pairs) @ model.coef_[0] > 0))  # ties (margin 0) count as wrong
+        return float(np.mean(right(model, pairs)))
 
     fits = {c: LogisticRegression(C=c, fit_intercept=False, max_iter=2000).fit(x_both, y_both) for c in grid}
     best = max(grid, key=lambda c: (accuracy(fits[c], validation_pairs), -c))
     return {"C": best, "validation_accuracy": accuracy(fits[best], validation_pairs),
-            "test_accuracy": accuracy(fits[best], test_pairs), "words": len(vectorizer.vocabulary_)}
+            "test_accuracy": accuracy(fits[best], test_pairs), "words": len(vectorizer.vocabulary_),
+            "pair_right": right(fits[best], test_pairs).tolist()}

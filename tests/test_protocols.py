@@ -1,0 +1,57 @@
+"""The seed-results file the LLM lessons read: written and read under a key, refused when the key differs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from course_lib.llm import protocols
+from course_lib.llm.evaluation import HeldOutEvaluation
+
+
+def evaluation(shift: float) -> HeldOutEvaluation:
+    prompts = ["Write one sentence about a tram ride.", "What do you think about a tram ride?"]
+    return HeldOutEvaluation(prompts, ["A calm ride.", "Lovely."], np.array([0.5, 0.6]) + shift, None,
+                             np.array([0.0, 1.5]), np.array([4, 3]), np.array([True, False]))
+
+
+@pytest.fixture
+def results_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(protocols, "results_dir", lambda: tmp_path)
+    return tmp_path
+
+
+def test_results_round_trip_under_their_key(results_dir):
+    key = {"experiment": "lesson11_rlhf", "profile": "cpu", "gold": "rubric-1", "config": {"steps": 20}}
+    path = protocols.save_seed_results(key, {1: evaluation(0.1), 2: evaluation(0.2)}, evaluation(0.0))
+    assert path == results_dir / "lesson11_rlhf_cpu.json"
+    seeds, start, message = protocols.load_seed_results(key)
+    assert sorted(seeds) == [1, 2] and "seeds [1, 2]" in message
+    np.testing.assert_allclose(seeds[2].gold, [0.7, 0.8])
+    np.testing.assert_array_equal(seeds[1].ended, [True, False])
+    assert seeds[1].proxy is None and start.texts == ["A calm ride.", "Lovely."]
+    assert seeds[1].topics == ["a tram ride", "a tram ride"]  # the bootstrap's unit survives the round trip
+
+
+def test_a_file_for_another_protocol_is_refused_and_names_the_field(results_dir):
+    key = {"experiment": "lesson12_dpo", "profile": "cpu", "gold": "rubric-1", "config": {"beta": 0.1}}
+    protocols.save_seed_results(key, {1: evaluation(0.1)}, evaluation(0.0))
+    seeds, start, message = protocols.load_seed_results({**key, "config": {"beta": 0.3}})
+    assert seeds == {} and start is None
+    assert "written for another config" in message and "make seeds" in message
+    seeds, _, message = protocols.load_seed_results({**key, "profile": "ci"})
+    assert seeds == {} and "no results file lesson12_dpo_ci.json" in message
+
+
+def test_the_committed_results_match_the_lessons_protocol_keys():
+    # Every committed results file names an experiment the lessons read, for the cpu profile, with the current
+    # gold judge: a rubric change without `make seeds` fails here instead of silently in a lesson.
+    from course_lib.data.annotators import SimulatedAnnotator
+
+    import json
+
+    files = sorted(protocols.results_dir().glob("*.json"))
+    for path in files:
+        key = json.loads(path.read_text())["key"]
+        assert key["experiment"] in ("lesson11_rlhf", "lesson12_dpo") and key["profile"] == "cpu", path.name
+        assert key["gold"] == SimulatedAnnotator.VERSION, path.name
