@@ -61,12 +61,13 @@ import torch
 
 from course_lib.data.demonstrations import DEMONSTRATIONS
 from course_lib.data.preferences import PreferencePair
-from course_lib.data.prompts import TEMPLATES, TOPICS
+from course_lib.data.prompts import TEMPLATES, TRAIN_TOPICS, VALIDATION_TOPICS
 from course_lib.llm.generation import chat_prompt
 from course_lib.llm.models import load_model, load_tokenizer, resolve_model
 from course_lib.llm.reward_model import RewardConfig, RewardModel, encode_pairs, train_reward_model
 
 BATCH, MAX_LENGTH, LR, SEED = 8, 128, 1e-5, 0
+TOPICS = TRAIN_TOPICS[:32] + VALIDATION_TOPICS[:8]  # the 40 topics of the course before its 3-way split: same pairs
 
 
 def build_pairs(tokenizer, n: int) -> list[PreferencePair]:

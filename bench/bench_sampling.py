@@ -38,7 +38,7 @@ def main() -> None:
 
     import torch
 
-    from course_lib.data.prompts import HELD_OUT_PROMPTS, TRAIN_PROMPTS
+    from course_lib.data.prompts import TEST_PROMPTS, TRAIN_PROMPTS
     from course_lib.llm.generation import chat_prompt, sample
     from course_lib.llm.models import load_model
     from course_lib.llm.rollout import Samples, response_outputs, sample_responses, shared_prompt_response_logprobs
@@ -47,7 +47,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, tok = load_model(device="cpu")
     model.eval()
-    prompts = [chat_prompt(tok, p) for p in TRAIN_PROMPTS + HELD_OUT_PROMPTS]
+    prompts = [chat_prompt(tok, p) for p in TRAIN_PROMPTS + TEST_PROMPTS]
 
     @torch.no_grad()
     def hf_samples(batch_prompts, max_new_tokens):

@@ -17,7 +17,7 @@ from course_lib.checks.lesson09 import (
     sft_loss,
 )
 from course_lib.data.demonstrations import DEMONSTRATIONS
-from course_lib.data.prompts import HELD_OUT_PROMPTS, TRAIN_PROMPTS
+from course_lib.data.prompts import TEST_PROMPTS, TRAIN_PROMPTS, VALIDATION_PROMPTS
 from course_lib.llm.rollout import sequence_kl
 
 
@@ -395,7 +395,7 @@ def test_pg_kl_step_an_independent_build_passes_and_the_behaviour_holds():
 def test_demonstrations_are_training_prompts_one_per_topic_and_short():
     prompts = [p for p, _ in DEMONSTRATIONS]
     assert 24 <= len(DEMONSTRATIONS) <= 32 and len(set(prompts)) == len(prompts)
-    assert all(p in TRAIN_PROMPTS and p not in HELD_OUT_PROMPTS for p in prompts)
+    assert all(p in TRAIN_PROMPTS and p not in VALIDATION_PROMPTS and p not in TEST_PROMPTS for p in prompts)
     topics = {p.split(" about ", 1)[1].rstrip(".?") for p in prompts}
     assert len(topics) == len(prompts)  # one phrasing per topic
     assert all(5 <= len(reply.split()) <= 25 and reply.strip() == reply for _, reply in DEMONSTRATIONS)
@@ -404,5 +404,8 @@ def test_demonstrations_are_training_prompts_one_per_topic_and_short():
 def test_demonstrations_are_positive_for_the_annotator():
     from course_lib.data.annotators import SimulatedAnnotator
 
-    scores = SimulatedAnnotator().scores([reply for _, reply in DEMONSTRATIONS])
-    assert scores.min() > 0 and scores.mean() > 0.7
+    annotator = SimulatedAnnotator()
+    replies = [reply for _, reply in DEMONSTRATIONS]
+    assert min(annotator.tone(reply) for reply in replies) > 0.5  # every one warm: sentiment above neutral
+    scores = annotator.scores([prompt for prompt, _ in DEMONSTRATIONS], replies)  # the rubric's gold, in [0, 1]
+    assert scores.min() > 0.7 and scores.mean() > 0.9

@@ -21,7 +21,8 @@ def test_groups_hold_k_samples_per_prompt_and_pairs_follow_the_annotator():
     for pair in pairs:  # both texts come from one group of that pair's prompt (groups run prompts x rounds)
         assert any(pair.chosen in g and pair.rejected in g and prompts[i % 2] == pair.prompt
                    for i, g in enumerate(groups))
-        assert annotator.score(pair.chosen) >= annotator.score(pair.rejected) and pair.chosen != pair.rejected
+        assert annotator.score(pair.prompt, pair.chosen) >= annotator.score(pair.prompt, pair.rejected)
+        assert pair.chosen != pair.rejected
     every, _ = collect_preferences(lm, tok, prompts, annotator, responses_per_prompt=3, max_new_tokens=5,
                                    keep="all", progress=False)
     assert len(every) <= 2 * 3 and len(every) > 0  # up to 3 pairs per group of 3
@@ -76,11 +77,12 @@ def test_course_preferences_are_cached_atomically_and_never_reused_for_another_m
         return real(*args, **kwargs)
 
     monkeypatch.setattr(feedback, "collect_preferences", counting)
-    assert course_preferences(lm, tok, "ci", seed=0, progress=False) == built and not calls  # loaded, not sampled
+    loaded = course_preferences(lm, tok, "ci", seed=0, progress=False)
+    assert loaded[:3] == built[:3] and loaded.source == f"cached: {path.name}" and not calls  # loaded, not sampled
     other, _ = tiny_model(seed=1)  # same shape, other weights: same file name, but its record does not match
     assert preferences_path(other, "ci", seed=0) == path
     course_preferences(other, tok, "ci", seed=0, progress=False)
-    assert len(calls) == 2  # sampled again (training and held-out pairs) and the file replaced
+    assert len(calls) == len(feedback.SPLITS)  # sampled again (train, validation and test pairs), the file replaced
     assert json.loads(path.read_text())["key"]["model"] == feedback.model_fingerprint(other) != feedback.model_fingerprint(lm)
     path.write_text("{not json")  # a broken file is rebuilt, not an error
     assert course_preferences(lm, tok, "ci", seed=0, progress=False) == built
@@ -115,8 +117,9 @@ def test_stale_caches_are_refused_with_a_message_and_rebuilt(tmp_path, monkeypat
     assert json.loads(path.read_text())["key"]["format"] == feedback.PREFERENCES_FORMAT
     rm_path = tmp_path / "rm.pt"
     prepare_reward_model(lm, tok, "ci", progress=False, path=rm_path)
+    old_rule = SimulatedAnnotator.VERSION
     monkeypatch.setattr(SimulatedAnnotator, "VERSION", "a-new-rule")  # the gold judge changes
-    with pytest.warns(UserWarning, match="built for gold='vader-compound-1', this run needs gold='a-new-rule'"):
+    with pytest.warns(UserWarning, match=f"built for gold='{old_rule}', this run needs gold='a-new-rule'"):
         again = course_preferences(lm, tok, "ci", progress=False)
     assert json.loads(path.read_text())["key"]["gold"] == "a-new-rule"
     assert [feedback.pair_record(p) for p in again[0]] == [feedback.pair_record(p) for p in built[0]]  # seeded

@@ -23,7 +23,8 @@ def test_the_reference_itself_is_at_zero_kl_and_every_field_has_one_entry_per_re
     assert ((ev.lengths >= 1) & (ev.lengths <= 5)).all()
     s = ev.summary()
     assert s["gold"] == pytest.approx(np.mean(ev.gold)) and s["proxy"] == 1.0
-    assert s["gold_se"] == pytest.approx(np.std(ev.gold, ddof=1) / np.sqrt(6))
+    resid = (ev.gold - ev.gold.mean()).reshape(3, 2).sum(axis=1)  # per prompt: each is its own topic, 2 replies
+    assert s["gold_se"] == pytest.approx(np.sqrt(3 / 2 * np.sum(resid ** 2)) / 6)  # the SE clustered by topic
 
 
 def test_the_same_seed_gives_the_same_samples_and_kl_matches_a_direct_computation():

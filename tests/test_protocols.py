@@ -23,19 +23,19 @@ def results_dir(tmp_path, monkeypatch):
 
 def test_results_round_trip_under_their_key(results_dir):
     key = {"experiment": "lesson11_rlhf", "profile": "cpu", "gold": "rubric-1", "config": {"steps": 20}}
-    path = protocols.save_seed_results(key, {1: evaluation(0.1), 2: evaluation(0.2)}, evaluation(0.0))
+    path = protocols.save_seed_results(key, {"seed 1": evaluation(0.1), "seed 2": evaluation(0.2)}, evaluation(0.0))
     assert path == results_dir / "lesson11_rlhf_cpu.json"
-    seeds, start, message = protocols.load_seed_results(key)
-    assert sorted(seeds) == [1, 2] and "seeds [1, 2]" in message
-    np.testing.assert_allclose(seeds[2].gold, [0.7, 0.8])
-    np.testing.assert_array_equal(seeds[1].ended, [True, False])
-    assert seeds[1].proxy is None and start.texts == ["A calm ride.", "Lovely."]
-    assert seeds[1].topics == ["a tram ride", "a tram ride"]  # the bootstrap's unit survives the round trip
+    runs, start, message = protocols.load_seed_results(key)
+    assert sorted(runs) == ["seed 1", "seed 2"] and "seed 1, seed 2" in message
+    np.testing.assert_allclose(runs["seed 2"].gold, [0.7, 0.8])
+    np.testing.assert_array_equal(runs["seed 1"].ended, [True, False])
+    assert runs["seed 1"].proxy is None and start.texts == ["A calm ride.", "Lovely."]
+    assert runs["seed 1"].topics == ["a tram ride", "a tram ride"]  # the bootstrap's unit survives the round trip
 
 
 def test_a_file_for_another_protocol_is_refused_and_names_the_field(results_dir):
     key = {"experiment": "lesson12_dpo", "profile": "cpu", "gold": "rubric-1", "config": {"beta": 0.1}}
-    protocols.save_seed_results(key, {1: evaluation(0.1)}, evaluation(0.0))
+    protocols.save_seed_results(key, {"seed 1": evaluation(0.1)}, evaluation(0.0))
     seeds, start, message = protocols.load_seed_results({**key, "config": {"beta": 0.3}})
     assert seeds == {} and start is None
     assert "written for another config" in message and "make seeds" in message
@@ -53,5 +53,6 @@ def test_the_committed_results_match_the_lessons_protocol_keys():
     files = sorted(protocols.results_dir().glob("*.json"))
     for path in files:
         key = json.loads(path.read_text())["key"]
-        assert key["experiment"] in ("lesson11_rlhf", "lesson12_dpo") and key["profile"] == "cpu", path.name
+        assert key["experiment"] in ("lesson09_sft_rl", "lesson11_rlhf", "lesson12_dpo"), path.name
+        assert key["profile"] == "cpu", path.name
         assert key["gold"] == SimulatedAnnotator.VERSION, path.name

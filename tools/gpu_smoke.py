@@ -128,7 +128,7 @@ def run_loop(name: str, base, tok, device, steps: int, tiny: bool, state: dict) 
 
         def reward_fn(prompts, responses):  # lesson 10's reward model, or the annotator when it did not run (--only)
             if rm is None:
-                return annotator.scores(responses).tolist()
+                return annotator.scores(prompts, responses).tolist()
             return score_responses(rm, tok, prompts, responses, max_length=state["reward_max_length"]).tolist()
 
         rlhf_ppo(PolicyWithValue(lm), tok, [chat_prompt(tok, p) for p in TRAIN_PROMPTS], reward_fn,

@@ -1,13 +1,14 @@
-"""Run the further training seeds of the LLM lessons' headline experiments and commit their results.
+"""Run the training seeds of the LLM lessons' headline experiments and commit their results.
 
-    python tools/run_seeds.py [--experiment rlhf|dpo|all] [--seeds 0 1 2]
+    python tools/run_seeds.py [--experiment sft-rl|rlhf|dpo|all] [--seeds 0 1 2]
 
-Lesson 11 (RLHF with PPO) and lesson 12 (DPO) run seed 0 live; their claims rest on seeds 0, 1 and 2.
-This script trains the other seeds with the same functions and settings the lessons use
-(course_lib.llm.protocols), evaluates each on the test prompts, and writes
-course_lib/data/results/<experiment>_<profile>.json, which the lessons load and label as such.
-It runs in the active profile (COURSE_PROFILE, default cpu): about 4 minutes per RLHF seed and 5 per DPO
-seed on 2 CPU cores. `make seeds` runs it for both experiments.
+Lessons 9 (SFT, RL, SFT then RL), 11 (RLHF with PPO) and 12 (DPO) run seed 0 live; their claims rest on
+seeds 0, 1 and 2. This script trains the seeds with the same functions and settings the lessons use
+(course_lib.llm.protocols), evaluates each model on the test prompts, and writes
+course_lib/data/results/<experiment>_<profile>.json, which the lessons load (checking its key) and label
+as such; seed 0 is in the file too, so a lesson can compare it with its live run. It runs in the
+active profile (COURSE_PROFILE, default cpu): on 2 CPU cores about 8 minutes per seed of lesson 9,
+4 per RLHF seed and 3 per DPO seed. `make seeds` runs all three.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import time
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiment", choices=["rlhf", "dpo", "all"], default="all",
-                        help="which lesson's seeds: rlhf (lesson 11), dpo (lesson 12) or all (default)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds to run (default: 0 1 2; the lessons run seed 0 live and check it against the file)")
+    parser.add_argument("--experiment", choices=["sft-rl", "rlhf", "dpo", "all"], default="all",
+                        help="which lesson's seeds: sft-rl (lesson 9), rlhf (lesson 11), dpo (lesson 12) or all")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="training seeds to run (default: 0 1 2)")
     args = parser.parse_args(argv)
     if any(s < 0 for s in args.seeds):
         parser.error(f"--seeds: expected ints >= 0, got {args.seeds}")
@@ -35,6 +37,23 @@ def main(argv=None) -> int:
     profile = get_profile().name
     base, tok = load_model()
     start = protocols.evaluate(base, tok, base)
+
+    def report(name: str, ev, t0: float) -> None:
+        print(f"{name}: test gold {ev.gold.mean():.3f} (start {start.gold.mean():.3f}) in "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
+
+    if args.experiment in ("sft-rl", "all"):
+        evaluations = {}
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            sft_model, _ = protocols.sft_run(base, tok, seed)
+            evaluations[f"SFT seed {seed}"] = protocols.evaluate(sft_model, tok, base)
+            rl_policy, _ = protocols.rl_run(base, base, tok, seed)
+            evaluations[f"RL seed {seed}"] = protocols.evaluate(rl_policy.lm, tok, base)
+            sft_rl_policy, _ = protocols.rl_run(sft_model, sft_model, tok, seed)
+            evaluations[f"SFT -> RL seed {seed}"] = protocols.evaluate(sft_rl_policy.lm, tok, base)
+            report(f"lesson 9 seed {seed} (SFT -> RL)", evaluations[f"SFT -> RL seed {seed}"], t0)
+        print(f"wrote {protocols.save_seed_results(protocols.sft_rl_key(base), evaluations, start)}")
     if args.experiment in ("rlhf", "all"):
         rm = prepare_reward_model(base, tok)
         from course_lib.llm.reward_model import score_responses
@@ -46,9 +65,8 @@ def main(argv=None) -> int:
         evaluations = {}
         for seed in args.seeds:
             t0 = time.perf_counter()
-            _, evaluations[seed], _ = protocols.rlhf_run(base, tok, rm, seed)
-            print(f"rlhf seed {seed}: gold {evaluations[seed].gold.mean():+.3f} (start {start_rlhf.gold.mean():+.3f}) "
-                  f"in {time.perf_counter() - t0:.0f} s", flush=True)
+            _, evaluations[f"seed {seed}"], _ = protocols.rlhf_run(base, tok, rm, seed)
+            report(f"rlhf seed {seed}", evaluations[f"seed {seed}"], t0)
         key = protocols.rlhf_key(base, reward_model_key(base, profile))
         print(f"wrote {protocols.save_seed_results(key, evaluations, start_rlhf)}")
     if args.experiment in ("dpo", "all"):
@@ -57,10 +75,9 @@ def main(argv=None) -> int:
         evaluations, ref = {}, None
         for seed in args.seeds:
             t0 = time.perf_counter()
-            run, evaluations[seed], _ = protocols.dpo_run(base, tok, pairs, seed, ref_logps=ref)
+            run, evaluations[f"seed {seed}"], _ = protocols.dpo_run(base, tok, pairs, seed, ref_logps=ref)
             ref = run.ref_logps
-            print(f"dpo seed {seed}: gold {evaluations[seed].gold.mean():+.3f} (start {start.gold.mean():+.3f}) "
-                  f"in {time.perf_counter() - t0:.0f} s", flush=True)
+            report(f"dpo seed {seed}", evaluations[f"seed {seed}"], t0)
         print(f"wrote {protocols.save_seed_results(protocols.dpo_key(base, data), evaluations, start)}")
     return 0
 

@@ -293,7 +293,7 @@ def pg_loss_cases() -> list[Case]:
              "entries outside the mask can hold -inf: replace them by 0 (a selection) before summing; "
              "multiplying by the mask gives nan."),
         Case(_pg_args(24, [6, 9, 7, 3, 8, 5, 4, 6], [8, 3, 5, 7, 2, 6, 4, 5]), {},
-             "a batch of 8 with annotator-like scores in [-1, 1]",
+             "a batch of 8 with rewards in [-1, 1]",
              _PG_RULE + " The baseline is the plain mean of the rewards: do not divide by their standard deviation."),
         Case(_pg_args(25, [2, 3, 1], [4, 3, 5], rewards=_scored([0.7, -0.4, 0.2])), {},
              "rewards straight from a reward model: they carry a gradient",

@@ -268,8 +268,8 @@ class RewardStage:
     found: bool
     """True: lesson 10's file was loaded; False: built now and saved."""
     prepare_seconds: float
-    pairs_cached: bool
-    """Whether the preference-pair cache file existed before this run."""
+    pairs_source: str
+    """Where the preference pairs came from (:attr:`~course_lib.llm.feedback.PreferenceData.source`)."""
     pairs_seconds: float
     n_train: int
     accuracy: float
@@ -283,25 +283,28 @@ def reward_stage(model, tok, out: Path, seed: int = 0) -> RewardStage:
     import matplotlib.pyplot as plt
 
     from course_lib.data.annotators import SimulatedAnnotator
-    from course_lib.llm.feedback import course_preferences, preferences_path, prepare_reward_model, reward_model_path
+    from course_lib.llm.feedback import course_preferences, prepare_reward_model, reward_model_path
     from course_lib.llm.reward_model import REWARD_PRESETS, score_pairs
     from course_lib.utils.profile import get_profile
 
     profile = get_profile().name
     path = reward_model_path(model)
-    found, pairs_cached = path.is_file(), preferences_path(model, seed=seed).is_file()
+    found = path.is_file()
     t0 = time.perf_counter()
     rm = prepare_reward_model(model, tok, seed=seed)
     prepare_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    train, held, _ = course_preferences(model, tok, seed=seed)  # the cache written by lesson 10 (or just now)
+    data = course_preferences(model, tok, seed=seed)  # the pairs lesson 10 reads (shipped, cached or just sampled)
+    train, held = data.train, data.test
     pairs_seconds = time.perf_counter() - t0
     r_chosen, r_rejected = score_pairs(rm, tok, held, max_length=REWARD_PRESETS[profile].max_length)  # (n,) each
     correct = (r_chosen > r_rejected).float().cpu().numpy()  # (n,) a tie counts as wrong, as in lesson 10
     accuracy = float(correct.mean())
     se = math.sqrt(accuracy * (1 - accuracy) / len(held))
-    annotator = SimulatedAnnotator(temperature=0.1, seed=seed)  # lesson 10's annotator
-    ceiling = float(np.mean(annotator.scores([p.chosen for p in held]) > annotator.scores([p.rejected for p in held])))
+    annotator = SimulatedAnnotator(temperature=0)  # the noise-free rubric: its score as a reward model
+    held_prompts = [p.prompt for p in held]
+    ceiling = float(np.mean(annotator.scores(held_prompts, [p.chosen for p in held])
+                            > annotator.scores(held_prompts, [p.rejected for p in held])))
 
     margins = (r_chosen - r_rejected).cpu().numpy()  # (n,)
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -312,7 +315,7 @@ def reward_stage(model, tok, out: Path, seed: int = 0) -> RewardStage:
     ax.set_title(f"reward model on {len(held)} held-out pairs: right of 0 = ordered as the annotator chose "
                  f"({accuracy:.1%})", fontsize=10)
     _save(fig, out / "reward_model.png")
-    return RewardStage(rm, path, found, prepare_seconds, pairs_cached, pairs_seconds, len(train), accuracy, se,
+    return RewardStage(rm, path, found, prepare_seconds, data.source, pairs_seconds, len(train), accuracy, se,
                        ceiling)
 
 
@@ -362,7 +365,7 @@ def rlhf_stage(model, tok, rm, out: Path, seed: int = 0) -> RLHFStage:
     import matplotlib.pyplot as plt
 
     from course_lib.data.annotators import SimulatedAnnotator
-    from course_lib.data.prompts import HELD_OUT_PROMPTS, TRAIN_PROMPTS
+    from course_lib.data.prompts import TEST_PROMPTS, TRAIN_PROMPTS
     from course_lib.llm.evaluation import evaluate_policy
     from course_lib.llm.generation import chat_prompt
     from course_lib.llm.ppo import rlhf_ppo
@@ -371,17 +374,17 @@ def rlhf_stage(model, tok, rm, out: Path, seed: int = 0) -> RLHFStage:
     from course_lib.utils.profile import by_profile
 
     config = rlhf_config()
-    annotator = SimulatedAnnotator(temperature=0)  # the gold judge: VADER compound sentiment, never trained on
+    annotator = SimulatedAnnotator(temperature=0)  # the gold judge: the rubric's gold score in [0, 1], never trained on
 
     def rm_score(prompts: list[str], replies: list[str]) -> list[float]:
         return score_responses(rm, tok, prompts, replies).tolist()
 
     def gold_score(prompts: list[str], replies: list[str]) -> np.ndarray:
-        return annotator.scores(replies)
+        return annotator.scores(prompts, replies)
 
     train_prompts = [chat_prompt(tok, p) for p in TRAIN_PROMPTS[:by_profile(ci=8, cpu=48)]]  # lesson 15's
-    eval_prompts = [chat_prompt(tok, p) for p in by_profile(ci=HELD_OUT_PROMPTS[:2], cpu=HELD_OUT_PROMPTS)]
-    per_prompt = by_profile(ci=1, cpu=4)
+    eval_prompts = [chat_prompt(tok, p) for p in by_profile(ci=TEST_PROMPTS[:2], cpu=TEST_PROMPTS)]
+    per_prompt = by_profile(ci=1, cpu=1)  # 64 test prompts x 1: as many replies as 16 prompts x 4 before
 
     def evaluate(lm):
         return evaluate_policy(lm, tok, eval_prompts, gold_score, model, per_prompt=per_prompt,
@@ -456,9 +459,7 @@ def _report(source, device, profile: str, llm: LLMStage, maze: MazeStage, ppo: P
     rm_origin = ("loaded lesson 10's saved file" if rms.found else
                  "NOT in the cache: built now (preference pairs, then Bradley-Terry training, as lesson 10 does) "
                  "and saved to")
-    pairs_origin = ("read from the cache (its file was there before this run)" if rms.pairs_cached else
-                    "NOT in the cache before this run: sampled now (inside the reward-model build when it was built) "
-                    "and read back")
+    pairs_origin = rms.pairs_source
     verdict = ("equals the exact optimum" if maze.matches else
                "does NOT equal the exact optimum" if maze.learned_terminated else
                "does NOT reach the cheese, so it misses the exact optimum")

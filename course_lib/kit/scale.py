@@ -125,7 +125,7 @@ def run(args) -> int:
         from course_lib.llm.feedback import course_preferences
 
         sampler = tiny if tiny is not None else load_model(location)[0]  # lesson 10's pairs: the model's own replies
-        pairs, _, _ = course_preferences(sampler, tok, progress=True)
+        pairs = course_preferences(sampler, tok, progress=True).train
     else:
         from course_lib.data.annotators import SimulatedAnnotator
         from course_lib.data.prompts import TRAIN_PROMPTS
@@ -135,7 +135,7 @@ def run(args) -> int:
         prompts = [chat_prompt(tok, p) for p in TRAIN_PROMPTS]
 
         def reward_fn(prompts, replies):
-            return annotator.scores(replies)
+            return annotator.scores(prompts, replies)
 
     if tiny is not None:
         model = reward_model_from(tiny) if args.algorithm == "reward" else tiny

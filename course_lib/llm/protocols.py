@@ -73,6 +73,67 @@ def evaluate(lm, tokenizer, reference, prompts=None, proxy_fn=None) -> HeldOutEv
                            max_new_tokens=settings["max_new_tokens"], proxy_fn=proxy_fn, seed=EVAL_SEED)
 
 
+# ---- lesson 9: SFT, RL, SFT then RL --------------------------------------------------------------------------
+
+def sft_config():
+    """Lesson 9's SFT settings: the profile's ``SFT_PRESETS`` (cpu: 3 epochs of the 32 demonstrations, top 4 layers)."""
+    from course_lib.llm.sft import SFT_PRESETS
+
+    return by_profile(ci=replace(SFT_PRESETS["cpu"], epochs=1, batch_size=4), cpu=SFT_PRESETS["cpu"],
+                      gpu=SFT_PRESETS["gpu"])
+
+
+def rl_config():
+    """Lesson 9's RL settings: the profile's ``RLHF_PRESETS`` with 20 steps (cpu), the gold judge as the reward."""
+    from course_lib.llm.ppo import RLHF_PRESETS
+
+    return by_profile(ci=replace(RLHF_PRESETS["cpu"], steps=1, batch_size=4, max_new_tokens=4, ppo_epochs=1),
+                      cpu=replace(RLHF_PRESETS["cpu"], steps=20), gpu=RLHF_PRESETS["gpu"])
+
+
+def demonstrations() -> list[tuple[str, str]]:
+    """Lesson 9's demonstrations: the 32 of :mod:`course_lib.data.demonstrations` (ci: the first 4)."""
+    from course_lib.data.demonstrations import DEMONSTRATIONS
+
+    return by_profile(ci=DEMONSTRATIONS[:4], cpu=DEMONSTRATIONS)
+
+
+def sft_run(base, tokenizer, seed: int):
+    """SFT of a copy of ``base`` on :func:`demonstrations`. Returns ``(model, logger)``."""
+    import copy
+
+    from course_lib.llm.generation import chat_prompt
+    from course_lib.llm.sft import sft
+
+    model = copy.deepcopy(base)
+    demos = demonstrations()
+    logger = sft(model, tokenizer, [chat_prompt(tokenizer, p) for p, _ in demos], [r for _, r in demos], sft_config(),
+                 seed=seed)
+    return model, logger
+
+
+def rl_run(start, reference, tokenizer, seed: int, live: bool | None = False):
+    """PPO from a copy of ``start`` with the gold judge's score as the reward, KL-anchored to ``reference``, on every
+    training prompt. Returns ``(policy, RLHFResult)``."""
+    import copy
+
+    from course_lib.data.prompts import TRAIN_PROMPTS
+    from course_lib.llm.generation import chat_prompt
+    from course_lib.llm.ppo import rlhf_ppo
+    from course_lib.llm.rollout import PolicyWithValue
+
+    policy = PolicyWithValue(copy.deepcopy(start))
+    run = rlhf_ppo(policy, tokenizer, [chat_prompt(tokenizer, p) for p in TRAIN_PROMPTS], gold_judge().scores,
+                   rl_config(), seed=seed, reference=reference, live=live)
+    return policy, run
+
+
+def sft_rl_key(base) -> dict:
+    """The results key of lesson 9's seeds: :func:`results_key` with the SFT and RL configs."""
+    return results_key("lesson09_sft_rl", base, {"sft": asdict(sft_config()), "rl": asdict(rl_config()),
+                                                 "demonstrations": len(demonstrations())})
+
+
 # ---- lesson 11: RLHF with PPO against lesson 10's reward model ---------------------------------------------
 
 def rlhf_config():
@@ -179,19 +240,20 @@ def _evaluation(record: dict) -> HeldOutEvaluation:
                              np.asarray(record["ended"], dtype=bool))
 
 
-def save_seed_results(key: dict, evaluations: dict[int, HeldOutEvaluation], start: HeldOutEvaluation) -> Path:
-    """Write the evaluations of further seeds (and the start model's, to check a reader's own) under ``key``."""
+def save_seed_results(key: dict, evaluations: dict[str, HeldOutEvaluation], start: HeldOutEvaluation) -> Path:
+    """Write the evaluations of further seeds, by name (``"seed 1"``, ``"RL seed 2"``), and the start model's (to
+    check a reader's own) under ``key``, to ``results_dir()/<experiment>_<profile>.json``."""
     path = results_dir() / f"{key['experiment']}_{key['profile']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"key": key, "start": _record(start), "seeds": {str(s): _record(ev) for s, ev in evaluations.items()}}
+    body = {"key": key, "start": _record(start), "runs": {name: _record(ev) for name, ev in evaluations.items()}}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
 
 
-def load_seed_results(key: dict) -> tuple[dict[int, HeldOutEvaluation], HeldOutEvaluation | None, str]:
-    """The further seeds' evaluations for ``key``: ``(seed -> evaluation, the file's start evaluation, message)``.
+def load_seed_results(key: dict) -> tuple[dict[str, HeldOutEvaluation], HeldOutEvaluation | None, str]:
+    """The further seeds' evaluations for ``key``: ``(name -> evaluation, the file's start evaluation, message)``.
 
     Empty, with a message that says why, when there is no file for this experiment and profile or its key differs
     (naming the first field that does): the lesson then reports its live seed only and says so.
@@ -205,5 +267,5 @@ def load_seed_results(key: dict) -> tuple[dict[int, HeldOutEvaluation], HeldOutE
         field = next((k for k in key if stored.get(k) != key[k]), "key")
         return {}, None, (f"{path.name} was written for another {field} ({stored.get(field)!r:.80}): live seed only; "
                           f"run `make seeds` to regenerate it")
-    seeds = {int(s): _evaluation(r) for s, r in body["seeds"].items()}
-    return seeds, _evaluation(body["start"]), f"{path.name}: seeds {sorted(seeds)} written by tools/run_seeds.py"
+    runs = {name: _evaluation(r) for name, r in body["runs"].items()}
+    return runs, _evaluation(body["start"]), f"{path.name}: {', '.join(runs)}, written by tools/run_seeds.py"
