@@ -172,9 +172,9 @@ def rlhf_run(base, tokenizer, reward_model, seed: int, live: bool | None = False
 # ---- lesson 12: DPO on the shipped preference pairs -----------------------------------------------------
 
 def dpo_train_pairs(data) -> list:
-    """Lesson 12's training pairs: cpu the first 640 training pairs (80 steps of 8: whole ranked groups, the
-    first 55 training topics), ci and gpu all of them."""
-    return list(data.train[:by_profile(ci=len(data.train), cpu=640, gpu=len(data.train))])
+    """Lesson 12's training pairs: cpu the first 640 training pairs (80 steps of 8; the first round's ranked groups
+    of the first 107 training prompts, 54 topics), ci the first 16, gpu all of them."""
+    return list(data.train[:by_profile(ci=16, cpu=640, gpu=len(data.train))])
 
 
 def dpo_config(beta: float | None = None):
