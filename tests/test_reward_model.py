@@ -213,3 +213,39 @@ def test_a_shared_prompt_prefix_gives_the_plain_encodings_scores_and_gradients(t
 def test_a_run_of_pairs_with_one_prompt_is_cut_at_the_batch_size():
     pairs = [PreferencePair("same", f"a{i}", f"b{i}") for i in range(5)] + [PreferencePair("other", "a", "b")]
     assert _blocks(pairs, 2) == [[0, 1], [2, 3], [4], [5]]
+
+
+def test_keep_best_ends_with_the_epoch_the_validation_pairs_chose():
+    lm, tok = tiny_model(seed=0)
+    rm = RewardModel(lm)
+    words = ["robot", "cheese", "maze", "cat", "lever", "path", "wall", "day", "tram", "kite"]
+    pairs = [PreferencePair(f"Tell me about the {w}.", f"The {w} is lovely, thank you!", f"The {w}.")
+             for w in words]
+    validation = [PreferencePair(p.prompt, p.rejected, p.chosen) for p in pairs[8:]]  # flipped: training hurts them
+    config = replace(REWARD_PRESETS["ci"], epochs=3, learning_rate=1e-2)
+    logger = train_reward_model(rm, tok, pairs[:8], validation, config, progress=False, keep_best=True)
+    _, accuracies = logger.as_arrays("rm/eval_accuracy")
+    best = int(logger.last("rm/best_epoch"))
+    assert best == 1 + int(max(range(len(accuracies)), key=lambda k: (accuracies[k], -k)))  # earliest of the best
+    chosen, rejected = score_pairs(rm, tok, validation)
+    assert float((chosen > rejected).float().mean()) == accuracies[best - 1]  # its weights, not the last epoch's
+    with pytest.raises(ValueError, match="keep_best: expected eval_pairs"):
+        train_reward_model(rm, tok, pairs, None, config, progress=False, keep_best=True)
+
+
+def test_the_bag_of_words_baseline_learns_words_and_chooses_its_strength_on_validation():
+    from course_lib.llm.reward_model import bag_of_words_baseline
+
+    def pairs(topics):
+        return [PreferencePair(f"About {t}?", f"The {t} is lovely and kind.", f"The {t} is awful and rude.")
+                for t in topics]
+
+    result = bag_of_words_baseline(pairs(["tram", "kite", "cake"]), pairs(["pond", "lift"]), pairs(["bus", "boat"]),
+                                   grid=(0.1, 1.0))
+    assert result["test_accuracy"] == 1.0 and result["validation_accuracy"] == 1.0
+    assert result["C"] == 0.1 and result["pair_right"] == [True, True]  # equal on validation: the stronger penalty
+    words_only = pairs(["tram"]) + [PreferencePair("About tram?", "The tram is awful and rude.", "The tram is lovely.")]
+    # the, tram, is, lovely, and, kind, awful, rude: the replies' words only ("about", the prompt's, is not read)
+    assert bag_of_words_baseline(words_only, pairs(["pond"]), pairs(["bus"]))["words"] == 8
+    with pytest.raises(ValueError, match="validation_pairs: expected at least one preference pair"):
+        bag_of_words_baseline(pairs(["tram"]), [], pairs(["bus"]))
