@@ -56,3 +56,15 @@ def test_the_committed_results_match_the_lessons_protocol_keys():
         assert key["experiment"] in ("lesson09_sft_rl", "lesson11_rlhf", "lesson12_dpo"), path.name
         assert key["profile"] == "cpu", path.name
         assert key["gold"] == SimulatedAnnotator.VERSION, path.name
+
+
+def test_replies_read_back_keep_whether_they_finished(results_dir):
+    # the rubric reads a reply's EOS flag; a reply read back from the file must not fall back to its punctuation
+    from course_lib.data.annotators import SimulatedAnnotator
+
+    key = {"experiment": "lesson11_rlhf", "profile": "cpu"}
+    protocols.save_seed_results(key, {"seed 1": evaluation(0.1)}, evaluation(0.0))
+    runs, _, _ = protocols.load_seed_results(key)
+    ev = runs["seed 1"]
+    a = SimulatedAnnotator(temperature=0)
+    assert [a.attributes(p, t)["finished"] for p, t in zip(ev.prompts, ev.texts)] == [1.0, 0.0]  # "Lovely." was cut

@@ -234,7 +234,11 @@ def _record(ev: HeldOutEvaluation) -> dict:
 
 
 def _evaluation(record: dict) -> HeldOutEvaluation:
-    return HeldOutEvaluation(record["prompts"], record["texts"], np.asarray(record["gold"], dtype=float),
+    from course_lib.data.preferences import Reply
+
+    # the texts come back as replies that know whether they finished (their token ids are not stored)
+    texts = [Reply(t, (), bool(e)) for t, e in zip(record["texts"], record["ended"])]
+    return HeldOutEvaluation(record["prompts"], texts, np.asarray(record["gold"], dtype=float),
                              None if record["proxy"] is None else np.asarray(record["proxy"], dtype=float),
                              np.asarray(record["kl"], dtype=float), np.asarray(record["lengths"]),
                              np.asarray(record["ended"], dtype=bool))
