@@ -68,3 +68,17 @@ def test_replies_read_back_keep_whether_they_finished(results_dir):
     ev = runs["seed 1"]
     a = SimulatedAnnotator(temperature=0)
     assert [a.attributes(p, t)["finished"] for p, t in zip(ev.prompts, ev.texts)] == [1.0, 0.0]  # "Lovely." was cut
+
+
+@pytest.mark.parametrize("script", ["run_seeds.py", "make_preference_data.py"])
+def test_the_seed_and_data_scripts_have_help_and_refuse_a_bad_seed_in_one_line(script):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / script
+    shown = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "--seed" in shown.stdout
+    bad = subprocess.run([sys.executable, str(path), "--seeds" if script == "run_seeds.py" else "--seed", "-1"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "expected" in bad.stderr and "Traceback" not in bad.stderr

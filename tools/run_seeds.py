@@ -36,12 +36,14 @@ def main(argv=None) -> int:
 
     profile = get_profile().name
     base, tok = load_model()
-    start = protocols.evaluate(base, tok, base)
+    start = None  # the start model's evaluation, shared by the experiments that do not score a proxy
 
-    def report(name: str, ev, t0: float) -> None:
+    def report(name: str, ev, t0: float, start) -> None:
         print(f"{name}: test gold {ev.gold.mean():.3f} (start {start.gold.mean():.3f}) in "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
 
+    if args.experiment in ("sft-rl", "dpo", "all"):
+        start = protocols.evaluate(base, tok, base)
     if args.experiment in ("sft-rl", "all"):
         evaluations = {}
         for seed in args.seeds:
@@ -52,7 +54,7 @@ def main(argv=None) -> int:
             evaluations[f"RL seed {seed}"] = protocols.evaluate(rl_policy.lm, tok, base)
             sft_rl_policy, _ = protocols.rl_run(sft_model, sft_model, tok, seed)
             evaluations[f"SFT -> RL seed {seed}"] = protocols.evaluate(sft_rl_policy.lm, tok, base)
-            report(f"lesson 9 seed {seed} (SFT -> RL)", evaluations[f"SFT -> RL seed {seed}"], t0)
+            report(f"lesson 9 seed {seed} (SFT -> RL)", evaluations[f"SFT -> RL seed {seed}"], t0, start)
         print(f"wrote {protocols.save_seed_results(protocols.sft_rl_key(base), evaluations, start)}")
     if args.experiment in ("rlhf", "all"):
         rm = prepare_reward_model(base, tok)
@@ -66,7 +68,7 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             t0 = time.perf_counter()
             _, evaluations[f"seed {seed}"], _ = protocols.rlhf_run(base, tok, rm, seed)
-            report(f"rlhf seed {seed}", evaluations[f"seed {seed}"], t0)
+            report(f"rlhf seed {seed}", evaluations[f"seed {seed}"], t0, start_rlhf)
         key = protocols.rlhf_key(base, reward_model_key(base, profile))
         print(f"wrote {protocols.save_seed_results(key, evaluations, start_rlhf)}")
     if args.experiment in ("dpo", "all"):
@@ -77,7 +79,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             run, evaluations[f"seed {seed}"], _ = protocols.dpo_run(base, tok, pairs, seed, ref_logps=ref)
             ref = run.ref_logps
-            report(f"dpo seed {seed}", evaluations[f"seed {seed}"], t0)
+            report(f"dpo seed {seed}", evaluations[f"seed {seed}"], t0, start)
         print(f"wrote {protocols.save_seed_results(protocols.dpo_key(base, data), evaluations, start)}")
     return 0
 
