@@ -7,6 +7,7 @@ notebook's code runs, or a replacement for ``discounted_return``.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -249,3 +250,19 @@ def test_a_class_exercise_that_comes_last_is_graded(tmp_path):
     nbformat.write(nb, path)
     sub = load_submission(path, "s", {"LoRALinear"})
     assert len(sub.code) == 2 and "class LoRALinear" in sub.code[-1]
+
+
+def test_the_tables_escape_formula_cells_and_are_written_whole(tmp_path):
+    from course_lib.grading.grader import ExerciseGrade, spreadsheet_text, write_outputs
+
+    hostile = '=HYPERLINK("evil.example","full marks")'  # a folder name: no slash can be in it
+    grades = {hostile: [ExerciseGrade("01", "discounted_return", "ok", 1.0, 3, 3)],
+              "-1+1": [ExerciseGrade("01", "discounted_return", "crash", 0.0, 0, 3)],
+              "ada": [ExerciseGrade("01", "discounted_return", "ok", 0.5, 1, 2)]}
+    write_outputs(grades, tmp_path / "grades.csv", tmp_path / "grades_feedback")
+    rows = list(csv.reader((tmp_path / "grades.csv").open(newline="", encoding="utf-8")))
+    assert [r[0] for r in rows[1:]] == ["'" + hostile, "'-1+1", "ada"]  # shown as text, never evaluated
+    assert rows[3][1:] == ["0.500", "ok", "0.500", "1"]  # numbers stay numbers
+    assert list(json.loads((tmp_path / "grades.json").read_text())) == [hostile, "-1+1", "ada"]  # the raw names
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grades.csv", "grades.json", "grades_feedback"]  # no temp
+    assert [spreadsheet_text(t) for t in ("@SUM(A1)", "+1", "\tx", "ok", "")] == ["'@SUM(A1)", "'+1", "'\tx", "ok", ""]

@@ -14,7 +14,9 @@ from __future__ import annotations
 import ast
 import csv
 import importlib
+import io
 import json
+import os
 import queue
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -181,26 +183,51 @@ def grade_folder(submissions: Path, out_csv: Path, hidden: Path | None = None, j
     return ordered
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value: str) -> str:
+    """A text cell a spreadsheet shows as text: one that starts like a formula (``=``, ``+``, ``-``, ``@``, a tab or
+    a carriage return: a student's folder named ``=HYPERLINK(...)``) gets a leading ``'``, OWASP's advice for CSV
+    injection; any other text is unchanged."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``: a reader, or a run cut off
+    while writing, sees the old file or the whole new one, never half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def write_outputs(grades: dict[str, list[ExerciseGrade]], out_csv: Path, feedback_dir: Path) -> None:
-    """``grades.csv`` (a row per student), ``grades.json`` (everything), ``<out>_feedback/<student>.md``."""
+    """``grades.csv`` (a row per student), ``grades.json`` (everything), ``<out>_feedback/<student>.md``.
+
+    Both tables are written atomically (:func:`_write_atomically`); text cells of the CSV that a spreadsheet would
+    read as a formula are escaped (:func:`spreadsheet_text`), while ``grades.json`` keeps every value as it is.
+    """
     columns = sorted({(g.lesson, g.exercise) for gs in grades.values() for g in gs})
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_csv, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        header = ["student"]
-        for lesson, name in columns:
-            header += [f"{lesson}:{name}", f"{lesson}:{name}:status"]
-        writer.writerow(header + ["total", "max"])
-        for student, gs in grades.items():
-            by_key = {(g.lesson, g.exercise): g for g in gs}
-            row = [student]
-            for key in columns:
-                g = by_key[key]
-                row += [f"{g.score:.3f}", g.status]
-            writer.writerow(row + [f"{sum(g.score for g in gs):.3f}", len(columns)])
-    out_json = out_csv.with_suffix(".json")
-    out_json.write_text(json.dumps({s: [asdict(g) for g in gs] for s, gs in grades.items()}, indent=1) + "\n",
-                        encoding="utf-8")
+    table = io.StringIO()
+    writer = csv.writer(table)
+    header = ["student"]
+    for lesson, name in columns:
+        header += [f"{lesson}:{name}", f"{lesson}:{name}:status"]
+    writer.writerow([spreadsheet_text(h) for h in header] + ["total", "max"])
+    for student, gs in grades.items():
+        by_key = {(g.lesson, g.exercise): g for g in gs}
+        row = [spreadsheet_text(student)]
+        for key in columns:
+            g = by_key[key]
+            row += [f"{g.score:.3f}", spreadsheet_text(g.status)]
+        writer.writerow(row + [f"{sum(g.score for g in gs):.3f}", len(columns)])
+    _write_atomically(out_csv, table.getvalue())
+    _write_atomically(out_csv.with_suffix(".json"),
+                      json.dumps({s: [asdict(g) for g in gs] for s, gs in grades.items()}, indent=1) + "\n")
     feedback_dir.mkdir(parents=True, exist_ok=True)
     for student, gs in grades.items():
         lines = [f"# Feedback for {student}", "", f"Total: {sum(g.score for g in gs):.2f} / {len(gs)}", ""]
