@@ -58,12 +58,7 @@ def main(argv=None) -> int:
         print(f"wrote {protocols.save_seed_results(protocols.sft_rl_key(base), evaluations, start)}")
     if args.experiment in ("rlhf", "all"):
         rm = prepare_reward_model(base, tok)
-        from course_lib.llm.reward_model import score_responses
-
-        def proxy(prompts, replies):
-            return score_responses(rm, tok, prompts, replies).tolist()
-
-        start_rlhf = protocols.evaluate(base, tok, base, proxy_fn=proxy)
+        start_rlhf = protocols.evaluate(base, tok, base, proxy_fn=protocols.reward_fn(rm, tok))
         evaluations = {}
         for seed in args.seeds:
             t0 = time.perf_counter()

@@ -147,6 +147,16 @@ def rlhf_config():
                                             gpu=RLHF_PRESETS["gpu"].learning_rate))
 
 
+def reward_fn(reward_model, tokenizer):
+    """``fn(prompts, replies)`` -> the reward model's score of each reply: lesson 11's reward and proxy."""
+    from course_lib.llm.reward_model import score_responses
+
+    def score(prompts, replies):
+        return score_responses(reward_model, tokenizer, prompts, replies).tolist()
+
+    return score
+
+
 def rlhf_run(base, tokenizer, reward_model, seed: int, live: bool | None = False):
     """One seed of lesson 11: PPO from ``base`` against ``reward_model`` on every training prompt, the rubric
     logged as ``rlhf/gold_score``, then :func:`evaluate` with the reward model as proxy. Returns
@@ -156,12 +166,9 @@ def rlhf_run(base, tokenizer, reward_model, seed: int, live: bool | None = False
     from course_lib.data.prompts import TRAIN_PROMPTS
     from course_lib.llm.generation import chat_prompt
     from course_lib.llm.ppo import rlhf_ppo
-    from course_lib.llm.reward_model import score_responses
     from course_lib.llm.rollout import PolicyWithValue
 
-    def proxy(prompts, replies):
-        return score_responses(reward_model, tokenizer, prompts, replies).tolist()
-
+    proxy = reward_fn(reward_model, tokenizer)
     policy = PolicyWithValue(copy.deepcopy(base))
     train = [chat_prompt(tokenizer, p) for p in TRAIN_PROMPTS]
     run = rlhf_ppo(policy, tokenizer, train, proxy, rlhf_config(), seed=seed, reference=base,
