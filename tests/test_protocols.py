@@ -82,3 +82,12 @@ def test_the_seed_and_data_scripts_have_help_and_refuse_a_bad_seed_in_one_line(s
     bad = subprocess.run([sys.executable, str(path), "--seeds" if script == "run_seeds.py" else "--seed", "-1"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "expected" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_extra_is_stored_beside_the_runs_and_only_read_under_its_key(results_dir):
+    key = {"experiment": "lesson15_hard", "profile": "cpu", "gold": "rubric-1", "config": {"steps": 28}}
+    histories = {"seed 1": {"steps": [0, 4], "gold": [0.5, 0.55]}}
+    protocols.save_seed_results(key, {"seed 1": evaluation(0.1)}, evaluation(0.0), extra={"histories": histories})
+    assert protocols.load_seed_extra(key) == {"histories": histories}
+    assert protocols.load_seed_extra({**key, "config": {"steps": 12}}) == {}
+    assert protocols.load_seed_extra({**key, "profile": "gpu"}) == {}

@@ -251,12 +251,15 @@ def _evaluation(record: dict) -> HeldOutEvaluation:
                              np.asarray(record["ended"], dtype=bool))
 
 
-def save_seed_results(key: dict, evaluations: dict[str, HeldOutEvaluation], start: HeldOutEvaluation) -> Path:
+def save_seed_results(key: dict, evaluations: dict[str, HeldOutEvaluation], start: HeldOutEvaluation,
+                      extra: dict | None = None) -> Path:
     """Write the evaluations of further seeds, by name (``"seed 1"``, ``"RL seed 2"``), and the start model's (to
-    check a reader's own) under ``key``, to ``results_dir()/<experiment>_<profile>.json``."""
+    check a reader's own) under ``key``, to ``results_dir()/<experiment>_<profile>.json``; ``extra`` (JSON-able,
+    e.g. per-step histories of each seed) is stored beside them and read back by :func:`load_seed_extra`."""
     path = results_dir() / f"{key['experiment']}_{key['profile']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"key": key, "start": _record(start), "runs": {name: _record(ev) for name, ev in evaluations.items()}}
+    body = {"key": key, "start": _record(start), "runs": {name: _record(ev) for name, ev in evaluations.items()},
+            "extra": extra or {}}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body) + "\n", encoding="utf-8")
     tmp.replace(path)
@@ -280,3 +283,12 @@ def load_seed_results(key: dict) -> tuple[dict[str, HeldOutEvaluation], HeldOutE
                           f"run `make seeds` to regenerate it")
     runs = {name: _evaluation(r) for name, r in body["runs"].items()}
     return runs, _evaluation(body["start"]), f"{path.name}: {', '.join(runs)}, written by tools/run_seeds.py"
+
+
+def load_seed_extra(key: dict) -> dict:
+    """The ``extra`` a results file stores beside its evaluations, when its key is ``key``; else ``{}``."""
+    path = results_dir() / f"{key['experiment']}_{key['profile']}.json"
+    if not path.is_file():
+        return {}
+    body = json.loads(path.read_text(encoding="utf-8"))
+    return body.get("extra") or {} if body.get("key") == key else {}
