@@ -13,7 +13,9 @@ needs around :func:`course_lib.llm.ppo.rlhf_ppo`, without changing it:
 * :class:`GoldCheck`: a ``gold_fn`` for ``rlhf_ppo`` that also runs a held-out gold check every few
   steps and keeps the trained parameters of the best check (early stopping without a hook in the loop);
 * :class:`RewardEnsemble` and :func:`fit_ensemble_heads`: K linear heads on one reward model's body,
-  each fitted on a bootstrap resample of the preference pairs: an ensemble for the cost of one model.
+  each fitted on a bootstrap resample of the preference pairs: an ensemble for the cost of one model;
+* :func:`best_of_n_curve` and :func:`kl_best_of_n`: over-optimisation without training, by choosing the
+  proxy's favourite of n samples; :func:`fit_gao`: Gao et al.'s functional forms of gold against distance.
 """
 
 from __future__ import annotations
@@ -316,10 +318,101 @@ def fit_ensemble_heads(ensemble: RewardEnsemble, chosen: torch.Tensor, rejected:
     return resamples
 
 
+# ---- best-of-n and Gao et al.'s forms --------------------------------------------------------
+
+
+def kl_best_of_n(n):
+    """KL(best-of-n || pi) = log n - (n - 1) / n nats: the distance of choosing the best of n samples from the policy
+    itself (Stiennon et al. 2020, Appendix G.3; Gao et al. 2023, Section 2.1). An upper bound when the proxy has ties;
+    ``n`` an int or an int array, every value >= 1."""
+    a = np.asarray(n)
+    if a.size == 0 or not np.issubdtype(a.dtype, np.integer) or (a < 1).any():
+        raise ValueError(f"n: expected ints >= 1, got {n!r}")
+    kl = np.log(a) - (a - 1) / a
+    return float(kl) if kl.ndim == 0 else kl
+
+
+@dataclass
+class BestOfNCurve:
+    """Best-of-n by the proxy, for each prompt and n: the expected gold and proxy score of the chosen reply."""
+
+    ns: np.ndarray
+    """(M,) the values of n."""
+    gold: np.ndarray
+    """(P, M) expected gold score of the proxy's favourite of n samples, per prompt."""
+    proxy: np.ndarray
+    """(P, M) expected proxy score of that favourite."""
+    kl: np.ndarray
+    """(M,) :func:`kl_best_of_n` of each n."""
+
+
+def best_of_n_curve(proxy, gold, ns) -> BestOfNCurve:
+    """Expected gold and proxy of best-of-n, exactly, from N samples per prompt (Gao et al. 2023's estimator).
+
+    Choosing the proxy's favourite among n of the N samples drawn without replacement picks the sample of proxy rank j
+    (ascending, 1-based) with probability C(j-1, n-1) / C(N, n): averaging over all C(N, n) subsets costs one
+    weighted sum, not a resample. n = 1 gives the plain mean; n = N the proxy's top sample.
+
+    Args:
+        proxy, gold: (P, N) the proxy's and the gold judge's score of N samples to each of P prompts (ties in the proxy
+            are broken by sample order).
+        ns: values of n, ints in [1, N].
+    """
+    r, g = np.asarray(proxy, dtype=float), np.asarray(gold, dtype=float)
+    if r.ndim != 2 or r.shape != g.shape or r.shape[1] < 1:
+        raise ValueError(f"proxy, gold: expected two (P, N) arrays of one shape, got shapes {r.shape} and {g.shape}")
+    N = r.shape[1]
+    ns = np.asarray(ns)
+    if ns.ndim != 1 or not np.issubdtype(ns.dtype, np.integer) or (ns < 1).any() or (ns > N).any():
+        raise ValueError(f"ns: expected ints in [1, {N}], got {ns.tolist()!r}")
+    order = np.argsort(r, axis=1, kind="stable")  # (P, N) ascending proxy
+    r_sorted, g_sorted = np.take_along_axis(r, order, 1), np.take_along_axis(g, order, 1)
+    weights = np.array([[math.comb(j - 1, n - 1) / math.comb(N, n) for j in range(1, N + 1)] for n in ns])  # (M, N)
+    return BestOfNCurve(ns, g_sorted @ weights.T, r_sorted @ weights.T, kl_best_of_n(ns))
+
+
+@dataclass
+class GaoFit:
+    """A fitted form of Gao et al. (2023): gold gain R(d) = d (alpha - beta d) for best-of-n (``"bon"``) or
+    d (alpha - beta log d) for RL (``"rl"``), d = sqrt(KL). Call it on d to evaluate."""
+
+    form: str
+    alpha: float
+    beta: float
+
+    def __call__(self, d):
+        d = np.asarray(d, dtype=float)
+        if self.form == "bon":
+            return d * (self.alpha - self.beta * d)
+        return d * (self.alpha - self.beta * np.log(np.where(d > 0, d, 1.0)))
+
+    @property
+    def peak(self) -> float:
+        """The d where R peaks: alpha / (2 beta) (bon) or exp(alpha / beta - 1) (rl); inf when beta <= 0."""
+        if self.beta <= 0:
+            return math.inf
+        return self.alpha / (2 * self.beta) if self.form == "bon" else math.exp(self.alpha / self.beta - 1)
+
+
+def fit_gao(d, gain, form: str) -> GaoFit:
+    """Least-squares fit of Gao et al.'s form (``"bon"`` or ``"rl"``) to gold gains ``gain`` at distances ``d`` (both
+    1-d, same length >= 2, d >= 0 and, for ``"rl"``, d > 0). Both forms are linear in (alpha, beta)."""
+    if form not in ("bon", "rl"):
+        raise ValueError(f"form: expected 'bon' or 'rl', got {form!r}")
+    d, y = np.asarray(d, dtype=float), np.asarray(gain, dtype=float)
+    if d.ndim != 1 or d.shape != y.shape or len(d) < 2 or not (np.isfinite(d).all() and np.isfinite(y).all()):
+        raise ValueError(f"d, gain: expected two finite 1-d arrays of one length >= 2, got shapes {d.shape}, {y.shape}")
+    if (d < 0).any() or (form == "rl" and (d <= 0).any()):
+        raise ValueError(f"d: expected distances {'> 0' if form == 'rl' else '>= 0'}, got min {d.min()}")
+    second = d * d if form == "bon" else d * np.log(d)
+    (alpha, beta), *_ = np.linalg.lstsq(np.stack([d, -second], axis=1), y, rcond=None)
+    return GaoFit(form, float(alpha), float(beta))
+
+
 def clone_trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
     """Copies of the parameters that currently require gradients (what a checkpoint of a run needs)."""
     return {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
 
 
 __all__ = ["win_rate", "ensemble_reward", "early_stop_index", "GoldCheck", "RewardEnsemble", "fit_ensemble_heads",
-           "clone_trainable_state"]
+           "kl_best_of_n", "BestOfNCurve", "best_of_n_curve", "GaoFit", "fit_gao", "clone_trainable_state"]
