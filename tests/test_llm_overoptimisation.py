@@ -101,6 +101,8 @@ def test_gold_check_records_checks_keeps_the_best_state_and_restores_it():
     check.check(0)
     rlhf_ppo(policy, tok, PROMPTS, lowercase_share, STEPS, seed=0, gold_fn=check, progress=False)
     assert check.steps == [0, 1, 2, 3] and len(check.scores) == 4 and sorted(check.states) == [0, 1, 2, 3]
+    assert [r.shape for r in check.per_reply] == [(2,)] * 4  # one gold score per check prompt, per check
+    np.testing.assert_allclose([r.mean() for r in check.per_reply], check.scores)
     final = _trained_state(policy)
     assert any(not torch.equal(final[n], check.states[1][n]) for n in final)  # training moved the parameters
     assert check.restore(1) == 1

@@ -149,6 +149,9 @@ class GoldCheck:
     """Steps at which a check ran (0: before training)."""
     scores: list[float] = field(default_factory=list)
     """Mean held-out gold score of each check."""
+    per_reply: list[np.ndarray] = field(default_factory=list)
+    """Each check's gold score of every reply, (len(check_prompts) * per_prompt,) in prompt order: paired across
+    checks (the same prompts and random numbers), so a difference between two checks has a paired standard error."""
     best_state: dict | None = None
     keep_all: bool = False
     """Also keep a copy of the trained parameters at every check (``states``), not only the best."""
@@ -190,9 +193,11 @@ class GoldCheck:
             torch.manual_seed(self.seed)
             texts = sample_responses(lm, self.tokenizer, prompts, self.max_new_tokens, temperature=1.0).texts
         lm.train(was_training)
-        score = float(np.mean([float(s) for s in self.gold_fn(prompts, texts)]))
+        per_reply = np.array([float(s) for s in self.gold_fn(prompts, texts)])
+        score = float(per_reply.mean())
         self.steps.append(self.calls if step is None else step)
         self.scores.append(score)
+        self.per_reply.append(per_reply)
         if self.best_index == len(self.scores) - 1:  # a new best (ties keep the earlier one)
             self.best_state = self._trained()
         if self.keep_all:
