@@ -137,6 +137,8 @@ def grpo_token_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torc
         ratio_t   = exp(logp_t - old_logp_t)
         term_t    = min(ratio_t * A_i, clip(ratio_t, 1 - eps, 1 + eps) * A_i) - kl_coef * k3_t
         k3_t      = pi_ref / pi - log(pi_ref / pi) - 1            (Eq. 4; Schulman's k3, >= 0)
+        (its value estimates KL(pi || pi_ref); as a loss on samples from pi, its expected gradient is that of
+        KL(pi_ref || pi): -sum_y pi_ref(y) grad log pi(y); Tang & Munos 2025; lesson 14 checks it)
         loss      = -reduce(term) over the response tokens, by ``loss_norm``:
             "sequence":  mean_i [ (1 / |o_i|) sum_t term_i,t ]          (GRPO, Eq. 3)
             "token":     sum_i sum_t term_i,t / sum_i |o_i|             (DAPO, Yu et al. 2025, Section 3.3)
