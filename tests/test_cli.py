@@ -124,7 +124,7 @@ def test_demo_writes_report_and_plot(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "Paris" in report  # the real model answered the capital question
     assert "| temperature | top token |" in report
-    for name in ("next_token_distribution", "maze_values", "ppo_cartpole", "reward_model", "rlhf_curves"):
+    for name in ("next_token_distribution", "maze_values", "ppo_cartpole", "reward_model", "best_of_n"):
         png = (tmp_path / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000, name
         assert f"({name}.png)" in report, name  # linked from the report
@@ -151,20 +151,26 @@ def test_demo_writes_report_and_plot(tmp_path):
     accuracy = re.search(r"Held-out pairwise accuracy: " + number + r" ± " + number, report)
     assert accuracy and 0 <= float(accuracy[1]) <= 1
 
-    # RLHF: gold, proxy and KL before and after; the start's KL to itself is 0; the gain is the difference
+    # the feedback stage, best-of-n: gold, proxy and EOS rate of the base model's samples and of the picks; the pick
+    # has the top reward-model score of its prompt's samples, so its mean proxy is at least the samples' mean
     rows = {}
-    for name in ("before", "after"):
-        row = re.search(rf"\| {name} \| {number} ± {number} \| {number} ± {number} \| {number} ± {number} \|", report)
+    for name in ("base model: one sample", "best-of-4: the reward model's pick"):
+        row = re.search(rf"\| {re.escape(name)}[^|]* \| {number} ± {number} \| {number} ± {number} \| {number} \|",
+                        report)
         assert row, name
         rows[name] = [float(x) for x in row.groups()]
-    assert rows["before"][4] == 0.0 and rows["after"][4] > 0  # KL to the start: none before, some after training
-    gain = re.search(r"Held-out gold gain: " + number, report)
-    assert gain and float(gain[1]) == pytest.approx(rows["after"][0] - rows["before"][0], abs=2e-3)
-    assert "| prompt | before | after |" in report
+    base, best = rows.values()
+    assert 0 <= base[0] <= 1 and 0 <= best[0] <= 1 and best[2] >= base[2] - 1e-3
+    gain = re.search(r"Test gold gain of best-of-4 over the base model: " + number + r" \[" + number + ", " + number
+                     + r"\] \(95% paired bootstrap over the 2 test topics\): \*\*(shown|not shown)\*\*", report)
+    assert gain and float(gain[1]) == pytest.approx(best[0] - base[0], abs=2e-3)
+    assert float(gain[2]) <= float(gain[1]) <= float(gain[3])
+    assert "| prompt | a sample of the base model | best-of-4 |" in report
 
     # one timing row per stage, and a total
     for stage in ("load model", "chat + next-token distribution", "maze: value iteration + Q-learning",
-                  "PPO on CartPole", "reward model + held-out accuracy", "RLHF + held-out evaluation", "**total**"):
+                  "PPO on CartPole", "reward model + held-out accuracy", "feedback: best-of-n against the reward model",
+                  "**total**"):
         assert re.search(rf"\| {re.escape(stage)} \| \d+\.\d \|", report), stage
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import course_lib.envs  # noqa: F401  (registers course/MazeRobot-v0)
-from course_lib.kit.demo import greedy_rollout, rlhf_config
+from course_lib.kit.demo import feedback_settings, greedy_rollout
+from course_lib.llm.overoptimisation import best_of_n_samples
 from course_lib.tabular.dp import value_iteration
 from course_lib.tabular.td import greedy_path
 
@@ -49,11 +50,68 @@ def test_greedy_rollout_rejects_bad_arguments(maze, kwargs, message):
         greedy_rollout(maze, **args)
 
 
-def test_rlhf_config_is_lesson_15s_kl_run_on_cpu_and_tiny_in_ci(monkeypatch):
+def test_feedback_settings_are_the_validated_best_of_8_on_cpu_and_tiny_in_ci(monkeypatch):
+    from course_lib.data.prompts import TEST_PROMPTS
+
     monkeypatch.setenv("COURSE_PROFILE", "cpu")
-    cpu = rlhf_config()
-    assert (cpu.steps, cpu.batch_size, cpu.max_new_tokens, cpu.kl_coef, cpu.learning_rate, cpu.ppo_epochs,
-            cpu.trainable) == (12, 8, 16, 0.1, 4e-4, 2, "top:4")
+    cpu = feedback_settings()
+    assert (cpu["n"], cpu["max_new_tokens"], cpu["seed"], cpu["prompts"]) == (8, 24, 2024, TEST_PROMPTS)
     monkeypatch.setenv("COURSE_PROFILE", "ci")
-    ci = rlhf_config()
-    assert ci.steps * ci.batch_size * ci.max_new_tokens <= 64 and ci.trainable == "top:1"
+    ci = feedback_settings()
+    assert ci["n"] * ci["max_new_tokens"] * len(ci["prompts"]) <= 128 and ci["prompts"] == TEST_PROMPTS[:4]
+
+
+def length_score(prompts, replies):
+    """A toy proxy: the reply's length in characters."""
+    return [float(len(r)) for r in replies]
+
+
+def vowel_share(prompts, replies):
+    """A toy gold judge: the share of vowels in the reply."""
+    return [sum(c in "aeiou" for c in r) / max(len(r), 1) for r in replies]
+
+
+def test_best_of_n_samples_scores_every_sample_and_picks_the_proxys_top(tiny):
+    model, tok = tiny
+    prompts = ["Hello there.", "Tell me about ponds.", "Hi!"]
+    model.train()
+    s = best_of_n_samples(model, tok, prompts, n=5, proxy_fn=length_score, gold_fn=vowel_share, max_new_tokens=6,
+                          seed=3, chunk=4)  # chunks that cut across prompts
+    assert model.training  # the mode is restored
+    assert s.n == 5 and s.proxy.shape == s.gold.shape == s.ended.shape == (3, 5) and len(s.texts) == 3
+    for i, prompt in enumerate(prompts):  # every score belongs to its own reply, prompt by prompt
+        assert len(s.texts[i]) == 5
+        np.testing.assert_allclose(s.proxy[i], length_score([prompt] * 5, s.texts[i]))
+        np.testing.assert_allclose(s.gold[i], vowel_share([prompt] * 5, s.texts[i]))
+        assert s.ended[i].tolist() == [r.finished for r in s.texts[i]]
+    np.testing.assert_array_equal(s.picked(), [int(np.argmax(row)) for row in s.proxy])  # first index on ties
+    assert s.topics == prompts  # prompts outside the course's lists are their own topics
+    again = best_of_n_samples(model, tok, prompts, n=5, proxy_fn=length_score, gold_fn=vowel_share, max_new_tokens=6,
+                              seed=3, chunk=4)
+    assert again.texts == s.texts  # one seed, the same samples
+
+
+def test_best_of_n_with_the_gold_judge_as_proxy_picks_each_prompts_best_reply(tiny):
+    model, tok = tiny
+    s = best_of_n_samples(model, tok, ["Hello there.", "Tell me about ponds."], n=6, proxy_fn=vowel_share,
+                          gold_fn=vowel_share, max_new_tokens=5, seed=0)
+    picked = s.gold[np.arange(2), s.picked()]
+    np.testing.assert_allclose(picked, s.gold.max(axis=1))
+    assert (picked >= s.gold.mean(axis=1)).all()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"prompts": []}, "prompts: expected a non-empty list of formatted prompts"),
+    ({"prompts": "Hello"}, "prompts: expected a non-empty list of formatted prompts"),
+    ({"n": 0}, "n: expected an int >= 1, got 0"),
+    ({"max_new_tokens": 0}, "max_new_tokens: expected an int >= 1, got 0"),
+    ({"chunk": 1.5}, "chunk: expected an int >= 1, got 1.5"),
+    ({"proxy_fn": lambda p, r: [0.0]}, "proxy_fn: expected one score per reply, got 1 for 2"),
+    ({"gold_fn": lambda p, r: [0.0] * 3}, "gold_fn: expected one score per reply, got 3 for 2"),
+])
+def test_best_of_n_samples_rejects_bad_arguments(tiny, kwargs, message):
+    model, tok = tiny
+    args = {"prompts": ["Hi!"], "n": 2, "proxy_fn": length_score, "gold_fn": vowel_share, "max_new_tokens": 2,
+            **kwargs}
+    with pytest.raises(ValueError, match=message):
+        best_of_n_samples(model, tok, **args)

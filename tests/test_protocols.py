@@ -54,7 +54,7 @@ def test_the_committed_results_match_the_lessons_protocol_keys():
     for path in files:
         key = json.loads(path.read_text())["key"]
         assert key["experiment"] in ("lesson09_sft_rl", "lesson11_rlhf", "lesson12_dpo", "lesson13_rlaif",
-                                     "lesson14_grpo"), path.name
+                                     "lesson14_grpo", "lesson15_bon", "lesson15_hard"), path.name
         assert key["profile"] == "cpu", path.name
         assert key["gold"] == SimulatedAnnotator.VERSION, path.name
 

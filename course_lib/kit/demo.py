@@ -13,28 +13,47 @@ shows it learned (all measured in this run; nothing is stored or hand-picked):
 4. **The reward model** (lesson 10): lesson 10's saved reward model (or, if the cache lacks
    it, built the same way and saved); its accuracy on lesson 10's held-out preference pairs.
    Plot: the held-out score margins.
-5. **RLHF** (lessons 11 and 15): a short PPO run against that reward model, the settings of
-   lesson 15's "KL 0.1, 12 steps" mitigation run; the simulated annotator is the held-out gold
-   judge (:func:`~course_lib.llm.evaluation.evaluate_policy`, before and after). Plot: proxy
-   reward, gold score and KL per step.
+5. **Feedback: best-of-n against the reward model** (lessons 10 and 15): for each test prompt
+   the base model samples n = 8 replies and the reward model keeps its favourite; nothing is
+   trained. The simulated annotator is the gold judge: the gain is the pick's gold minus the mean
+   gold of the same 8 samples, a :func:`~course_lib.llm.evaluation.paired_bootstrap` interval over
+   the 32 test topics (one sampling seed, no training seed). Plot: gold and reward-model score of
+   best-of-k for k = 1, 2, 4, 8 (with KL(best-of-k || base) <= log k - (k - 1)/k), and per topic.
+
+Why best-of-n (issue 21). The protocol, written before the runs: three candidates from the base model,
+training seed 0, each measured on the 48 VALIDATION prompts (24 topics; the test prompts were used only
+by the chosen stage): (a) the earlier stage, PPO against the reward model, 12 steps, KL 0.1; (b) DPO
+with lesson 12's preset on the first 160 shipped training pairs; (c) best-of-8 against the reward model.
+(a) and (b) were evaluated with :func:`course_lib.llm.protocols.evaluate` (2 replies per prompt, 24 tokens,
+sampling seed 2024) against the start; (c) on 8 samples per prompt (24 tokens, seed 2024) against their
+mean. Rule: the highest lower bound of the gold-gain interval among the candidates that fit the time budget.
+Measured (cpu profile, one thread, CPU seconds because other jobs kept the 2 cores' load at 7 to 9):
+(a) +0.108 [+0.071, +0.144], about 250 CPU s for 64 test prompts (KL 14.3 nats, EOS rate 0.77);
+(b) +0.009 [-0.015, +0.036] (not shown), about 220 CPU s; (c) +0.114 [+0.080, +0.148], about 125 CPU s.
+So (c): the highest lower bound and the least time.
 
 Sizes follow the profile (``COURSE_PROFILE``): ``ci`` runs every stage in seconds (tiny budgets,
 the numbers then show that the pipeline works, not that it learned), ``cpu`` is the real demo.
-On a 2-core CPU with lesson 10's reward model and preference pairs in the cache the ``cpu`` demo
-takes about 2 minutes, most of it RLHF. Without that cache stage 4 first builds them as lesson 10
-does (measured: 443 s for the whole demo then; the report says which happened and how long each part took).
-The plots (PNG) and ``report.md`` are written to ``--out``.
+Time (README, "The demo", has the measured runs): with lesson 10's reward model in the cache the
+stages are short; without it, stage 4 first trains the reward model as lesson 10 does (595 CPU seconds
+on one thread, measured alone), which is most of the demo; the report says which happened and how
+long each part took. The plots (PNG) and ``report.md`` are written to ``--out``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from typing import TYPE_CHECKING
+
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from course_lib.llm.overoptimisation import BestOfNSamples
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -46,7 +65,7 @@ TEMPERATURES = (0.5, 1.0, 2.0)
 SOLVED = 475.0
 """CartPole-v1's solve threshold, as lesson 7 uses it: mean greedy return >= 475."""
 SAMPLES_SHOWN = 3
-"""Held-out prompts whose replies the report shows before and after RLHF."""
+"""Test prompts whose replies the report shows: a sample of the base model and best-of-n's pick."""
 
 
 # ---- small helpers -------------------------------------------------------------------------
@@ -319,114 +338,117 @@ def reward_stage(model, tok, out: Path, seed: int = 0) -> RewardStage:
                        ceiling)
 
 
-# ---- stage 5: RLHF ---------------------------------------------------------------------------
+# ---- stage 5: the feedback stage, best-of-n against the reward model -------------------------
+
+
+def feedback_settings() -> dict:
+    """The feedback stage's settings per profile, fixed before its test run (best-of-n was chosen on the validation
+    prompts, see the module docstring): ``n`` samples per prompt, ``max_new_tokens`` per sample, the sampling
+    ``seed``, the test ``prompts`` (ci: the first 4)."""
+    from course_lib.data.prompts import TEST_PROMPTS
+    from course_lib.utils.profile import by_profile
+
+    return {"n": by_profile(ci=4, cpu=8, gpu=8), "max_new_tokens": by_profile(ci=8, cpu=24, gpu=24), "seed": 2024,
+            "prompts": by_profile(ci=TEST_PROMPTS[:4], cpu=TEST_PROMPTS, gpu=TEST_PROMPTS)}
 
 
 @dataclass
-class RLHFStage:
-    config: object
-    n_train_prompts: int
-    n_eval: int
-    before: dict[str, float]
-    """:meth:`HeldOutEvaluation.summary` of the starting model."""
-    after: dict[str, float]
-    samples: list[tuple[str, str, float, str, float]]
-    """(prompt, reply before, its gold score, reply after, its gold score) for a few held-out prompts."""
-    train_seconds: float
-    eval_seconds: float
-    skipped_minibatches: int
-
-    @property
-    def gain(self) -> tuple[float, float]:
-        """Gold gain after - before, and its standard error (the two evaluations' SEs combined)."""
-        return self.after["gold"] - self.before["gold"], float(np.hypot(self.before["gold_se"], self.after["gold_se"]))
-
-
-def rlhf_config():
-    """The demo's RLHF settings per profile: ci tiny; cpu and gpu lesson 15's "(a) KL 0.1" mitigation run."""
-    from course_lib.llm.ppo import RLHF_PRESETS
-    from course_lib.utils.profile import by_profile
-
-    return by_profile(
-        # seconds on the real model: 2 steps of 4 prompts x 8 tokens, the top layer
-        ci=replace(RLHF_PRESETS["ci"], trainable="top:1"),
-        # lesson 15's run with KL 0.1: 12 steps of 8 prompts x 16 tokens, top 4 layers, lr 4e-4, 2 epochs (about 65 s;
-        # 24 steps took twice as long and gained no more held-out gold in a trial run)
-        cpu=replace(RLHF_PRESETS["cpu"], steps=12, kl_coef=0.1, max_new_tokens=16, learning_rate=4e-4, ppo_epochs=2),
-        # lesson 15's gpu settings for the same run (not measured)
-        gpu=replace(RLHF_PRESETS["gpu"], steps=100, kl_coef=0.1, max_new_tokens=32, learning_rate=2e-5, ppo_epochs=2),
-    )
+class FeedbackStage:
+    samples: BestOfNSamples
+    """The n test samples per prompt with their reward-model and gold scores."""
+    ks: np.ndarray
+    """(M,) k = 1, 2, 4, ..., n: best-of-k for each, from the same n samples."""
+    gold_by_k: np.ndarray
+    """(M,) the mean over test prompts of best-of-k's expected gold (k = 1: the base model's mean)."""
+    proxy_by_k: np.ndarray
+    """(M,) the same for the reward model's score."""
+    kl_by_k: np.ndarray
+    """(M,) KL(best-of-k || base) = log k - (k - 1) / k nats (an upper bound when the reward model ties)."""
+    gain: object
+    """:class:`~course_lib.llm.evaluation.Interval`: gold of the pick minus the mean gold of the n samples, per
+    prompt, bootstrapped over test topics."""
+    proxy_gain: object
+    """The same interval for the reward model's score."""
+    base: dict[str, float]
+    """The base model's means over all n samples: ``gold``, ``gold_se``, ``proxy``, ``proxy_se``, ``eos_rate``."""
+    best: dict[str, float]
+    """The same for the picked replies."""
+    shown: list[tuple[str, str, float, str, float]]
+    """(prompt, the first sample, its gold, the pick, its gold) for the first few test prompts."""
 
 
-def rlhf_stage(model, tok, rm, out: Path, seed: int = 0) -> RLHFStage:
-    """PPO against the reward model; held-out gold score (the annotator) and KL before and after."""
-    import copy
-
+def feedback_stage(model, tok, rm, out: Path) -> FeedbackStage:
+    """Best-of-n against the reward model on the test prompts: n samples per prompt from the base model, the reward
+    model picks one; the gold judge (the annotator, never trained on) scores both."""
     import matplotlib.pyplot as plt
 
     from course_lib.data.annotators import SimulatedAnnotator
-    from course_lib.data.prompts import TEST_PROMPTS, TRAIN_PROMPTS
-    from course_lib.llm.evaluation import evaluate_policy
+    from course_lib.llm.evaluation import clustered_se, paired_bootstrap
     from course_lib.llm.generation import chat_prompt
-    from course_lib.llm.ppo import rlhf_ppo
-    from course_lib.llm.reward_model import score_responses
-    from course_lib.llm.rollout import PolicyWithValue
-    from course_lib.utils.profile import by_profile
+    from course_lib.llm.overoptimisation import best_of_n_curve, best_of_n_samples
+    from course_lib.llm.protocols import reward_fn
 
-    config = rlhf_config()
-    annotator = SimulatedAnnotator(temperature=0)  # the gold judge: the rubric's gold score in [0, 1], never trained on
+    settings = feedback_settings()
+    annotator = SimulatedAnnotator(temperature=0)  # the gold judge: the rubric's gold score in [0, 1]
+    rm_score = reward_fn(rm, tok)  # the proxy: the reward model's score of each (prompt, reply)
 
-    def rm_score(prompts: list[str], replies: list[str]) -> list[float]:
-        return score_responses(rm, tok, prompts, replies).tolist()
+    prompts = [chat_prompt(tok, p) for p in settings["prompts"]]
+    n = settings["n"]
+    samples = best_of_n_samples(model, tok, prompts, n, rm_score, annotator.scores,
+                                max_new_tokens=settings["max_new_tokens"], seed=settings["seed"], progress=True)
+    rows = np.arange(len(prompts))
+    pick = samples.picked()  # (P,)
+    topics = samples.topics  # (P,)
+    ks = np.array([2 ** j for j in range(n.bit_length()) if 2 ** j <= n])  # (M,) 1, 2, 4, ..., n
+    curve = best_of_n_curve(samples.proxy, samples.gold, ks)  # (P, M) expected gold and proxy of best-of-k
+    base_gold, best_gold = samples.gold.mean(axis=1), samples.gold[rows, pick]  # (P,) each
+    base_proxy, best_proxy = samples.proxy.mean(axis=1), samples.proxy[rows, pick]  # (P,) each
 
-    def gold_score(prompts: list[str], replies: list[str]) -> np.ndarray:
-        return annotator.scores(prompts, replies)
+    def summary(gold, proxy, eos) -> dict[str, float]:
+        return {"gold": float(gold.mean()), "gold_se": clustered_se(gold, topics), "proxy": float(proxy.mean()),
+                "proxy_se": clustered_se(proxy, topics), "eos_rate": float(np.mean(eos))}
 
-    train_prompts = [chat_prompt(tok, p) for p in TRAIN_PROMPTS[:by_profile(ci=8, cpu=48)]]  # lesson 15's
-    eval_prompts = [chat_prompt(tok, p) for p in by_profile(ci=TEST_PROMPTS[:2], cpu=TEST_PROMPTS)]
-    per_prompt = by_profile(ci=1, cpu=1)  # 64 test prompts x 1: as many replies as 16 prompts x 4 before
+    shown = [(prompts[i], samples.texts[i][0], float(samples.gold[i, 0]), samples.texts[i][pick[i]],
+              float(best_gold[i])) for i in range(min(SAMPLES_SHOWN, len(prompts)))]
 
-    def evaluate(lm):
-        return evaluate_policy(lm, tok, eval_prompts, gold_score, model, per_prompt=per_prompt,
-                               max_new_tokens=config.max_new_tokens, proxy_fn=rm_score, seed=2024)
-
-    t0 = time.perf_counter()
-    before = evaluate(model)
-    eval_seconds = time.perf_counter() - t0
-    policy = PolicyWithValue(copy.deepcopy(model))
-    run = rlhf_ppo(policy, tok, train_prompts, rm_score, config, seed=seed, reference=model, gold_fn=gold_score,
-                   live=False)
-    t0 = time.perf_counter()
-    after = evaluate(policy.lm)
-    eval_seconds += time.perf_counter() - t0
-
-    samples = []
-    for i in range(min(SAMPLES_SHOWN, len(eval_prompts))):
-        k = i * per_prompt  # the first reply to held-out prompt i (same seed, so the same random numbers)
-        samples.append((eval_prompts[i], before.texts[k], float(before.gold[k]), after.texts[k], float(after.gold[k])))
-
-    panels = [("rlhf/reward", "reward-model score (proxy)"), ("rlhf/gold_score", "gold (annotator) score"),
-              ("rlhf/kl", "KL to the reference (nats/reply)")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-    for ax, (key, title) in zip(axes, panels):
-        steps, values = run.logger.as_arrays(key)
-        ax.plot(steps, values, marker=".")
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("PPO step")
-        ax.grid(alpha=0.3)
-    fig.suptitle(f"RLHF with PPO: {config.steps} steps x {config.batch_size} replies, kl_coef {config.kl_coef}, "
-                 f"trainable {config.trainable!r} (the training batch's means)", fontsize=10)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    ax = axes[0]
+    ax.plot(ks, curve.gold.mean(axis=0), "o-", color="tab:orange", label="gold (annotator, left axis)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [f"{k}\nKL {kl:.2f}" for k, kl in zip(ks, curve.kl)])
+    ax.set_xlabel("n (and KL(best-of-n || base) in nats)")
+    ax.set_ylabel("gold score of the pick", color="tab:orange")
+    ax.set_title(f"best-of-n from the same {n} samples per test prompt (means over prompts)", fontsize=10)
+    ax.grid(alpha=0.3)
+    right = ax.twinx()  # the reward model's score has its own scale
+    right.plot(ks, curve.proxy.mean(axis=0), "s--", color="tab:green", label="reward model (right axis)")
+    right.set_ylabel("reward-model score of the pick", color="tab:green")
+    ax.legend(handles=ax.get_lines() + right.get_lines(), fontsize=8, loc="upper left")
+    ax = axes[1]
+    names = sorted(set(topics))
+    by_topic = np.array([[base_gold[[t == name for t in topics]].mean(), best_gold[[t == name for t in topics]].mean()]
+                         for name in names])  # (G, 2)
+    ax.scatter(by_topic[:, 0], by_topic[:, 1], color="tab:orange")
+    low, high = float(by_topic.min()) - 0.02, float(by_topic.max()) + 0.02
+    ax.plot([low, high], [low, high], color="black", linewidth=1)
+    ax.set_xlabel(f"base model: mean gold of its {n} samples")
+    ax.set_ylabel(f"best-of-{n}: gold of the pick")
+    ax.set_title(f"per test topic ({len(names)}): above the line = the pick scored higher", fontsize=10)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, out / "rlhf_curves.png")
-    return RLHFStage(config, len(train_prompts), len(before.texts), before.summary(), after.summary(), samples,
-                     run.seconds, eval_seconds, run.skipped_minibatches)
+    _save(fig, out / "best_of_n.png")
+    gain = paired_bootstrap(best_gold, base_gold, topics)  # topics resampled; one sampling seed, nothing trained
+    proxy_gain = paired_bootstrap(best_proxy, base_proxy, topics)
+    return FeedbackStage(samples, ks, curve.gold.mean(axis=0), curve.proxy.mean(axis=0), curve.kl, gain, proxy_gain,
+                         summary(base_gold, base_proxy, samples.ended),
+                         summary(best_gold, best_proxy, samples.ended[rows, pick]), shown)
 
 
 # ---- the report ------------------------------------------------------------------------------
 
 
 def _report(source, device, profile: str, llm: LLMStage, maze: MazeStage, ppo: PPOStage, rms: RewardStage,
-            rlhf: RLHFStage, timings: dict[str, float]) -> list[str]:
+            feedback: FeedbackStage, timings: dict[str, float]) -> list[str]:
     from course_lib.llm.judge import user_message
 
     lines = [
@@ -513,39 +535,49 @@ def _report(source, device, profile: str, llm: LLMStage, maze: MazeStage, ppo: P
         "",
     ]
 
-    b, a, c = rlhf.before, rlhf.after, rlhf.config
-    gain, gain_se = rlhf.gain
-    shown = ("yes: more than two standard errors" if gain > 2 * gain_se else
-             "not shown: positive but within two standard errors" if gain > 0 else "no: the gold score did not rise")
+    fb, n = feedback, feedback.samples.n
+    settings = feedback_settings()
+    groups = len(set(fb.samples.topics))
+    b, a = fb.base, fb.best
     lines += [
-        "## 6. RLHF with PPO against the reward model (lessons 11 and 15)",
+        f"## 6. Feedback: best-of-{n} against the reward model (lessons 10 and 15)",
         "",
-        f"{c.steps} PPO steps x {c.batch_size} replies of up to {c.max_new_tokens} tokens on {rlhf.n_train_prompts} "
-        f"training prompts; kl_coef {c.kl_coef}, learning rate {c.learning_rate:g}, {c.ppo_epochs} epochs, trainable "
-        f"`{c.trainable}`; {rlhf.train_seconds:.1f} s; minibatches skipped by the ratio guard: "
-        f"{rlhf.skipped_minibatches}. The reward model is the proxy that PPO maximises; the simulated annotator is "
-        f"the gold judge, never trained on. Held-out evaluation: {rlhf.n_eval} replies to held-out prompts, the same "
-        f"seed before and after ({rlhf.eval_seconds:.1f} s for both).",
+        f"For each of the {len(fb.samples.prompts)} test prompts ({groups} topics), SmolLM2 samples {n} replies "
+        f"(temperature 1, at most {settings['max_new_tokens']} tokens, sampling seed {settings['seed']}) and the "
+        f"reward model of section 5 keeps the one it scores highest; nothing is trained "
+        f"({fb.samples.seconds:.1f} s for sampling and scoring). The simulated annotator is the gold judge, never "
+        f"trained on. The base model's gold on a prompt is the mean over its {n} samples (what one sample scores "
+        f"on average); best-of-{n}'s is the gold of the pick. Both come from the same replies, so the gain is "
+        f"paired prompt by prompt. KL(best-of-{n} || base) is at most log n - (n - 1)/n = {fb.kl_by_k[-1]:.2f} nats. "
+        f"This stage replaced a short PPO run after a comparison on the validation prompts (the README's "
+        f"\"The demo\" section has it).",
         "",
-        "| model | gold score (± SE) | reward-model score (± SE) | KL to the start (nats/reply, ± SE) |",
+        "| replies | gold score (± SE) | reward-model score (± SE) | ended with EOS |",
         "|---|---|---|---|",
-        f"| before | {b['gold']:+.3f} ± {b['gold_se']:.3f} | {b['proxy']:+.3f} ± {b['proxy_se']:.3f} | "
-        f"{b['kl']:.2f} ± {b['kl_se']:.2f} |",
-        f"| after | {a['gold']:+.3f} ± {a['gold_se']:.3f} | {a['proxy']:+.3f} ± {a['proxy_se']:.3f} | "
-        f"{a['kl']:.2f} ± {a['kl_se']:.2f} |",
+        f"| base model: one sample (the mean of the {n}) | {b['gold']:.3f} ± {b['gold_se']:.3f} | "
+        f"{b['proxy']:+.3f} ± {b['proxy_se']:.3f} | {b['eos_rate']:.2f} |",
+        f"| best-of-{n}: the reward model's pick | {a['gold']:.3f} ± {a['gold_se']:.3f} | "
+        f"{a['proxy']:+.3f} ± {a['proxy_se']:.3f} | {a['eos_rate']:.2f} |",
         "",
-        f"Held-out gold gain: {gain:+.3f} ± {gain_se:.3f}; a rise beyond noise: {shown}.",
+        f"Test gold gain of best-of-{n} over the base model: {fb.gain} (95% paired bootstrap over the {groups} test "
+        f"topics): **{fb.gain.verdict()}**. Reward-model score gain: {fb.proxy_gain}. One sampling seed and no "
+        f"training seed: the interval covers which topics were asked, not another draw of the samples.",
         "",
-        "![RLHF curves](rlhf_curves.png)",
+        "| n | " + " | ".join(str(k) for k in fb.ks) + " |",
+        "|---|" + "---|" * len(fb.ks),
+        "| expected gold of best-of-n | " + " | ".join(f"{g:.3f}" for g in fb.gold_by_k) + " |",
+        "| KL bound (nats) | " + " | ".join(f"{kl:.2f}" for kl in fb.kl_by_k) + " |",
         "",
-        "Samples (the first reply to each of the first held-out prompts; gold score in brackets):",
+        f"![best-of-{n}](best_of_n.png)",
         "",
-        "| prompt | before | after |",
+        f"Samples (the first of the {n} samples and the reward model's pick, for the first test prompts; gold score "
+        f"in brackets):",
+        "",
+        f"| prompt | a sample of the base model | best-of-{n} |",
         "|---|---|---|",
     ]
-    for prompt, before, g0, after, g1 in rlhf.samples:
-        lines.append(f"| {_quote(user_message(prompt), 80)} | {_quote(before)} ({g0:+.2f}) | "
-                     f"{_quote(after)} ({g1:+.2f}) |")
+    for prompt, first, g0, pick, g1 in fb.shown:
+        lines.append(f"| {_quote(user_message(prompt), 80)} | {_quote(first)} ({g0:.2f}) | {_quote(pick)} ({g1:.2f}) |")
     lines += ["", "## Timings", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     lines.append(f"| **total** | {sum(timings.values()):.1f} |")
@@ -581,10 +613,10 @@ def run_demo(out: Path, model_name: str | None = None) -> Path:
     maze = timed("maze: value iteration + Q-learning", maze_stage, out)
     ppo = timed("PPO on CartPole", ppo_stage, out)
     rms = timed("reward model + held-out accuracy", reward_stage, model, tok, out)
-    rlhf = timed("RLHF + held-out evaluation", rlhf_stage, model, tok, rms.rm, out)
+    feedback = timed("feedback: best-of-n against the reward model", feedback_stage, model, tok, rms.rm, out)
     stages.close()
 
-    lines = _report(source, pick_device(), get_profile().name, llm, maze, ppo, rms, rlhf, timings)
+    lines = _report(source, pick_device(), get_profile().name, llm, maze, ppo, rms, feedback, timings)
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return report

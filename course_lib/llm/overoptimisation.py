@@ -21,12 +21,14 @@ needs around :func:`course_lib.llm.ppo.rlhf_ppo`, without changing it:
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from course_lib.llm.reward_model import RewardModel, score_texts
 
@@ -414,10 +416,95 @@ def fit_gao(d, gain, form: str) -> GaoFit:
     return GaoFit(form, float(alpha), float(beta))
 
 
+@dataclass
+class BestOfNSamples:
+    """n samples of one policy to each of P prompts, scored by a proxy (the reward model) and the gold judge."""
+
+    prompts: list[str]
+    """(P,) the formatted prompts."""
+    texts: list[list[str]]
+    """(P, n) the replies (:class:`~course_lib.data.preferences.Reply` s), prompt by prompt."""
+    proxy: np.ndarray
+    """(P, n) the proxy's score of each reply."""
+    gold: np.ndarray
+    """(P, n) the gold judge's score of each reply."""
+    ended: np.ndarray
+    """(P, n) bool: the reply ended with EOS within the token limit."""
+    seconds: float = 0.0
+    """Wall time of sampling and scoring."""
+
+    @property
+    def n(self) -> int:
+        return self.gold.shape[1]
+
+    @property
+    def topics(self) -> list[str]:
+        """(P,) the topic of each prompt: the unit :func:`~course_lib.llm.evaluation.paired_bootstrap` resamples."""
+        from course_lib.data.prompts import topic_of
+
+        return [topic_of(p) for p in self.prompts]
+
+    def picked(self) -> np.ndarray:
+        """(P,) the index of the reply the proxy scores highest among each prompt's n (the first on ties)."""
+        return np.argmax(self.proxy, axis=1)
+
+
+def best_of_n_samples(lm, tokenizer, prompts, n: int, proxy_fn, gold_fn, max_new_tokens: int = 24,
+                      seed: int = 2024, chunk: int = 64, progress: bool = False) -> BestOfNSamples:
+    """Sample ``n`` replies (temperature 1) to every prompt from ``lm``; score each with the proxy and the gold judge.
+
+    Args:
+        lm: the causal LM to sample (unchanged: best-of-n trains nothing).
+        tokenizer: its tokenizer, padding on the left.
+        prompts: P formatted prompts.
+        n: samples per prompt, >= 1.
+        proxy_fn, gold_fn: ``fn(prompts, replies)`` -> one float per reply (the reward model's, the annotator's).
+        max_new_tokens: the reply limit. seed: seeds the sampling (``torch.manual_seed`` once, before the first chunk).
+        chunk: replies sampled per batch (a prompt's n samples share its prefill).
+        progress: show a progress bar over the batches.
+
+    Returns:
+        a :class:`BestOfNSamples`; ``picked()`` is best-of-n's choice, and
+        :func:`~course_lib.llm.overoptimisation.best_of_n_curve` gives best-of-k for every k <= n.
+    """
+    import torch
+
+    from course_lib.llm.rollout import sample_responses
+
+    prompts = list(prompts) if not isinstance(prompts, str) else prompts
+    if isinstance(prompts, str) or not prompts:
+        raise ValueError(f"prompts: expected a non-empty list of formatted prompts, got {prompts!r:.80}")
+    for name, value in (("n", n), ("max_new_tokens", max_new_tokens), ("chunk", chunk)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+    t0 = time.perf_counter()
+    repeated = [p for p in prompts for _ in range(n)]  # (P * n,) prompt by prompt
+    was_training = lm.training
+    lm.eval()
+    torch.manual_seed(seed)
+    texts, ended = [], []
+    for i in tqdm(range(0, len(repeated), chunk), desc=f"best-of-{n} sampling", unit="batch", disable=not progress,
+                  leave=False):
+        samples = sample_responses(lm, tokenizer, repeated[i:i + chunk], max_new_tokens, temperature=1.0)
+        texts += samples.texts
+        ended.append(samples.ended(tokenizer.eos_token_id).cpu().numpy())  # (b,)
+    lm.train(was_training)
+    shape = (len(prompts), n)
+    scored = {}
+    for name, fn in (("proxy_fn", proxy_fn), ("gold_fn", gold_fn)):
+        scores = np.asarray([float(s) for s in fn(repeated, texts)])
+        if scores.shape != (len(texts),):
+            raise ValueError(f"{name}: expected one score per reply, got {scores.size} for {len(texts)}")
+        scored[name] = scores.reshape(shape)  # (P, n)
+    return BestOfNSamples(list(prompts), [texts[i * n:(i + 1) * n] for i in range(len(prompts))],
+                          scored["proxy_fn"], scored["gold_fn"], np.concatenate(ended).reshape(shape),
+                          time.perf_counter() - t0)
+
+
 def clone_trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
     """Copies of the parameters that currently require gradients (what a checkpoint of a run needs)."""
     return {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
 
 
 __all__ = ["win_rate", "ensemble_reward", "early_stop_index", "GoldCheck", "RewardEnsemble", "fit_ensemble_heads",
-           "kl_best_of_n", "BestOfNCurve", "best_of_n_curve", "GaoFit", "fit_gao", "clone_trainable_state"]
+           "kl_best_of_n", "BestOfNSamples", "best_of_n_samples", "BestOfNCurve", "best_of_n_curve", "GaoFit", "fit_gao", "clone_trainable_state"]

@@ -359,23 +359,19 @@ def bon_settings() -> dict:
 
 
 def bon_samples(lm, tokenizer, reward_model, prompts: list[str], first_index: int = 0):
-    """``N`` samples (temperature 1) to each prompt, scored by ``reward_model`` and the gold judge. Prompt ``i`` (its
-    index in the test prompts is ``first_index + i``) is sampled with seed ``BON_SEED + first_index + i``.
-    Returns ``(texts, proxy, gold)``: a list of P lists of N replies, and two (P, N) arrays."""
-    import torch
-
-    from course_lib.llm.rollout import sample_responses
+    """``N`` samples (temperature 1) to each prompt, scored by ``reward_model`` and the gold judge
+    (:func:`~course_lib.llm.overoptimisation.best_of_n_samples`, one prompt at a time). Prompt ``i`` (its index in the
+    test prompts is ``first_index + i``) is sampled with seed ``BON_SEED + first_index + i``, so any subset of the
+    prompts reproduces the others' samples. Returns ``(texts, proxy, gold)``: a list of P lists of N replies (plain
+    strings), and two (P, N) arrays."""
+    from course_lib.llm.overoptimisation import best_of_n_samples
 
     settings, judge, score = bon_settings(), gold_judge(), reward_fn(reward_model, tokenizer)
-    texts, proxy, gold = [], [], []
-    for i, prompt in enumerate(prompts):
-        torch.manual_seed(BON_SEED + first_index + i)
-        batch = [prompt] * settings["samples"]
-        replies = sample_responses(lm, tokenizer, batch, settings["max_new_tokens"], temperature=1.0).texts
-        texts.append([str(r) for r in replies])
-        proxy.append(score(batch, replies))
-        gold.append(judge.scores(batch, replies))
-    return texts, np.asarray(proxy, dtype=float), np.asarray(gold, dtype=float)
+    n = settings["samples"]
+    runs = [best_of_n_samples(lm, tokenizer, [prompt], n, score, judge.scores, settings["max_new_tokens"],
+                              seed=BON_SEED + first_index + i, chunk=n) for i, prompt in enumerate(prompts)]
+    texts = [[str(t) for t in run.texts[0]] for run in runs]
+    return texts, np.concatenate([run.proxy for run in runs]), np.concatenate([run.gold for run in runs])
 
 
 def bon_key(base, reward_model_key: dict) -> dict:
