@@ -20,7 +20,7 @@ shows it learned (all measured in this run; nothing is stored or hand-picked):
    the 32 test topics (one sampling seed, no training seed). Plot: gold and reward-model score of
    best-of-k for k = 1, 2, 4, 8 (with KL(best-of-k || base) <= log k - (k - 1)/k), and per topic.
 
-Why best-of-n (issue 21). The protocol, written before the runs: three candidates from the base model,
+Why best-of-n. The protocol, written before the runs: three candidates from the base model,
 training seed 0, each measured on the 48 VALIDATION prompts (24 topics; the test prompts were used only
 by the chosen stage): (a) the earlier stage, PPO against the reward model, 12 steps, KL 0.1; (b) DPO
 with lesson 12's preset on the first 160 shipped training pairs; (c) best-of-8 against the reward model.
