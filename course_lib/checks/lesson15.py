@@ -72,11 +72,12 @@ _WIN_RULE = ("w_i is 1 where A's score is higher, 0.5 where the two are equal, 0
              "square root of n; a tuple of two floats (se 0.0 when n == 1).")
 
 
-def _vader_like(seed: int, n: int, zero_share: float) -> tuple[np.ndarray, np.ndarray]:
-    """Two (n,) score arrays in [-1, 1] rounded to 4 digits (as VADER reports them), a share of them exactly 0."""
+def _rubric_like(seed: int, n: int, zero_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two (n,) score arrays in [0, 1] rounded to 3 digits, a share of them exactly 0 (degenerate replies: the rubric's
+    ``clean`` is 0)."""
     rng = np.random.default_rng(seed)
-    a = np.round(np.tanh(rng.normal(0.3, 0.6, n)), 4)
-    b = np.round(np.tanh(rng.normal(0.0, 0.6, n)), 4)
+    a = np.round(1 / (1 + np.exp(-rng.normal(0.3, 0.8, n))), 3)
+    b = np.round(1 / (1 + np.exp(-rng.normal(0.0, 0.8, n))), 3)
     a[rng.random(n) < zero_share] = 0.0
     b[rng.random(n) < zero_share] = 0.0
     return a, b
@@ -90,12 +91,12 @@ def win_rate_cases() -> list[Case]:
              "The standard error of a mean of n values is their sample standard deviation (n - 1 in the "
              "denominator) over the square root of n: 0.5 / 2 = 0.25 here."),
         Case((np.array([0.0, 0.0, 0.6, 0.0, -0.3, 0.4]), np.array([0.0, 0.2, 0.1, 0.0, -0.3, 0.0])), {},
-             "6 pairs, 3 of them ties (two replies without a sentiment word score exactly 0)",
+             "6 pairs, 3 of them ties (identical replies, or two degenerate replies that both score exactly 0)",
              "a tie counts one half, not a loss and not dropped: w = [0.5, 0, 1, 0.5, 0.5, 1], rate 7/12. Keep all n "
              "pairs in the standard error too."),
         Case((np.array([0.3, 0.0, -0.1]), np.array([0.3, 0.0, -0.1])), {}, "a model against itself: every pair ties",
              "identical replies must give a win rate of exactly 0.5 (every w_i = 0.5) and a standard error of 0."),
-        Case(_vader_like(10, 40, 0.3), {}, "40 pairs of VADER-like scores, about a third of them 0", _WIN_RULE),
+        Case(_rubric_like(10, 40, 0.3), {}, "40 pairs of rubric-like scores in [0, 1], about a third of them 0", _WIN_RULE),
         Case((np.array([0.2]), np.array([0.7])), {}, "a single pair",
              "with n = 1 the sample std (ddof=1) is undefined; return a standard error of 0.0: " + _WIN_RULE),
     ]
@@ -104,8 +105,8 @@ def win_rate_cases() -> list[Case]:
 def win_rate_hidden_cases() -> list[Case]:
     """Grader-only cases: other seeds and sizes than the notebook's."""
     return [
-        Case(_vader_like(110, 64, 0.5), {}, "64 pairs, half the scores 0", _WIN_RULE),
-        Case(_vader_like(111, 7, 0.0), {}, "7 pairs, no zeros", _WIN_RULE),
+        Case(_rubric_like(110, 64, 0.5), {}, "64 pairs, half the scores 0", _WIN_RULE),
+        Case(_rubric_like(111, 7, 0.0), {}, "7 pairs, no zeros", _WIN_RULE),
         Case((np.array([1.0, 1.0, 0.0, 0.0]), np.array([0.0, 1.0, 1.0, 0.0])), {}, "one win, two ties, one loss",
              _WIN_RULE),
     ]
