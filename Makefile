@@ -3,7 +3,7 @@
 #   make test    set up, run the whole test suite (the README's second command)
 #   make demo    set up, run the end-to-end demo headless into runs/demo/
 #   make course  set up, run every lesson (cpu profile) with times and peak memory; site in build/site/
-#   make seeds   the training seeds of lessons 9, 11, 12 (cpu profile, about 45 minutes on 2 cores) and 14 (24 minutes measured on 2 busy cores), into course_lib/data/results/
+#   make seeds   the training seeds of lessons 9, 11, 12 (cpu profile, about 45 minutes on 2 cores), 13 (29 minutes measured on 2 busy cores) and 14 (24 minutes measured on 2 busy cores), into course_lib/data/results/
 #   make preference-data  sample and label the shipped preference pairs again (about 10 minutes), into course_lib/data/preferences/
 #   make gpu-smoke  on a CUDA machine: lessons 10-14's loops, a few steps each in the gpu presets, timed
 PYTHON ?= python3

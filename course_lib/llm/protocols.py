@@ -211,7 +211,11 @@ RLAIF_FLIP_SHARE = 0.25
 
 RLAIF_LABEL_SEED = 13
 """Seeds the order in which each pair is shown to a judge, the competent judge's coin on ties and the flips: fixed
-for every training seed, so that the labels are the judge's and only DPO's seed varies."""
+for every training seed, so that the labels are the judge's and only DPO's seed varies. Each of the three draws
+has its own stream, ``default_rng([RLAIF_LABEL_SEED, k])`` with k = 0 (order), 1 (ties), 2 (flips): a coin on
+ties drawn from the order's own stream would copy the annotator's label into the judge's."""
+
+_ORDER, _TIES, _FLIPS = 0, 1, 2
 
 RLAIF_LABELS = ("annotator", "competent judge", "SmolLM2 judge", "competent judge, 25% flipped")
 """The label sets of lesson 13's DPO runs, in this order: the annotator's labels as shipped, the rule judge's
@@ -238,7 +242,7 @@ def present_pairs(pairs, seed: int = RLAIF_LABEL_SEED) -> tuple[list, list, list
     pairs = list(pairs)
     if not pairs:
         raise ValueError("pairs: expected at least one preference pair, got none")
-    second_is_chosen = np.random.default_rng(seed).random(len(pairs)) < 0.5  # (N,)
+    second_is_chosen = np.random.default_rng([seed, _ORDER]).random(len(pairs)) < 0.5  # (N,)
     first = [p.rejected if s else p.chosen for p, s in zip(pairs, second_is_chosen)]
     second = [p.chosen if s else p.rejected for p, s in zip(pairs, second_is_chosen)]
     return [p.prompt for p in pairs], first, second, second_is_chosen.astype(int)
@@ -250,7 +254,7 @@ def forced_choice(labels, seed: int = RLAIF_LABEL_SEED) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.isin(labels, (-1, 0, 1)).all():
         raise ValueError(f"labels: expected a 1-d array of 0, 1 or -1, got {labels!r:.80}")
-    coin = (np.random.default_rng(seed).random(len(labels)) < 0.5).astype(int)  # (N,)
+    coin = (np.random.default_rng([seed, _TIES]).random(len(labels)) < 0.5).astype(int)  # (N,), not the order's coin
     return np.where(labels == -1, coin, labels).astype(int)
 
 
@@ -262,7 +266,7 @@ def flip_labels(labels, share: float = RLAIF_FLIP_SHARE, seed: int = RLAIF_LABEL
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
         raise ValueError(f"share: expected a float in [0, 1], got {share!r}")
     flipped = labels.copy()
-    chosen = np.random.default_rng(seed + 1).permutation(len(labels))[:int(round(share * len(labels)))]
+    chosen = np.random.default_rng([seed, _FLIPS]).permutation(len(labels))[:int(round(share * len(labels)))]
     flipped[chosen] = 1 - flipped[chosen]
     return flipped.astype(int)
 
@@ -336,7 +340,8 @@ def rlaif_key(base, data) -> dict:
 
     return results_key("lesson13_rlaif", base, {
         "config": asdict(dpo_config()), "pairs": len(rlaif_train_pairs(data)), "source": data.source,
-        "labels": list(RLAIF_LABELS), "flip_share": RLAIF_FLIP_SHARE, "label_seed": RLAIF_LABEL_SEED,
+        "labels": list(RLAIF_LABELS), "flip_share": RLAIF_FLIP_SHARE,
+        "label_seed": [RLAIF_LABEL_SEED, "streams: 0 order, 1 ties, 2 flips"],
         "rule_judge": constitution_judge.VERSION, "constitution": [p.text for p in load_constitution()]})
 
 
