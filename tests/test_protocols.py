@@ -168,3 +168,10 @@ def test_merge_adds_seeds_run_by_separate_processes(results_dir):
                                 merge=True)  # another protocol: the old seeds must not leak in
     runs, _, _ = protocols.load_seed_results({**key, "config": {"steps": 12}})
     assert sorted(runs) == ["seed 3"]
+
+
+def test_a_file_of_samples_only_needs_no_start_evaluation(results_dir):
+    key = {"experiment": "lesson15_bon", "profile": "cpu", "gold": "rubric-1"}
+    protocols.save_seed_results(key, {}, None, extra={"proxy": [[0.1, 0.2]]})
+    runs, start, _ = protocols.load_seed_results(key)
+    assert runs == {} and start is None and protocols.load_seed_extra(key) == {"proxy": [[0.1, 0.2]]}

@@ -109,9 +109,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         texts, proxy, gold = protocols.bon_samples(base, tok, rm, protocols.chat_test_prompts(tok))
         print(f"best-of-n: {proxy.shape[0]} prompts x {proxy.shape[1]} samples in {time.perf_counter() - t0:.0f} s")
-        start_bon = protocols.hard_evaluate(base, tok, base, rm)  # the file's format needs one; unused by the lesson
         key = protocols.bon_key(base, reward_model_key(base, profile))
-        print(f"wrote {protocols.save_seed_results(key, {}, start_bon, extra={'texts': texts, 'proxy': proxy.tolist(), 'gold': gold.tolist()})}")
+        print(f"wrote {protocols.save_seed_results(key, {}, None, extra={'texts': texts, 'proxy': proxy.tolist(), 'gold': gold.tolist()})}")
     if args.experiment in ("rlaif", "all"):  # lesson 13: DPO on four label sets of the same training pairs
         import numpy as np
 

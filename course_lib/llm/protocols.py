@@ -508,10 +508,10 @@ def _evaluation(record: dict) -> HeldOutEvaluation:
                              np.asarray(record["ended"], dtype=bool))
 
 
-def save_seed_results(key: dict, evaluations: dict[str, HeldOutEvaluation], start: HeldOutEvaluation,
+def save_seed_results(key: dict, evaluations: dict[str, HeldOutEvaluation], start: HeldOutEvaluation | None,
                       extra: dict | None = None, merge: bool = False) -> Path:
     """Write the evaluations of further seeds, by name (``"seed 1"``, ``"RL seed 2"``), and the start model's (to
-    check a reader's own) under ``key``, to ``results_dir()/<experiment>_<profile>.json``; ``extra`` (JSON-able,
+    check a reader's own; None when a file holds samples only, as best-of-n's) under ``key``, to ``results_dir()/<experiment>_<profile>.json``; ``extra`` (JSON-able,
     e.g. per-step histories of each seed) is stored beside them and read back by :func:`load_seed_extra`.
 
     ``merge=True`` adds to a file already written under the same key (seeds run by separate processes): its runs are
@@ -527,7 +527,7 @@ def save_seed_results(key: dict, evaluations: dict[str, HeldOutEvaluation], star
             for name, value in (old.get("extra") or {}).items():
                 extra[name] = {**value, **extra[name]} if isinstance(value, dict) and isinstance(
                     extra.get(name), dict) else extra.get(name, value)
-    body = {"key": key, "start": _record(start), "runs": runs, "extra": extra}
+    body = {"key": key, "start": None if start is None else _record(start), "runs": runs, "extra": extra}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body) + "\n", encoding="utf-8")
     tmp.replace(path)
@@ -550,7 +550,8 @@ def load_seed_results(key: dict) -> tuple[dict[str, HeldOutEvaluation], HeldOutE
         return {}, None, (f"{path.name} was written for another {field} ({stored.get(field)!r:.80}): live seed only; "
                           f"run `make seeds` to regenerate it")
     runs = {name: _evaluation(r) for name, r in body["runs"].items()}
-    return runs, _evaluation(body["start"]), f"{path.name}: {', '.join(runs)}, written by tools/run_seeds.py"
+    start = None if body["start"] is None else _evaluation(body["start"])
+    return runs, start, f"{path.name}: {', '.join(runs)}, written by tools/run_seeds.py"
 
 
 def load_seed_extra(key: dict) -> dict:
