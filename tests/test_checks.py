@@ -149,7 +149,7 @@ def test_compare_accepts_equal_values_within_tolerance():
 
 
 def test_cloned_copies_positional_and_keyword_tensors():
-    from course_lib.checks.tensors import cloned
+    from course_lib.harness.tensors import cloned
 
     def scale_in_place(x, y=None):
         x.mul_(2)

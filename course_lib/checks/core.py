@@ -50,7 +50,9 @@ class Exercise:
     an empty list or their input unchanged."""
     adapt: Callable[[Callable], Callable] | None = None
     """Wraps the student's function and the reference alike (e.g. copy inputs, seed a generator,
-    return what an in-place function changed); None calls them as they are."""
+    return what an in-place function changed); None calls them as they are. It runs in the grader's sandbox,
+    so it lives in :mod:`course_lib.harness` and pickles by reference (a module-level function there, or a
+    :func:`functools.partial` of one; never a lambda or a closure); the cases' inputs pickle the same way."""
     names: tuple[str, ...] | None = None
     """Labels for the items of a tuple result, used in messages."""
     rtol: float = 1e-5
@@ -60,6 +62,10 @@ class Exercise:
     concept-check answer) to a variable named ``name``, and ``reference()`` returns the right one."""
     comparer: Callable[[Any, Any], str | None] | None = None
     """Replaces :func:`compare` (e.g. quiz answers: name the wrong items without revealing the right ones)."""
+    twins: tuple[str, ...] = ()
+    """The library functions or classes that are this exercise's answer, as dotted paths (e.g.
+    ``"course_lib.rl.advantages.gae"`` for GAE): in the grader's sandbox they exist only as stubs that raise, and
+    their files are unreadable, while the student's code runs (:mod:`course_lib.checks` is always denied)."""
     explanation: str = ""
     """Printed under the verdict once the answer is right (a concept check's "why"); never shown before."""
 
@@ -377,3 +383,26 @@ def run_check(
         print(f"[x] {result.message}" + (f"\nWhy: {explanation}" if explanation else ""))
         result._printed = True  # the notebook's display of the returned result then adds nothing
     return result
+
+
+def check_functions(exercises: dict[str, Exercise]) -> Callable[[str], Callable]:
+    """A lesson module's ``__getattr__``: ``check_x`` is the notebook check of ``exercises["x"]``, built on demand
+    (so every check is one line of the lesson's exercise specs, not a hand-written wrapper)::
+
+        __getattr__ = check_functions(EXERCISES)
+    """
+
+    def module_getattr(name: str) -> Callable:
+        exercise = exercises.get(name[len("check_"):]) if name.startswith("check_") else None
+        if exercise is None:
+            raise AttributeError(name)
+
+        def check(obj: Any, quiet: bool = False) -> CheckResult:
+            __tracebackhide__ = True
+            return exercise.check(obj, quiet=quiet)
+
+        check.__name__ = check.__qualname__ = name
+        check.__doc__ = f"Check a student's ``{exercise.name}`` on the exercise's public cases."
+        return check
+
+    return module_getattr

@@ -1,99 +1,50 @@
-"""The sandboxed side of the grader: ``python -m course_lib.grading.child``, one per (submission x exercise).
+"""The sandboxed side of the grader: one child process per (submission x exercise).
 
-It is started by :mod:`course_lib.grading.sandbox` as root or as the grading
-user, with the job as JSON on stdin. Before any student code runs it: enters
-new network and mount namespaces (when root), hides the given folders under
-empty tmpfs mounts, imports what the notebook's code will import, builds the
-exercise's cases, sets resource limits and drops to an unprivileged uid.
-Then it runs the notebook's code and calls the student's function on every
-case, writing only plain JSON results to ``result.json``. It never sees an
-expected value: the trusted parent compares.
+Started by :mod:`course_lib.grading.sandbox` as ``python -I -B`` in an empty root-owned folder (no folder a
+student can write to is on ``sys.path``), with the job on stdin: the notebook's code, the exercise's name, and
+the pickled inputs of its cases with its adapter (built by the grader from :mod:`course_lib.checks`; only
+:mod:`course_lib.harness` is needed to unpickle them). Before any student code runs it: puts up the walls
+(:mod:`course_lib.grading.confine`: namespaces, hidden paths, read-only mounts, private temporary folders, limits,
+no sockets, the uid drop; root only, except limits and the socket filter), installs the import guard (below),
+and imports only allow-listed modules. Then it runs the notebook's code and calls the student's function on
+every case, writing plain JSON results to ``result.json`` in its own folder. It never sees an expected value,
+a reference or a hidden case's expected behaviour: the trusted parent compares.
+
+The import guard: ``course_lib.checks`` (references, hidden cases, quiz answers) is never loaded; a notebook's
+``from course_lib.checks.lessonNN import check_x, TinyPolicy`` gets a stand-in whose ``check_*`` do nothing and
+whose other names come from :mod:`course_lib.harness`. The exercise's *twins* (the library functions that are
+its answer) exist only as stubs that raise: their modules are compiled from source the grader stripped, and
+their files are hidden.
 """
 
 from __future__ import annotations
 
 import ast
-import ctypes
+import base64
 import errno
 import importlib
+import importlib.abc
+import importlib.machinery
+import io
 import json
 import os
-import resource
+import pickle
 import sys
+import types
 
-CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
-MS_REC, MS_PRIVATE = 16384, 1 << 18
+MAX_JOB_BYTES = 64 * 2**20
+EXIT_CONFINE = 3
+"""Exit code when a wall could not be put up: the parent reports ``sandbox-error``."""
+DENIED = "is not available while grading"
+"""In the message a twin's stub raises; the parent flags case errors that contain it."""
 PRELOAD = ("math", "random", "itertools", "functools", "collections", "dataclasses", "typing", "statistics",
            "heapq", "bisect", "copy", "re", "json", "inspect", "string", "operator", "fractions", "decimal",
-           "numbers", "enum", "abc", "contextlib", "time", "warnings", "textwrap", "numpy", "gymnasium")
-
-
-def _isolate(job: dict) -> list[str]:
-    """Namespaces and hidden folders (root only). Returns what could not be done, for the report."""
-    missing = []
-    if os.geteuid() != 0:
-        return ["network namespace", "hidden folders", "unprivileged user"]
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNET | CLONE_NEWNS) != 0:
-        return ["network namespace", "hidden folders"]
-    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        return ["hidden folders"]
-    for folder in job["hide"]:
-        if libc.mount(b"tmpfs", folder.encode(), b"tmpfs", 0, b"size=64k,mode=000") != 0:
-            missing.append(f"hiding {folder}")
-    return missing
-
-
-def _preload(code: list[str]) -> None:
-    """Import, before privileges drop, the modules the notebook imports (the interpreter's own
-    folder may be unreadable to the grading user)."""
-    names = set(PRELOAD)
-    for source in code:
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names.add(node.module)
-                names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    if any("pyplot" in n for n in names):
-        os.environ["MPLBACKEND"] = "Agg"
-    for name in sorted(names):
-        try:
-            importlib.import_module(name)
-        except Exception:  # not a module (e.g. a function imported by name) or not installed
-            pass
-    if "torch" in sys.modules:
-        _load_optimiser_modules()
-
-
-def _load_optimiser_modules() -> None:
-    """A torch optimiser's first step imports more of torch (``torch._dynamo``, and cProfile with it): do it now,
-    while the interpreter's own files are readable, so that the builds that train (lessons 6, 11, 14, 16) can."""
-    import torch
-
-    for make in (torch.optim.SGD, torch.optim.Adam):
-        make([torch.zeros(1, requires_grad=True)], lr=0.0).step()
-
-
-def _limit(job: dict) -> None:
-    lim = job["limits"]
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_CPU, (lim["cpu_s"], lim["cpu_s"] + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (lim["memory_bytes"], lim["memory_bytes"]))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (lim["file_bytes"], lim["file_bytes"]))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (lim["open_files"], lim["open_files"]))
-    resource.setrlimit(resource.RLIMIT_NPROC, (lim["processes"], lim["processes"]))
-
-
-def _drop(uid: int | None) -> None:
-    if uid is not None and os.geteuid() == 0:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
+           "numbers", "enum", "abc", "contextlib", "time", "warnings", "textwrap", "encodings.idna", "numpy", "gymnasium")
+THIRD_PARTY = frozenset({"numpy", "torch", "gymnasium", "matplotlib", "scipy", "pandas", "transformers", "tqdm",
+                         "course_lib", "ipywidgets", "IPython", "safetensors", "tokenizers"})
+"""Top-level packages (besides the standard library) whose modules a notebook may have imported before the drop."""
+NEVER_PRELOAD = frozenset({"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "webbrowser",
+                           "pydoc", "pdb", "code", "venv", "ensurepip", "site", "sitecustomize", "usercustomize"})
 
 
 def _noop(*args, **kwargs):
@@ -107,29 +58,171 @@ class _IPythonStub:
         return _noop
 
 
+# ---- the import guard ----------------------------------------------------------------------------------------
+
+
+class _ChecksStandIn(types.ModuleType):
+    """What ``import course_lib.checks[.lessonNN]`` gives in the sandbox: checks that do nothing, helpers from the
+    harness, nothing else."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("check_") or name in ("hint", "run_check"):
+            return _noop
+        lesson = self.__name__.rpartition(".")[2]
+        if lesson.startswith("lesson"):
+            try:
+                return getattr(importlib.import_module(f"course_lib.harness.{lesson}"), name)
+            except (ImportError, AttributeError):
+                pass
+        raise AttributeError(f"{name} is not available while grading")
+
+
+class ImportGuard(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """First on ``sys.meta_path``: serves the checks' stand-in and the twins' stripped modules."""
+
+    def __init__(self, twins: dict[str, dict]):
+        self.twins = twins
+        """module name -> {"source": stripped source, "file": the module's path}."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "course_lib.checks" or name.startswith("course_lib.checks."):
+            return importlib.machinery.ModuleSpec(name, self, is_package=name == "course_lib.checks")
+        if name in self.twins:
+            spec = importlib.machinery.ModuleSpec(name, self, origin=self.twins[name]["file"])
+            spec.has_location = True
+            return spec
+        return None
+
+    def create_module(self, spec):
+        if spec.name in self.twins:
+            return None
+        module = _ChecksStandIn(spec.name)
+        if spec.name == "course_lib.checks":
+            module.__path__ = []
+        return module
+
+    def exec_module(self, module):
+        twin = self.twins.get(module.__name__)
+        if twin is not None:
+            module.__file__ = twin["file"]
+            exec(compile(twin["source"], twin["file"], "exec"), module.__dict__)
+
+
+class _Unpickler(pickle.Unpickler):
+    """Unpickles the grader's payload; anything from ``course_lib.checks`` is refused (it must never load here)."""
+
+    def find_class(self, module, name):
+        if module == "course_lib.checks" or module.startswith("course_lib.checks."):
+            raise pickle.UnpicklingError(f"the payload refers to {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _preload(code: list[str]) -> None:
+    """Import, before privileges drop, the allow-listed modules the notebook imports (the interpreter's own
+    folder may be unreadable to the grading user). The import guard is already in place."""
+    names = set(PRELOAD)
+    for source in code:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    allowed = {n for n in names if _allowed(n)}
+    if any("pyplot" in n for n in allowed):
+        os.environ["MPLBACKEND"] = "Agg"
+    for name in sorted(allowed):
+        try:
+            importlib.import_module(name)
+        except Exception:  # not a module (a function imported by name), not installed, or a denied twin's user
+            pass
+    if "torch" in sys.modules:
+        _load_optimiser_modules()
+
+
+def _allowed(name: str) -> bool:
+    top = name.partition(".")[0]
+    if top in NEVER_PRELOAD or name.startswith("course_lib.checks") or name == "course_lib.grading.grader":
+        return False
+    return top in sys.stdlib_module_names or top in THIRD_PARTY
+
+
+def _load_optimiser_modules() -> None:
+    """A torch optimiser's first step imports more of torch (``torch._dynamo``, and cProfile with it): do it now,
+    while the interpreter's own files are readable, so that the builds that train (lessons 6, 11, 14, 16) can."""
+    import torch
+
+    for make in (torch.optim.SGD, torch.optim.Adam):
+        make([torch.zeros(1, requires_grad=True)], lr=0.0).step()
+
+
+# ---- the run -------------------------------------------------------------------------------------------------
+
+
+def _confine(job: dict) -> str:
+    """The walls that need root (root mode only); returns the run's folder as the sandbox sees it."""
+    from course_lib.grading import confine
+
+    confine.new_namespaces()
+    work_fd = os.open(job["workdir"], os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)  # in the new namespace
+    confine.hide(job["hide"], job["empty_file"])
+    confine.read_only_everything()
+    work = confine.private_tmp(work_fd, job["uid"], job["tmp_mb"])
+    os.close(work_fd)
+    return work
+
+
+def _limit_and_drop(job: dict) -> None:
+    from course_lib.grading import confine
+
+    lim = job["limits"]
+    confine.set_limits(lim["cpu_s"], lim["memory_bytes"], lim["file_bytes"], lim["open_files"], lim["processes"])
+    confine.deny_sockets()
+    if job["isolate"]:
+        confine.drop(job["uid"])
+    else:
+        confine.drop_capabilities()
+
+
 def main() -> None:
-    job = json.loads(sys.stdin.read())
-    result_path = job["result_path"]
-    report: dict = {"exercise": job["exercise"], "cases": [], "status": None, "detail": "", "not_isolated": []}
+    job = json.loads(sys.stdin.buffer.read(MAX_JOB_BYTES))
+    report: dict = {"exercise": job["exercise"], "status": None, "detail": "", "cases": []}
+    result_path = ""
 
     def finish(status: str, detail: str = "") -> None:
         report["status"], report["detail"] = status, detail[-500:]
-        with open(result_path, "w", encoding="utf-8") as f:
-            json.dump(report, f)
+        try:
+            fd = os.open(result_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with io.open(fd, "w", encoding="utf-8") as f:
+                json.dump(report, f)
+        except OSError:
+            os._exit(1)
         sys.stdout.flush()
         os._exit(0)  # nothing the student registered (atexit, threads) runs after this
 
-    # 1. isolate, import, build the cases: all before any student code
-    report["not_isolated"] = _isolate(job)
-    _preload(job["code"])
-    from course_lib.grading.encoding import EncodeError, encode  # noqa: F401  (loaded before the drop)
+    # 1. walls, guard, allow-listed imports, the cases' inputs: all before any student code
+    try:
+        work = _confine(job) if job["isolate"] else job["workdir"]
+        result_path = os.path.join(work, "result.json")
+        os.environ.update(HOME=work, MPLCONFIGDIR=work)
+        sys.meta_path.insert(0, ImportGuard(job["twins"]))
+        _preload(job["code"])
+        from course_lib.grading.encoding import encode
 
-    lesson = importlib.import_module(f"course_lib.checks.lesson{job['lesson']}")
-    exercise = lesson.EXERCISES[job["exercise"]]
-    cases = exercise.cases() + exercise.hidden_cases()
-    os.chdir(job["workdir"])
-    _limit(job)
-    _drop(job.get("uid"))
+        adapt, cases = _Unpickler(io.BytesIO(base64.b64decode(job["payload"]))).load()
+        leaked = sorted(m for m in sys.modules if m.startswith("course_lib.checks.") and
+                        not isinstance(sys.modules[m], _ChecksStandIn))
+        if leaked:
+            raise RuntimeError(f"a reference module was loaded before the student's code: {leaked}")
+        os.chdir(work)
+        _limit_and_drop(job)
+    except Exception as exc:
+        print(f"sandbox: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        os._exit(EXIT_CONFINE)
 
     # 2. run the notebook's code
     namespace = {"__name__": "__main__", "display": _noop, "get_ipython": _IPythonStub}
@@ -152,22 +245,24 @@ def main() -> None:
     except BaseException as exc:  # e.g. a KeyboardInterrupt raised from a finally
         finish("crash", f"{type(exc).__name__} while running the notebook's code")
 
-    if job["exercise"] not in namespace:
-        finish("missing-function", f"nothing named {job['exercise']!r} was defined")
-    fn = namespace[job["exercise"]]
-    if exercise.kind == "function" and not callable(fn):
-        finish("missing-function", f"{job['exercise']!r} is not a function")
+    name = job["exercise"]
+    if name not in namespace:
+        finish("missing-function", f"nothing named {name!r} was defined")
+    obj = namespace[name]
+    if job["kind"] == "answer":
+        if obj is None or isinstance(obj, dict) and all(v is None for v in obj.values()):
+            finish("not-implemented")  # the answer template, still unfilled
+        call = lambda: obj  # noqa: E731
+    elif not callable(obj):
+        finish("missing-function", f"{name!r} is not a function")
+    else:
+        call = adapt(obj) if adapt is not None else obj
 
-    if exercise.kind == "answer" and (fn is None or isinstance(fn, dict) and all(v is None for v in fn.values())):
-        finish("not-implemented")  # the answer template, still unfilled
-
-    # 3. call the student's function on every case (or read the answer); only encoded data leaves
-    call = exercise.student_callable(fn)
+    # 3. call the student's function on every case; only encoded data leaves
     statuses = set()
-    for case in cases:
+    for args, kwargs in cases:
         try:
-            value = call(*case.args, **case.kwargs)
-            report["cases"].append({"value": encode(value)})
+            report["cases"].append({"value": encode(call(*args, **kwargs))})
         except NotImplementedError:
             statuses.add("not-implemented")
             report["cases"].append({"error": "NotImplementedError"})
@@ -175,7 +270,7 @@ def main() -> None:
             statuses.add("memory")
             report["cases"].append({"error": "MemoryError"})
         except SystemExit as exc:
-            finish("crash", f"SystemExit({exc.code!r}) while calling {job['exercise']}")
+            finish("crash", f"SystemExit({exc.code!r}) while calling {name}")
         except BaseException as exc:
             report["cases"].append({"error": f"{type(exc).__name__}: {str(exc)[:200]}"})
     if "memory" in statuses:

@@ -18,14 +18,19 @@ import io
 import json
 import os
 import queue
+import re
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import Iterable
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from course_lib.checks import LESSON_OF
+from course_lib.grading.child import DENIED
 from course_lib.grading.encoding import decode
-from course_lib.grading.sandbox import Limits, run_exercise
+from course_lib.grading.sandbox import Limits, Sandbox, SandboxUnavailable  # noqa: F401  (raised by grade_folder)
 from course_lib.grading.submission import Rejected, load_submission
 
 
@@ -34,7 +39,7 @@ class ExerciseGrade:
     lesson: str
     exercise: str
     status: str
-    """ok, rejected, timeout, memory, crash, missing-function, not-implemented, missing."""
+    """One of :data:`course_lib.grading.sandbox.STATUSES`."""
     score: float
     """Fraction of cases passed, 0 to 1."""
     passed: int
@@ -45,7 +50,7 @@ class ExerciseGrade:
     flags: list[str] = field(default_factory=list)
 
 
-def exercises_of(lesson: str) -> dict:
+def lesson_exercises(lesson: str) -> dict:
     """The lesson's exercises (``course_lib.checks.lessonNN.EXERCISES``), or {} for a lesson without any."""
     try:
         return importlib.import_module(f"course_lib.checks.lesson{lesson}").EXERCISES
@@ -62,16 +67,17 @@ class _Expected:
     def get(self, lesson: str, name: str):
         key = (lesson, name)
         if key not in self._cache:
-            ex = exercises_of(lesson)[name]
+            ex = lesson_exercises(lesson)[name]
             public, hidden = ex.cases(), ex.hidden_cases()
+            payload = Sandbox.pickled_cases(ex, public + hidden)  # pickled before the reference sees the inputs
             reference = ex.call(ex.reference)
             expected = [reference(*c.args, **c.kwargs) for c in public + hidden]
-            self._cache[key] = (ex, public, hidden, expected)
+            self._cache[key] = (ex, public, hidden, expected, payload)
         return self._cache[key]
 
 
 def _score(lesson: str, name: str, outcome, expected_cache: _Expected) -> ExerciseGrade:
-    ex, public, hidden, expected = expected_cache.get(lesson, name)
+    ex, public, hidden, expected, _ = expected_cache.get(lesson, name)
     total = len(public) + len(hidden)
     if outcome.status != "ok":
         return ExerciseGrade(lesson, name, outcome.status, 0.0, 0, total, outcome.detail)
@@ -103,34 +109,105 @@ def _score(lesson: str, name: str, outcome, expected_cache: _Expected) -> Exerci
 
 
 def _flags(source: str, ex) -> list[str]:
-    """Flag code that imports the exercise's reference from the library (it would pass without being written)."""
-    module, name = ex.reference.__module__, ex.reference.__name__
+    """Flag code that names the exercise's reference or a twin (it would pass without being written)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == module and any(a.name == name for a in node.names):
-            return [f"imports the library's reference {module}.{name}: check by hand"]
-    if f"{module}.{name}" in source:
-        return [f"uses the library's reference {module}.{name}: check by hand"]
+    targets = [(ex.reference.__module__, ex.reference.__name__)] + [tuple(t.rsplit(".", 1)) for t in ex.twins]
+    for module, name in targets:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == module and any(a.name == name for a in node.names):
+                return [f"imports the library's reference {module}.{name}: check by hand"]
+        if f"{module}.{name}" in source:
+            return [f"uses the library's reference {module}.{name}: check by hand"]
     return []
 
 
+UNSAFE_FLAG = "UNSAFE: graded without root, so without network, file and user isolation (--unsafe)"
+
+
+def _scan(submissions: Path) -> tuple[dict[str, dict[str, Path]], dict[str, dict[str, str]], dict[str, str]]:
+    """Every ``<student>/<NN_*.ipynb>`` that is a regular file, and the reason for each entry that is not.
+
+    Returns:
+        (student -> lesson -> notebook, student -> lesson -> why it cannot be graded, student -> why the
+        whole folder cannot be graded).
+    """
+    notebooks: dict[str, dict[str, Path]] = {}
+    problems: dict[str, dict[str, str]] = {}
+    folder_problems: dict[str, str] = {}
+    for entry in sorted(os.scandir(submissions), key=lambda e: e.name):
+        if entry.is_symlink():
+            folder_problems[entry.name] = "the student's folder is a symbolic link, not a folder"
+            continue
+        if not entry.is_dir(follow_symlinks=False):
+            continue  # a stray file beside the students' folders
+        notebooks[entry.name], problems[entry.name] = {}, {}
+        for item in sorted(os.scandir(entry.path), key=lambda e: e.name):
+            if not _NOTEBOOK_NAME.match(item.name):
+                continue
+            lesson = item.name[:2]
+            kind = _file_kind(item)
+            if kind == "a regular file":
+                notebooks[entry.name][lesson] = Path(item.path)
+            else:
+                problems[entry.name][lesson] = f"{item.name} is {kind}, not a regular file"
+    return notebooks, problems, folder_problems
+
+
+_NOTEBOOK_NAME = re.compile(r"^\d\d_.*\.ipynb$")
+
+
+def _file_kind(entry: os.DirEntry) -> str:
+    try:
+        mode = entry.stat(follow_symlinks=False).st_mode
+    except OSError:
+        return "unreadable"
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a file"
+
+
 def grade_folder(submissions: Path, out_csv: Path, hidden: Path | None = None, jobs: int = 1,
-                 limits: Limits = Limits(), progress: bool = True) -> dict[str, list[ExerciseGrade]]:
+                 limits: Limits = Limits(), progress: bool = True, unsafe: bool = False,
+                 exercises: Iterable[str] | None = None) -> dict[str, list[ExerciseGrade]]:
     """Grade every ``submissions/<student>/<NN_*.ipynb>``; write the CSV, the JSON and the feedback.
+
+    Every (student x exercise) of every lesson that anyone submitted ends in a row with a status from
+    :data:`~course_lib.grading.sandbox.STATUSES`, whatever the student's code does; the tables are written once,
+    after every child is gone.
+
+    Args:
+        exercises: grade only these exercises (by name); None grades every exercise of every submitted lesson.
+
+    Raises:
+        SandboxUnavailable: not root and ``unsafe`` not given.
+        ValueError: ``exercises`` names one that no lesson has.
 
     Returns:
         student -> the grade of every exercise of every lesson that anyone submitted.
     """
     submissions = Path(submissions)
-    students = sorted(p.name for p in submissions.iterdir() if p.is_dir())
-    notebooks = {s: sorted((submissions / s).glob("*.ipynb")) for s in students}
-    lessons = sorted({nb.name[:2] for nbs in notebooks.values() for nb in nbs if exercises_of(nb.name[:2])})
+    only = None if exercises is None else set(exercises)
+    if only is not None and only - set(LESSON_OF):
+        raise ValueError(f"exercises: expected names of exercises, got unknown {sorted(only - set(LESSON_OF))}")
+
+    def exercises_of(lesson: str) -> dict:
+        return {k: v for k, v in lesson_exercises(lesson).items() if only is None or k in only}
+
+    notebooks, problems, folder_problems = _scan(submissions)
+    students = sorted(set(notebooks) | set(folder_problems))
+    lessons = sorted({lesson for s in students for lesson in [*notebooks.get(s, {}), *problems.get(s, {})]
+                      if exercises_of(lesson)})
     out_csv = Path(out_csv)
     feedback_dir = out_csv.with_name(out_csv.stem + "_feedback")
-    hide = [submissions, feedback_dir] + ([Path(hidden)] if hidden else [])
+    outputs = [out_csv, out_csv.with_suffix(".json"), out_csv.with_name(f".{out_csv.name}.tmp"),
+               out_csv.with_name(f".{out_csv.stem}.json.tmp")]
+    hide = [submissions, feedback_dir, *outputs] + ([Path(hidden)] if hidden else [])
     expected = _Expected()
     for lesson in lessons:  # compute the references once, before any child runs
         for name in exercises_of(lesson):
@@ -139,16 +216,18 @@ def grade_folder(submissions: Path, out_csv: Path, hidden: Path | None = None, j
     grades: dict[str, dict[tuple[str, str], ExerciseGrade]] = {s: {} for s in students}
     tasks = []
     for student in students:
-        by_lesson = {nb.name[:2]: nb for nb in notebooks[student]}
         for lesson in lessons:
             names = exercises_of(lesson)
-            nb = by_lesson.get(lesson)
-            if nb is None:
+            reason = folder_problems.get(student) or problems.get(student, {}).get(lesson)
+            nb = notebooks.get(student, {}).get(lesson)
+            if reason is None and nb is None:
                 for name in names:
                     grades[student][(lesson, name)] = ExerciseGrade(lesson, name, "missing", 0.0, 0, 0,
                                                                     "no notebook for this lesson")
                 continue
             try:
+                if reason is not None:
+                    raise Rejected(reason)
                 sub = load_submission(nb, student, set(names))
             except Rejected as exc:
                 for name in names:
@@ -160,27 +239,40 @@ def grade_folder(submissions: Path, out_csv: Path, hidden: Path | None = None, j
     for slot in range(max(1, jobs)):
         slots.put(slot)
 
-    def work(task):
-        student, lesson, name, sub = task
-        slot = slots.get()
-        try:
-            outcome = run_exercise(sub.code, lesson, name, limits, hide, slot)
-        finally:
-            slots.put(slot)
-        grade = _score(lesson, name, outcome, expected)
-        grade.flags = _flags(sub.source_text, exercises_of(lesson)[name])
-        if outcome.not_isolated:
-            grade.flags.append("sandbox could not apply: " + ", ".join(outcome.not_isolated))
-        return student, grade
+    with Sandbox(hide, limits, unsafe=unsafe) as sandbox:
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for student, grade in tqdm(pool.map(work, tasks), total=len(tasks), desc="grading", unit="run",
-                                   disable=not progress):
-            grades[student][(grade.lesson, grade.exercise)] = grade
+        def work(task):
+            student, lesson, name, sub = task
+            slot = slots.get()
+            try:
+                ex, public, hidden_cases, _, payload = expected.get(lesson, name)
+                outcome = sandbox.run(sub.code, ex, payload, slot)
+                grade = _score(lesson, name, outcome, expected)
+                grade.flags = _flags(sub.source_text, ex) + _denied_flags(outcome, ex)
+            except Exception as exc:  # the grader's own failure on this task: this row only, never the run
+                grade = ExerciseGrade(lesson, name, "sandbox-error", 0.0, 0, 0,
+                                      f"the grader failed on this task: {type(exc).__name__}: {str(exc)[:200]}")
+            finally:
+                slots.put(slot)
+            if sandbox.unsafe:
+                grade.flags.append(UNSAFE_FLAG)
+            return student, grade
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for student, grade in tqdm(pool.map(work, tasks), total=len(tasks), desc="grading", unit="run",
+                                       disable=not progress):
+                grades[student][(grade.lesson, grade.exercise)] = grade
 
     ordered = {s: [grades[s][k] for k in sorted(grades[s])] for s in students}
     write_outputs(ordered, out_csv, feedback_dir)
     return ordered
+
+
+def _denied_flags(outcome, ex) -> list[str]:
+    """A case that failed because the student's code called a twin (a stub in the sandbox)."""
+    if any(DENIED in str(c.get("error", "")) for c in outcome.cases if isinstance(c, dict)):
+        return [f"called the library's answer ({', '.join(ex.twins)}), which is denied while grading: check by hand"]
+    return []
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -251,4 +343,5 @@ _STATUS_TEXT = {
     "missing-function": "The function is not defined in the notebook",
     "not-implemented": "Not implemented yet: the function still raises NotImplementedError",
     "missing": "No notebook was submitted for this lesson",
+    "sandbox-error": "The grader could not run this exercise safely (not your fault: your instructor will look)",
 }

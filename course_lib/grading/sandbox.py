@@ -1,19 +1,35 @@
-"""Start one sandboxed child per (submission x exercise) and clean up after it.
+"""Start one sandboxed child per (submission x exercise), bound it, read what it reports, and leave nothing behind.
 
-Limits per run: wall-clock timeout, CPU seconds, address space, file size,
-open files and processes; no network and hidden folders (new namespaces)
-and an unprivileged uid when the grader runs as root. After every run, also
-a normal one, every process of the run is killed: its process group, and, as
-root, every process owned by the run's uid (a fork bomb's children that
-escaped into new sessions included).
+A grading run (:class:`Sandbox`, a context manager) owns, for its whole life:
+
+* a **uid block**, taken under a lock (``flock`` on a root-owned file per block), so that two graders, or a
+  grader and a test suite, on one machine never share a uid and never kill each other's runs;
+* a private, root-owned folder holding each task's working folder, an empty start folder and an empty file (to
+  cover hidden files); removed at the end.
+
+Each task gets: a fresh child (:mod:`course_lib.grading.child`) started as ``python -I -B`` in the empty folder;
+one memory and process budget for all of its processes (:class:`RunBudget`, a cgroup, v2 or v1, where the kernel
+offers one); a wall-clock watchdog; and, afterwards, however it ended, every process of the run killed (its
+process group, its cgroup and, as root, its uid). Its report is read without following links, from a regular file
+only, up to a size cap, and validated against a strict schema; anything else is a ``crash`` with the reason.
+
+Grading untrusted code needs root (namespaces, mounts, the uid drop). Without root, :class:`Sandbox` refuses unless
+``unsafe=True``: then only the limits, the no-sockets filter and the import guard apply, and every row is flagged.
 """
 
 from __future__ import annotations
 
+import ast
+import base64
+import errno
+import fcntl
+import importlib.util
 import json
 import os
+import pickle
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -21,29 +37,49 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SANDBOX_UID_BASE = 61000  # one uid per parallel slot; no account needs to exist
+from course_lib.grading.child import DENIED, EXIT_CONFINE
+
+STATUSES = ("ok", "not-implemented", "missing-function", "timeout", "memory", "crash", "rejected", "missing",
+            "sandbox-error")
+"""Every row's status is one of these, whatever the child does."""
+CHILD_STATUSES = frozenset({"ok", "not-implemented", "missing-function", "memory", "crash"})
+"""The statuses a child may report; anything else in its report makes the row a ``crash``."""
+UID_BASE, UID_BLOCK, UID_BLOCKS = 61000, 64, 70
+"""Blocks of 64 uids from 61000 (no account needs to exist); a run takes one, under a lock."""
+LOCK_DIR = Path("/run/course-kit-grade")
+
+
+class SandboxUnavailable(RuntimeError):
+    """Grading cannot be made safe here (not root, and ``unsafe`` not given); the message says what to do."""
 
 
 @dataclass(frozen=True)
 class Limits:
     timeout_s: float = 60.0
     memory_mb: int = 2048
+    """One budget for all processes of a run (a cgroup); also each process's address-space limit."""
     file_mb: int = 16
+    """Largest file a run may write; also the cap on its report."""
     processes: int = 64
     open_files: int = 128
+    tmp_mb: int = 64
+    """Size of each private temporary folder (/tmp, /var/tmp, /dev/shm) inside the sandbox."""
 
 
 @dataclass
 class RunOutcome:
     status: str
-    """ok, not-implemented, missing-function, timeout, memory, crash."""
+    """One of :data:`STATUSES`."""
     detail: str
     cases: list
     """Per case: {"value": encoded} or {"error": text}."""
-    not_isolated: list
 
 
-def _pids_of_uid(uid: int) -> list[int]:
+# ---- the uid block -------------------------------------------------------------------------------------------
+
+
+def pids_of_uid(uid: int) -> list[int]:
+    """Every process whose real uid is ``uid``."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -59,86 +95,407 @@ def _pids_of_uid(uid: int) -> list[int]:
     return pids
 
 
-def kill_all(proc: subprocess.Popen, uid: int | None) -> None:
-    """Kill the run's process group and, when a uid was used, every process of that uid, until none is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    if uid is not None:
-        for _ in range(50):  # a fork bomb may still be forking: repeat until nothing is left
-            pids = _pids_of_uid(uid)
-            if not pids:
+def _kill_uid(uid: int) -> None:
+    for _ in range(100):  # a fork bomb may still be forking: repeat until nothing is left
+        pids = pids_of_uid(uid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+
+
+def _lock_dir() -> Path:
+    """A root-owned folder no one else can write to, for the uid blocks' lock files."""
+    folder = LOCK_DIR if LOCK_DIR.parent.is_dir() else Path(tempfile.gettempdir()) / "course-kit-grade-locks"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+        raise SandboxUnavailable(f"{folder} must be a folder owned by root and writable only by root")
+    return folder
+
+
+class UidBlock:
+    """A block of :data:`UID_BLOCK` uids held under an exclusive lock until :meth:`release`."""
+
+    def __init__(self):
+        folder = _lock_dir()
+        for index in range(UID_BLOCKS):
+            fd = os.open(folder / f"uids-{index}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self.fd, self.base = fd, UID_BASE + index * UID_BLOCK
+            for slot in range(UID_BLOCK):  # left over by a grader that died: nobody else can hold this block
+                _kill_uid(self.base + slot)
+            return
+        raise SandboxUnavailable(f"all {UID_BLOCKS} uid blocks are in use by other graders")
+
+    def uid(self, slot: int) -> int:
+        if not 0 <= slot < UID_BLOCK:
+            raise ValueError(f"slot: expected 0 to {UID_BLOCK - 1}, got {slot}")
+        return self.base + slot
+
+    def release(self) -> None:
+        os.close(self.fd)
+
+
+# ---- one budget for all processes of a run ---------------------------------------------------------------------
+
+
+class RunBudget:
+    """A cgroup for one run: memory (no swap) and process count for all its processes together, an out-of-memory
+    count, and a way to kill everything in it. v2 where our cgroup can delegate memory and pids, else v1's
+    memory and pids hierarchies; :meth:`create` returns None where neither is available (then the per-process
+    limits are all there is)."""
+
+    def __init__(self, folders: list[Path], version: int):
+        self.folders, self.version = folders, version
+
+    @classmethod
+    def create(cls, name: str, memory_bytes: int, processes: int) -> RunBudget | None:
+        try:
+            own = dict(line.rstrip("\n").split(":", 2)[1:] for line in open("/proc/self/cgroup"))
+        except (OSError, ValueError):
+            return None
+        for budget in (cls._v2(own, name), cls._v1(own, name)):
+            if budget is None:
+                continue
+            try:
+                budget._set(memory_bytes, processes)
+                return budget
+            except OSError:
+                budget.remove()
+        return None
+
+    @classmethod
+    def _v2(cls, own: dict, name: str) -> RunBudget | None:
+        for mount in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+            parent = mount / own.get("", "/").lstrip("/")
+            try:
+                enabled = (parent / "cgroup.subtree_control").read_text().split()
+            except OSError:
+                continue
+            if {"memory", "pids"} <= set(enabled):
+                try:
+                    (parent / name).mkdir()
+                except OSError:
+                    return None
+                return cls([parent / name], 2)
+        return None
+
+    @classmethod
+    def _v1(cls, own: dict, name: str) -> RunBudget | None:
+        folders = []
+        for controller in ("memory", "pids"):
+            path = next((p for k, p in own.items() if controller in k.split(",")), None)
+            parent = Path("/sys/fs/cgroup") / controller / (path or "/").lstrip("/")
+            if path is None or not (parent / "cgroup.procs").exists():
                 break
+            try:
+                (parent / name).mkdir()
+            except OSError:
+                break
+            folders.append(parent / name)
+        else:
+            return cls(folders, 1)
+        cls(folders, 1).remove()
+        return None
+
+    def _set(self, memory_bytes: int, processes: int) -> None:
+        if self.version == 2:
+            (self.folders[0] / "memory.max").write_text(str(memory_bytes))
+            try:
+                (self.folders[0] / "memory.swap.max").write_text("0")
+            except OSError:
+                pass
+            (self.folders[0] / "pids.max").write_text(str(processes))
+        else:
+            memory, pids = self.folders
+            (memory / "memory.limit_in_bytes").write_text(str(memory_bytes))
+            try:
+                (memory / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
+            except OSError:
+                pass  # no swap accounting
+            (pids / "pids.max").write_text(str(processes))
+
+    def add(self, pid: int) -> None:
+        for folder in self.folders:
+            (folder / "cgroup.procs").write_text(str(pid))
+
+    def pids(self) -> list[int]:
+        found = set()
+        for folder in self.folders:
+            try:
+                found.update(int(p) for p in (folder / "cgroup.procs").read_text().split())
+            except OSError:
+                pass
+        return sorted(found)
+
+    def kill(self) -> None:
+        for _ in range(100):
+            pids = self.pids()
+            if not pids:
+                return
+            if self.version == 2:
+                try:
+                    (self.folders[0] / "cgroup.kill").write_text("1")
+                except OSError:
+                    pass
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
             time.sleep(0.02)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
 
-
-def run_exercise(code: list[str], lesson: str, exercise: str, limits: Limits, hide: list[Path],
-                 slot: int = 0) -> RunOutcome:
-    """Run the notebook's code and one exercise's cases in a fresh sandboxed process."""
-    as_root = hasattr(os, "geteuid") and os.geteuid() == 0
-    uid = SANDBOX_UID_BASE + slot if as_root else None
-    workdir = Path(tempfile.mkdtemp(prefix="course-grade-"))
-    result_path = workdir / "result.json"
-    log_path = workdir / "output.log"
-    if uid is not None:
-        os.chown(workdir, uid, uid)
-    os.chmod(workdir, 0o700)
-    job = {
-        "code": code, "lesson": lesson, "exercise": exercise, "uid": uid,
-        "workdir": str(workdir), "result_path": str(result_path),
-        "hide": [str(p.resolve()) for p in hide if p.exists()],
-        "limits": {"cpu_s": int(limits.timeout_s) + 1, "memory_bytes": limits.memory_mb * 2**20,
-                   "file_bytes": limits.file_mb * 2**20, "open_files": limits.open_files,
-                   "processes": limits.processes},
-    }
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir), "MPLCONFIGDIR": str(workdir),
-        "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1", "COURSE_PROFILE": "ci", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1",
-    }
-    for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "COURSE_KIT_CACHE", "PYTHONPATH"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-    start = time.monotonic()
-    with open(log_path, "wb") as log:
-        if uid is not None:
-            os.chown(log_path, uid, uid)
-        proc = subprocess.Popen([sys.executable, "-m", "course_lib.grading.child"], stdin=subprocess.PIPE,
-                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        timed_out = False
+    def out_of_memory(self) -> bool:
+        """Whether the kernel killed a process of the run for the memory budget."""
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
         try:
-            proc.stdin.write(json.dumps(job).encode())
-            proc.stdin.close()
-            proc.wait(timeout=limits.timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        except BrokenPipeError:
+            for line in (self.folders[0] / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill" and int(value) > 0:
+                    return True
+        except (OSError, ValueError):
             pass
-        finally:
-            kill_all(proc, uid)
-    elapsed = time.monotonic() - start
+        return False
+
+    def remove(self) -> None:
+        for folder in self.folders:
+            for _ in range(50):
+                try:
+                    folder.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+
+# ---- twins: the library functions that are an exercise's answer -----------------------------------------------
+
+
+def _stub_source(kind: type, name: str, dotted: str) -> str:
+    message = f"{dotted} {DENIED}: write the exercise yourself"
+    if kind is ast.ClassDef:
+        return f"class {name}:\n    def __init__(self, *args, **kwargs):\n        raise RuntimeError({message!r})\n"
+    return f"def {name}(*args, **kwargs):\n    raise RuntimeError({message!r})\n"
+
+
+def strip_twins(twins: tuple[str, ...]) -> tuple[dict[str, dict], list[str]]:
+    """For each twin ``module.name``: the module's source with ``name``'s definition replaced by a stub that
+    raises, and the files to hide (the module's source and its compiled copies).
+
+    Returns:
+        (module -> {"source", "file"}, paths to hide).
+    """
+    by_module: dict[str, set[str]] = {}
+    for dotted in twins:
+        module, _, name = dotted.rpartition(".")
+        by_module.setdefault(module, set()).add(name)
+    stripped, hide = {}, []
+    for module, names in by_module.items():
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            raise ValueError(f"twins: {module} is not a module with a source file")
+        origin = Path(spec.origin)
+        tree = ast.parse(origin.read_text(encoding="utf-8"))
+        found = set()
+        for i, node in enumerate(tree.body):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in names:
+                stub = ast.parse(_stub_source(type(node), node.name, f"{module}.{node.name}")).body[0]
+                tree.body[i] = ast.copy_location(stub, node)
+                found.add(node.name)
+        if found != names:
+            raise ValueError(f"twins: {module} defines no top-level {sorted(names - found)}")
+        stripped[module] = {"source": ast.unparse(ast.fix_missing_locations(tree)), "file": str(origin)}
+        hide.append(str(origin))
+        hide += [str(p) for p in (origin.parent / "__pycache__").glob(f"{origin.stem}.*.pyc")]
+    return stripped, hide
+
+
+# ---- the run ---------------------------------------------------------------------------------------------------
+
+
+def kit_paths_to_hide() -> list[str]:
+    """The checks package, and, when the library runs from a source checkout, everything beside it in the
+    checkout except the library and the interpreter's folder (the instructor's solutions, the tests' sample
+    submissions, the git history)."""
+    import course_lib
+
+    package = Path(course_lib.__file__).resolve().parent
+    hide = [str(package / "checks")]
+    root = package.parent
+    if root.name in ("site-packages", "dist-packages"):
+        return hide
+    keep = {package, Path(sys.prefix).resolve(), Path(sys.executable).resolve().parent}
+    for entry in sorted(root.iterdir()):
+        resolved = entry.resolve() if not entry.is_symlink() else entry
+        if any(k == resolved or resolved in k.parents for k in keep):
+            continue
+        hide.append(str(entry))
+    return hide
+
+
+def read_report(path: Path, exercise: str, cap: int) -> dict | str:
+    """The child's report, or why it is not one: opened without following a link, a regular file only, at
+    most ``cap`` bytes, JSON of exactly the expected shape."""
     try:
-        report = json.loads(result_path.read_text(encoding="utf-8")) if result_path.is_file() else None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        report = None
-    tail = log_path.read_bytes()[-400:].decode("utf-8", "replace") if log_path.is_file() else ""
-    shutil.rmtree(workdir, ignore_errors=True)
-    if timed_out:
-        return RunOutcome("timeout", f"stopped after {limits.timeout_s:.0f} s (wall clock)", [], [])
-    if not isinstance(report, dict) or report.get("exercise") != exercise or not isinstance(report.get("cases"), list):
-        return RunOutcome(_death_status(proc.returncode, tail), _death_detail(proc.returncode, tail, elapsed), [], [])
-    return RunOutcome(str(report.get("status")), str(report.get("detail", ""))[:500], report["cases"],
-                      list(report.get("not_isolated", [])))
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return "no result file"
+    except OSError as exc:
+        return f"the result file could not be opened ({errno.errorcode.get(exc.errno, exc.errno)})"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "the result file is not a regular file"
+        data = os.read(fd, cap + 1)
+    finally:
+        os.close(fd)
+    if len(data) > cap:
+        return f"the result file is over {cap} bytes"
+    try:
+        report = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return "the result file is not valid JSON"
+    if not isinstance(report, dict) or set(report) != {"exercise", "status", "detail", "cases"}:
+        return "the result file does not have the expected fields"
+    if report["exercise"] != exercise or report["status"] not in CHILD_STATUSES:
+        return "the result file names another exercise or an unknown status"
+    if not isinstance(report["detail"], str) or not isinstance(report["cases"], list):
+        return "the result file's detail or cases have the wrong type"
+    for case in report["cases"]:
+        if not (isinstance(case, dict) and len(case) == 1 and
+                ("value" in case or isinstance(case.get("error"), str))):
+            return "a case in the result file has the wrong shape"
+    return report
+
+
+class Sandbox:
+    """One grading run's walls: see the module docstring. Use as a context manager."""
+
+    def __init__(self, hide: list[Path], limits: Limits = Limits(), unsafe: bool = False):
+        self.limits, self.root = limits, os.geteuid() == 0
+        if not self.root and not unsafe:
+            raise SandboxUnavailable("grading untrusted code needs root (network, file and user isolation); run "
+                                     "as root in a disposable VM or container, or pass --unsafe to grade your own "
+                                     "trusted code with limits only")
+        self.unsafe = not self.root
+        self.hide = [str(Path(p).resolve()) for p in hide] + kit_paths_to_hide()
+        self.block = UidBlock() if self.root else None
+        self.folder = Path(tempfile.mkdtemp(prefix="course-grade-"))
+        os.chmod(self.folder, 0o700)
+        (self.folder / "start").mkdir(mode=0o555)
+        self.empty_file = self.folder / "empty"
+        self.empty_file.touch(mode=0o000)
+        self.count = 0
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        os.chmod(self.folder / "start", 0o700)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.block is not None:
+            self.block.release()
+            self.block = None
+
+    def run(self, code: list[str], exercise, payload: bytes, slot: int = 0) -> RunOutcome:
+        """Run the notebook's ``code`` and call ``exercise`` (a checks ``Exercise``) on the pickled cases."""
+        self.count += 1
+        uid = self.block.uid(slot) if self.block is not None else None
+        workdir = self.folder / f"task-{self.count}"
+        workdir.mkdir(mode=0o700)
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+        twins, twin_files = strip_twins(exercise.twins)
+        lim = self.limits
+        job = {
+            "code": code, "exercise": exercise.name, "kind": exercise.kind, "twins": twins,
+            "payload": base64.b64encode(payload).decode("ascii"), "isolate": self.root, "uid": uid,
+            "workdir": str(workdir), "hide": self.hide + twin_files, "empty_file": str(self.empty_file),
+            "tmp_mb": lim.tmp_mb,
+            "limits": {"cpu_s": int(lim.timeout_s) + 1, "memory_bytes": lim.memory_mb * 2**20,
+                       "file_bytes": lim.file_mb * 2**20, "open_files": lim.open_files, "processes": lim.processes},
+        }
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+               "MKL_NUM_THREADS": "1", "COURSE_PROFILE": "ci", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1",
+               "MPLBACKEND": "Agg"}
+        for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "COURSE_KIT_CACHE"):
+            if key in os.environ:
+                env[key] = os.environ[key]
+        import course_lib
+
+        package_root = str(Path(course_lib.__file__).resolve().parents[1])
+        command = [sys.executable, "-I", "-B", "-c",
+                   f"import sys; sys.path.insert(0, {package_root!r}); "
+                   "from course_lib.grading.child import main; main()"]
+        budget = RunBudget.create(f"{self.folder.name}-{self.count}", lim.memory_mb * 2**20, lim.processes)
+        start = time.monotonic()
+        timed_out = False
+        with open(workdir / "output.log", "w+b") as log:
+            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    cwd=self.folder / "start", start_new_session=True)
+            try:
+                if budget is not None:
+                    budget.add(proc.pid)
+                proc.stdin.write(json.dumps(job).encode())
+                proc.stdin.close()
+                proc.wait(timeout=lim.timeout_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            except (BrokenPipeError, OSError):
+                pass
+            finally:
+                self._kill(proc, uid, budget)
+            elapsed = time.monotonic() - start
+            log.seek(max(0, os.fstat(log.fileno()).st_size - 400))
+            tail = log.read(400).decode("utf-8", "replace")
+        out_of_memory = budget is not None and budget.out_of_memory()
+        if budget is not None:
+            budget.remove()
+        report = read_report(workdir / "result.json", exercise.name, lim.file_mb * 2**20)
+        shutil.rmtree(workdir, ignore_errors=True)
+        if proc.returncode == EXIT_CONFINE:
+            return RunOutcome("sandbox-error", "the sandbox could not be set up: " + tail.strip()[-300:], [])
+        if out_of_memory:  # before the timeout: a run whose children were killed for memory may then hang
+            return RunOutcome("memory", f"the run's processes went over {lim.memory_mb} MB together", [])
+        if timed_out:
+            return RunOutcome("timeout", f"stopped after {lim.timeout_s:.0f} s (wall clock)", [])
+        if isinstance(report, str):
+            return RunOutcome(_death_status(proc.returncode, tail),
+                              _death_detail(proc.returncode, elapsed) + f" ({report})", [])
+        return RunOutcome(report["status"], report["detail"][:500], report["cases"])
+
+    def _kill(self, proc: subprocess.Popen, uid: int | None, budget: RunBudget | None) -> None:
+        """Kill every process of the run: its group, its cgroup and its uid, until none is left."""
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if budget is not None:
+            budget.kill()
+        if uid is not None:
+            _kill_uid(uid)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    @staticmethod
+    def pickled_cases(exercise, cases: list) -> bytes:
+        """The payload a child unpickles: the exercise's adapter and every case's inputs."""
+        return pickle.dumps((exercise.adapt if exercise.kind == "function" else None,
+                             [(c.args, c.kwargs) for c in cases]))
 
 
 def _death_status(code: int | None, tail: str) -> str:
@@ -149,7 +506,7 @@ def _death_status(code: int | None, tail: str) -> str:
     return "crash"
 
 
-def _death_detail(code: int | None, tail: str, elapsed: float) -> str:
+def _death_detail(code: int | None, elapsed: float) -> str:
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,28 @@ def _to_python(source: str) -> str:
     return TransformerManager().transform_cell(source)
 
 
+def read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path``, which must be a regular file (not a link, folder, FIFO or device) of at most
+    ``max_bytes``; opened without following links and without blocking.
+
+    Raises:
+        Rejected: otherwise, saying why.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise Rejected(f"the file cannot be opened: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Rejected("the notebook is not a regular file")
+        if st.st_size > max_bytes:
+            raise Rejected(f"the file is {st.st_size} bytes, over the {max_bytes}-byte limit")
+        return os.read(fd, max_bytes + 1)[:max_bytes + 1]
+    finally:
+        os.close(fd)
+
+
 def load_submission(path: Path, student: str, exercise_names: set[str], max_bytes: int = MAX_BYTES) -> Submission:
     """Validate ``path`` and extract the code to run.
 
@@ -44,10 +68,7 @@ def load_submission(path: Path, student: str, exercise_names: set[str], max_byte
         Rejected: over the size limit, not JSON, not a valid notebook, or a syntax
             error (naming the cell and line).
     """
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise Rejected(f"the file is {size} bytes, over the {max_bytes}-byte limit")
-    raw = path.read_bytes()
+    raw = read_regular_file(path, max_bytes)
     try:
         text = raw.decode("utf-8")
         json.loads(text)

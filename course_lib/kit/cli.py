@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def _cmd_build_exercises(args) -> int:
 
 def _cmd_grade(args) -> int:
     from course_lib.grading.grader import grade_folder
-    from course_lib.grading.sandbox import Limits
+    from course_lib.grading.sandbox import UID_BLOCK, Limits, SandboxUnavailable
 
     folder = Path(args.submissions)
     if not folder.is_dir():
@@ -113,9 +114,23 @@ def _cmd_grade(args) -> int:
     if not any(folder.glob("*/[0-9][0-9]_*.ipynb")):
         raise UsageError(f"SUBMISSIONS_DIR: expected student folders holding NN_*.ipynb notebooks, "
                          f"{args.submissions!r} has none")
+    for name, value, low in (("--jobs", args.jobs, 1), ("--timeout", args.timeout, 1), ("--memory-mb", args.memory_mb, 64)):
+        if value < low:
+            raise UsageError(f"{name}: expected at least {low}, got {value}")
+    if args.jobs > UID_BLOCK:
+        raise UsageError(f"--jobs: expected at most {UID_BLOCK}, got {args.jobs}")
     limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb)
-    grades = grade_folder(Path(args.submissions), Path(args.out), hidden=Path(args.hidden) if args.hidden else None,
-                          jobs=args.jobs, limits=limits)
+    if args.unsafe and os.geteuid() != 0:
+        print("WARNING: --unsafe: grading WITHOUT isolation. Student code runs as you: it can read and change your "
+              "files (other students' notebooks, the grade tables), keep running after the grader and reach the "
+              "network through other processes. Use it only for code you trust; every row is flagged UNSAFE.",
+              file=sys.stderr)
+    try:
+        grades = grade_folder(Path(args.submissions), Path(args.out),
+                              hidden=Path(args.hidden) if args.hidden else None, jobs=args.jobs, limits=limits,
+                              unsafe=args.unsafe, exercises=args.exercise or None)
+    except SandboxUnavailable as exc:
+        raise UsageError(str(exc)) from None
     for student, gs in grades.items():
         statuses = ", ".join(f"{g.lesson}:{g.exercise} {g.score:.2f} {g.status}" for g in gs)
         print(f"{student}: {sum(g.score for g in gs):.2f}/{len(gs)}  ({statuses})")
@@ -206,7 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "during grading (default solutions)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (default 1)")
     p.add_argument("--timeout", type=float, default=60.0, help="wall-clock seconds per (notebook x exercise) run")
-    p.add_argument("--memory-mb", type=int, default=2048, help="address-space limit per run in MB (default 2048)")
+    p.add_argument("--memory-mb", type=int, default=2048, help="memory budget per run in MB, for all its processes "
+                   "together where the kernel offers cgroups, and per process always (default 2048)")
+    p.add_argument("--exercise", action="append", metavar="NAME", help="grade only this exercise (repeatable), "
+                   "e.g. to re-grade one; default all")
+    p.add_argument("--unsafe", action="store_true", help="allow grading without root: limits and no sockets only, "
+                   "NO file, user or process isolation; every row is flagged (for trusted code only)")
     p.set_defaults(func=_cmd_grade)
 
     p = sub.add_parser("demo", help="run the end-to-end demo headless; write plots and report.md")
