@@ -371,7 +371,6 @@ from course_lib.checks.lesson06 import (  # noqa: E402
     _probe_gradients,
     _probe_nan,
     _probe_sampling,
-    _run_cartpole,
     check_reinforce_loss_grad,
     check_reinforce_weights,
     check_reinforce_weights_bug,
@@ -380,6 +379,7 @@ from course_lib.checks.lesson06 import (  # noqa: E402
     reinforce_weights_buggy,
     train_reinforce,
 )
+from course_lib.harness.lesson06 import run_cartpole as _run_cartpole  # noqa: E402
 from course_lib.rl import normalize  # noqa: E402
 
 

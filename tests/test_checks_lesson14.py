@@ -285,17 +285,17 @@ from course_lib.checks.lesson14 import (  # noqa: E402
     LR,
     SECOND_EPOCH_FEEDBACK,
     TinyPolicy,
-    _group,
     check_grpo_group_update,
     check_second_epoch_prediction,
     grpo_group_update,
 )
+from course_lib.harness.lesson14 import tiny_group  # noqa: E402
 
 
 def _independent_update(seed, lengths, rewards, loss_norm="token", epochs=1, R=None, pad_id=0, lr=LR, calls=1):
     """The update written out by hand: advantages by formula, the loss by loops, the SGD step by hand; ``calls``
     updates in a row on the same table."""
-    replies, mask = _group(seed, lengths, R, pad_id=pad_id)
+    replies, mask = tiny_group(seed, lengths, R, pad_id=pad_id)
     table = TinyPolicy(seed, replies.shape[1]).table.detach().clone()  # (R, V)
     losses = []
     for _ in range(calls):

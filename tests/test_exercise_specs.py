@@ -44,12 +44,18 @@ def zeros_like(x):
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
-def test_every_check_function_has_an_exercise_spec(lesson):
+def test_every_exercise_spec_has_its_check_and_its_registry_entry(lesson):
+    from course_lib.checks import LESSON_OF
+
     module = importlib.import_module(f"course_lib.checks.{lesson}")
-    checks = {name[len("check_"):] for name in dir(module) if name.startswith("check_")}
-    assert checks == set(module.EXERCISES), (checks, set(module.EXERCISES))
+    written = [name for name in vars(module) if name.startswith("check_") and name != "check_functions"]
+    assert written == [], "checks are generated from EXERCISES (check_functions), not written by hand"
     for name, ex in module.EXERCISES.items():
         assert isinstance(ex, Exercise) and ex.name == name
+        check = getattr(module, f"check_{name}")
+        assert check.__name__ == f"check_{name}" and LESSON_OF[name] == lesson[-2:]
+    with pytest.raises(AttributeError):
+        getattr(module, "check_no_such_exercise")
 
 
 @pytest.mark.parametrize("lesson, name, ex", list(exercises()))
@@ -122,3 +128,11 @@ def test_an_unwritten_exercise_propagates_not_implemented(module, name, ex, caps
     with pytest.raises(NotImplementedError):
         getattr(module, f"check_{name}")(stub)
     assert f"[ ] {name}: not implemented yet" in capsys.readouterr().out
+
+
+def test_the_registry_names_exactly_the_lessons_exercises():
+    from course_lib.checks import LESSON_OF
+
+    found = {name: lesson[-2:] for lesson in LESSONS
+             for name in importlib.import_module(f"course_lib.checks.{lesson}").EXERCISES}
+    assert LESSON_OF == found

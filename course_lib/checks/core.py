@@ -286,13 +286,13 @@ def stronger_hint(exercise: str) -> str:
 
 
 def _module_of(exercise: str):
+    """The lesson module that specifies ``exercise`` (through the registry), or None."""
     import importlib
-    from pathlib import Path
 
-    for path in sorted(Path(__file__).parent.glob("lesson*.py")):
-        if f"def check_{exercise}(" in path.read_text(encoding="utf-8"):
-            return importlib.import_module(f"course_lib.checks.{path.stem}")
-    return None
+    from course_lib.checks import LESSON_OF
+
+    lesson = LESSON_OF.get(exercise)
+    return importlib.import_module(f"course_lib.checks.lesson{lesson}") if lesson is not None else None
 
 
 def hint(exercise: str, tier: int = 2) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from course_lib.checks.core import Case, CheckResult, Exercise
+from course_lib.checks.core import Case, Exercise, check_functions
+from course_lib.harness.lesson00 import plain_pair
 from course_lib.llm.generation import top_k_next_tokens
 
 
@@ -29,23 +30,6 @@ def top_k_cases() -> list[Case]:
         Case((_logits(5, (2, 30), scale=400.0), 4), {}, "very large logits",
              "exp(400) overflows: use torch.softmax (it subtracts the max first), not exp / sum."),
     ]
-
-
-def _plain_pair(fn):
-    """Call ``fn``; a ``torch.topk`` result (a named ``(values, indices)`` pair) becomes a plain tuple.
-
-    ``return torch.topk(probs, k, dim=-1)`` is a correct answer: its values are the probabilities and its
-    indices the token ids. Any other result is compared as it is (a list, a swapped or unsorted pair still fail).
-    """
-
-    def call(*args, **kwargs):
-        __tracebackhide__ = True
-        out = fn(*args, **kwargs)
-        if isinstance(out, torch.return_types.topk):
-            return (out.values, out.indices)
-        return out
-
-    return call
 
 
 def top_k_hidden_cases() -> list[Case]:
@@ -73,11 +57,9 @@ HINTS = {
 
 EXERCISES = {
     "top_k_next_tokens": Exercise("top_k_next_tokens", top_k_next_tokens, top_k_cases, top_k_hidden_cases,
-                                  adapt=_plain_pair, names=("probs", "ids")),
+                                  adapt=plain_pair, names=("probs", "ids"),
+                                  twins=("course_lib.llm.generation.top_k_next_tokens",)),
 }
 
 
-def check_top_k_next_tokens(fn) -> CheckResult:
-    """Check a student's ``top_k_next_tokens(logits, k, temperature=1.0) -> (probs, ids)``."""
-    __tracebackhide__ = True
-    return EXERCISES["top_k_next_tokens"].check(fn)
+__getattr__ = check_functions(EXERCISES)

@@ -3,37 +3,17 @@
 from __future__ import annotations
 
 import functools
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np
 
 import course_lib.envs  # noqa: F401  (registers the course/... ids)
-from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
+from course_lib.checks.core import Case, Exercise, check_functions, compare_answers
 from course_lib.envs.loop import discounted_return, run_episode
+from course_lib.harness.lesson01 import EnvSpec, PolicySpec, on_fresh_env, outcome
 from course_lib.tabular.dp import value_iteration
 
 # ---- discounted_return ---------------------------------------------------------------
-
-_RAISES = "raises ValueError naming gamma"
-
-
-def _outcome(fn: Callable) -> Callable:
-    """Call ``fn(rewards, gamma)``; for a gamma outside [0, 1] a ValueError is the expected outcome.
-
-    Inside [0, 1] every exception propagates, so ``run_check`` reports it as a crash.
-    """
-
-    def call(rewards, gamma):
-        __tracebackhide__ = True
-        try:
-            return fn(rewards, gamma)
-        except ValueError as exc:
-            if 0 <= gamma <= 1:
-                raise
-            return _RAISES if "gamma" in str(exc) else f"raises ValueError without the word gamma: {exc}"
-
-    return call
 
 
 def discounted_return_cases() -> list[Case]:
@@ -80,97 +60,52 @@ def discounted_return_hidden_cases() -> list[Case]:
     ]
 
 
-def check_discounted_return(fn) -> CheckResult:
-    """Check a student's ``discounted_return(rewards, gamma) -> float``."""
-    __tracebackhide__ = True
-    return EXERCISES["discounted_return"].check(fn)
-
-
 # ---- run_episode ---------------------------------------------------------------------
 
 
-class _EnvSpec:
-    """Makes a fresh env per call, so the student and the reference never share one."""
-
-    def __init__(self, env_id: str, slip: float = 0.0):
-        self.env_id, self.slip = env_id, slip
-
-    def make(self):
-        return gym.make(self.env_id, slip=self.slip)
-
-    def __repr__(self) -> str:
-        return f"gym.make({self.env_id!r}, slip={self.slip})"
+def _always(action: int, name: str) -> PolicySpec:
+    return PolicySpec(name, "always", action)
 
 
-class _PolicySpec:
-    """Makes a fresh policy per call (a random policy gets a freshly seeded generator)."""
-
-    def __init__(self, name: str, factory: Callable[[], Callable[[int], int]]):
-        self.name, self.factory = name, factory
-
-    def make(self) -> Callable[[int], int]:
-        return self.factory()
-
-    def __repr__(self) -> str:
-        return f"policy {self.name!r}"
-
-
-def _always(action: int, name: str) -> _PolicySpec:
-    return _PolicySpec(name, lambda: (lambda s: action))
-
-
-def _shortest_path(env_id: str) -> _PolicySpec:
+def _shortest_path(env_id: str) -> PolicySpec:
     pi = value_iteration(gym.make(env_id).unwrapped.model).policy  # (S,) greedy actions, no slip
+    return PolicySpec("shortest path", "table", pi)
 
-    return _PolicySpec("shortest path", lambda: (lambda s: int(pi[s])))
 
-
-def _table(env_id: str, seed: int) -> _PolicySpec:
+def _table(env_id: str, seed: int) -> PolicySpec:
     table = np.random.default_rng(seed).integers(0, 4, size=gym.make(env_id).observation_space.n)  # (S,)
-    return _PolicySpec(f"fixed random table {seed}", lambda: (lambda s: int(table[s])))
+    return PolicySpec(f"fixed random table {seed}", "table", table)
 
 
-def _random(seed: int) -> _PolicySpec:
-    def factory():
-        rng = np.random.default_rng(seed)
-        return lambda s: int(rng.integers(4))
-
-    return _PolicySpec(f"uniform random, rng seed {seed}", factory)
-
-
-def _on_fresh_env(fn: Callable) -> Callable:
-    def call(env_spec: _EnvSpec, policy_spec: _PolicySpec, **kwargs):
-        __tracebackhide__ = True
-        return fn(env_spec.make(), policy_spec.make(), **kwargs)
-
-    return call
+def _random(seed: int) -> PolicySpec:
+    return PolicySpec(f"uniform random, rng seed {seed}", "random", seed)
 
 
 def run_episode_cases() -> list[Case]:
     """Cases for :func:`run_episode`; slippery floors (slip > 0) make the seed matter."""
     maze, cliff, large = "course/MazeRobot-v0", "course/CliffMaze-v0", "course/LargeMaze-v0"
     return [
-        Case((_EnvSpec(maze), _shortest_path(maze)), {"seed": 0}, "the shortest path reaches the cheese in 7 steps",
+        Case((EnvSpec(maze), _shortest_path(maze)), {"seed": 0}, "the shortest path reaches the cheese in 7 steps",
              "states holds T + 1 entries (the start and the state after every step, the cheese cell included); "
              "actions and rewards hold T; rewards[t] is the reward that step t returned."),
-        Case((_EnvSpec(maze), _always(1, "always right")), {"seed": 0},
+        Case((EnvSpec(maze), _always(1, "always right")), {"seed": 0},
              "always right bumps into a wall until the 100-step time limit",
              "stop when terminated OR truncated: the registered time limit returns truncated=True at step 100."),
-        Case((_EnvSpec(maze, 0.2), _shortest_path(maze)), {"seed": 3}, "slip 0.2: the robot sometimes slides sideways",
+        Case((EnvSpec(maze, 0.2), _shortest_path(maze)), {"seed": 3}, "slip 0.2: the robot sometimes slides sideways",
              "pass the seed on: env.reset(seed=seed); the same seed then replays the same slips."),
-        Case((_EnvSpec(maze, 0.2), _random(6)), {"seed": 6}, "a uniform random agent on a slippery floor finds the cheese",
+        Case((EnvSpec(maze, 0.2), _random(6)), {"seed": 6}, "a uniform random agent on a slippery floor finds the cheese",
              "call policy(state) exactly once per step, with the latest observation, and reset only once."),
-        Case((_EnvSpec(maze, 0.2), _table(maze, 5)), {"seed": 5}, "a fixed random table that never finds the cheese",
+        Case((EnvSpec(maze, 0.2), _table(maze, 5)), {"seed": 5}, "a fixed random table that never finds the cheese",
              "an episode that never reaches the cheese ends by truncation: terminated=False, truncated=True."),
-        Case((_EnvSpec(maze), _always(1, "always right")), {"seed": 0, "max_steps": 5},
+        Case((EnvSpec(maze), _always(1, "always right")), {"seed": 0, "max_steps": 5},
              "max_steps=5 stops the episode before the env's time limit",
              "stop after max_steps steps at the latest; stopping there is a truncation, so return truncated=True."),
-        Case((_EnvSpec(cliff, 0.1), _always(1, "always right")), {"seed": 2},
+        Case((EnvSpec(cliff, 0.1), _always(1, "always right")), {"seed": 2},
              "the cliff, slip 0.1: many falls (-100, back to the start) before a slip gets the robot past",
              "record exactly the reward that env.step returned, as a float."),
-        Case((_EnvSpec(large, 0.1), _random(9)), {"seed": 9}, "the large maze: a random agent ends in the trap",
+        Case((EnvSpec(large, 0.1), _random(9)), {"seed": 9}, "the large maze: a random agent ends in the trap",
              "a trap terminates the episode too (terminated=True) with reward -10."),
-        Case((_EnvSpec(maze), _shortest_path(maze)), {"seed": 0, "max_steps": 7},
+        Case((EnvSpec(maze), _shortest_path(maze)), {"seed": 0, "max_steps": 7},
              "max_steps=7: the cheese is reached on the last allowed step",
              "the step that reaches the cheese terminates the episode: terminated=True and truncated=False, even "
              "when it is also the last step max_steps allows. Only a budget that runs out WITHOUT an ending is a "
@@ -182,28 +117,22 @@ def run_episode_hidden_cases() -> list[Case]:
     """Grader-only cases for :func:`run_episode`: other mazes, slips, seeds and step limits than the notebook's."""
     maze, cliff, large = "course/MazeRobot-v0", "course/CliffMaze-v0", "course/LargeMaze-v0"
     return [
-        Case((_EnvSpec(cliff), _shortest_path(cliff)), {"seed": 4},
+        Case((EnvSpec(cliff), _shortest_path(cliff)), {"seed": 4},
              "the cliff maze without slip: the shortest path reaches the goal",
              "record T + 1 states, T actions and T rewards; the last step terminates (terminated=True)."),
-        Case((_EnvSpec(large, 0.2), _random(42)), {"seed": 42, "max_steps": 30},
+        Case((EnvSpec(large, 0.2), _random(42)), {"seed": 42, "max_steps": 30},
              "the large maze, slip 0.2: a random agent cut off by max_steps=30",
              "pass the seed to env.reset and stop after max_steps steps at the latest (truncated=True)."),
-        Case((_EnvSpec(maze, 0.3), _table(maze, 17)), {"seed": 11}, "slip 0.3 with fixed random table 17",
+        Case((EnvSpec(maze, 0.3), _table(maze, 17)), {"seed": 11}, "slip 0.3 with fixed random table 17",
              "call policy(state) once per step with the latest observation; record exactly what env.step returned."),
-        Case((_EnvSpec(maze, 0.2), _shortest_path(maze)), {"seed": 8, "max_steps": 1},
+        Case((EnvSpec(maze, 0.2), _shortest_path(maze)), {"seed": 8, "max_steps": 1},
              "max_steps=1: a single step, then stop",
              "with max_steps=1 the episode has 2 states, 1 action and 1 reward, and counts as truncated."),
-        Case((_EnvSpec(cliff), _shortest_path(cliff)), {"seed": 1, "max_steps": 13},
+        Case((EnvSpec(cliff), _shortest_path(cliff)), {"seed": 1, "max_steps": 13},
              "the cliff without slip: the goal is reached on step 13, the last one max_steps allows",
              "reaching the goal terminates the episode (terminated=True, truncated=False), even on the last "
              "allowed step."),
     ]
-
-
-def check_run_episode(fn) -> CheckResult:
-    """Check a student's ``run_episode(env, policy, seed=None, max_steps=1000) -> Episode``."""
-    __tracebackhide__ = True
-    return EXERCISES["run_episode"].check(fn)
 
 
 # ---- graded concept checks ---------------------------------------------------------------
@@ -418,31 +347,12 @@ EXERCISES = {
                                                 "expect to collect, and learning estimates the second from many of "
                                                 "the first."),
     "discounted_return": Exercise("discounted_return", discounted_return, discounted_return_cases,
-                                  discounted_return_hidden_cases, adapt=_outcome),
+                                  discounted_return_hidden_cases, adapt=outcome,
+                                  twins=("course_lib.envs.loop.discounted_return",)),
     "run_episode": Exercise("run_episode", run_episode, run_episode_cases, run_episode_hidden_cases,
-                            adapt=_on_fresh_env, names=("states", "actions", "rewards", "terminated", "truncated")),
+                            adapt=on_fresh_env, names=("states", "actions", "rewards", "terminated", "truncated"),
+                            twins=("course_lib.envs.loop.run_episode",)),
 }
 
 
-def check_robot_story(answers) -> CheckResult:
-    """Check the robot story's mapping to RL terms; names wrong items without revealing the right terms."""
-    __tracebackhide__ = True
-    return EXERCISES["robot_story"].check(answers)
-
-
-def check_cat_statement(letter) -> CheckResult:
-    """Check the letter chosen for the cat story."""
-    __tracebackhide__ = True
-    return EXERCISES["cat_statement"].check(letter)
-
-
-def check_rl_loop_order(order) -> CheckResult:
-    """Check the order of the RL loop's steps; names the first misplaced step and why, never the order."""
-    __tracebackhide__ = True
-    return EXERCISES["rl_loop_order"].check(order)
-
-
-def check_concept_definitions(answers) -> CheckResult:
-    """Check the concept-to-definition matching; names wrong items without revealing the right letters."""
-    __tracebackhide__ = True
-    return EXERCISES["concept_definitions"].check(answers)
+__getattr__ = check_functions(EXERCISES)

@@ -18,7 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from course_lib.checks.core import Case, CheckResult, Exercise
+from course_lib.checks.core import Case, Exercise, check_functions
+from course_lib.harness.lesson02 import seeded, split, split_inf, watch_inputs  # noqa: F401  (split_inf: public here)
 from course_lib.tabular.bandits import epsilon_greedy_action, incremental_mean, ucb_scores
 
 BUILDS = ("update",)
@@ -38,21 +39,6 @@ def bandit_update(q: np.ndarray, counts: np.ndarray, arm: int, reward: float) ->
 
 
 BANDIT_UPDATE_NAMES = ("q", "counts", "inputs left unchanged")
-
-
-def _watch_inputs(fn: Callable) -> Callable:
-    """``fn(q, counts, arm, reward)`` on copies; returns (q, counts, whether the copies it was given are unchanged)."""
-
-    def call(q: np.ndarray, counts: np.ndarray, arm: int, reward: float):
-        __tracebackhide__ = True
-        q_in, counts_in = q.copy(), counts.copy()
-        out = fn(q_in, counts_in, arm, reward)
-        unchanged = bool(np.array_equal(q_in, q) and np.array_equal(counts_in, counts))
-        if isinstance(out, tuple) and len(out) == 2:
-            return out[0], out[1], unchanged
-        return out
-
-    return call
 
 
 def _stream(seed: int, n: int, k: int, arm: int, pays: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -110,24 +96,9 @@ def bandit_update_hidden_cases() -> list[Case]:
     ]
 
 
-def check_bandit_update(fn) -> CheckResult:
-    """Check a student's ``bandit_update(q, counts, arm, reward) -> (q, counts)``."""
-    __tracebackhide__ = True
-    return EXERCISES["bandit_update"].check(fn)
-
-
 # ----------------------------------------------------------------------------
 # epsilon_greedy_action(q, epsilon, rng) -> int
 # ----------------------------------------------------------------------------
-
-
-def _seeded(fn: Callable) -> Callable:
-    """``fn(q, epsilon, rng)`` as ``f(q, epsilon, seed=...)``: a fresh ``default_rng(seed)``, a copy of ``q``."""
-
-    def call(q: np.ndarray, epsilon: float, seed: int):
-        return fn(q.copy(), epsilon, np.random.default_rng(seed))
-
-    return call
 
 
 def _first_seed(q: np.ndarray, epsilon: float, want: Callable[[int], bool], explores: bool | None = None) -> int:
@@ -209,39 +180,12 @@ def epsilon_greedy_hidden_cases() -> list[Case]:
     ]
 
 
-def check_epsilon_greedy_action(fn) -> CheckResult:
-    """Check a student's ``epsilon_greedy_action(q, epsilon, rng) -> int``."""
-    __tracebackhide__ = True
-    return EXERCISES["epsilon_greedy_action"].check(fn)
-
-
 # ----------------------------------------------------------------------------
 # ucb_scores(q, counts, t, c) -> (K,) float array with +inf for unpulled arms
 # ----------------------------------------------------------------------------
 
 UCB_NAMES = ("is +inf", "finite scores")
 """Labels of the two parts a score vector is split into for comparison."""
-
-
-def split_inf(scores):
-    """``(is_inf, finite)`` of a (K,) score array: the ``+inf`` positions (bool) and the scores with them set to 0.
-
-    A value that is not a numpy array comes back unchanged in both places, so
-    the comparison names its type.
-    """
-    if not isinstance(scores, np.ndarray):
-        return scores, scores
-    is_inf = np.isposinf(scores) if scores.dtype.kind == "f" else np.zeros(scores.shape, dtype=bool)
-    return is_inf, np.where(is_inf, 0, scores)  # (K,) bool, (K,) same dtype kind; NaN and -inf stay
-
-
-def _split(fn: Callable) -> Callable:
-    """``fn(q, counts, t, c)`` as a function returning ``split_inf`` of its scores; copies of the arrays per call."""
-
-    def call(q: np.ndarray, counts: np.ndarray, t: int, c: float):
-        return split_inf(fn(q.copy(), counts.copy(), t, c))
-
-    return call
 
 
 def ucb_cases() -> list[Case]:
@@ -306,12 +250,6 @@ def ucb_hidden_cases() -> list[Case]:
     ]
 
 
-def check_ucb_scores(fn) -> CheckResult:
-    """Check a student's ``ucb_scores(q, counts, t, c) -> (K,) float array`` (``+inf`` for unpulled arms)."""
-    __tracebackhide__ = True
-    return EXERCISES["ucb_scores"].check(fn)
-
-
 # ----------------------------------------------------------------------------
 # The exercises, for the notebook checks and the grader
 # ----------------------------------------------------------------------------
@@ -345,8 +283,14 @@ HINTS = {
 
 EXERCISES = {
     "bandit_update": Exercise("bandit_update", bandit_update, bandit_update_cases, bandit_update_hidden_cases,
-                              adapt=_watch_inputs, names=BANDIT_UPDATE_NAMES),
+                              adapt=watch_inputs, names=BANDIT_UPDATE_NAMES,
+                              twins=("course_lib.tabular.bandits.incremental_mean",)),
     "epsilon_greedy_action": Exercise("epsilon_greedy_action", epsilon_greedy_action, epsilon_greedy_cases,
-                                      epsilon_greedy_hidden_cases, adapt=_seeded),
-    "ucb_scores": Exercise("ucb_scores", ucb_scores, ucb_cases, ucb_hidden_cases, adapt=_split, names=UCB_NAMES),
+                                      epsilon_greedy_hidden_cases, adapt=seeded,
+                                      twins=("course_lib.tabular.bandits.epsilon_greedy_action",)),
+    "ucb_scores": Exercise("ucb_scores", ucb_scores, ucb_cases, ucb_hidden_cases, adapt=split, names=UCB_NAMES,
+                           twins=("course_lib.tabular.bandits.ucb_scores",)),
 }
+
+
+__getattr__ = check_functions(EXERCISES)

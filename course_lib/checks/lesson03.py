@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from course_lib.checks.core import Case, CheckResult, Exercise
+from course_lib.checks.core import Case, Exercise, check_functions
 from course_lib.envs.maze import MazeRobotEnv
+from course_lib.harness.lesson03 import greedy_outcome
 from course_lib.tabular.dp import bellman_backup, value_iteration
 
 
@@ -38,30 +39,6 @@ BUILDS = ("value_iteration",)
 """The library's ``value_iteration`` is what ``run_value_iteration`` asks for: lesson 3 must not print it."""
 
 VI_NAMES = ("V", "policy is greedy")
-
-
-def _greedy_outcome(fn):
-    """``fn(P, R, done, gamma, theta)`` on copies, as (V, policy_is_greedy): whether each state's action is a best one.
-
-    Any action whose value is within 1e-6 of the best counts as greedy, so ties may be broken either way.
-    A result that is not a pair of arrays, or a policy that is not an (S,) int array, comes back as it is.
-    """
-
-    def call(P, R, done, gamma, theta=1e-8):
-        __tracebackhide__ = True
-        out = fn(P.copy(), R.copy(), done.copy(), gamma, theta)
-        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], np.ndarray)
-                and isinstance(out[1], np.ndarray) and out[0].shape == (R.shape[0],)
-                and out[1].shape == (R.shape[0],) and out[1].dtype.kind in "iu"):
-            return out
-        V, policy = out
-        if not np.all(np.isfinite(V)) or policy.min() < 0 or policy.max() >= R.shape[1]:
-            return V, policy
-        Q = bellman_backup(P, R, done, V, gamma)  # (S, A) the values the policy should be greedy for
-        chosen = Q[np.arange(R.shape[0]), policy]  # (S,)
-        return V, chosen >= Q.max(axis=1) - 1e-6
-
-    return call
 
 
 def random_mdp(seed: int, S: int, A: int, p_done: float = 0.3, sign: str = "mixed"):
@@ -178,18 +155,6 @@ def run_value_iteration_hidden_cases() -> list[Case]:
     ]
 
 
-def check_bellman_backup(fn) -> CheckResult:
-    """Check a student's ``bellman_backup(P, R, done, V, gamma) -> Q`` of shape (S, A)."""
-    __tracebackhide__ = True
-    return EXERCISES["bellman_backup"].check(fn)
-
-
-def check_run_value_iteration(fn) -> CheckResult:
-    """Check a student's ``run_value_iteration(P, R, done, gamma, theta) -> (V, policy)``."""
-    __tracebackhide__ = True
-    return EXERCISES["run_value_iteration"].check(fn)
-
-
 HINTS = {
     "bellman_backup": (
         "Three arrays meet: P (S, A, S'), done (S, A, S') and V (S'). First remove the terminating outcomes: "
@@ -213,8 +178,12 @@ HINTS = {
 
 
 EXERCISES = {
-    "bellman_backup": Exercise("bellman_backup", bellman_backup, bellman_backup_cases, bellman_backup_hidden_cases),
+    "bellman_backup": Exercise("bellman_backup", bellman_backup, bellman_backup_cases, bellman_backup_hidden_cases,
+                               twins=("course_lib.tabular.dp.bellman_backup",)),
     "run_value_iteration": Exercise("run_value_iteration", run_value_iteration, run_value_iteration_cases,
-                                    run_value_iteration_hidden_cases, adapt=_greedy_outcome, names=VI_NAMES,
-                                    atol=1e-5),
+                                    run_value_iteration_hidden_cases, adapt=greedy_outcome, names=VI_NAMES,
+                                    atol=1e-5, twins=("course_lib.tabular.dp.value_iteration",)),
 }
+
+
+__getattr__ = check_functions(EXERCISES)

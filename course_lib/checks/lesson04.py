@@ -12,11 +12,10 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
-import gymnasium as gym
 import numpy as np
 
-from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
-from course_lib.envs.maze import MazeRobotEnv
+from course_lib.checks.core import Case, Exercise, check_functions, compare_answers
+from course_lib.harness.lesson04 import Scenario, behaviour, table_after
 from course_lib.tabular.td import (
     double_q_target,
     epsilon_greedy,
@@ -103,12 +102,6 @@ def q_learning_target_hidden_cases() -> list[Case]:
     ]
 
 
-def check_q_learning_target(fn) -> CheckResult:
-    """Check a student's ``q_learning_target(reward, q_next, gamma, terminated) -> float``."""
-    __tracebackhide__ = True
-    return EXERCISES["q_learning_target"].check(fn)
-
-
 # ---- SARSA --------------------------------------------------------------------------------
 
 
@@ -146,12 +139,6 @@ def sarsa_target_hidden_cases() -> list[Case]:
         Case((0.0, float(_values(124, 1, shift=1.0)[0]), 0.9, False), {}, "reward 0 on a non-terminal step",
              "with r = 0 the target is gamma * Q(s', a'), not 0."),
     ]
-
-
-def check_sarsa_target(fn) -> CheckResult:
-    """Check a student's ``sarsa_target(reward, q_next_action, gamma, terminated) -> float``."""
-    __tracebackhide__ = True
-    return EXERCISES["sarsa_target"].check(fn)
 
 
 # ---- expected SARSA -----------------------------------------------------------------------
@@ -206,12 +193,6 @@ def expected_sarsa_target_hidden_cases() -> list[Case]:
              "a tie for the greedy action beside masked -inf actions",
              "0 * -inf is nan: sum only over actions with probability > 0; the tied actions share the greedy mass."),
     ]
-
-
-def check_expected_sarsa_target(fn) -> CheckResult:
-    """Check a student's ``expected_sarsa_target(reward, q_next, probs_next, gamma, terminated) -> float``."""
-    __tracebackhide__ = True
-    return EXERCISES["expected_sarsa_target"].check(fn)
 
 
 # ---- Double Q-learning --------------------------------------------------------------------
@@ -272,12 +253,6 @@ def double_q_target_hidden_cases() -> list[Case]:
     ]
 
 
-def check_double_q_target(fn) -> CheckResult:
-    """Check a student's ``double_q_target(reward, q_select_next, q_eval_next, gamma, terminated) -> float``."""
-    __tracebackhide__ = True
-    return EXERCISES["double_q_target"].check(fn)
-
-
 # ---- spot the bug: a Q-learning step that treats truncation as termination ---------------
 
 BUG_OPTIONS = {
@@ -307,21 +282,6 @@ def q_learning_step(Q: np.ndarray, s: int, a: int, r: float, s2: int, terminated
                     alpha: float, gamma: float) -> None:
     """Reference: one Q-learning update of Q[s, a], in place; only termination stops the bootstrap."""
     Q[s, a] += alpha * (q_learning_target(r, Q[s2], gamma, terminated) - Q[s, a])
-
-
-def _table_after(fn: Callable) -> Callable:
-    """Call ``fn`` on a copy of Q; return the updated copy (the function updates in place)."""
-
-    def call(Q, s, a, r, s2, terminated, truncated, alpha, gamma):
-        __tracebackhide__ = True
-        Q = Q.copy()
-        returned = fn(Q, s, a, r, s2, terminated, truncated, alpha, gamma)
-        if returned is not None and returned is not Q:
-            raise TypeError(f"q_learning_step should update Q in place and return None; it returned a "
-                            f"{type(returned).__name__}")
-        return Q
-
-    return call
 
 
 def _q_table(seed: int, S: int = 5, A: int = 4, shift: float = 0.0) -> np.ndarray:
@@ -362,18 +322,6 @@ def q_learning_step_hidden_cases() -> list[Case]:
     ]
 
 
-def check_q_learning_step(fn) -> CheckResult:
-    """Check the fixed ``q_learning_step(Q, s, a, r, s2, terminated, truncated, alpha, gamma) -> None``."""
-    __tracebackhide__ = True
-    return EXERCISES["q_learning_step"].check(fn)
-
-
-def check_the_bug(letter) -> CheckResult:
-    """Check the letter chosen for the spot-the-bug question."""
-    __tracebackhide__ = True
-    return EXERCISES["the_bug"].check(letter)
-
-
 # ---- the whole agent: Q-learning, checked by its behaviour --------------------------------
 
 
@@ -392,63 +340,6 @@ def q_learning_agent(env, episodes: int, alpha: float, gamma: float, epsilon: fl
             q_learning_step(Q, s, a, r, s2, terminated, truncated, alpha, gamma)
             s, done = s2, terminated or truncated
     return Q
-
-
-class Scenario:
-    """A maze the check builds, how to train on it, and which number of the result to compare."""
-
-    def __init__(self, name: str, layout: tuple[str, ...], measure: str, *, limit: int = 100, episodes: int = 200,
-                 alpha: float = 0.5, gamma: float = 0.95, epsilon: float = 0.1, q_init: float = 0.0):
-        self.name, self.layout, self.measure, self.limit = name, layout, measure, limit
-        self.episodes, self.alpha, self.gamma, self.epsilon, self.q_init = episodes, alpha, gamma, epsilon, q_init
-
-    def env(self):
-        return gym.wrappers.TimeLimit(MazeRobotEnv(list(self.layout)), max_episode_steps=self.limit)
-
-    def __repr__(self) -> str:
-        return (f"maze {self.name!r} {list(self.layout)}, time limit {self.limit}, episodes={self.episodes}, "
-                f"alpha={self.alpha}, gamma={self.gamma}, epsilon={self.epsilon}, q_init={self.q_init}")
-
-
-def greedy_path_length(maze: MazeRobotEnv, Q: np.ndarray) -> int:
-    """Steps of the greedy policy of Q (first index on ties) from the start to a terminal cell; -1 if it never gets
-    there within S steps (a loop) or ends in a trap."""
-    s = maze.start_state
-    for step in range(1, maze.model.n_states + 1):
-        t = maze.model.transitions[s][int(np.argmax(Q[s]))][0]  # deterministic: one outcome
-        s = t.next_state
-        if t.terminated:
-            return step if maze.grid[maze.cell_of(s)] == "C" else -1
-    return -1
-
-
-def _behaviour(fn: Callable) -> Callable:
-    """Train ``fn`` on the scenario's maze with the seed; return the number the scenario measures.
-
-    ``path``: the greedy path's length from the start (the shortest, once learned). ``terminal``: the largest
-    Q of a move that enters a terminal cell (the reward alone when nothing bootstraps through the end). ``start``:
-    the largest Q of the start state (with a 1-step time limit, every step is a truncation).
-    """
-
-    def call(scenario: Scenario, seed: int):
-        __tracebackhide__ = True
-        env = scenario.env()
-        Q = fn(env, scenario.episodes, scenario.alpha, scenario.gamma, scenario.epsilon, seed=seed,
-               q_init=scenario.q_init)
-        maze = env.unwrapped
-        shape = (maze.model.n_states, maze.model.n_actions)
-        if not isinstance(Q, np.ndarray) or Q.shape != shape:
-            return f"not a Q table: expected a numpy array of shape {shape}, got {type(Q).__name__}" + (
-                f" of shape {Q.shape}" if isinstance(Q, np.ndarray) else "")
-        if scenario.measure == "path":
-            return greedy_path_length(maze, Q)
-        if scenario.measure == "terminal":
-            entering = [(s, a) for s in range(shape[0]) for a in range(shape[1])
-                        if s not in maze.model.terminal_states and any(t.terminated for t in maze.model.transitions[s][a])]
-            return round(float(max(Q[s, a] for s, a in entering)), 6)
-        return round(float(Q[maze.start_state].max()), 6)
-
-    return call
 
 
 SMALL = ("#######", "#S..#.#", "#.#...#", "#.#.#.#", "#...#C#", "#######")
@@ -498,12 +389,6 @@ def q_learning_agent_hidden_cases() -> list[Case]:
     ]
 
 
-def check_q_learning_agent(fn) -> CheckResult:
-    """Check a student's ``q_learning_agent(env, episodes, alpha, gamma, epsilon, seed=0, q_init=0.0) -> Q``."""
-    __tracebackhide__ = True
-    return EXERCISES["q_learning_agent"].check(fn)
-
-
 # ---- predict, then run: expected SARSA on the cliff --------------------------------------
 
 CLIFF_OPTIONS = {
@@ -530,12 +415,6 @@ CLIFF_FEEDBACK = {
 def cliff_prediction() -> str:
     """The letter of the path expected SARSA's greedy policy takes on the cliff (epsilon 0.1, 500 episodes)."""
     return "C"
-
-
-def check_cliff_prediction(letter) -> CheckResult:
-    """Check the predict-then-run answer about expected SARSA on the cliff."""
-    __tracebackhide__ = True
-    return EXERCISES["cliff_prediction"].check(letter)
 
 
 def _one(about: str, hint: str) -> Callable[[], list[Case]]:
@@ -594,12 +473,14 @@ HINTS = {
 
 EXERCISES = {
     "q_learning_target": Exercise("q_learning_target", q_learning_target, q_learning_target_cases,
-                                  q_learning_target_hidden_cases),
-    "sarsa_target": Exercise("sarsa_target", sarsa_target, sarsa_target_cases, sarsa_target_hidden_cases),
+                                  q_learning_target_hidden_cases, twins=("course_lib.tabular.td.q_learning_target",)),
+    "sarsa_target": Exercise("sarsa_target", sarsa_target, sarsa_target_cases, sarsa_target_hidden_cases,
+                             twins=("course_lib.tabular.td.sarsa_target",)),
     "expected_sarsa_target": Exercise("expected_sarsa_target", expected_sarsa_target, expected_sarsa_target_cases,
-                                      expected_sarsa_target_hidden_cases),
+                                      expected_sarsa_target_hidden_cases,
+                                      twins=("course_lib.tabular.td.expected_sarsa_target",)),
     "double_q_target": Exercise("double_q_target", double_q_target, double_q_target_cases,
-                                double_q_target_hidden_cases),
+                                double_q_target_hidden_cases, twins=("course_lib.tabular.td.double_q_target",)),
     "the_bug": Exercise("the_bug", the_bug, _one("your answer", "which transitions may bootstrap, and which may "
                                                  "not? Compare the code with the two rules at the top."), list,
                         kind="answer", comparer=functools.partial(compare_answers, feedback=BUG_FEEDBACK),
@@ -608,9 +489,10 @@ EXERCISES = {
                                     "bootstrap. Treating truncation as an end teaches the robot that the last "
                                     "cells before the limit are worth nothing."),
     "q_learning_step": Exercise("q_learning_step", q_learning_step, q_learning_step_cases,
-                                q_learning_step_hidden_cases, adapt=_table_after),
+                                q_learning_step_hidden_cases, adapt=table_after),
     "q_learning_agent": Exercise("q_learning_agent", q_learning_agent, q_learning_agent_cases,
-                                 q_learning_agent_hidden_cases, adapt=_behaviour),
+                                 q_learning_agent_hidden_cases, adapt=behaviour,
+                                 twins=("course_lib.tabular.td.td_control",)),
     "cliff_prediction": Exercise("cliff_prediction", cliff_prediction,
                                  _one("your prediction", "compare what each target assumes about the next action "
                                       "with what the exploring robot really does next to the edge."), list,
@@ -622,3 +504,6 @@ EXERCISES = {
                                              "expectation, but its single-sample targets with alpha = 0.5 are noisy, "
                                              "so it ends further away than it needs to."),
 }
+
+
+__getattr__ = check_functions(EXERCISES)

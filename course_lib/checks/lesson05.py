@@ -12,14 +12,12 @@ prescribes, the two Q tables and episode lengths agree exactly.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
 
-import gymnasium as gym
 import numpy as np
 
 import course_lib.envs  # noqa: F401  (registers the course/... ids)
-from course_lib.checks.core import Case, CheckResult, Exercise
-from course_lib.envs.maze import MazeRobotEnv
+from course_lib.checks.core import Case, Exercise, check_functions
+from course_lib.harness.lesson05 import Maze, fresh_env, q_after_planning
 from course_lib.tabular.td import TDConfig, dyna_planning, dyna_q
 
 BUILDS = ("dyna_q",)
@@ -47,20 +45,6 @@ def _random_q(seed: int, n_states: int, n_actions: int, scale: float = 3.0) -> n
 
 
 # ---- dyna_planning ---------------------------------------------------------------------
-
-
-def _q_after_planning(fn: Callable) -> Callable:
-    """Call ``fn`` on a copy of Q with a fresh ``default_rng(seed)``; return the updated copy."""
-
-    def run(Q, model, n, alpha, gamma, seed):
-        Q = Q.copy()  # the student and the reference each get their own copy and their own generator
-        returned = fn(Q, dict(model), n, alpha, gamma, np.random.default_rng(seed))
-        if returned is not None and returned is not Q:
-            raise TypeError(f"dyna_planning should update Q in place and return None; "
-                            f"it returned a value of type {type(returned).__name__}")
-        return Q
-
-    return run
 
 
 def _corridor() -> dict:
@@ -116,45 +100,13 @@ def dyna_planning_hidden_cases() -> list[Case]:
     ]
 
 
-def check_dyna_planning(fn) -> CheckResult:
-    """Check a student's ``dyna_planning(Q, model, n, alpha, gamma, rng) -> None`` (updates Q in place)."""
-    __tracebackhide__ = True
-    return EXERCISES["dyna_planning"].check(fn)
-
-
 # ---- dyna_q_agent: the whole algorithm --------------------------------------------------
-
-
-class _Maze:
-    """Makes a fresh maze env per call: a registered id or a layout, slip, and a time limit."""
-
-    def __init__(self, layout: str | tuple[str, ...], slip: float = 0.0, limit: int = 100, name: str = ""):
-        self.layout, self.slip, self.limit, self.name = layout, slip, limit, name
-
-    def make(self):
-        return gym.wrappers.TimeLimit(MazeRobotEnv(list(self.layout) if isinstance(self.layout, tuple) else self.layout,
-                                                   slip=self.slip), max_episode_steps=self.limit)
-
-    def __repr__(self) -> str:
-        where = self.name or repr(self.layout)
-        return f"maze {where}, slip {self.slip}, time limit {self.limit} steps"
 
 
 def dyna_q_agent(env, config: TDConfig, seed: int = 0):
     """Reference: the library's Dyna-Q, as (Q (S, A), lengths: the real steps of each episode)."""
     Q, history = dyna_q(env, config, seed=seed)
     return Q, list(history.lengths)
-
-
-def _fresh_env(fn: Callable) -> Callable:
-    def call(maze: _Maze, config: TDConfig, seed: int):
-        __tracebackhide__ = True
-        out = fn(maze.make(), config, seed)
-        if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], (list, tuple, np.ndarray)):
-            return out[0], [int(n) for n in out[1]]
-        return out
-
-    return call
 
 
 CORRIDOR = ("#######", "#S...C#", "#######")
@@ -168,22 +120,22 @@ def _config(episodes: int, n: int, alpha: float = 0.5, gamma: float = 0.95, epsi
 def dyna_q_agent_cases() -> list[Case]:
     """Cases for ``dyna_q_agent(env, config, seed) -> (Q, lengths)``; each probes one property."""
     return [
-        Case((_Maze(CORRIDOR, name="corridor S...C"), _config(3, 0), 0), {},
+        Case((Maze(CORRIDOR, name="corridor S...C"), _config(3, 0), 0), {},
              "a corridor, no planning (n = 0): plain Q-learning",
              "with n = 0 Dyna-Q is Q-learning: one epsilon-greedy action per step, one update from the real step."),
-        Case((_Maze(CORRIDOR, name="corridor S...C"), _config(3, 5), 0), {},
+        Case((Maze(CORRIDOR, name="corridor S...C"), _config(3, 5), 0), {},
              "the corridor with 5 planning steps per real step",
              "after the real step's update: remember its outcome, then plan. Planning draws from the same rng."),
-        Case((_Maze("small", name="small"), _config(8, 10), 1), {}, "the small maze, 8 episodes, n = 10",
+        Case((Maze("small", name="small"), _config(8, 10), 1), {}, "the small maze, 8 episodes, n = 10",
              "draw each action with epsilon_greedy(Q[s], valid, epsilon, rng); one rng for the whole run."),
-        Case((_Maze(CORRIDOR, limit=3, name="corridor S...C"), _config(10, 5), 2), {},
+        Case((Maze(CORRIDOR, limit=3, name="corridor S...C"), _config(10, 5), 2), {},
              "a 3-step time limit in the corridor: the cheese is 4 steps away, every episode is truncated",
              "truncation ends the episode but is not termination: the real step's target still bootstraps, and "
              "the model stores the terminated flag, not the truncated one."),
-        Case((_Maze(TRAPS, name="trap T.S.C"), _config(10, 5, epsilon=0.3), 3), {},
+        Case((Maze(TRAPS, name="trap T.S.C"), _config(10, 5, epsilon=0.3), 3), {},
              "a trap beside the start: episodes that end in the trap (-10) are terminated too",
              "a terminating real step has the reward alone as its target, whichever terminal cell it reached."),
-        Case((_Maze("small", slip=0.2, name="small"), _config(5, 5), 4), {},
+        Case((Maze("small", slip=0.2, name="small"), _config(5, 5), 4), {},
              "slip 0.2: only the first episode's reset gets the seed",
              "reset with the seed on the first episode only; later resets get no seed, so the env's slips go on "
              "from its generator."),
@@ -194,22 +146,16 @@ def dyna_q_agent_hidden_cases() -> list[Case]:
     """Grader-only cases for ``dyna_q_agent``: other mazes, seeds and hyper-parameters than the notebook's."""
     long_corridor = ("#########", "#S......#", "#.####.C#", "#########")
     return [
-        Case((_Maze(long_corridor, name="long corridor"), _config(6, 8, alpha=0.3, gamma=0.9), 11), {},
+        Case((Maze(long_corridor, name="long corridor"), _config(6, 8, alpha=0.3, gamma=0.9), 11), {},
              "a longer corridor, alpha 0.3, gamma 0.9, n = 8",
              "one update from the real step, then remember, then n planning updates."),
-        Case((_Maze("cliff", limit=60, name="cliff"), _config(4, 3, epsilon=0.2), 12), {},
+        Case((Maze("cliff", limit=60, name="cliff"), _config(4, 3, epsilon=0.2), 12), {},
              "the cliff with a 60-step time limit",
              "falling off the cliff is not terminal; a time limit is not terminal either."),
-        Case((_Maze(TRAPS, limit=8, name="trap T.S.C"), _config(12, 2, gamma=1.0, epsilon=0.5), 13), {},
+        Case((Maze(TRAPS, limit=8, name="trap T.S.C"), _config(12, 2, gamma=1.0, epsilon=0.5), 13), {},
              "the trap maze, 8-step limit, gamma 1, epsilon 0.5",
              "bootstrap on truncation, not on termination; count the real steps of each episode."),
     ]
-
-
-def check_dyna_q_agent(fn) -> CheckResult:
-    """Check a student's ``dyna_q_agent(env, config, seed) -> (Q, lengths)`` against the library's Dyna-Q."""
-    __tracebackhide__ = True
-    return EXERCISES["dyna_q_agent"].check(fn)
 
 
 HINTS = {
@@ -237,7 +183,10 @@ HINTS = {
 
 EXERCISES = {
     "dyna_planning": Exercise("dyna_planning", dyna_planning, dyna_planning_cases, dyna_planning_hidden_cases,
-                              adapt=_q_after_planning),
+                              adapt=q_after_planning, twins=("course_lib.tabular.td.dyna_planning",)),
     "dyna_q_agent": Exercise("dyna_q_agent", dyna_q_agent, dyna_q_agent_cases, dyna_q_agent_hidden_cases,
-                             adapt=_fresh_env, names=("Q", "lengths")),
+                             adapt=fresh_env, names=("Q", "lengths"), twins=("course_lib.tabular.td.dyna_q",)),
 }
+
+
+__getattr__ = check_functions(EXERCISES)

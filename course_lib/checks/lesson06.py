@@ -27,20 +27,35 @@ The references are the library's REINFORCE pieces (:mod:`course_lib.deep.reinfor
   policy with probabilities (0.25, 0.75) (its actions must be sampled: both occur, about a quarter action 0), a NaN
   reward (FloatingPointError before the step), and CartPole-v1 on a seed (solved = a mean return of ``RF_LEVEL``
   over ``RF_WINDOW`` consecutive episodes within ``RF_BUDGET`` env steps).
+
+The adapters, the probes and their scripted envs are :mod:`course_lib.harness.lesson06`'s (they run in the grader's
+sandbox); this module holds the references and the cases.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Callable
 
-import numpy as np
 import torch
 
-from course_lib.checks.core import Case, CheckResult, Exercise, compare, compare_answers
-from course_lib.checks.tensors import generator
+from course_lib.checks.core import Case, Exercise, check_functions, compare, compare_answers
 from course_lib.deep.reinforce import CategoricalPolicy, gradient_variance, per_episode_gradients
 from course_lib.deep.reinforce import reward_to_go as _library_reward_to_go
+from course_lib.harness.lesson06 import (  # noqa: F401  (SOLVED: public here too)
+    RF_BUDGET,
+    RF_LEVEL,
+    RF_WINDOW,
+    SOLVED,
+    load_what_the_runs_need,
+    loss_with_grads,
+    returns_float,
+    solves_cartpole,
+    train_reinforce_runner,
+)
+from course_lib.harness.lesson06 import probe_gradients as _probe_gradients  # noqa: F401  (the notebook's demo)
+from course_lib.harness.lesson06 import probe_nan as _probe_nan  # noqa: F401  (the notebook's demo)
+from course_lib.harness.lesson06 import probe_sampling as _probe_sampling  # noqa: F401  (the notebook's demo)
+from course_lib.harness.tensors import generator
 
 
 HINTS = {
@@ -166,12 +181,6 @@ def reward_to_go_hidden_cases() -> list[Case]:
     ]
 
 
-def check_reward_to_go(fn) -> CheckResult:
-    """Check a student's ``reward_to_go(rewards, gamma) -> (T,) tensor`` (values and dtype)."""
-    __tracebackhide__ = True
-    return EXERCISES["reward_to_go"].check(fn)
-
-
 # ---- reinforce_loss ------------------------------------------------------------------------
 
 
@@ -182,34 +191,6 @@ def reinforce_loss(logp: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor
     :func:`course_lib.deep.reinforce.reinforce` does). Shapes: logp and advantages (N,); returns a 0-d tensor.
     """
     return -(logp * advantages.detach()).mean()
-
-
-def _loss_with_grads(fn: Callable) -> Callable:
-    """The ``adapt`` of ``reinforce_loss``: call ``fn`` on fresh leaves, return ``(loss, d loss / d logp,
-    d loss / d advantages)``; the advantages require grad only where the case's advantages do."""
-
-    def run(logp, advantages):
-        logp = logp.detach().clone().requires_grad_(True)  # each caller gets its own leaves
-        adv = advantages.detach().clone().requires_grad_(bool(advantages.requires_grad))
-        loss = fn(logp, adv)
-        if not isinstance(loss, torch.Tensor):
-            raise TypeError(f"reinforce_loss should return a 0-d torch tensor that can be back-propagated, got "
-                            f"{type(loss).__name__}; keep to torch operations (no .item(), float() or numpy)")
-        if loss.dim() != 0:
-            raise ValueError(f"reinforce_loss should return one number, a 0-d tensor (the mean over the N steps), "
-                             f"got shape {tuple(loss.shape)}")
-        if not loss.requires_grad:
-            raise RuntimeError("reinforce_loss's loss has no gradient w.r.t. `logp`: it was detached somewhere "
-                               "(.detach() on logp, torch.no_grad(), .item() or numpy); the optimiser could not use it")
-        inputs = [logp, adv] if adv.requires_grad else [logp]
-        grads = torch.autograd.grad(loss, inputs, allow_unused=True)
-        if grads[0] is None:
-            raise RuntimeError("reinforce_loss's loss has no gradient w.r.t. `logp` (only through the advantages): "
-                               "detach the advantages, not the log-probabilities")
-        grad_adv = grads[1] if adv.requires_grad and grads[1] is not None else torch.zeros_like(adv)
-        return loss.detach(), grads[0], grad_adv
-
-    return run
 
 
 def _logp(seed: int, N: int, low: float = 0.1, high: float = 0.9, dtype=torch.float32) -> torch.Tensor:
@@ -268,12 +249,6 @@ def reinforce_loss_hidden_cases() -> list[Case]:
     ]
 
 
-def check_reinforce_loss(fn) -> CheckResult:
-    """Check a student's ``reinforce_loss(logp, advantages) -> 0-d tensor`` (value and both gradients)."""
-    __tracebackhide__ = True
-    return EXERCISES["reinforce_loss"].check(fn)
-
-
 LOSS_GRAD_OPTIONS = {
     "A": "(1, -2)",
     "B": "(-2, 4)",
@@ -299,26 +274,7 @@ def _loss_grad_case() -> list[Case]:
                  "with respect to logp[0], then logp[1]: the sign, the 1/N and the advantage all stay in.")]
 
 
-def check_reinforce_loss_grad(answer) -> CheckResult:
-    """Check the learner's prediction (a letter) of d loss / d logp for advantages (2, -4)."""
-    __tracebackhide__ = True
-    return EXERCISES["reinforce_loss_grad"].check(answer)
-
-
 # ---- gradient_variance ---------------------------------------------------------------------
-
-
-def _returns_float(fn: Callable) -> Callable:
-    """The ``adapt`` of ``gradient_variance``: the result must be a plain number, not a tensor or an array."""
-
-    def run(grads):
-        value = fn(grads.clone())
-        if isinstance(value, (torch.Tensor, np.ndarray)):
-            raise TypeError(f"gradient_variance should return a Python float (wrap the result in float(...)), got "
-                            f"a {type(value).__name__} of shape {tuple(value.shape)}")
-        return value
-
-    return run
 
 
 def _grads(seed: int, B: int, P: int, scale: float = 1.0, shift: float = 0.0, dtype=torch.float32) -> torch.Tensor:
@@ -387,12 +343,6 @@ def gradient_variance_hidden_cases() -> list[Case]:
              "two identical rows and one different", _VAR_RULE),
         Case((_policy_grads(123, 3, hidden=8),), {}, "per-episode gradients of a tiny policy, 3 episodes", _VAR_RULE),
     ]
-
-
-def check_gradient_variance(fn) -> CheckResult:
-    """Check a student's ``gradient_variance(grads) -> float`` (tr Cov, unbiased)."""
-    __tracebackhide__ = True
-    return EXERCISES["gradient_variance"].check(fn)
 
 
 # ---- spot the bug: the weights of REINFORCE -------------------------------------------------------
@@ -465,12 +415,6 @@ def reinforce_weights_hidden_cases() -> list[Case]:
     ]
 
 
-def check_reinforce_weights(fn) -> CheckResult:
-    """Check a student's ``reinforce_weights(episode_rewards, gamma) -> (N,) tensor``."""
-    __tracebackhide__ = True
-    return EXERCISES["reinforce_weights"].check(fn)
-
-
 WEIGHTS_BUG_OPTIONS = {
     "A": "The estimate is biased: the rewards that came before step t push the gradient the wrong way on average.",
     "B": "Every step is weighted by its whole episode's return, rewards before its action included, and nothing is "
@@ -503,23 +447,7 @@ def _weights_bug_case() -> list[Case]:
                  "Then ask what that does to the average of the estimate, and what to its spread.")]
 
 
-def check_reinforce_weights_bug(answer) -> CheckResult:
-    """Check the learner's choice (a letter) of what is wrong with the buggy weights."""
-    __tracebackhide__ = True
-    return EXERCISES["reinforce_weights_bug"].check(answer)
-
-
 # ---- train_reinforce: the whole algorithm from the pieces ------------------------------------------
-
-_RF_HIDDEN, _RF_LR, _RF_BATCH, _RF_GAMMA = 32, 0.02, 8, 0.99
-"""The behaviour cases' set-up: CategoricalPolicy(4, 2, 32), Adam(lr=0.02), batches of 8 episodes, gamma 0.99."""
-RF_LEVEL, RF_WINDOW, RF_BUDGET = 100.0, 20, 30_000
-"""Solved: the mean return of RF_WINDOW consecutive training episodes reaches RF_LEVEL within RF_BUDGET env steps.
-Measured on the reference (30 seeds): the median run needed 6,300 steps, 29 of 30 under 13,000, the slowest 28,300."""
-SOLVED = "solved"
-_RF_RANDOM_LEVEL = 40.0
-"""A best mean of RF_WINDOW episodes under this is a random policy's level: uniform actions average about 22 per
-episode, and the best window of 20 in a 30,000-step run of them reached 30.5, 31.8 and 33.6 (seeds 1, 3, 8)."""
 
 
 def train_reinforce(env, policy, optimizer, episodes: int, batch_size: int, gamma: float) -> list[float]:
@@ -558,324 +486,7 @@ def train_reinforce(env, policy, optimizer, episodes: int, batch_size: int, gamm
     return episode_returns
 
 
-class _Stop(BaseException):
-    """Raised by the watching env to end a behaviour run (BaseException: an `except Exception` does not swallow it)."""
-
-
-class _Watch:
-    """CartPole as the learner's function sees it, counting env steps and episode returns.
-
-    It stops the run (raises :class:`_Stop`) at the first reset after the mean return of the last ``window``
-    episodes reached ``level``, or at the step after the budget.
-    """
-
-    def __init__(self, env, level: float, window: int, budget: int):
-        self.env, self.level, self.window, self.budget = env, level, window, budget
-        self.observation_space, self.action_space = env.observation_space, env.action_space
-        self.steps, self.returns, self.current, self.started = 0, [], 0.0, False
-        self.solved_at, self.best = None, (float("-inf"), 0)
-
-    def reset(self, **kwargs):
-        if self.started:
-            self.returns.append(self.current)
-            if len(self.returns) >= self.window:
-                mean = float(np.mean(self.returns[-self.window:]))
-                self.best = max(self.best, (mean, self.steps))
-                if mean >= self.level:
-                    self.solved_at = self.steps
-                    raise _Stop()
-        self.started, self.current = True, 0.0
-        return self.env.reset(**kwargs)
-
-    def step(self, action):
-        if self.steps >= self.budget:
-            raise _Stop()
-        self.steps += 1
-        out = self.env.step(action)
-        self.current += float(out[1])
-        return out
-
-    def close(self):
-        pass  # the check closes CartPole when the run is over
-
-    def __getattr__(self, name):  # spec, unwrapped, np_random, ...: CartPole's own
-        return getattr(self.env, name)
-
-
-class _ProbeEnv:
-    """A tiny scripted env: 4-number observations, 2 actions, fixed episode lengths and ends, rewards that depend on
-    the action. It records every step, so the check can recompute the gradient the learner's loss should give."""
-
-    def __init__(self, seed: int, lengths, truncated_at=(), nan_at=None):
-        import gymnasium as gym
-
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
-        self.action_space = gym.spaces.Discrete(2)
-        self.rng = np.random.default_rng(seed)
-        self.lengths, self.truncated_at, self.nan_at = list(lengths), set(truncated_at), nan_at
-        self.episodes = []  # one dict per episode: obs (T, 4), actions, rewards
-        self.open = False
-
-    def reset(self, seed=None, options=None):
-        if self.open:
-            raise RuntimeError("env.reset() was called in the middle of an episode: an episode ends only when "
-                               "env.step reports terminated or truncated")
-        if len(self.episodes) >= len(self.lengths):
-            raise RuntimeError(f"env.reset() was called for episode {len(self.episodes) + 1}, but the function was "
-                               f"asked for {len(self.lengths)} episodes")
-        self.open = True
-        self.episodes.append({"obs": [], "actions": [], "rewards": []})
-        self.obs = self.rng.normal(size=4).astype(np.float32)
-        return self.obs.copy(), {}
-
-    spec = None
-    metadata: dict = {}
-
-    @property
-    def unwrapped(self):
-        return self
-
-    def close(self):
-        pass
-
-    def step(self, action):
-        if not self.open:
-            raise RuntimeError("env.step() was called after the episode ended (terminated or truncated): call "
-                               "env.reset() first; an episode ends on either flag")
-        ep, i = self.episodes[-1], len(self.episodes) - 1
-        a = int(action)
-        if a not in (0, 1):
-            raise ValueError(f"env.step: expected an action 0 or 1 (an int), got {action!r}")
-        reward = 1.0 + 0.5 * a + float(self.rng.normal(scale=0.3))
-        if self.nan_at == (i, len(ep["rewards"])):
-            reward = float("nan")
-        ep["obs"].append(self.obs.copy())
-        ep["actions"].append(a)
-        ep["rewards"].append(reward)
-        self.obs = self.rng.normal(size=4).astype(np.float32)
-        end = len(ep["rewards"]) == self.lengths[i]
-        truncated = end and i in self.truncated_at
-        self.open = not end
-        return self.obs.copy(), reward, end and not truncated, truncated, {}
-
-
-class _Recorder(torch.optim.Optimizer):
-    """An optimiser that takes no step (lr 0) and records the gradients it was asked to step on."""
-
-    def __init__(self, params):
-        super().__init__(params, {})
-        self.grads, self.episodes_at_step = [], []
-        self.env = None
-
-    def step(self, closure=None):
-        params = [p for group in self.param_groups for p in group["params"]]
-        self.grads.append(torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()).reshape(-1)
-                                     for p in params]))
-        self.episodes_at_step.append(len(self.env.episodes) if self.env is not None else 0)
-
-
-def _probe_policy(seed: int) -> torch.nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return CategoricalPolicy(4, 2, 8)
-
-
-def _batch_gradient(policy, episodes, gamma: float, variant: str) -> torch.Tensor:
-    """The gradient of the batch loss over ``episodes`` (recorded dicts), the right way or a named wrong way."""
-    from course_lib.rl import normalize
-
-    obs = torch.as_tensor(np.concatenate([np.array(e["obs"]) for e in episodes]))  # (N, 4)
-    actions = torch.tensor([a for e in episodes for a in e["actions"]])  # (N,)
-    rewards = [torch.tensor(e["rewards"]) for e in episodes]
-    if variant == "whole":
-        G = torch.cat([torch.full_like(r, float(reward_to_go(r, gamma)[0])) for r in rewards])
-    else:
-        G = torch.cat([reward_to_go(r, gamma) for r in rewards])  # (N,)
-    if variant == "per_episode":
-        A = torch.cat([normalize(reward_to_go(r, gamma)) if len(r) > 1 else torch.zeros_like(r) for r in rewards])
-    elif variant == "raw":
-        A = G
-    else:
-        A = normalize(G)
-    logp = torch.distributions.Categorical(logits=policy(obs)).log_prob(actions)  # (N,)
-    loss = -(logp * A).sum() if variant == "sum" else -(logp * A).mean()
-    if variant == "ascent":
-        loss = -loss
-    grads = torch.autograd.grad(loss, list(policy.parameters()))
-    return torch.cat([g.reshape(-1) for g in grads])
-
-
-_GRADIENT_DIAGNOSES = {
-    "whole": "you weighted every step by its episode's whole return G_0: use the reward-to-go from each step "
-             "(your reward_to_go, one episode at a time)",
-    "raw": "you used the raw reward-to-go: normalise the returns over the whole batch first (mean 0, std 1, "
-           "course_lib.rl.normalize)",
-    "per_episode": "you normalised each episode's returns on their own: normalise once, over all the batch's steps",
-    "sum": "your gradient is N times too large: average over the batch's N steps (reinforce_loss does), do not sum",
-    "ascent": "your gradient has the wrong sign: the optimiser minimises, so step on reinforce_loss as it is",
-}
-
-
-def _probe_gradients(fn: Callable) -> str:
-    """Run ``fn`` on the scripted env with a recording optimiser; describe the first departure from the spec."""
-    lengths, B = [3, 6, 2, 5, 4, 7], 2
-    env = _ProbeEnv(31, lengths, truncated_at=(1, 4))
-    policy = _probe_policy(31)
-    recorder = _Recorder(policy.parameters())
-    recorder.env = env
-    before = [p.detach().clone() for p in policy.parameters()]
-    torch.manual_seed(31)
-    returned = fn(env, policy, recorder, len(lengths), B, 0.9)
-    if any(not torch.equal(a, p) for a, p in zip(before, policy.parameters())):
-        return "the policy's parameters changed outside optimizer.step(): change them only through the optimiser"
-    if len(env.episodes) != len(lengths):
-        return f"your function played {len(env.episodes)} episodes, expected {len(lengths)} (the `episodes` argument)"
-    if len(recorder.grads) != len(lengths) // B:
-        return (f"your function took {len(recorder.grads)} optimiser steps for {len(lengths)} episodes in batches of "
-                f"{B}, expected {len(lengths) // B}: one step per batch, after its {B} episodes")
-    for k, (grad, seen) in enumerate(zip(recorder.grads, recorder.episodes_at_step)):
-        if seen != (k + 1) * B:
-            return (f"optimiser step {k + 1} came after {seen} episodes, expected after {(k + 1) * B}: collect a whole "
-                    f"batch of {B} episodes, then step once")
-        batch = env.episodes[k * B:(k + 1) * B]
-        right = _batch_gradient(policy, batch, 0.9, "right")
-        if torch.allclose(grad, right, rtol=1e-4, atol=1e-6):
-            continue
-        if k > 0 and torch.allclose(grad, recorder.grads[k - 1] + right, rtol=1e-4, atol=1e-6):
-            return (f"at optimiser step {k + 1} the gradient still holds the previous batch's: zero the gradients "
-                    "before each backward pass (optimizer.zero_grad())")
-        for variant, why in _GRADIENT_DIAGNOSES.items():
-            if torch.allclose(grad, _batch_gradient(policy, batch, 0.9, variant), rtol=1e-4, atol=1e-6):
-                return f"the gradient of optimiser step {k + 1} is not REINFORCE's: {why}"
-        return (f"the gradient of optimiser step {k + 1} is not that of reinforce_loss(logp, normalize(G)) over the "
-                f"batch's {sum(len(e['actions']) for e in batch)} steps (G: each episode's reward-to-go; logp: "
-                "log pi(a_t | s_t) of the actions taken, under the current policy, with its graph)")
-    expected = [float(sum(e["rewards"])) for e in env.episodes]
-    if not isinstance(returned, list) or len(returned) != len(expected):
-        return (f"your function returned {type(returned).__name__}"
-                + (f" of {len(returned)} items" if hasattr(returned, "__len__") else "")
-                + f"; expected a list of {len(expected)} floats, the return of each episode")
-    if not np.allclose([float(x) for x in returned], expected, rtol=1e-5, atol=1e-5):
-        return "the returned list is not the undiscounted return (sum of rewards) of each episode, in order"
-    return "ok"
-
-
-class _FixedPolicy(torch.nn.Module):
-    """A policy that ignores the observation: the same logits, probabilities (0.25, 0.75), for every state."""
-
-    def __init__(self):
-        super().__init__()
-        self.logits = torch.nn.Parameter(torch.log(torch.tensor([0.25, 0.75])))
-
-    def forward(self, obs):
-        obs = torch.as_tensor(obs)
-        return self.logits.expand(*obs.shape[:-1], 2)
-
-
-_SAMPLE_LENGTHS, _SAMPLE_BATCH = [20] * 8, 4
-
-
-def _probe_sampling(fn: Callable) -> str:
-    """A fixed policy with probabilities (0.25, 0.75) over 160 steps: a sampling rollout chooses action 0 at about a
-    quarter of them (40 +- 5.5); the argmax never does, and a policy sampled the other way round at three quarters."""
-    env = _ProbeEnv(33, _SAMPLE_LENGTHS)
-    policy = _FixedPolicy()
-    recorder = _Recorder(policy.parameters())
-    recorder.env = env
-    torch.manual_seed(33)
-    fn(env, policy, recorder, len(_SAMPLE_LENGTHS), _SAMPLE_BATCH, 0.9)
-    actions = [a for e in env.episodes for a in e["actions"]]
-    zeros = actions.count(0)
-    if not actions:
-        return "your function took no actions on the scripted episodes"
-    if zeros == 0:
-        return (f"with a policy whose probabilities are (0.25, 0.75) in every state, your function never chose action "
-                f"0 in {len(actions)} steps, where the policy gives it a quarter of them: the rollout does not "
-                "follow the policy's distribution")
-    if not 0.05 * len(actions) <= zeros <= 0.5 * len(actions):
-        return (f"with a policy whose probabilities are (0.25, 0.75) in every state, your function chose action 0 at "
-                f"{zeros} of {len(actions)} steps ({zeros / len(actions):.0%}), where the policy gives it about a "
-                "quarter: the rollout does not follow the policy's distribution")
-    return "ok"
-
-
-def _probe_nan(fn: Callable) -> str:
-    """A NaN reward in the second batch: the function must raise FloatingPointError before stepping on it."""
-    lengths = [3, 4, 2, 5]
-    env = _ProbeEnv(32, lengths, nan_at=(3, 1))
-    policy = _probe_policy(32)
-    recorder = _Recorder(policy.parameters())
-    recorder.env = env
-    torch.manual_seed(32)
-    try:
-        fn(env, policy, recorder, len(lengths), 2, 0.9)
-    except NotImplementedError:
-        raise  # the stub: the check says "not implemented yet"
-    except FloatingPointError:
-        if len(recorder.grads) != 1:
-            return (f"FloatingPointError raised after {len(recorder.grads)} optimiser steps, expected after 1: the "
-                    "first batch is fine; raise when the second batch's loss is not finite, before its step")
-        return "ok"
-    except Exception as exc:  # noqa: BLE001 - any other exception is the wrong one
-        return (f"a NaN reward made your function raise {type(exc).__name__} ({exc}), expected FloatingPointError: "
-                "check the loss with torch.isfinite before the backward pass and raise FloatingPointError")
-    return ("a NaN reward reached the loss and your function went on (it stepped on a NaN gradient): check the loss "
-            "with torch.isfinite and raise FloatingPointError before optimizer.step()")
-
-
-def _run_cartpole(fn: Callable, seed: int) -> str:
-    """Train a fresh policy with ``fn`` on CartPole-v1 (seeded); "solved" or what happened instead."""
-    import gymnasium as gym
-
-    from course_lib.utils import set_seed
-
-    set_seed(seed)
-    env = _Watch(gym.make("CartPole-v1"), RF_LEVEL, RF_WINDOW, RF_BUDGET)
-    env.env.reset(seed=seed)
-    env.action_space.seed(seed)
-    policy = CategoricalPolicy(4, 2, _RF_HIDDEN)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=_RF_LR)
-    try:
-        fn(env, policy, optimizer, 100_000 // _RF_BATCH * _RF_BATCH, _RF_BATCH, _RF_GAMMA)
-    except _Stop:
-        pass
-    finally:
-        env.env.close()
-    if env.solved_at is not None:
-        return SOLVED
-    best, at = env.best
-    if env.steps < env.budget:
-        return (f"your function returned after {len(env.returns)} episodes and {env.steps:,} env steps, before the "
-                f"run was solved or out of budget: play the `episodes` it is given")
-    best_text = f"its best mean of {RF_WINDOW} episodes was {best:.1f} (at {at:,} steps)" if at else "no episodes ended"
-    if best < _RF_RANDOM_LEVEL:
-        return (f"not solved, and not learning: the mean return of {RF_WINDOW} consecutive episodes never rose above "
-                f"a random policy's level within {RF_BUDGET:,} env steps ({best_text}; random actions average about 22, "
-                f"and their best window stays under {_RF_RANDOM_LEVEL:.0f}). A policy that learns passes that within "
-                "a few thousand steps whatever the seed, so this is not REINFORCE's noise: the policy stays where it "
-                "started, or acts worse than chance")
-    return (f"not solved: the mean return of {RF_WINDOW} consecutive episodes never reached {RF_LEVEL:.0f} within "
-            f"{RF_BUDGET:,} env steps; {best_text}. The reference needs about 6,000. If the probe cases pass, try "
-            "the run again with another seed: REINFORCE is noisy")
-
-
-def _train_reinforce_runner(fn: Callable) -> Callable:
-    """The ``adapt`` of ``train_reinforce``: ``run(probe, seed)`` -> "ok"/"solved", or what went wrong."""
-
-    def run(probe: str, seed: int = 0) -> str:
-        if probe == "gradients":
-            return _probe_gradients(fn)
-        if probe == "nan":
-            return _probe_nan(fn)
-        if probe == "sampling":
-            return _probe_sampling(fn)
-        if probe == "cartpole":
-            # The reference solves every seed of the cases (tests/test_checks_lesson06.py runs it on each, a second
-            # or two apiece): its verdict is known, so a check does not train it again next to the learner's run.
-            return SOLVED if fn is train_reinforce else _run_cartpole(fn, seed)
-        raise ValueError(f"probe: expected 'gradients', 'sampling', 'nan' or 'cartpole', got {probe!r}")
-
-    return run
+solves_cartpole(train_reinforce)  # tests/test_checks_lesson06.py measures it on every seed of the cases
 
 
 def _compare_verdicts(expected, got) -> str | None:
@@ -892,22 +503,9 @@ _RF_SOLVE_HINT = ("if the three probe cases pass, the pieces are right and this 
                   "tricks (entropy, clipping). A run the budget cuts off says how far it got.")
 
 
-@functools.lru_cache(maxsize=1)
-def _load_what_the_runs_need() -> None:
-    """Import now what the runs import lazily: the grader builds the cases before it drops its privileges, and after
-    that the interpreter's own modules may be unreadable. CartPole's module loads at its first gym.make (the grader's
-    child loads a torch optimiser's lazy modules itself)."""
-    import gymnasium as gym
-
-    import course_lib.rl  # noqa: F401  (normalize)
-    import course_lib.utils  # noqa: F401  (set_seed)
-
-    gym.make("CartPole-v1").close()
-
-
 def train_reinforce_cases() -> list[Case]:
     """The notebook's cases: the spec on scripted episodes, sampled actions, a NaN, then CartPole on two seeds."""
-    _load_what_the_runs_need()
+    load_what_the_runs_need()
     return [
         Case(("gradients", 0), {}, "the spec on 6 scripted episodes in batches of 2 (two of them truncated)",
              _RF_GRADIENT_HINT),
@@ -927,28 +525,24 @@ def train_reinforce_cases() -> list[Case]:
 
 def train_reinforce_hidden_cases() -> list[Case]:
     """Grader-only cases: CartPole on other seeds."""
-    _load_what_the_runs_need()
+    load_what_the_runs_need()
     return [
         Case(("cartpole", 17), {}, "CartPole-v1, seed 17", _RF_SOLVE_HINT),
         Case(("cartpole", 21), {}, "CartPole-v1, seed 21", _RF_SOLVE_HINT),
     ]
 
 
-def check_train_reinforce(fn) -> CheckResult:
-    """Check a student's ``train_reinforce(env, policy, optimizer, episodes, batch_size, gamma) -> list``."""
-    __tracebackhide__ = True
-    return EXERCISES["train_reinforce"].check(fn)
-
-
-
 EXERCISES = {
     "reward_to_go": Exercise("reward_to_go", reward_to_go, reward_to_go_cases, reward_to_go_hidden_cases,
-                             rtol=_RTG_RTOL, atol=_RTG_ATOL, comparer=_compare_same_dtype),
+                             rtol=_RTG_RTOL, atol=_RTG_ATOL, comparer=_compare_same_dtype,
+                             twins=("course_lib.deep.reinforce.reward_to_go",
+                                    "course_lib.rl.advantages.discounted_returns")),
     "reinforce_loss": Exercise("reinforce_loss", reinforce_loss, reinforce_loss_cases, reinforce_loss_hidden_cases,
-                               adapt=_loss_with_grads, names=("loss", "d loss / d logp", "d loss / d advantages"),
+                               adapt=loss_with_grads, names=("loss", "d loss / d logp", "d loss / d advantages"),
                                rtol=1e-4, atol=1e-6),
     "gradient_variance": Exercise("gradient_variance", gradient_variance, gradient_variance_cases,
-                                  gradient_variance_hidden_cases, adapt=_returns_float, rtol=1e-4, atol=1e-6),
+                                  gradient_variance_hidden_cases, adapt=returns_float, rtol=1e-4, atol=1e-6,
+                                  twins=("course_lib.deep.reinforce.gradient_variance",)),
     "reinforce_loss_grad": Exercise("reinforce_loss_grad", reinforce_loss_grad, _loss_grad_case, list, kind="answer",
                                     comparer=functools.partial(compare_answers, feedback=LOSS_GRAD_FEEDBACK),
                                     explanation="the loss is -(1/N) sum_t logp[t] A_t with A_t a constant, so "
@@ -972,9 +566,12 @@ EXERCISES = {
     "reinforce_weights": Exercise("reinforce_weights", reinforce_weights, reinforce_weights_cases,
                                   reinforce_weights_hidden_cases, rtol=1e-4, atol=1e-5),
     "train_reinforce": Exercise("train_reinforce", train_reinforce, train_reinforce_cases,
-                                train_reinforce_hidden_cases, adapt=_train_reinforce_runner,
-                                comparer=_compare_verdicts),
+                                train_reinforce_hidden_cases, adapt=train_reinforce_runner,
+                                comparer=_compare_verdicts, twins=("course_lib.deep.reinforce.reinforce",)),
 }
 
 BUILDS = ("train_reinforce", "reinforce")
 """Whole-algorithm builds: the lesson must not print the source of the library's REINFORCE loop."""
+
+
+__getattr__ = check_functions(EXERCISES)

@@ -16,12 +16,12 @@ Rollout tensors are (N, T): N envs (rows), T steps, time on the last axis.
 from __future__ import annotations
 
 import functools
-from typing import Callable
 
 import torch
 
-from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
-from course_lib.checks.tensors import generator
+from course_lib.checks.core import Case, Exercise, check_functions, compare_answers
+from course_lib.harness.lesson07 import with_grad
+from course_lib.harness.tensors import generator
 from course_lib.rl import clipped_surrogate, gae, value_loss
 
 HINTS = {
@@ -70,37 +70,6 @@ def value_loss_fn(values, returns):
     """Reference: :func:`course_lib.rl.value_loss` without clipping, 0.5 * mean((V - R)^2)."""
     loss, _ = value_loss(values, returns)
     return loss
-
-
-# ---- gradients through the student's loss --------------------------------------------------
-
-
-def _with_grad(exercise: str, wrt: str) -> Callable[[Callable], Callable]:
-    """An ``adapt`` for a loss: call ``fn`` with a fresh leaf as its first argument; return ``(loss, d loss / d arg)``.
-
-    Raises (inside the check, so the student sees it as their function's error) when the result is not a
-    0-d tensor with a gradient: a float, a per-sample vector, or a detached loss.
-    """
-
-    def adapt(fn: Callable) -> Callable:
-        def run(x, *rest):
-            x = x.detach().clone().requires_grad_(True)  # the student and the reference each get their own leaf
-            loss = fn(x, *(r.clone() if isinstance(r, torch.Tensor) else r for r in rest))
-            if not isinstance(loss, torch.Tensor):
-                raise TypeError(f"{exercise} should return a 0-d torch tensor that can be back-propagated, got "
-                                f"{type(loss).__name__}; keep to torch operations (no .item(), float() or numpy)")
-            if loss.dim() != 0:
-                raise ValueError(f"{exercise} should return one number, a 0-d tensor (the mean over every entry), "
-                                 f"got shape {tuple(loss.shape)}")
-            if not loss.requires_grad:
-                raise RuntimeError(f"{exercise}'s loss has no gradient w.r.t. `{wrt}`: it was detached somewhere "
-                                   f"(.detach(), torch.no_grad(), .item() or numpy); the optimiser could not use it")
-            (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
-            return loss.detach(), torch.zeros_like(x) if grad is None else grad
-
-        return run
-
-    return adapt
 
 
 # ---- seeded inputs -------------------------------------------------------------------------
@@ -190,12 +159,6 @@ def gae_advantages_hidden_cases() -> list[Case]:
     ]
 
 
-def check_gae_advantages(fn) -> CheckResult:
-    """Check a student's ``gae_advantages(rewards, values, next_values, terminated, truncated, gamma, lam)``."""
-    __tracebackhide__ = True
-    return EXERCISES["gae_advantages"].check(fn)
-
-
 # ---- ppo_clip_loss -------------------------------------------------------------------------
 
 
@@ -275,12 +238,6 @@ def ppo_clip_loss_hidden_cases() -> list[Case]:
     ]
 
 
-def check_ppo_clip_loss(fn) -> CheckResult:
-    """Check a student's ``ppo_clip_loss(logp, old_logp, advantages, clip_eps) -> 0-d tensor`` (value and gradient)."""
-    __tracebackhide__ = True
-    return EXERCISES["ppo_clip_loss"].check(fn)
-
-
 # ---- value_loss_fn -------------------------------------------------------------------------
 
 
@@ -330,12 +287,6 @@ def value_loss_fn_hidden_cases() -> list[Case]:
     ]
 
 
-def check_value_loss_fn(fn) -> CheckResult:
-    """Check a student's ``value_loss_fn(values, returns) -> 0-d tensor`` (value and gradient)."""
-    __tracebackhide__ = True
-    return EXERCISES["value_loss_fn"].check(fn)
-
-
 # ---- predict, then run: which learning rate makes PPO collapse? ------------------------------------
 
 LR_OPTIONS = {
@@ -364,21 +315,18 @@ def _lr_case() -> list[Case]:
                  "ratio is 1? Then compare one Adam step of each size with the scale of the weights.")]
 
 
-def check_ppo_lr_prediction(answer) -> CheckResult:
-    """Check the learner's prediction (a letter) before the learning-rate experiment runs."""
-    __tracebackhide__ = True
-    return EXERCISES["ppo_lr_prediction"].check(answer)
-
-
 EXERCISES = {
     "gae_advantages": Exercise("gae_advantages", gae_advantages, gae_advantages_cases, gae_advantages_hidden_cases,
-                               names=("advantages", "returns"), rtol=1e-4, atol=1e-5),
+                               names=("advantages", "returns"), rtol=1e-4, atol=1e-5,
+                               twins=("course_lib.rl.advantages.gae",)),
     "ppo_clip_loss": Exercise("ppo_clip_loss", ppo_clip_loss, ppo_clip_loss_cases, ppo_clip_loss_hidden_cases,
-                              adapt=_with_grad("ppo_clip_loss", "logp"), names=("loss", "d loss / d logp"),
-                              rtol=1e-4, atol=1e-6),
+                              adapt=functools.partial(with_grad, exercise="ppo_clip_loss", wrt="logp"),
+                              names=("loss", "d loss / d logp"), rtol=1e-4, atol=1e-6,
+                              twins=("course_lib.rl.losses.clipped_surrogate",)),
     "value_loss_fn": Exercise("value_loss_fn", value_loss_fn, value_loss_fn_cases, value_loss_fn_hidden_cases,
-                              adapt=_with_grad("value_loss_fn", "values"), names=("loss", "d loss / d values"),
-                              rtol=1e-4, atol=1e-6),
+                              adapt=functools.partial(with_grad, exercise="value_loss_fn", wrt="values"),
+                              names=("loss", "d loss / d values"), rtol=1e-4, atol=1e-6,
+                              twins=("course_lib.rl.losses.value_loss",)),
     "ppo_lr_prediction": Exercise("ppo_lr_prediction", ppo_lr_prediction, _lr_case, list, kind="answer",
                                   comparer=functools.partial(compare_answers, feedback=LR_FEEDBACK),
                                   explanation="the clip removes a sample's gradient only after its ratio has left "
@@ -392,3 +340,6 @@ EXERCISES = {
                                               "The clip bounds the incentive to move, not the step: the step's size "
                                               "is the learning rate's job (and target_kl's)."),
 }
+
+
+__getattr__ = check_functions(EXERCISES)

@@ -16,8 +16,8 @@ import functools
 
 import torch
 
-from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
-from course_lib.checks.tensors import cloned, generator
+from course_lib.checks.core import Case, Exercise, check_functions, compare_answers
+from course_lib.harness.tensors import cloned, generator
 from course_lib.llm.rollout import token_rewards
 from course_lib.rl import entropy_from_logits, masked_sum, token_logprobs
 
@@ -118,12 +118,6 @@ def sequence_logprob_hidden_cases() -> list[Case]:
     ]
 
 
-def check_sequence_logprob(fn) -> CheckResult:
-    """Check a student's ``sequence_logprob(logits, tokens, mask) -> (B,)``."""
-    __tracebackhide__ = True
-    return EXERCISES["sequence_logprob"].check(fn)
-
-
 # ---- temperature_entropy ---------------------------------------------------------------------
 
 
@@ -167,12 +161,6 @@ def temperature_entropy_hidden_cases() -> list[Case]:
              "large logits at a low temperature: keep everything in log space until the last product. "
              + _ENTROPY_RULE),
     ]
-
-
-def check_temperature_entropy(fn) -> CheckResult:
-    """Check a student's ``temperature_entropy(logits, temperature) -> logits.shape[:-1]``."""
-    __tracebackhide__ = True
-    return EXERCISES["temperature_entropy"].check(fn)
 
 
 # ---- per_token_rewards -----------------------------------------------------------------------
@@ -232,19 +220,16 @@ def per_token_rewards_hidden_cases() -> list[Case]:
     ]
 
 
-def check_per_token_rewards(fn) -> CheckResult:
-    """Check a student's ``per_token_rewards(score, logp, ref_logp, mask, beta) -> (B, R)``."""
-    __tracebackhide__ = True
-    return EXERCISES["per_token_rewards"].check(fn)
-
-
 EXERCISES = {
     "sequence_logprob": Exercise("sequence_logprob", sequence_logprob, sequence_logprob_cases,
-                                 sequence_logprob_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-4),
+                                 sequence_logprob_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-4,
+                                 twins=("course_lib.rl.logprobs.token_logprobs",)),
     "temperature_entropy": Exercise("temperature_entropy", temperature_entropy, temperature_entropy_cases,
-                                    temperature_entropy_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-5),
+                                    temperature_entropy_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-5,
+                                    twins=("course_lib.rl.losses.entropy_from_logits",)),
     "per_token_rewards": Exercise("per_token_rewards", per_token_rewards, per_token_rewards_cases,
-                                  per_token_rewards_hidden_cases, adapt=cloned, rtol=1e-5, atol=1e-6),
+                                  per_token_rewards_hidden_cases, adapt=cloned, rtol=1e-5, atol=1e-6,
+                                  twins=("course_lib.llm.rollout.token_rewards",)),
 }
 
 
@@ -346,18 +331,6 @@ def _prediction_case() -> list[Case]:
                  "and what the entropy of a uniform distribution over V tokens is.")]
 
 
-def check_credit_assignment(answer) -> CheckResult:
-    """Check the graded concept check on credit assignment (a dict setting -> letter)."""
-    __tracebackhide__ = True
-    return EXERCISES["credit_assignment"].check(answer)
-
-
-def check_entropy_prediction(answer) -> CheckResult:
-    """Check the prediction made before running the entropy experiment (a letter)."""
-    __tracebackhide__ = True
-    return EXERCISES["entropy_prediction"].check(answer)
-
-
 EXERCISES["credit_assignment"] = Exercise(
     "credit_assignment", credit_assignment, _credit_case, list, kind="answer",
     comparer=functools.partial(compare_answers, feedback=CREDIT_FEEDBACK),
@@ -414,12 +387,6 @@ def _reward_bug_case() -> list[Case]:
                  "of its entries are real tokens, and where did its score land?")]
 
 
-def check_reward_bug(answer) -> CheckResult:
-    """Check the letter naming the bug of ``buggy_per_token_rewards``."""
-    __tracebackhide__ = True
-    return EXERCISES["reward_bug"].check(answer)
-
-
 EXERCISES["reward_bug"] = Exercise(
     "reward_bug", reward_bug, _reward_bug_case, list, kind="answer",
     comparer=functools.partial(compare_answers, feedback=REWARD_BUG_FEEDBACK),
@@ -428,3 +395,6 @@ EXERCISES["reward_bug"] = Exercise(
                 "short responses, often the finished ones, learn nothing from their score. It is easy to miss "
                 "because every shape is right and long responses, which fill the last column, are scored "
                 "correctly. The score belongs on each row's last real token, its EOS when it finished.")
+
+
+__getattr__ = check_functions(EXERCISES)

@@ -16,13 +16,12 @@ and a spot-the-bug on the EOS token.
 from __future__ import annotations
 
 import functools
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 
-from course_lib.checks.core import Case, CheckResult, Exercise, compare, compare_answers
-from course_lib.checks.tensors import cloned, generator
+from course_lib.checks.core import Case, Exercise, check_functions, compare, compare_answers
+from course_lib.harness.lesson10 import bt_with_grad
+from course_lib.harness.tensors import cloned, generator
 from course_lib.llm.reward_model import last_token_index
 from course_lib.llm.tokens import pad
 from course_lib.rl import bradley_terry_loss
@@ -64,47 +63,7 @@ def calibration_bins(probs: torch.Tensor, outcomes: torch.Tensor, n_bins: int):
     return sum_p / safe, sum_o / safe, counts
 
 
-# ---- adapters ------------------------------------------------------------------------------
-
-
-def _bt_with_grad(fn: Callable) -> Callable:
-    """Call ``fn`` on fresh leaves; return ``(loss, accuracy, d loss / d chosen, d loss / d rejected)``: the student's
-    pair first, in its order, then the gradients (labelled by :func:`_compare_bt`).
-
-    Raises (inside the check, so the student sees it as their function's error) when the result is not a pair
-    ``(0-d tensor with a gradient, one number)``.
-    """
-
-    def run(chosen, rejected, *rest, **kwargs):
-        chosen = chosen.detach().clone().requires_grad_(True)
-        rejected = rejected.detach().clone().requires_grad_(True)
-        result = fn(chosen, rejected, *rest, **kwargs)
-        if not isinstance(result, tuple) or len(result) != 2:
-            raise TypeError("bradley_terry_loss_fn should return a tuple (loss, accuracy), got "
-                            f"{type(result).__name__}")
-        loss, accuracy = result
-        if not isinstance(loss, torch.Tensor):
-            raise TypeError(f"bradley_terry_loss_fn's loss should be a 0-d torch tensor that can be back-propagated, "
-                            f"got {type(loss).__name__}; keep to torch operations (no .item(), float() or numpy)")
-        if loss.dim() != 0:
-            raise ValueError(f"bradley_terry_loss_fn's loss should be one number for the whole batch, a 0-d tensor, "
-                             f"got shape {tuple(loss.shape)}")
-        if not loss.requires_grad:
-            raise RuntimeError("bradley_terry_loss_fn's loss has no gradient w.r.t. the scores: it was detached "
-                               "somewhere (.detach(), torch.no_grad(), .item() or numpy); the reward model could "
-                               "not learn from it")
-        if isinstance(accuracy, torch.Tensor):
-            if accuracy.numel() != 1:
-                raise ValueError(f"bradley_terry_loss_fn's accuracy should be one number, the share of pairs "
-                                 f"ordered right, got shape {tuple(accuracy.shape)}")
-            accuracy = float(accuracy)
-        grad_c, grad_r = torch.autograd.grad(loss, (chosen, rejected), allow_unused=True)
-        grad_c = torch.zeros_like(chosen) if grad_c is None else grad_c
-        grad_r = torch.zeros_like(rejected) if grad_r is None else grad_r
-        return loss.detach(), accuracy, grad_c, grad_r
-
-    return run
-
+# ---- comparing bradley_terry_loss_fn's results ---------------------------------------------
 
 _BT_LABELS = ("loss (the first value you return)", "accuracy (the second value you return)",
               "d loss / d chosen_scores (the gradient of your loss)",
@@ -189,13 +148,6 @@ def bradley_terry_loss_fn_hidden_cases() -> list[Case]:
     ]
 
 
-def check_bradley_terry_loss_fn(fn) -> CheckResult:
-    """Check a student's ``bradley_terry_loss_fn(chosen_scores, rejected_scores, label_smoothing=0.0) -> (loss,
-    accuracy)``."""
-    __tracebackhide__ = True
-    return EXERCISES["bradley_terry_loss_fn"].check(fn)
-
-
 # ---- last_token_positions ------------------------------------------------------------------
 
 
@@ -253,12 +205,6 @@ def last_token_positions_hidden_cases() -> list[Case]:
     ]
 
 
-def check_last_token_positions(fn) -> CheckResult:
-    """Check a student's ``last_token_positions(attention_mask) -> (B,) int64``."""
-    __tracebackhide__ = True
-    return EXERCISES["last_token_positions"].check(fn)
-
-
 # ---- calibration_bins ----------------------------------------------------------------------
 
 
@@ -314,22 +260,20 @@ def calibration_bins_hidden_cases() -> list[Case]:
     ]
 
 
-def check_calibration_bins(fn) -> CheckResult:
-    """Check a student's ``calibration_bins(probs, outcomes, n_bins) -> (mean_predicted, observed_frequency, counts)``."""
-    __tracebackhide__ = True
-    return EXERCISES["calibration_bins"].check(fn)
-
-
 EXERCISES = {
     "bradley_terry_loss_fn": Exercise(
         "bradley_terry_loss_fn", bradley_terry_loss_fn, bradley_terry_loss_fn_cases,
-        bradley_terry_loss_fn_hidden_cases, adapt=_bt_with_grad, comparer=_compare_bt, rtol=1e-4, atol=1e-6),
+        bradley_terry_loss_fn_hidden_cases, adapt=bt_with_grad, comparer=_compare_bt, rtol=1e-4, atol=1e-6,
+        twins=("course_lib.rl.preference.bradley_terry_loss",)),
     "last_token_positions": Exercise("last_token_positions", last_token_positions, last_token_positions_cases,
-                                     last_token_positions_hidden_cases, adapt=cloned),
+                                     last_token_positions_hidden_cases, adapt=cloned,
+                                     twins=("course_lib.llm.tokens.last_token_index",)),
     "calibration_bins": Exercise("calibration_bins", calibration_bins, calibration_bins_cases,
                                  calibration_bins_hidden_cases, adapt=cloned,
                                  names=("mean_predicted", "observed_frequency", "counts"), rtol=1e-5, atol=1e-6),
 }
+
+__getattr__ = check_functions(EXERCISES)
 
 
 # ---- spot the bug: the EOS stripped before scoring ---------------------------------------------
@@ -387,12 +331,6 @@ def reward_rows_hidden_cases() -> list[Case]:
     ]
 
 
-def check_reward_rows(fn) -> CheckResult:
-    """Check a student's ``reward_rows(prompt_ids, replies, eos_id, pad_id) -> (input_ids, attention_mask)``."""
-    __tracebackhide__ = True
-    return EXERCISES["reward_rows"].check(fn)
-
-
 def eos_bug() -> str:
     """The letter of the bug in ``reward_rows_buggy`` (exercise 10): the EOS is stripped before scoring."""
     return "B"
@@ -414,14 +352,8 @@ def _eos_bug_case() -> list[Case]:
                  "about their rows?")]
 
 
-def check_eos_bug(answer) -> CheckResult:
-    """Check the named bug of ``reward_rows_buggy`` (a letter)."""
-    __tracebackhide__ = True
-    return EXERCISES["eos_bug"].check(answer)
-
-
 EXERCISES["reward_rows"] = Exercise("reward_rows", reward_rows, reward_rows_cases, reward_rows_hidden_cases,
-                                    names=("input_ids", "attention_mask"))
+                                    names=("input_ids", "attention_mask"), twins=("course_lib.llm.tokens.pad",))
 EXERCISES["eos_bug"] = Exercise("eos_bug", eos_bug, _eos_bug_case, list, kind="answer",
                                 comparer=functools.partial(compare_answers, feedback=EOS_BUG_FEEDBACK),
                                 explanation="the EOS is an action, the policy's choice to stop: a reply that ended "

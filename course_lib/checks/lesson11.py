@@ -13,7 +13,7 @@ Three small pieces of the RLHF loop that lessons 7 to 9 did not write yet:
   policy that sampled the batch instead of the frozen reference;
 * spot the bug (``update_bug``, then the fix ``rlhf_policy_loss``): an update with no clip and no baseline;
 * the build ``rlhf_ppo_step``: one RLHF-PPO step composed from the pieces (mask from EOS, KL-shaped rewards,
-  GAE, the clipped update), checked by behaviour on :class:`TinyPolicy`'s tiny task (:func:`tiny_rlhf_run`);
+  GAE, the clipped update), checked by behaviour on the tiny task of :mod:`course_lib.harness.lesson11`;
 * predict, then run (``beta_prediction``): beta 0.03 against 0.3 on the tiny task.
 
 Stronger hints: ``HINTS`` (``hint(name, 2)``).
@@ -24,14 +24,15 @@ Shapes: B responses, R response tokens, right-padded after each response's last 
 
 from __future__ import annotations
 
-import copy
 import functools
 
 import torch
-from torch import nn
 
-from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
-from course_lib.checks.tensors import cloned, generator
+from course_lib.checks.core import Case, Exercise, check_functions, compare_answers
+from course_lib.harness.lesson11 import rlhf_run
+# the tiny task, imported from here by the lesson (TinyPolicy, tiny_rlhf_run) and by the tests
+from course_lib.harness.lesson11 import TINY_EOS, TinyPolicy, tiny_rlhf_run, tiny_sample, tiny_scores  # noqa: F401
+from course_lib.harness.tensors import cloned, generator
 from course_lib.llm.rollout import token_rewards
 from course_lib.llm.tokens import last_token_index, response_mask_from
 from course_lib.rl import clipped_surrogate, gae, kl_k1, kl_k3, masked_sum, masked_whiten, token_logprobs, value_loss
@@ -151,12 +152,6 @@ def whiten_hidden_cases() -> list[Case]:
     ]
 
 
-def check_whiten(fn) -> CheckResult:
-    """Check a student's ``whiten(advantages, mask) -> (B, R)``."""
-    __tracebackhide__ = True
-    return EXERCISES["whiten"].check(fn)
-
-
 # ---- kl_estimates --------------------------------------------------------------------------
 
 _KL_RULE = ("with r the log-ratio reference minus policy on each response token: k1 of a reply is the sum of -r, "
@@ -192,12 +187,6 @@ def kl_estimates_hidden_cases() -> list[Case]:
     ]
 
 
-def check_kl_estimates(fn) -> CheckResult:
-    """Check a student's ``kl_estimates(logp, ref_logp, mask) -> (k1, k3)``, each (B,)."""
-    __tracebackhide__ = True
-    return EXERCISES["kl_estimates"].check(fn)
-
-
 # ---- adaptive_kl_coef ----------------------------------------------------------------------
 
 _CONTROLLER_RULE = ("the error is the KL relative to the target (their ratio, minus one), clipped to [-0.2, 0.2]; "
@@ -231,107 +220,7 @@ def adaptive_kl_coef_hidden_cases() -> list[Case]:
     ]
 
 
-def check_adaptive_kl_coef(fn) -> CheckResult:
-    """Check a student's ``adaptive_kl_coef(beta, kl, target, n_steps, horizon) -> float``."""
-    __tracebackhide__ = True
-    return EXERCISES["adaptive_kl_coef"].check(fn)
-
-
-# ---- the tiny task of the build (rlhf_ppo_step) --------------------------------------------------
-
-TINY_V, TINY_R, TINY_EOS, TINY_GOOD = 6, 6, 1, 3
-"""The tiny task: a vocabulary of 6 tokens, replies of at most 6 tokens, EOS = 1; the reward model likes token 3."""
-
-
-class TinyPolicy(nn.Module):
-    """A tiny autoregressive policy with a value head, for checking a whole RLHF step in milliseconds.
-
-    ``policy(response_ids)`` with (B, R) int64 reply tokens returns ``(logits, values)``: (B, R, V) and (B, R).
-    ``logits[:, t]`` are the policy's scores for reply token t given the tokens before it (the next-token shift
-    is already done, as :func:`course_lib.llm.rollout.response_outputs` does it), ``values[:, t]`` is V(s_t),
-    the value of the state before token t. Token t's state is its position and the token before it.
-    """
-
-    def __init__(self, seed: int = 0, V: int = TINY_V, R: int = TINY_R, hidden: int = 16):
-        super().__init__()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.embed = nn.Embedding(V + 1, hidden)  # id V is "no token yet" (before the first)
-            self.position = nn.Embedding(R, hidden)
-            self.head = nn.Linear(hidden, V)
-            self.value_head = nn.Linear(hidden, 1)
-        self.V = V
-
-    def forward(self, response_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        B, R = response_ids.shape
-        before = torch.cat([torch.full((B, 1), self.V, dtype=torch.long), response_ids[:, :-1]], dim=1)  # (B, R)
-        h = torch.tanh(self.embed(before) + self.position(torch.arange(R))[None])  # (B, R, H)
-        return self.head(h), self.value_head(h).squeeze(-1)
-
-
-@torch.no_grad()
-def tiny_sample(policy: TinyPolicy, B: int, g: torch.Generator, R: int = TINY_R) -> torch.Tensor:
-    """(B, R) replies sampled from ``policy`` token by token; after a reply's first EOS the sampler writes EOS
-    (SmolLM2's pad id is its EOS id)."""
-    ids = torch.full((B, R), TINY_EOS, dtype=torch.long)
-    done = torch.zeros(B, dtype=torch.bool)
-    for t in range(R):
-        logits, _ = policy(ids)
-        token = torch.multinomial(torch.softmax(logits[:, t], dim=-1), 1, generator=g).squeeze(1)  # (B,)
-        ids[:, t] = torch.where(done, torch.full_like(token, TINY_EOS), token)
-        done = done | (token == TINY_EOS)
-    return ids
-
-
-def tiny_scores(response_ids: torch.Tensor) -> torch.Tensor:
-    """(B, R) replies -> (B,) the tiny reward model's score: the share of the R positions that hold token 3
-    before the reply's EOS (a reply that stops early scores less)."""
-    real = response_mask_from(response_ids, TINY_EOS)  # (B, R)
-    return ((response_ids == TINY_GOOD) & real).float().mean(dim=1)
-
-
-@torch.no_grad()
-def tiny_kl(policy: TinyPolicy, reference: TinyPolicy, response_ids: torch.Tensor) -> torch.Tensor:
-    """(B,) exact per-token KL(pi || pi_ref) of the next-token distributions, summed over each reply's real
-    tokens (a low-variance measure of how far the policy drifted)."""
-    mask = response_mask_from(response_ids, TINY_EOS)
-    logp = torch.log_softmax(policy(response_ids)[0], dim=-1)
-    ref = torch.log_softmax(reference(response_ids)[0], dim=-1)
-    per_token = (logp.exp() * (logp - ref)).sum(-1)  # (B, R)
-    return torch.where(mask, per_token, torch.zeros_like(per_token)).sum(-1)
-
-
-def tiny_rlhf_run(step_fn, seed: int = 0, steps: int = 30, beta: float = 0.05, batch: int = 16,
-                  learning_rate: float = 0.05, moved: bool = False, **step_kwargs) -> dict:
-    """RLHF on the tiny task with ``step_fn`` (a function like :func:`rlhf_ppo_step`) as its step.
-
-    The reference is a frozen copy of the starting policy. ``moved``: start the policy a little away from the
-    reference (so the first step's KL is not 0). Returns a dict of lists per step: ``score`` (mean score of the
-    step's samples), ``kl`` (mean exact KL to the reference on them), and the first step's ``first`` output.
-    """
-    reference = TinyPolicy(seed)
-    for p in reference.parameters():
-        p.requires_grad_(False)
-    policy = copy.deepcopy(reference)
-    for p in policy.parameters():
-        p.requires_grad_(True)
-    if moved:
-        with torch.no_grad():
-            g0 = generator(1000 + seed)
-            for p in policy.parameters():
-                p.add_(0.3 * torch.randn(p.shape, generator=g0))
-    optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
-    g = generator(seed)
-    out = {"score": [], "kl": [], "first": None}
-    for step in range(steps):
-        ids = tiny_sample(policy, batch, g)
-        scores = tiny_scores(ids)
-        out["score"].append(float(scores.mean()))
-        out["kl"].append(float(tiny_kl(policy, reference, ids).mean()))
-        result = step_fn(policy, reference, optimizer, ids.clone(), scores.clone(), TINY_EOS, beta, **step_kwargs)
-        if step == 0:
-            out["first"] = result
-    return out
+# ---- the whole-algorithm build: rlhf_ppo_step ----------------------------------------------------
 
 
 def rlhf_ppo_step(policy, reference, optimizer, response_ids: torch.Tensor, scores: torch.Tensor, eos_id: int,
@@ -365,22 +254,6 @@ def rlhf_ppo_step(policy, reference, optimizer, response_ids: torch.Tensor, scor
         optimizer.step()
         losses.append(float(loss.detach()))
     return mask, rewards, advantages, losses
-
-
-def _rlhf_behaviour(fn):
-    """Wrap a step function: a short RLHF run on the tiny task; its first step's outputs and two behaviours."""
-
-    def run(seed: int, beta: float = 0.05, moved: bool = False, steps: int = 25, **step_kwargs) -> tuple:
-        out = tiny_rlhf_run(fn, seed=seed, steps=steps, beta=beta, moved=moved, **step_kwargs)
-        if not isinstance(out["first"], tuple) or len(out["first"]) != 4:
-            raise TypeError(f"expected a tuple (mask, rewards, advantages, losses), got {type(out['first']).__name__}")
-        mask, rewards, advantages, losses = out["first"]
-        losses = [float(x) for x in losses]
-        early, late = out["score"][:5], out["score"][-5:]
-        rose = sum(late) / len(late) > sum(early) / len(early) + 0.25
-        return mask, rewards.detach(), advantages.detach(), losses[0], losses[-1] < losses[0], rose
-
-    return run
 
 
 _STEP_RULE = ("mask: True up to and including each reply's first EOS; rewards: -beta times (log pi_old - log pi_ref) "
@@ -421,12 +294,6 @@ def rlhf_ppo_step_hidden_cases() -> list[Case]:
         Case((12,), {"beta": 0.05, "moved": True, "epochs": 2, "gamma": 0.95}, "a moved policy, 2 epochs, gamma 0.95",
              _STEP_RULE),
     ]
-
-
-def check_rlhf_ppo_step(fn) -> CheckResult:
-    """Check a student's ``rlhf_ppo_step(policy, reference, optimizer, response_ids, scores, eos_id, beta, ...)``."""
-    __tracebackhide__ = True
-    return EXERCISES["rlhf_ppo_step"].check(fn)
 
 
 # ---- spot the bug 1: the KL anchor -------------------------------------------------------------
@@ -501,18 +368,6 @@ def kl_penalty_rewards_hidden_cases() -> list[Case]:
     ]
 
 
-def check_kl_penalty_rewards(fn) -> CheckResult:
-    """Check a student's ``kl_penalty_rewards(scores, logp, old_logp, ref_logp, mask, beta) -> (B, R)``."""
-    __tracebackhide__ = True
-    return EXERCISES["kl_penalty_rewards"].check(fn)
-
-
-def check_kl_anchor_bug(answer) -> CheckResult:
-    """Check the letter chosen for ``kl_anchor_bug``."""
-    __tracebackhide__ = True
-    return EXERCISES["kl_anchor_bug"].check(answer)
-
-
 # ---- spot the bug 2: no clip, no baseline --------------------------------------------------------
 
 
@@ -583,18 +438,6 @@ def rlhf_policy_loss_hidden_cases() -> list[Case]:
     ]
 
 
-def check_rlhf_policy_loss(fn) -> CheckResult:
-    """Check a student's ``rlhf_policy_loss(logp, old_logp, returns, values, mask, clip_eps) -> 0-d tensor``."""
-    __tracebackhide__ = True
-    return EXERCISES["rlhf_policy_loss"].check(fn)
-
-
-def check_update_bug(answer) -> CheckResult:
-    """Check the letter chosen for ``update_bug``."""
-    __tracebackhide__ = True
-    return EXERCISES["update_bug"].check(answer)
-
-
 # ---- predict, then run: beta 0.03 against beta 0.3 ---------------------------------------------------
 
 
@@ -611,12 +454,6 @@ BETA_FEEDBACK = {
     "D": "at the first step the KL is 0, but the score pulls the policy away from the reference as soon as it "
          "updates; the penalty only sets a price on that drift.",
 }
-
-
-def check_beta_prediction(answer) -> CheckResult:
-    """Check the letter chosen for ``beta_prediction``."""
-    __tracebackhide__ = True
-    return EXERCISES["beta_prediction"].check(answer)
 
 
 def _your_answer() -> list[Case]:
@@ -671,26 +508,32 @@ HINTS = {
 
 
 EXERCISES = {
-    "whiten": Exercise("whiten", whiten, whiten_cases, whiten_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-5),
+    "whiten": Exercise("whiten", whiten, whiten_cases, whiten_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-5,
+                       twins=("course_lib.rl.masked.masked_whiten",)),
     "kl_estimates": Exercise("kl_estimates", kl_estimates, kl_estimates_cases, kl_estimates_hidden_cases,
-                             adapt=cloned, names=("k1", "k3"), rtol=1e-4, atol=1e-5),
+                             adapt=cloned, names=("k1", "k3"), rtol=1e-4, atol=1e-5,
+                             twins=("course_lib.rl.kl.kl_k1", "course_lib.rl.kl.kl_k3")),
     "adaptive_kl_coef": Exercise("adaptive_kl_coef", adaptive_kl_coef, adaptive_kl_coef_cases,
                                  adaptive_kl_coef_hidden_cases, rtol=1e-9, atol=1e-12),
     "kl_anchor_bug": Exercise("kl_anchor_bug", kl_anchor_bug, _your_answer, list, kind="answer",
                               comparer=functools.partial(compare_answers, feedback=KL_ANCHOR_FEEDBACK)),
     "kl_penalty_rewards": Exercise("kl_penalty_rewards", kl_penalty_rewards, kl_penalty_rewards_cases,
-                                   kl_penalty_rewards_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-5),
+                                   kl_penalty_rewards_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-5,
+                                   twins=("course_lib.llm.rollout.token_rewards",)),
     "update_bug": Exercise("update_bug", update_bug, _your_answer, list, kind="answer",
                            comparer=functools.partial(compare_answers, feedback=UPDATE_FEEDBACK)),
     "rlhf_policy_loss": Exercise("rlhf_policy_loss", rlhf_policy_loss, rlhf_policy_loss_cases,
-                                 rlhf_policy_loss_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-5),
+                                 rlhf_policy_loss_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-5,
+                                 twins=("course_lib.rl.losses.clipped_surrogate",)),
     "rlhf_ppo_step": Exercise("rlhf_ppo_step", rlhf_ppo_step, rlhf_ppo_step_cases, rlhf_ppo_step_hidden_cases,
-                              adapt=_rlhf_behaviour, rtol=1e-4, atol=1e-5,
+                              adapt=rlhf_run, rtol=1e-4, atol=1e-5,
                               names=("mask", "rewards", "advantages", "first epoch's loss",
                                      "loss fell over the epochs", "score rose over the run")),
     "beta_prediction": Exercise("beta_prediction", beta_prediction, _your_answer, list, kind="answer",
                                 comparer=functools.partial(compare_answers, feedback=BETA_FEEDBACK)),
 }
+
+__getattr__ = check_functions(EXERCISES)
 
 BUILDS = ("rlhf_ppo_step",)
 """The whole-algorithm build of exercise 11 (the lesson must not print its source)."""

@@ -8,7 +8,7 @@
 * ``dpo_gradient_weight``: each pair's weight in that loss's gradient, sigmoid(r_l - r_w) without smoothing
   (Rafailov et al. 2023, Section 4): pairs that the implicit reward already orders well get little;
 * spot the bug (``dpo_bug``, then the fix ``dpo_margins``): a DPO loss with no reference model;
-* the build ``dpo_step``: one DPO training step on :class:`TinyLM`'s tiny preference task (:func:`tiny_dpo_run`).
+* the build ``dpo_step``: one DPO training step on the tiny preference task of :mod:`course_lib.harness.lesson12`.
 
 Stronger hints: ``HINTS`` (``hint(name, 2)``).
 
@@ -18,15 +18,16 @@ then the response, as :func:`course_lib.llm.generation.encode_completions` lays 
 
 from __future__ import annotations
 
-import copy
 import functools
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
-from course_lib.checks.tensors import cloned, generator
+from course_lib.checks.core import Case, Exercise, check_functions, compare_answers
+from course_lib.harness.lesson12 import dpo_run
+# the tiny task, imported from here by the lesson (TinyLM, tiny_dpo_run) and by the tests
+from course_lib.harness.lesson12 import TinyLM, tiny_dpo_run, tiny_pairs  # noqa: F401
+from course_lib.harness.tensors import cloned, generator
 from course_lib.rl import dpo_loss, masked_sum, token_logprobs
 
 # ---- references ----------------------------------------------------------------------------
@@ -142,12 +143,6 @@ def sequence_logps_hidden_cases() -> list[Case]:
     ]
 
 
-def check_sequence_logps(fn) -> CheckResult:
-    """Check a student's ``sequence_logps(logits, input_ids, response_mask) -> (B,)``."""
-    __tracebackhide__ = True
-    return EXERCISES["sequence_logps"].check(fn)
-
-
 # ---- dpo_loss_fn ------------------------------------------------------------------------------
 
 _LOSS_RULE = ("z = beta * ((logp_chosen - ref_chosen) - (logp_rejected - ref_rejected)) per pair; the pair's loss is "
@@ -186,13 +181,6 @@ def dpo_loss_fn_hidden_cases() -> list[Case]:
     ]
 
 
-def check_dpo_loss_fn(fn) -> CheckResult:
-    """Check a student's ``dpo_loss_fn(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta,
-    label_smoothing=0.0) -> 0-d tensor``."""
-    __tracebackhide__ = True
-    return EXERCISES["dpo_loss_fn"].check(fn)
-
-
 # ---- dpo_gradient_weight ----------------------------------------------------------------------
 
 _WEIGHT_RULE = ("with z the pair's implicit reward margin (as in dpo_loss_fn), the weight is minus the derivative of "
@@ -226,13 +214,6 @@ def dpo_gradient_weight_hidden_cases() -> list[Case]:
              _WEIGHT_RULE),
         Case((*_pair_logps(172, 10, drift=2.0), 0.05), {}, "10 pairs, beta = 0.05, no smoothing", _WEIGHT_RULE),
     ]
-
-
-def check_dpo_gradient_weight(fn) -> CheckResult:
-    """Check a student's ``dpo_gradient_weight(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta,
-    label_smoothing=0.0) -> (B,)``."""
-    __tracebackhide__ = True
-    return EXERCISES["dpo_gradient_weight"].check(fn)
 
 
 # ---- spot the bug: DPO without a reference ------------------------------------------------------------
@@ -282,115 +263,15 @@ def dpo_margins_hidden_cases() -> list[Case]:
     ]
 
 
-def check_dpo_margins(fn) -> CheckResult:
-    """Check a student's ``dpo_margins(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta) -> (B,)``."""
-    __tracebackhide__ = True
-    return EXERCISES["dpo_margins"].check(fn)
-
-
-def check_dpo_bug(answer) -> CheckResult:
-    """Check the letter chosen for ``dpo_bug``."""
-    __tracebackhide__ = True
-    return EXERCISES["dpo_bug"].check(answer)
-
-
 def _your_answer() -> list[Case]:
     return [Case((), {}, "your answer", "re-read each option against the buggy code and Eq. 7.")]
 
 
 # ---- the build: one DPO training step on a tiny model --------------------------------------------------
 
-TINY_V, TINY_PAD, TINY_EOS, TINY_PROMPT, TINY_GOOD = 8, 0, 1, 2, 3
-"""The tiny preference task: 8 tokens (0 pad, 1 EOS, 2 the prompt's first token, 3 to 7 words); the annotator
-prefers the reply with more 3s."""
-
-
-class TinyLM(nn.Module):
-    """A tiny causal LM: ``model(input_ids)`` with (B, T) int64 ids returns (B, T, V) logits, ``logits[:, t]``
-    scoring the token at t + 1 (the next-token shift of a real LM). Token t + 1 depends on token t and on t."""
-
-    def __init__(self, seed: int = 0, V: int = TINY_V, T: int = 16, hidden: int = 16):
-        super().__init__()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.embed = nn.Embedding(V, hidden)
-            self.position = nn.Embedding(T, hidden)
-            self.head = nn.Linear(hidden, V)
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        T = input_ids.shape[1]
-        return self.head(torch.tanh(self.embed(input_ids) + self.position(torch.arange(T))[None]))
-
-
-def tiny_pairs(seed: int, n: int) -> tuple:
-    """``(chosen_ids, rejected_ids, chosen_mask, rejected_mask)``: n preference pairs of the tiny task, each (n, T).
-
-    A sequence is a 2-token prompt (2, then a word), then a reply of 1 to 5 words and EOS, then padding (0);
-    the masks are True on the reply's tokens, EOS included. Both replies of a pair share the prompt.
-    """
-    g = generator(seed)
-    T = 2 + 6
-    out = [torch.zeros((n, T), dtype=torch.long) for _ in range(2)] + [torch.zeros((n, T), dtype=torch.bool)
-                                                                      for _ in range(2)]
-    for i in range(n):
-        prompt = [TINY_PROMPT, int(torch.randint(3, TINY_V, (1,), generator=g))]
-        while True:
-            replies = [torch.randint(3, TINY_V, (int(torch.randint(1, 6, (1,), generator=g)),), generator=g).tolist()
-                       for _ in range(2)]
-            goods = [r.count(TINY_GOOD) for r in replies]
-            if goods[0] != goods[1]:
-                break
-        order = (0, 1) if goods[0] > goods[1] else (1, 0)
-        for k, which in enumerate(order):
-            row = prompt + replies[which] + [TINY_EOS]
-            out[k][i, :len(row)] = torch.tensor(row)
-            out[2 + k][i, 2:len(row)] = True
-    return tuple(out)
-
 
 def _tiny_logps(model, ids, mask) -> torch.Tensor:
     return sequence_logps(model(ids), ids, mask)
-
-
-def tiny_dpo_run(step_fn, seed: int = 0, beta: float = 0.1, steps: int = 30, batch: int = 8,
-                 learning_rate: float = 0.05, moved: bool = False) -> dict:
-    """DPO on the tiny task with ``step_fn`` (a function like :func:`dpo_step`): ``steps`` minibatches of
-    ``batch`` of 64 training pairs. Returns ``losses`` and ``first`` (the first step's output), the held-out
-    ``accuracy`` (share of 32 held-out pairs with a positive implicit reward margin) before and after, and
-    whether the reference's weights stayed as they were."""
-    reference = TinyLM(seed)
-    for p in reference.parameters():
-        p.requires_grad_(False)
-    frozen = {k: v.clone() for k, v in reference.state_dict().items()}
-    policy = copy.deepcopy(reference)
-    for p in policy.parameters():
-        p.requires_grad_(True)
-    if moved:
-        with torch.no_grad():
-            g0 = generator(2000 + seed)
-            for p in policy.parameters():
-                p.add_(0.3 * torch.randn(p.shape, generator=g0))
-    optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
-    train, held = tiny_pairs(seed, 64), tiny_pairs(seed + 500, 32)
-
-    @torch.no_grad()
-    def accuracy() -> float:
-        c = _tiny_logps(policy, held[0], held[2]) - _tiny_logps(frozen_ref, held[0], held[2])
-        r = _tiny_logps(policy, held[1], held[3]) - _tiny_logps(frozen_ref, held[1], held[3])
-        return float((c > r).float().mean())
-
-    frozen_ref = copy.deepcopy(reference)
-    out = {"losses": [], "first": None, "accuracy_before": accuracy()}
-    g = generator(seed)
-    for step in range(steps):
-        idx = torch.randperm(64, generator=g)[:batch]
-        result = step_fn(policy, reference, optimizer, *(x[idx].clone() for x in train), beta)
-        if step == 0:
-            out["first"] = result
-        out["losses"].append(float(result[0]))
-    out["accuracy_after"] = accuracy()
-    out["reference_unchanged"] = all(torch.equal(v, frozen[k]) for k, v in reference.state_dict().items())
-    return out
 
 
 def dpo_step(policy, reference, optimizer, chosen_ids: torch.Tensor, rejected_ids: torch.Tensor,
@@ -408,22 +289,6 @@ def dpo_step(policy, reference, optimizer, chosen_ids: torch.Tensor, rejected_id
     optimizer.step()
     margins = dpo_margins(logp_chosen.detach(), logp_rejected.detach(), ref_chosen, ref_rejected, beta)
     return float(loss.detach()), margins
-
-
-def _dpo_behaviour(fn):
-    """Wrap a step function: a short DPO run on the tiny task; its first step's outputs and three behaviours."""
-
-    def run(seed: int, beta: float = 0.1, moved: bool = False, steps: int = 30) -> tuple:
-        out = tiny_dpo_run(fn, seed=seed, beta=beta, steps=steps, moved=moved)
-        if not isinstance(out["first"], tuple) or len(out["first"]) != 2:
-            raise TypeError(f"expected a tuple (loss, margins), got {type(out['first']).__name__}")
-        loss, margins = out["first"]
-        losses = out["losses"]
-        fell = sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.05
-        learned = out["accuracy_after"] >= out["accuracy_before"] + 0.15 and out["accuracy_after"] >= 0.7
-        return float(loss), margins.detach(), fell, learned, out["reference_unchanged"]
-
-    return run
 
 
 _DPO_STEP_RULE = ("the reference's sequence log-probs without gradient, the policy's with; loss = -mean log sigmoid "
@@ -455,13 +320,6 @@ def dpo_step_hidden_cases() -> list[Case]:
         Case((11,), {"beta": 0.05}, "beta 0.05", _DPO_STEP_RULE),
         Case((12,), {"beta": 1.0, "moved": True, "steps": 20}, "a moved policy, beta 1, 20 steps", _DPO_STEP_RULE),
     ]
-
-
-def check_dpo_step(fn) -> CheckResult:
-    """Check a student's ``dpo_step(policy, reference, optimizer, chosen_ids, rejected_ids, chosen_mask,
-    rejected_mask, beta) -> (loss, margins)``."""
-    __tracebackhide__ = True
-    return EXERCISES["dpo_step"].check(fn)
 
 
 # ---- tier-2 hints ----------------------------------------------------------------------------------
@@ -503,20 +361,22 @@ HINTS = {
 
 EXERCISES = {
     "sequence_logps": Exercise("sequence_logps", sequence_logps, sequence_logps_cases, sequence_logps_hidden_cases,
-                               adapt=cloned, rtol=1e-4, atol=1e-4),
+                               adapt=cloned, rtol=1e-4, atol=1e-4, twins=("course_lib.rl.logprobs.token_logprobs",)),
     "dpo_loss_fn": Exercise("dpo_loss_fn", dpo_loss_fn, dpo_loss_fn_cases, dpo_loss_fn_hidden_cases, adapt=cloned,
-                            rtol=1e-4, atol=1e-5),
+                            rtol=1e-4, atol=1e-5, twins=("course_lib.rl.preference.dpo_loss",)),
     "dpo_gradient_weight": Exercise("dpo_gradient_weight", dpo_gradient_weight, dpo_gradient_weight_cases,
                                     dpo_gradient_weight_hidden_cases, adapt=cloned, rtol=1e-4, atol=1e-5),
     "dpo_bug": Exercise("dpo_bug", dpo_bug, _your_answer, list, kind="answer",
                         comparer=functools.partial(compare_answers, feedback=DPO_BUG_FEEDBACK)),
     "dpo_margins": Exercise("dpo_margins", dpo_margins, dpo_margins_cases, dpo_margins_hidden_cases, adapt=cloned,
                             rtol=1e-4, atol=1e-5),
-    "dpo_step": Exercise("dpo_step", dpo_step, dpo_step_cases, dpo_step_hidden_cases, adapt=_dpo_behaviour,
+    "dpo_step": Exercise("dpo_step", dpo_step, dpo_step_cases, dpo_step_hidden_cases, adapt=dpo_run,
                          rtol=1e-4, atol=1e-5,
                          names=("loss", "margins", "loss fell over the run", "held-out accuracy rose",
                                 "reference unchanged")),
 }
+
+__getattr__ = check_functions(EXERCISES)
 
 BUILDS = ("dpo_step",)
 """The whole-algorithm build of exercise 12 (the lesson must not print its source)."""

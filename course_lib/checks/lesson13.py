@@ -20,8 +20,8 @@ import torch
 
 import functools
 
-from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
-from course_lib.checks.tensors import cloned, generator
+from course_lib.checks.core import Case, Exercise, check_functions, compare_answers
+from course_lib.harness.tensors import cloned, generator
 from course_lib.llm.judge import agreement, option_margins, symmetric_margin
 from course_lib.llm.judge import parse_verdict as _parse_verdict
 
@@ -118,12 +118,6 @@ def parse_verdict_hidden_cases() -> list[Case]:
     ]
 
 
-def check_parse_verdict(fn) -> CheckResult:
-    """Check a student's ``parse_verdict(text) -> "A" | "B" | None``."""
-    __tracebackhide__ = True
-    return EXERCISES["parse_verdict"].check(fn)
-
-
 # ---- judge_margin -------------------------------------------------------------------------------
 
 _MARGIN_RULE = ("in each order, the margin is the log-probability of the token of A minus that of the token of B, "
@@ -170,12 +164,6 @@ def judge_margin_hidden_cases() -> list[Case]:
     ]
 
 
-def check_judge_margin(fn) -> CheckResult:
-    """Check a student's ``judge_margin(logits_ab, logits_ba, a_id, b_id) -> (N,)``."""
-    __tracebackhide__ = True
-    return EXERCISES["judge_margin"].check(fn)
-
-
 # ---- agreement_rate -----------------------------------------------------------------------------
 
 _AGREE_RULE = ("keep the pairs whose judge label is not None; rate = (kept pairs where judge == human) / (kept pairs), "
@@ -205,12 +193,6 @@ def agreement_rate_hidden_cases() -> list[Case]:
              "8 pairs, 3 None", _AGREE_RULE),
         Case(([None, None, "B"], ["B", "B", "B"]), {}, "only one labelled", _AGREE_RULE),
     ]
-
-
-def check_agreement_rate(fn) -> CheckResult:
-    """Check a student's ``agreement_rate(judge_labels, human_labels) -> (rate, n_labelled, n_unparseable)``."""
-    __tracebackhide__ = True
-    return EXERCISES["agreement_rate"].check(fn)
 
 
 # ---- spot the bug: position_bug and consistent_labels ---------------------------------------------
@@ -287,29 +269,20 @@ def consistent_labels_hidden_cases() -> list[Case]:
     ]
 
 
-def check_consistent_labels(fn) -> CheckResult:
-    """Check a student's ``consistent_labels(margins_ab, margins_ba, tol) -> list``."""
-    __tracebackhide__ = True
-    return EXERCISES["consistent_labels"].check(fn)
-
-
-def check_position_bug(answer) -> CheckResult:
-    """Check the letter that names the bug of ``judge_labels_buggy``."""
-    __tracebackhide__ = True
-    return EXERCISES["position_bug"].check(answer)
-
-
 def _position_case() -> list[Case]:
     return [Case((), {}, "your answer", "run the buggy function on a judge that always favours the letter A: what "
                                         "share of pairs gets 'A', and which argument could have told it otherwise?")]
 
 
 EXERCISES = {
-    "parse_verdict": Exercise("parse_verdict", parse_verdict, parse_verdict_cases, parse_verdict_hidden_cases),
+    "parse_verdict": Exercise("parse_verdict", parse_verdict, parse_verdict_cases, parse_verdict_hidden_cases,
+                              twins=("course_lib.llm.judge.parse_verdict",)),
     "judge_margin": Exercise("judge_margin", judge_margin, judge_margin_cases, judge_margin_hidden_cases,
-                             adapt=cloned, rtol=1e-4, atol=1e-5),
+                             adapt=cloned, rtol=1e-4, atol=1e-5,
+                             twins=("course_lib.llm.judge.option_margins", "course_lib.llm.judge.symmetric_margin")),
     "agreement_rate": Exercise("agreement_rate", agreement_rate, agreement_rate_cases, agreement_rate_hidden_cases,
-                               names=("rate", "n_labelled", "n_unparseable")),
+                               names=("rate", "n_labelled", "n_unparseable"),
+                               twins=("course_lib.llm.judge.agreement",)),
     "position_bug": Exercise("position_bug", position_bug, _position_case, list, kind="answer",
                              comparer=functools.partial(compare_answers, feedback=POSITION_FEEDBACK),
                              explanation="the buggy function reads only margins_ab, so a judge that adds a constant "
@@ -323,3 +296,5 @@ EXERCISES = {
     "consistent_labels": Exercise("consistent_labels", consistent_labels, consistent_labels_cases,
                                   consistent_labels_hidden_cases, adapt=cloned),
 }
+
+__getattr__ = check_functions(EXERCISES)

@@ -24,8 +24,10 @@ import torch
 
 import functools
 
-from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
-from course_lib.checks.tensors import cloned, generator
+from course_lib.checks.core import Case, Exercise, check_functions, compare_answers
+from course_lib.harness.lesson14 import length_mask, loss_and_grad, update_run
+from course_lib.harness.lesson14 import LR, TinyPolicy  # noqa: F401  (imported from here by the lesson and the tests)
+from course_lib.harness.tensors import cloned, generator
 from course_lib.data.arithmetic import parse_answer as _parse_answer
 from course_lib.llm.grpo import grpo_token_loss
 from course_lib.rl import group_advantages
@@ -130,12 +132,6 @@ def group_relative_advantages_hidden_cases() -> list[Case]:
     ]
 
 
-def check_group_relative_advantages(fn) -> CheckResult:
-    """Check a student's ``group_relative_advantages(rewards, scale=True) -> (B, G)``."""
-    __tracebackhide__ = True
-    return EXERCISES["group_relative_advantages"].check(fn)
-
-
 # ---- parse_answer ----------------------------------------------------------------------------
 
 _PARSE_RULE = ("the integer after the last 'the answer is' (any case; spaces, ':' or '=', '**' allowed before it; a "
@@ -196,12 +192,6 @@ def parse_answer_hidden_cases() -> list[Case]:
     ]
 
 
-def check_parse_answer(fn) -> CheckResult:
-    """Check a student's ``parse_answer(response) -> int | None``."""
-    __tracebackhide__ = True
-    return EXERCISES["parse_answer"].check(fn)
-
-
 # ---- grpo_loss ---------------------------------------------------------------------------------
 
 _LOSS_RULE = ("per real token, the smaller of ratio times A and the clipped ratio (to [0.8, 1.2]) times A, A shared "
@@ -210,17 +200,11 @@ _LOSS_RULE = ("per real token, the smaller of ratio times A and the clipped rati
               "divided by N times R, R the token budget (the second dimension of logp). A 0-d tensor.")
 
 
-def _mask(lengths, R: int | None = None) -> torch.Tensor:
-    """(N, R) bool: row i is True on its first ``lengths[i]`` positions, False after (padding)."""
-    R = R or max(lengths)
-    return torch.arange(R)[None, :] < torch.tensor(lengths)[:, None]
-
-
 def _batch(seed: int, lengths, R: int | None = None, drift: float = 0.0, padding: float | None = None) -> tuple:
     """``(logp, old_logp, advantages, mask)``: log-probs of sampled tokens, old ones ``drift`` away, one advantage per
     response. ``padding`` overwrites both log-prob tensors outside the mask (what a forward pass leaves there)."""
     g = generator(seed)
-    mask = _mask(lengths, R)
+    mask = length_mask(lengths, R)
     old = torch.log(0.05 + 0.9 * torch.rand(mask.shape, generator=g))  # (N, R)
     logp = old + drift * torch.randn(mask.shape, generator=g)
     adv = torch.randn(mask.shape[0], generator=g)  # (N,)
@@ -228,33 +212,6 @@ def _batch(seed: int, lengths, R: int | None = None, drift: float = 0.0, padding
         logp = torch.where(mask, logp, torch.full_like(logp, padding))
         old = torch.where(mask, old, torch.full_like(old, padding))
     return logp, old, adv, mask
-
-
-def _loss_and_grad(fn):
-    """The check's view of a loss: call ``fn`` on copies of the case, with a fresh leaf ``logp`` that requires grad;
-    return ``(loss, d loss / d logp)``. The gradient is what the optimiser uses: it must be finite everywhere (0 on
-    the padding), even where the padded log-probs are -inf.
-
-    Raises (inside the check, so the student sees it as their function's error) when the result is not a 0-d tensor
-    with a gradient: a float, a per-response vector, or a detached loss.
-    """
-
-    def run(logp, *rest):
-        logp = logp.detach().clone().requires_grad_(True)  # the student and the reference each get their own leaf
-        loss = fn(logp, *(r.clone() if isinstance(r, torch.Tensor) else r for r in rest))
-        if not isinstance(loss, torch.Tensor):
-            raise TypeError(f"grpo_loss should return a 0-d torch tensor that can be back-propagated, got "
-                            f"{type(loss).__name__}; keep to torch operations (no .item(), float() or numpy)")
-        if loss.dim() != 0:
-            raise ValueError(f"grpo_loss should return one number for the whole batch, a 0-d tensor, got shape "
-                             f"{tuple(loss.shape)}")
-        if not loss.requires_grad:
-            raise RuntimeError("grpo_loss's loss has no gradient w.r.t. `logp`: it was detached somewhere (.detach(), "
-                               "torch.no_grad(), .item() or numpy); the optimiser could not use it")
-        (grad,) = torch.autograd.grad(loss, logp, allow_unused=True)
-        return loss.detach(), torch.zeros_like(logp) if grad is None else grad
-
-    return run
 
 
 def grpo_loss_cases() -> list[Case]:
@@ -303,64 +260,7 @@ def grpo_loss_hidden_cases() -> list[Case]:
     ]
 
 
-def check_grpo_loss(fn) -> CheckResult:
-    """Check a student's ``grpo_loss(logp, old_logp, advantages, mask, loss_norm) -> 0-d tensor`` (value and gradient
-    w.r.t. ``logp``)."""
-    __tracebackhide__ = True
-    return EXERCISES["grpo_loss"].check(fn)
-
-
 # ---- grpo_group_update: the whole-algorithm build -------------------------------------------------
-
-LR = 0.5
-"""The check's optimiser: plain SGD at this learning rate (no momentum: a zero gradient moves nothing)."""
-
-
-class TinyPolicy(torch.nn.Module):
-    """A policy over replies of R tokens from a vocabulary of V: one learnable logit table (R, V), position by position.
-
-    ``policy(replies)`` with replies (G, R) long returns (G, R): the log-prob of each reply's token at each position
-    under the current table (with gradient), what ``response_outputs(...).logp`` is for SmolLM2.
-    """
-
-    def __init__(self, seed: int, R: int, V: int = 6):
-        super().__init__()
-        self.table = torch.nn.Parameter(torch.randn((R, V), generator=generator(seed)))  # (R, V)
-
-    def forward(self, replies: torch.Tensor) -> torch.Tensor:
-        logp = torch.log_softmax(self.table, dim=-1)  # (R, V)
-        positions = torch.arange(replies.shape[1])  # (R,)
-        return logp[positions[None, :], replies]  # (G, R)
-
-
-def _group(seed: int, lengths, R: int | None = None, V: int = 6, pad_id: int = 0) -> tuple:
-    """``(replies, mask)``: G replies of the given real lengths, right-padded with ``pad_id`` to R tokens."""
-    mask = _mask(lengths, R)  # (G, R)
-    replies = torch.randint(V, mask.shape, generator=generator(seed + 1000))  # (G, R)
-    return torch.where(mask, replies, torch.full_like(replies, pad_id)), mask
-
-
-def _update_run(fn):
-    """The check's view of a ``grpo_group_update``: build the tiny policy and SGD (learning rate ``lr``), run ``fn``
-    ``calls`` times in a row on the same policy and optimiser (as a training loop does), report ``(losses, table)``:
-    the loss of each epoch of each call (a float tensor) and the logit table after the last update."""
-
-    def run(seed: int, lengths, rewards: torch.Tensor, loss_norm: str = "token", epochs: int = 1,
-            R: int | None = None, pad_id: int = 0, lr: float = LR, calls: int = 1):
-        replies, mask = _group(seed, lengths, R, pad_id=pad_id)
-        policy = TinyPolicy(seed, replies.shape[1])
-        optimizer = torch.optim.SGD(policy.parameters(), lr=lr)
-        out = []
-        for _ in range(calls):
-            losses = fn(policy, optimizer, replies.clone(), mask.clone(), rewards.clone(), loss_norm, epochs)
-            if isinstance(losses, torch.Tensor):
-                losses = losses.tolist()
-            if not isinstance(losses, (list, tuple)):
-                raise TypeError(f"got a {type(losses).__name__}; return a list of the epochs' loss values (floats)")
-            out += [float(v) for v in losses]
-        return torch.tensor(out, dtype=torch.float64), policy.table.detach().clone()
-
-    return run
 
 
 def grpo_group_update(policy, optimizer, replies: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor,
@@ -447,13 +347,6 @@ def grpo_group_update_hidden_cases() -> list[Case]:
     ]
 
 
-def check_grpo_group_update(fn) -> CheckResult:
-    """Check a student's ``grpo_group_update(policy, optimizer, replies, mask, rewards, loss_norm, epochs) ->
-    list of losses`` by what it does to a tiny policy."""
-    __tracebackhide__ = True
-    return EXERCISES["grpo_group_update"].check(fn)
-
-
 # ---- second_epoch_prediction: predict, then run ------------------------------------------------------------
 
 
@@ -471,12 +364,6 @@ SECOND_EPOCH_FEEDBACK = {
          "A_i. The first step was a small step along the gradient of the objective (minus the loss): which way does "
          "such a step move the objective?",
 }
-
-
-def check_second_epoch_prediction(answer) -> CheckResult:
-    """Check the letter of the prediction for the second epoch's loss of a group with one wrong answer in eight."""
-    __tracebackhide__ = True
-    return EXERCISES["second_epoch_prediction"].check(answer)
 
 
 def _prediction_case() -> list[Case]:
@@ -526,12 +413,15 @@ HINTS = {
 EXERCISES = {
     "group_relative_advantages": Exercise("group_relative_advantages", group_relative_advantages,
                                           group_relative_advantages_cases, group_relative_advantages_hidden_cases,
-                                          adapt=cloned, rtol=1e-4, atol=1e-5),
-    "parse_answer": Exercise("parse_answer", parse_answer, parse_answer_cases, parse_answer_hidden_cases),
-    "grpo_loss": Exercise("grpo_loss", grpo_loss, grpo_loss_cases, grpo_loss_hidden_cases, adapt=_loss_and_grad,
-                          names=("loss", "d loss / d logp"), rtol=1e-4, atol=1e-6),
+                                          adapt=cloned, rtol=1e-4, atol=1e-5,
+                                          twins=("course_lib.rl.advantages.group_advantages",)),
+    "parse_answer": Exercise("parse_answer", parse_answer, parse_answer_cases, parse_answer_hidden_cases,
+                             twins=("course_lib.data.arithmetic.parse_answer",)),
+    "grpo_loss": Exercise("grpo_loss", grpo_loss, grpo_loss_cases, grpo_loss_hidden_cases, adapt=loss_and_grad,
+                          names=("loss", "d loss / d logp"), rtol=1e-4, atol=1e-6,
+                          twins=("course_lib.llm.grpo.grpo_token_loss",)),
     "grpo_group_update": Exercise("grpo_group_update", grpo_group_update, grpo_group_update_cases,
-                                  grpo_group_update_hidden_cases, adapt=_update_run, names=("losses", "table"),
+                                  grpo_group_update_hidden_cases, adapt=update_run, names=("losses", "table"),
                                   rtol=1e-4, atol=1e-5),
     "second_epoch_prediction": Exercise("second_epoch_prediction", second_epoch_prediction, _prediction_case, list,
                                         kind="answer",
@@ -550,3 +440,5 @@ EXERCISES = {
                                                     "epoch, as in lesson 14's cpu preset, the loss stays 0 and never "
                                                     "shows it."),
 }
+
+__getattr__ = check_functions(EXERCISES)

@@ -19,18 +19,9 @@ import functools
 
 import numpy as np
 
-from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
+from course_lib.checks.core import Case, Exercise, check_functions, compare_answers
+from course_lib.harness.lesson15 import copied, copied_index
 from course_lib.llm.overoptimisation import early_stop_index, ensemble_reward, win_rate
-
-
-def _copied(fn):
-    """Call ``fn`` on copies of its array arguments, so an in-place edit cannot change the case for others."""
-
-    def run(*args):
-        return fn(*(a.copy() if isinstance(a, np.ndarray) else list(a) if isinstance(a, list) else a for a in args))
-
-    return run
-
 
 # ---- tier-2 hints: hint(name, 2) ---------------------------------------------------------------
 
@@ -112,12 +103,6 @@ def win_rate_hidden_cases() -> list[Case]:
     ]
 
 
-def check_win_rate(fn) -> CheckResult:
-    """Check a student's ``win_rate(scores_a, scores_b) -> (rate, se)``."""
-    __tracebackhide__ = True
-    return EXERCISES["win_rate"].check(fn)
-
-
 # ---- ensemble_reward ----------------------------------------------------------------------------
 
 _ENS_RULE = ("standardise each model k (column k) by its mean[k] and std[k] (when mean and std are None, the column's own "
@@ -167,12 +152,6 @@ def ensemble_reward_hidden_cases() -> list[Case]:
     ]
 
 
-def check_ensemble_reward(fn) -> CheckResult:
-    """Check a student's ``ensemble_reward(scores, how, mean, std) -> (N,)``."""
-    __tracebackhide__ = True
-    return EXERCISES["ensemble_reward"].check(fn)
-
-
 # ---- early_stop_index ---------------------------------------------------------------------------
 
 _STOP_RULE = ("keep best = the index of the highest score so far (the first on ties) and a count of checks since it; "
@@ -213,26 +192,6 @@ def early_stop_index_hidden_cases() -> list[Case]:
         Case(([0.2, 0.1, 0.3, 0.25, 0.35, 0.34, 0.33, 0.9], 3), {}, "the same with patience 3", _STOP_RULE),
         Case(([0.4, 0.3, 0.2, 0.1], 1), {}, "falling from the start, patience 1", _STOP_RULE),
     ]
-
-
-def check_early_stop_index(fn) -> CheckResult:
-    """Check a student's ``early_stop_index(history, patience) -> int``."""
-    __tracebackhide__ = True
-    return EXERCISES["early_stop_index"].check(fn)
-
-
-def _int_result(fn):
-    """Accept a Python or numpy integer for the index, but not a float (an index is a whole number)."""
-
-    def run(*args):
-        out = fn(*args)
-        if isinstance(out, np.integer):
-            return int(out)
-        if isinstance(out, float) or isinstance(out, np.floating):
-            return f"a float ({out!r}); return an int index"
-        return out
-
-    return run
 
 
 # ---- spot the bug: selection_bug and honest_report ---------------------------------------------------------
@@ -300,30 +259,21 @@ def honest_report_hidden_cases() -> list[Case]:
     ]
 
 
-def check_honest_report(fn) -> CheckResult:
-    """Check a student's ``honest_report(val_curves, test_curves, patience) -> (mean, se)``."""
-    __tracebackhide__ = True
-    return EXERCISES["honest_report"].check(fn)
-
-
-def check_selection_bug(answer) -> CheckResult:
-    """Check the letter that names the bug of ``report_buggy``."""
-    __tracebackhide__ = True
-    return EXERCISES["selection_bug"].check(answer)
-
-
 def _selection_case() -> list[Case]:
     return [Case((), {}, "your answer", "in the simulation, the buggy report is above the truth on average: which "
                                         "numbers are used twice?")]
 
 
 EXERCISES = {
-    "win_rate": Exercise("win_rate", win_rate, win_rate_cases, win_rate_hidden_cases, adapt=_copied,
-                         names=("rate", "se"), rtol=1e-6, atol=1e-9),
+    "win_rate": Exercise("win_rate", win_rate, win_rate_cases, win_rate_hidden_cases, adapt=copied,
+                         names=("rate", "se"), rtol=1e-6, atol=1e-9,
+                         twins=("course_lib.llm.overoptimisation.win_rate",)),
     "ensemble_reward": Exercise("ensemble_reward", ensemble_reward, ensemble_reward_cases, ensemble_reward_hidden_cases,
-                                adapt=_copied, rtol=1e-6, atol=1e-9),
+                                adapt=copied, rtol=1e-6, atol=1e-9,
+                                twins=("course_lib.llm.overoptimisation.ensemble_reward",)),
     "early_stop_index": Exercise("early_stop_index", early_stop_index, early_stop_index_cases,
-                                 early_stop_index_hidden_cases, adapt=lambda fn: _int_result(_copied(fn))),
+                                 early_stop_index_hidden_cases, adapt=copied_index,
+                                 twins=("course_lib.llm.overoptimisation.early_stop_index",)),
     "selection_bug": Exercise("selection_bug", selection_bug, _selection_case, list, kind="answer",
                               comparer=functools.partial(compare_answers, feedback=SELECTION_FEEDBACK),
                               explanation="each check's test score is its true score plus noise, and the best of "
@@ -335,5 +285,7 @@ EXERCISES = {
                                           "averages out. This is the winner's curse, and the reason a test set must "
                                           "never take part in a choice, early stopping included."),
     "honest_report": Exercise("honest_report", honest_report, honest_report_cases, honest_report_hidden_cases,
-                              adapt=_copied, names=("mean", "se"), rtol=1e-6, atol=1e-9),
+                              adapt=copied, names=("mean", "se"), rtol=1e-6, atol=1e-9),
 }
+
+__getattr__ = check_functions(EXERCISES)

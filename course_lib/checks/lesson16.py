@@ -21,8 +21,9 @@ import functools
 
 import torch
 
-from course_lib.checks.core import Case, CheckResult, Exercise, compare_answers
-from course_lib.checks.tensors import cloned, generator
+from course_lib.checks.core import Case, Exercise, check_functions, compare_answers
+from course_lib.harness.lesson16 import lora_run, mp_run
+from course_lib.harness.tensors import generator
 
 # ---- references ----------------------------------------------------------------------------
 
@@ -94,66 +95,6 @@ def bf16_bug() -> str:
 
 # ---- LoRALinear -------------------------------------------------------------------------------
 
-LORA_LR, LORA_STEPS = 0.05, 40
-"""The check's small regression: Adam at this rate for this many steps on the trainable parameters."""
-
-
-def _lora_run(cls):
-    """The check's view of a ``LoRALinear`` class: build it on a seeded base layer and report what it does.
-
-    Returns ``(start_gap, n_trainable, output, merged, base_frozen, loss_fell)``: the largest |layer(x) - base(x)|
-    right after construction; the number of trainable entries among the layer's parameters; the output for given
-    A and B; the merged weight for them; whether the base's weight and bias are unchanged after training; whether
-    a small regression's loss fell below half its start in LORA_STEPS Adam steps.
-    """
-
-    def run(seed: int, d_in: int, d_out: int, r: int, alpha: float, bias: bool = True, lead=(5,)):
-        g = generator(seed)
-        torch.manual_seed(seed)  # the layer's own random init (A) is reproducible
-        base = torch.nn.Linear(d_in, d_out, bias=bias)
-        with torch.no_grad():
-            base.weight.copy_(torch.randn(d_out, d_in, generator=g) / d_in ** 0.5)
-            if bias:
-                base.bias.copy_(0.1 * torch.randn(d_out, generator=g))
-        w0 = base.weight.detach().clone()
-        b0 = base.bias.detach().clone() if bias else None
-        x = torch.randn(*lead, d_in, generator=g)  # (..., d_in)
-        with torch.no_grad():
-            base_out = base(x)  # (..., d_out)
-        layer = cls(base, r, alpha)
-        with torch.no_grad():
-            start_gap = float((layer(x) - base_out).abs().max())
-        n_trainable = int(sum(p.numel() for p in layer.parameters() if p.requires_grad))
-        # the output and the merged weight for given A and B
-        A0 = torch.randn(r, d_in, generator=g) / d_in ** 0.5  # (r, d_in)
-        B0 = 0.3 * torch.randn(d_out, r, generator=g)  # (d_out, r)
-        with torch.no_grad():
-            keep = layer.A.detach().clone(), layer.B.detach().clone()
-            layer.A.copy_(A0)
-            layer.B.copy_(B0)
-            output = layer(x).detach().clone()
-            merged = layer.merged_weight().detach().clone()
-            layer.A.copy_(keep[0])
-            layer.B.copy_(keep[1])
-        # a small regression: the target is the base plus a rank-r change
-        target_delta = 0.5 * torch.randn(d_out, r, generator=g) @ torch.randn(r, d_in, generator=g) / d_in ** 0.5
-        xs = torch.randn(64, d_in, generator=g)
-        ys = xs @ (w0 + target_delta).T + (b0 if bias else 0.0)
-        params = [p for p in layer.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=LORA_LR)
-        losses = []
-        for _ in range(LORA_STEPS):
-            loss = ((layer(xs) - ys) ** 2).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        base_frozen = bool(torch.equal(base.weight.detach(), w0) and (not bias or torch.equal(base.bias.detach(), b0)))
-        return start_gap, n_trainable, output, merged, base_frozen, bool(losses[-1] < 0.5 * losses[0])
-
-    return run
-
-
 _LORA_RULE = ("freeze the base (weight and bias); A (r, d_in) random and B (d_out, r) zero, both Parameters; forward: "
               "the base's output plus alpha / r times B A x; merged_weight: W plus alpha / r times B A.")
 
@@ -189,12 +130,6 @@ def LoRALinear_hidden_cases() -> list[Case]:
         Case((121, 10, 6, 4, 32.0, False), {}, "rank 4, alpha 32, no bias", _LORA_RULE),
         Case((122, 3, 12, 3, 3.0, True, (4, 2)), {}, "a rank as large as d_in, 3-d input", _LORA_RULE),
     ]
-
-
-def check_LoRALinear(cls) -> CheckResult:
-    """Check a student's ``LoRALinear(base, r, alpha)`` class by its behaviour."""
-    __tracebackhide__ = True
-    return EXERCISES["LoRALinear"].check(cls)
 
 
 # ---- lora_param_count ----------------------------------------------------------------------
@@ -255,12 +190,6 @@ def lora_param_count_hidden_cases() -> list[Case]:
     ]
 
 
-def check_lora_param_count(fn) -> CheckResult:
-    """Check a student's ``lora_param_count(named_shapes, targets, r) -> int``."""
-    __tracebackhide__ = True
-    return EXERCISES["lora_param_count"].check(fn)
-
-
 # ---- adam_memory_bytes ---------------------------------------------------------------------
 
 _MEMORY_RULE = ("weights = n_params * bytes_per_param; gradients = n_trainable * bytes_per_param; adam_moments = "
@@ -296,13 +225,6 @@ def adam_memory_bytes_hidden_cases() -> list[Case]:
     ]
 
 
-def check_adam_memory_bytes(fn) -> CheckResult:
-    """Check a student's ``adam_memory_bytes(n_params, n_trainable, bytes_per_param) -> (weights, gradients,
-    adam_moments, total)``."""
-    __tracebackhide__ = True
-    return EXERCISES["adam_memory_bytes"].check(fn)
-
-
 # ---- spot the bug: bf16_bug and mixed_precision_sgd_step ----------------------------------------
 
 BF16_FEEDBACK = {
@@ -318,28 +240,6 @@ BF16_FEEDBACK = {
 def _bf16_case() -> list[Case]:
     return [Case((), {}, "your answer", "print torch.tensor(1.0, dtype=torch.bfloat16) + 0.001 and compare with the "
                                         "same sum in float32: where does the step go?")]
-
-
-def _mp_run(fn):
-    """Run ``fn`` for the case's steps from ``master`` and a zero velocity, feeding its master and velocity back in;
-    report the dtype and the values of the master, the velocity and the weight, in that order, the values as float32
-    (numpy has no bfloat16)."""
-
-    def run(master: torch.Tensor, grads: torch.Tensor, lr: float, momentum: float = 0.9,
-            model_dtype: torch.dtype = torch.bfloat16):
-        m, v = master.clone(), torch.zeros_like(master)  # the velocity starts at zero, float32
-        weight = None
-        for g in grads:  # grads: (steps, n) bfloat16
-            out = fn(m.clone(), v.clone(), g.clone(), lr, momentum, model_dtype)
-            if not isinstance(out, tuple) or len(out) != 3:
-                raise TypeError(f"got a {type(out).__name__}; return a tuple of three tensors (new master, new "
-                                "velocity, the model's weight)")
-            m, v, weight = out
-        as_float = (lambda t: t.detach().float() if isinstance(t, torch.Tensor) else t)  # numpy has no bfloat16
-        dtype = (lambda t: str(t.dtype) if isinstance(t, torch.Tensor) else type(t).__name__)
-        return dtype(m), as_float(m), dtype(v), as_float(v), dtype(weight), as_float(weight)
-
-    return run
 
 
 def _mp_grads(seed: int, steps: int, n: int, scale: float = 1.0, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
@@ -389,19 +289,6 @@ def mixed_precision_sgd_step_hidden_cases() -> list[Case]:
     ]
 
 
-def check_mixed_precision_sgd_step(fn) -> CheckResult:
-    """Check a student's ``mixed_precision_sgd_step(master, velocity, grad, lr, momentum, model_dtype) ->
-    (new_master, new_velocity, weight)``."""
-    __tracebackhide__ = True
-    return EXERCISES["mixed_precision_sgd_step"].check(fn)
-
-
-def check_bf16_bug(answer) -> CheckResult:
-    """Check the letter that names the bug of ``bf16_sgd_step_buggy``."""
-    __tracebackhide__ = True
-    return EXERCISES["bf16_bug"].check(answer)
-
-
 # ---- tier-2 hints: hint(name, 2) ---------------------------------------------------------------
 
 HINTS = {
@@ -436,7 +323,7 @@ HINTS = {
 }
 
 EXERCISES = {
-    "LoRALinear": Exercise("LoRALinear", LoRALinear, LoRALinear_cases, LoRALinear_hidden_cases, adapt=_lora_run,
+    "LoRALinear": Exercise("LoRALinear", LoRALinear, LoRALinear_cases, LoRALinear_hidden_cases, adapt=lora_run,
                            names=("start_gap", "n_trainable", "output", "merged", "base_frozen", "loss_fell"),
                            rtol=1e-4, atol=1e-5),
     "lora_param_count": Exercise("lora_param_count", lora_param_count, lora_param_count_cases,
@@ -456,7 +343,9 @@ EXERCISES = {
                                      "are enough to compute with, not to accumulate many small changes in."),
     "mixed_precision_sgd_step": Exercise("mixed_precision_sgd_step", mixed_precision_sgd_step,
                                          mixed_precision_sgd_step_cases, mixed_precision_sgd_step_hidden_cases,
-                                         adapt=_mp_run, names=("master_dtype", "master", "velocity_dtype", "velocity",
+                                         adapt=mp_run, names=("master_dtype", "master", "velocity_dtype", "velocity",
                                                                 "weight_dtype", "weight"),
                                          rtol=1e-6, atol=1e-7),
 }
+
+__getattr__ = check_functions(EXERCISES)
