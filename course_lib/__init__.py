@@ -9,7 +9,7 @@ transformers). Import the layer you need::
 Layers, lowest first (a layer imports only layers below it; siblings never
 import each other; ``tests/test_layers.py`` enforces it)::
 
-    utils -> envs | data -> rl -> tabular | deep | llm -> checks -> kit
+    utils -> envs | data -> rl -> tabular | deep | llm -> harness -> checks -> grading -> kit
 """
 
 __version__ = "0.1.0"

@@ -33,11 +33,8 @@ from conftest import ROOT
 from course_lib.checks.lesson01 import EXERCISES
 from course_lib.grading.grader import UNSAFE_FLAG, grade_folder
 from course_lib.grading.sandbox import UID_BASE, UID_BLOCK, UID_BLOCKS, Limits, RunBudget
+from test_grading import AS_ROOT, EXERCISE, LESSON, SOLUTION
 
-LESSON = "01_agent_environment_loop.ipynb"
-EXERCISE = ROOT / "exercises" / LESSON
-SOLUTION = ROOT / "solutions" / LESSON
-AS_ROOT = os.geteuid() == 0
 LIMITS = Limits(timeout_s=6.0, memory_mb=1024)
 NAME = "discounted_return"
 N_CASES = len(EXERCISES[NAME].cases()) + len(EXERCISES[NAME].hidden_cases())

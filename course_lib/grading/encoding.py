@@ -95,7 +95,7 @@ def _numbers(obj: dict) -> list:
         raise ValueError("bad shape")
     if not isinstance(data, list) or len(data) > MAX_ITEMS or math.prod(shape) != len(data):
         raise ValueError("data does not fill the shape")
-    if not all(type(v) in (int, float) or v in ("nan", "inf", "-inf") for v in data):
+    if not all(type(v) in (bool, int, float) or v in ("nan", "inf", "-inf") for v in data):
         raise ValueError("data holds something other than numbers")
     return [_unfloat(v) for v in data]
 

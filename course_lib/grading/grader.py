@@ -109,18 +109,23 @@ def _score(lesson: str, name: str, outcome, expected_cache: _Expected) -> Exerci
 
 
 def _flags(source: str, ex) -> list[str]:
-    """Flag code that names the exercise's reference or a twin (it would pass without being written)."""
+    """Flag code that names the exercise's reference (a twin needs no flag here: in the sandbox it is a stub, and
+    calling it is flagged by :func:`_denied_flags`)."""
+    module, name = ex.reference.__module__, ex.reference.__name__
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return []
-    targets = [(ex.reference.__module__, ex.reference.__name__)] + [tuple(t.rsplit(".", 1)) for t in ex.twins]
-    for module, name in targets:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module == module and any(a.name == name for a in node.names):
-                return [f"imports the library's reference {module}.{name}: check by hand"]
-        if f"{module}.{name}" in source:
-            return [f"uses the library's reference {module}.{name}: check by hand"]
+    if "course_lib.harness" in source or any(
+            isinstance(n, ast.ImportFrom) and n.module == "course_lib" and any(a.name == "harness" for a in n.names)
+            for n in ast.walk(tree)):
+        # the harness runs the cases inside the sandbox: code that patches it could forge a build's verdict
+        return ["reaches into the grading harness (course_lib.harness): check by hand"]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == module and any(a.name == name for a in node.names):
+            return [f"imports the library's reference {module}.{name}: check by hand"]
+    if f"{module}.{name}" in source:
+        return [f"uses the library's reference {module}.{name}: check by hand"]
     return []
 
 

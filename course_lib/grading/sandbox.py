@@ -36,6 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from course_lib.grading.child import DENIED, EXIT_CONFINE
 
@@ -95,17 +96,23 @@ def pids_of_uid(uid: int) -> list[int]:
     return pids
 
 
-def _kill_uid(uid: int) -> None:
-    for _ in range(100):  # a fork bomb may still be forking: repeat until nothing is left
-        pids = pids_of_uid(uid)
+def kill_until_gone(find: Callable[[], list[int]]) -> None:
+    """SIGKILL every process ``find`` lists, again and again until it lists none (a fork bomb may still be forking),
+    for at most about two seconds."""
+    for _ in range(100):
+        pids = find()
         if not pids:
             return
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):
                 pass
         time.sleep(0.02)
+
+
+def _kill_uid(uid: int) -> None:
+    kill_until_gone(lambda: pids_of_uid(uid))
 
 
 def _lock_dir() -> Path:
@@ -238,21 +245,12 @@ class RunBudget:
         return sorted(found)
 
     def kill(self) -> None:
-        for _ in range(100):
-            pids = self.pids()
-            if not pids:
-                return
-            if self.version == 2:
-                try:
-                    (self.folders[0] / "cgroup.kill").write_text("1")
-                except OSError:
-                    pass
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.02)
+        if self.version == 2:
+            try:
+                (self.folders[0] / "cgroup.kill").write_text("1")
+            except OSError:
+                pass  # before Linux 5.14: one process at a time
+        kill_until_gone(self.pids)
 
     def out_of_memory(self) -> bool:
         """Whether the kernel killed a process of the run for the memory budget."""
@@ -448,9 +446,7 @@ class Sandbox:
             try:
                 if budget is not None:
                     budget.add(proc.pid)
-                proc.stdin.write(json.dumps(job).encode())
-                proc.stdin.close()
-                proc.wait(timeout=lim.timeout_s)
+                proc.communicate(json.dumps(job).encode(), timeout=lim.timeout_s)  # the watchdog: writing included
             except subprocess.TimeoutExpired:
                 timed_out = True
             except (BrokenPipeError, OSError):
