@@ -241,7 +241,7 @@ def test_code_that_names_the_reference_or_the_harness_is_flagged():
     ex = EXERCISES["discounted_return"]
     honest = "import numpy as np\ndef discounted_return(rewards, gamma):\n    return 0.0"
     assert _flags(honest, ex) == []
-    assert "reference" in _flags("from course_lib.checks.lesson01 import discounted_return", ex)[0]
+    assert "reference" in _flags(f"from {ex.reference.__module__} import {ex.reference.__name__}", ex)[0]
     for source in ("import course_lib.harness.lesson06 as h\nh.solves_cartpole(train_reinforce)",
                    "from course_lib import harness"):
         assert "harness" in _flags(source, ex)[0], source
