@@ -11,6 +11,7 @@ cases. The submissions are copies of a correct lesson-1 notebook.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -23,6 +24,12 @@ from course_lib.grading.grader import grade_folder
 from course_lib.grading.sandbox import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _kind(grade) -> str:
+    from course_lib.grading.grader import lesson_exercises
+
+    return lesson_exercises(grade.lesson)[grade.exercise].kind
 
 
 def main() -> None:
@@ -43,6 +50,10 @@ def main() -> None:
             grades = grade_folder(subs, Path(tmp) / f"grades{jobs}.csv", jobs=jobs, limits=Limits(), progress=False)
             seconds = time.perf_counter() - start
             assert all(g.score == 1.0 for gs in grades.values() for g in gs), "the copies should all pass"
+            graded = next(iter(grades.values()))
+            exercises = len(graded)
+            kinds = [_kind(g) for g in graded]
+            runs = kinds.count("function") + ("answer" in kinds)
             rates[f"course-kit grade, {jobs} job{'s' if jobs > 1 else ''}"] = args.submissions / seconds * 60
         start = time.perf_counter()
         for i in range(args.submissions):
@@ -51,7 +62,10 @@ def main() -> None:
                            resources={"metadata": {"path": str(ROOT / "exercises")}}).execute()
         rates["nbclient, whole notebook, no sandbox"] = args.submissions / (time.perf_counter() - start) * 60
     base = rates["nbclient, whole notebook, no sandbox"]
-    print(f"{args.submissions} submissions of {source.name} (2 exercises each)")
+    print(f"{args.submissions} submissions of {source.name} ({exercises} exercises each, graded in "
+          f"{runs} sandboxed runs: one per function exercise, one for all the answers)")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end; torch threads "
+          f"in each run: 1 (OMP_NUM_THREADS=1)")
     for name, rate in rates.items():
         print(f"{name:<40} {rate:7.1f} submissions/min   ratio {rate / base:4.2f}x vs nbclient")
 

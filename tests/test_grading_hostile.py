@@ -65,8 +65,8 @@ def gated(attack: str) -> tuple[str, str]:
 
 
 def report_then_exit(text: str) -> tuple[str, str]:
-    """A first cell that writes its own ``result.json`` in the run's folder and leaves before the grader's child
-    can write the real one."""
+    """A first cell that writes its own report (``result-0.json``, the first exercise's) in the run's folder and
+    leaves before the grader's child can write the real one."""
     return "top", f"import os\n{textwrap.dedent(text).strip()}\nos._exit(0)"
 
 
@@ -89,7 +89,8 @@ ATTACKS: dict[str, tuple[str, str, str, str]] = {
                     "expected a finite number, got nan"),
     "patch_builtins": ("function", "import builtins, json\nbuiltins.isinstance = lambda *a: True\n"
                                    "json.dump = lambda obj, f, *a, **k: f.write('{\"forged\": true}')\n"
-                                   "def discounted_return(rewards, gamma):\n    return 0.0", "crash", "expected fields"),
+                                   "def discounted_return(rewards, gamma):\n    return 0.0", "crash",
+                       "without reporting results"),
     "missing_function": ("replace", "def discounted_returns(rewards, gamma):  # a typo\n    return 0.0",
                          "missing-function", NAME),
     # reading what must stay hidden
@@ -198,27 +199,27 @@ ATTACKS: dict[str, tuple[str, str, str, str]] = {
         time.sleep(60)""", "memory" if CGROUPS is not None else "timeout", ""),
     # forging the child's report
     "report_wrong_types": (*report_then_exit("""
-        open('result.json', 'w').write('{"exercise": "discounted_return", "status": "ok", "detail": 5, "cases": "x"}')"""),
+        open('result-0.json', 'w').write('{"exercise": "discounted_return", "status": "ok", "detail": 5, "cases": "x"}')"""),
                            "crash", "wrong type"),
-    "report_deep_json": (*report_then_exit("open('result.json', 'w').write('[' * 200_000 + ']' * 200_000)"), "crash",
+    "report_deep_json": (*report_then_exit("open('result-0.json', 'w').write('[' * 200_000 + ']' * 200_000)"), "crash",
                          "not valid JSON"),
-    "report_link_to_memory": (*report_then_exit("os.symlink('/proc/self/mem', 'result.json')"), "crash",
+    "report_link_to_memory": (*report_then_exit("os.symlink('/proc/self/mem', 'result-0.json')"), "crash",
                               "could not be opened"),
-    "report_fifo": (*report_then_exit("os.mkfifo('result.json')"), "crash", "not a regular file"),
+    "report_fifo": (*report_then_exit("os.mkfifo('result-0.json')"), "crash", "not a regular file"),
     "report_extra_field": (*report_then_exit("""
         import json
         json.dump({"exercise": "discounted_return", "status": "ok", "detail": "", "cases": [], "not_isolated": []},
-                  open('result.json', 'w'))"""), "crash", "expected fields"),
+                  open('result-0.json', 'w'))"""), "crash", "expected fields"),
     "report_unknown_status": (*report_then_exit("""
         import json
         json.dump({"exercise": "discounted_return", "status": "full-marks", "detail": "", "cases": []},
-                  open('result.json', 'w'))"""), "crash", "unknown status"),
+                  open('result-0.json', 'w'))"""), "crash", "unknown status"),
     "report_hostile_values": (*report_then_exit("""
         import json
         bad = [{"t": "tensor", "dtype": "save", "shape": [1], "data": [1.0]}, {"t": "ndarray", "dtype": "V9",
                "shape": [1], "data": [0]}, {"t": "float", "v": [1.0]}, {"t": "dict", "v": [[{"t": "list", "v": []}, 1]]}]
         json.dump({"exercise": "discounted_return", "status": "ok", "detail": "",
-                   "cases": [{"value": bad[i % len(bad)]} for i in range(N_CASES)]}, open('result.json', 'w'))"""),
+                   "cases": [{"value": bad[i % len(bad)]} for i in range(N_CASES)]}, open('result-0.json', 'w'))"""),
                               "ok", "could not be read back"),
 }
 

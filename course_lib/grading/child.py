@@ -1,14 +1,16 @@
-"""The sandboxed side of the grader: one child process per (submission x exercise).
+"""The sandboxed side of the grader: a zygote, and one child forked from it per run.
 
-Started by :mod:`course_lib.grading.sandbox` as ``python -I -B`` in an empty root-owned folder (no folder a
-student can write to is on ``sys.path``), with the job on stdin: the notebook's code, the exercise's name, and
-the pickled inputs of its cases with its adapter (built by the grader from :mod:`course_lib.checks`; only
-:mod:`course_lib.harness` is needed to unpickle them). Before any student code runs it: puts up the walls
-(:mod:`course_lib.grading.confine`: namespaces, hidden paths, read-only mounts, private temporary folders, limits,
-no sockets, the uid drop; root only, except limits and the socket filter), installs the import guard (below),
-and imports only allow-listed modules. Then it runs the notebook's code and calls the student's function on
-every case, writing plain JSON results to ``result.json`` in its own folder. It never sees an expected value,
-a reference or a hidden case's expected behaviour: the trusted parent compares.
+The zygote (:func:`zygote`) is started by :mod:`course_lib.grading.sandbox` as ``python -I -B`` in an empty
+root-owned folder (no folder a student can write to is on ``sys.path``); it imports the run's allow-listed
+modules once (never a reference, a hidden case or a twin), then forks a fresh child per job. A job is one
+submission's notebook code with one function exercise, or with all its answers (which are only read), and the
+pickled inputs of the cases with the exercise's adapter (built by the grader from :mod:`course_lib.checks`; only
+:mod:`course_lib.harness` is needed to unpickle them). Before any student code runs the child (:func:`run_task`):
+puts up the walls (:mod:`course_lib.grading.confine`: namespaces, hidden paths, read-only mounts, private
+temporary folders, limits, no sockets, the uid drop; root only, except limits and the socket filter), installs
+the import guard (below), and imports only allow-listed modules. Then it runs the notebook's code once and calls
+the student's function on every case, writing plain JSON results to ``result-<i>.json`` in its own folder. It
+never sees an expected value: the trusted parent compares.
 
 The import guard: ``course_lib.checks`` (references, hidden cases, quiz answers) is never loaded; a notebook's
 ``from course_lib.checks.lessonNN import check_x, TinyPolicy`` gets a stand-in whose ``check_*`` do nothing and
@@ -108,6 +110,18 @@ class ImportGuard(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             exec(compile(twin["source"], twin["file"], "exec"), module.__dict__)
 
 
+class _Deny(importlib.abc.MetaPathFinder):
+    """The zygote's guard while it preloads: these modules (and their submodules) do not load at all."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+
+    def find_spec(self, name, path=None, target=None):
+        if any(name == d or name.startswith(d + ".") for d in self.names):
+            raise ImportError(f"{name} is not preloaded")
+        return None
+
+
 class _Unpickler(pickle.Unpickler):
     """Unpickles the grader's payload; anything from ``course_lib.checks`` is refused (it must never load here)."""
 
@@ -117,9 +131,8 @@ class _Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _preload(code: list[str]) -> None:
-    """Import, before privileges drop, the allow-listed modules the notebook imports (the interpreter's own
-    folder may be unreadable to the grading user). The import guard is already in place."""
+def imported_names(code: list[str]) -> set[str]:
+    """The modules (and ``module.name``s) the code's import statements name, and :data:`PRELOAD`."""
     names = set(PRELOAD)
     for source in code:
         try:
@@ -132,7 +145,13 @@ def _preload(code: list[str]) -> None:
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names.add(node.module)
                 names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    allowed = {n for n in names if _allowed(n)}
+    return names
+
+
+def _preload(code: list[str]) -> None:
+    """Import, before privileges drop, the allow-listed modules the notebook imports (the interpreter's own
+    folder may be unreadable to the grading user). The import guard is already in place."""
+    allowed = {n for n in imported_names(code) if _allowed(n)}
     if any("pyplot" in n for n in allowed):
         os.environ["MPLBACKEND"] = "Agg"
     for name in sorted(allowed):
@@ -188,32 +207,133 @@ def _limit_and_drop(job: dict) -> None:
         confine.drop_capabilities()
 
 
-def main() -> None:
-    job = json.loads(sys.stdin.buffer.read(MAX_JOB_BYTES))
-    report: dict = {"exercise": job["exercise"], "status": None, "detail": "", "cases": []}
-    result_path = ""
+def zygote() -> None:
+    """The template every run is forked from (``python -I -B``, root, in an empty folder): it imports the
+    allow-listed modules the run's notebooks use (numpy, torch, matplotlib, the course's library...) with the
+    checks package and every module that holds a twin of any exercise of the run denied (so no reference or twin
+    is in it, and a module that needs one is left for each child to import its own way), then forks one child
+    per job and reports on stdout
+    ``pid N`` when it forked and ``exit N CODE`` when that child ended (CODE as :attr:`subprocess.Popen.returncode`).
 
-    def finish(status: str, detail: str = "") -> None:
-        report["status"], report["detail"] = status, detail[-500:]
+    Protocol on stdin: one JSON line ``{"preload": [...], "deny": [...]}``, then one JSON line per job. Each child becomes its own
+    session, joins its run's cgroup, writes to its own log, and runs :func:`run_task`; nothing of one child
+    reaches another (each is a fresh copy of this template).
+    """
+    import select
+
+    pending = bytearray()
+
+    def lines():
+        """Complete lines read so far from stdin (fd 0, unbuffered: select must see every byte)."""
+        while b"\n" in pending:
+            line, _, rest = bytes(pending).partition(b"\n")
+            pending[:] = rest
+            yield line
+
+    def read_more(timeout: float) -> bool:
+        if select.select([0], [], [], timeout)[0]:
+            chunk = os.read(0, 1 << 20)
+            if not chunk:
+                return False
+            pending.extend(chunk)
+            if len(pending) > MAX_JOB_BYTES:
+                raise ValueError("a job over the size limit")
+        return True
+
+    while b"\n" not in pending:
+        if not read_more(1.0):
+            return
+    setup = json.loads(next(lines()))
+    os.environ["MPLBACKEND"] = "Agg"
+    guard = _Deny(setup["deny"])
+    sys.meta_path.insert(0, guard)
+    for name in setup["preload"]:
+        if _allowed(name):
+            try:
+                importlib.import_module(name)
+            except Exception:  # not a module, or it needs a denied one: the child imports it then, its own way
+                pass
+    sys.meta_path.remove(guard)
+    loaded = sorted(m for m in sys.modules if any(m == d or m.startswith(d + ".") for d in setup["deny"]))
+    if loaded:
+        raise RuntimeError(f"the zygote loaded a module it must not hold: {loaded}")
+    if "torch" in sys.modules:
+        _load_optimiser_modules()
+    children: set[int] = set()
+    open_ = True
+    while open_ or children:
+        open_ = open_ and read_more(0.002 if children else 0.1)  # a run that ended is seen within 2 ms
+        for line in lines():
+            job = json.loads(line)
+            pid = os.fork()
+            if pid == 0:
+                _become_task(job)
+                run_task(job)  # never returns
+            children.add(pid)
+            os.write(1, f"pid {pid}\n".encode())
+        for pid in list(children):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                children.discard(pid)
+                os.write(1, f"exit {pid} {os.waitstatus_to_exitcode(status)}\n".encode())
+
+
+def _become_task(job: dict) -> None:
+    """In the forked child, before anything else: a session of its own (so its group can be killed), its run's
+    cgroup, its log as stdout and stderr, nothing on stdin."""
+    try:
+        os.setsid()
+        for procs in job["cgroup_procs"]:
+            with open(procs, "w") as f:
+                f.write("0")  # this process (and all it will start) into the run's budget
+        log = os.open(job["log"], os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        os.close(null)
+    except Exception:
+        os._exit(EXIT_CONFINE)
+
+
+def run_task(job: dict) -> None:
+    """One run: walls, guard, the notebook's code once, then each of the job's exercises (one function exercise,
+    or all the notebook's answers, which are only read); a report per exercise, ``result-<i>.json``; ends the
+    process."""
+    exercises = job["exercises"]
+    reports = [{"exercise": e["name"], "status": None, "detail": "", "cases": []} for e in exercises]
+    written: set[int] = set()
+    work = ""
+
+    def write(i: int, status: str, detail: str = "") -> None:
+        reports[i]["status"], reports[i]["detail"] = status, detail[-500:]
         try:
-            fd = os.open(result_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            fd = os.open(os.path.join(work, f"result-{i}.json"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                         0o600)
             with io.open(fd, "w", encoding="utf-8") as f:
-                json.dump(report, f)
+                json.dump(reports[i], f)
         except OSError:
             os._exit(1)
+        written.add(i)
+
+    def finish(status: str, detail: str = "") -> None:
+        """Every exercise not yet reported gets ``status``; then leave at once (no atexit, no threads)."""
+        for i in range(len(exercises)):
+            if i not in written:
+                write(i, status, detail)
         sys.stdout.flush()
-        os._exit(0)  # nothing the student registered (atexit, threads) runs after this
+        os._exit(0)
 
     # 1. walls, guard, allow-listed imports, the cases' inputs: all before any student code
     try:
         work = _confine(job) if job["isolate"] else job["workdir"]
-        result_path = os.path.join(work, "result.json")
-        os.environ.update(HOME=work, MPLCONFIGDIR=work)
+        os.environ.update(HOME=work, MPLCONFIGDIR=os.path.join(work, ".matplotlib"))
         sys.meta_path.insert(0, ImportGuard(job["twins"]))
         _preload(job["code"])
         from course_lib.grading.encoding import encode
 
-        adapt, cases = _Unpickler(io.BytesIO(base64.b64decode(job["payload"]))).load()
+        inputs = [_Unpickler(io.BytesIO(base64.b64decode(e["payload"]))).load() for e in exercises]
         leaked = sorted(m for m in sys.modules if m.startswith("course_lib.checks.") and
                         not isinstance(sys.modules[m], _ChecksStandIn))
         if leaked:
@@ -226,6 +346,7 @@ def main() -> None:
 
     # 2. run the notebook's code
     namespace = {"__name__": "__main__", "display": _noop, "get_ipython": _IPythonStub}
+    detail = ""
     try:
         for index, source in enumerate(job["code"]):
             try:
@@ -237,48 +358,56 @@ def main() -> None:
             except OSError as exc:
                 if exc.errno == errno.EFBIG:  # Python ignores SIGXFSZ: writes past the limit raise instead
                     finish("crash", f"output or file size limit reached in code cell {index}")
-                report["detail"] = f"{type(exc).__name__} in code cell {index}: {exc}"[:300]
+                detail = f"{type(exc).__name__} in code cell {index}: {exc}"[:300]
             except SystemExit as exc:
                 finish("crash", f"SystemExit({exc.code!r}) in code cell {index}")
             except BaseException as exc:  # the student's cell failed: later cells may still define the function
-                report["detail"] = f"{type(exc).__name__} in code cell {index}: {exc}"[:300]
+                detail = f"{type(exc).__name__} in code cell {index}: {exc}"[:300]
     except BaseException as exc:  # e.g. a KeyboardInterrupt raised from a finally
         finish("crash", f"{type(exc).__name__} while running the notebook's code")
 
-    name = job["exercise"]
-    if name not in namespace:
-        finish("missing-function", f"nothing named {name!r} was defined")
-    obj = namespace[name]
-    if job["kind"] == "answer":
-        if obj is None or isinstance(obj, dict) and all(v is None for v in obj.values()):
-            finish("not-implemented")  # the answer template, still unfilled
-        call = lambda: obj  # noqa: E731
-    elif not callable(obj):
-        finish("missing-function", f"{name!r} is not a function")
-    else:
-        call = adapt(obj) if adapt is not None else obj
-
-    # 3. call the student's function on every case; only encoded data leaves
-    statuses = set()
-    for args, kwargs in cases:
-        try:
-            report["cases"].append({"value": encode(call(*args, **kwargs))})
-        except NotImplementedError:
-            statuses.add("not-implemented")
-            report["cases"].append({"error": "NotImplementedError"})
-        except MemoryError:
-            statuses.add("memory")
-            report["cases"].append({"error": "MemoryError"})
-        except SystemExit as exc:
-            finish("crash", f"SystemExit({exc.code!r}) while calling {name}")
-        except BaseException as exc:
-            report["cases"].append({"error": f"{type(exc).__name__}: {str(exc)[:200]}"})
-    if "memory" in statuses:
-        finish("memory", "MemoryError while calling the function")
-    if statuses == {"not-implemented"} and all("error" in c for c in report["cases"]):
-        finish("not-implemented")
+    # 3. each exercise: call the student's function on every case (or read the answer); only encoded data leaves
+    for i, (exercise, (adapt, cases)) in enumerate(zip(exercises, inputs)):
+        status, why = _evaluate(exercise, namespace, adapt, cases, reports[i]["cases"], encode)
+        write(i, status, why or detail)
     finish("ok")
 
 
+def _evaluate(exercise: dict, namespace: dict, adapt, cases: list, results: list, encode) -> tuple[str, str]:
+    """Fill ``results`` for one exercise; its status and detail ("" to keep the code's)."""
+    name = exercise["name"]
+    if name not in namespace:
+        return "missing-function", f"nothing named {name!r} was defined"
+    obj = namespace[name]
+    if exercise["kind"] == "answer":
+        if obj is None or isinstance(obj, dict) and all(v is None for v in obj.values()):
+            return "not-implemented", ""  # the answer template, still unfilled
+        call = lambda: obj  # noqa: E731
+    elif not callable(obj):
+        return "missing-function", f"{name!r} is not a function"
+    else:
+        call = adapt(obj) if adapt is not None else obj
+    statuses = set()
+    for args, kwargs in cases:
+        try:
+            results.append({"value": encode(call(*args, **kwargs))})
+        except NotImplementedError:
+            statuses.add("not-implemented")
+            results.append({"error": "NotImplementedError"})
+        except MemoryError:
+            statuses.add("memory")
+            results.append({"error": "MemoryError"})
+        except SystemExit as exc:
+            del results[:]
+            return "crash", f"SystemExit({exc.code!r}) while calling {name}"
+        except BaseException as exc:
+            results.append({"error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+    if "memory" in statuses:
+        return "memory", "MemoryError while calling the function"
+    if statuses == {"not-implemented"} and all("error" in c for c in results):
+        return "not-implemented", ""
+    return "ok", ""
+
+
 if __name__ == "__main__":
-    main()
+    zygote()

@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from course_lib.checks import LESSON_OF
-from course_lib.grading.child import DENIED
+from course_lib.grading.child import DENIED, imported_names
 from course_lib.grading.encoding import decode
 from course_lib.grading.sandbox import Limits, Sandbox, SandboxUnavailable  # noqa: F401  (raised by grade_folder)
 from course_lib.grading.submission import Rejected, load_submission
@@ -214,9 +214,6 @@ def grade_folder(submissions: Path, out_csv: Path, hidden: Path | None = None, j
                out_csv.with_name(f".{out_csv.stem}.json.tmp")]
     hide = [submissions, feedback_dir, *outputs] + ([Path(hidden)] if hidden else [])
     expected = _Expected()
-    for lesson in lessons:  # compute the references once, before any child runs
-        for name in exercises_of(lesson):
-            expected.get(lesson, name)
 
     grades: dict[str, dict[tuple[str, str], ExerciseGrade]] = {s: {} for s in students}
     tasks = []
@@ -238,35 +235,47 @@ def grade_folder(submissions: Path, out_csv: Path, hidden: Path | None = None, j
                 for name in names:
                     grades[student][(lesson, name)] = ExerciseGrade(lesson, name, "rejected", 0.0, 0, 0, str(exc))
                 continue
-            tasks += [(student, lesson, name, sub) for name in names]
+            answers = [name for name in names if names[name].kind == "answer"]  # only read: one run for them all
+            tasks += [(student, lesson, [name], sub) for name in names if name not in answers]
+            tasks += [(student, lesson, answers, sub)] if answers else []
 
     slots: queue.Queue = queue.Queue()
     for slot in range(max(1, jobs)):
         slots.put(slot)
 
-    with Sandbox(hide, limits, unsafe=unsafe) as sandbox:
+    preload = set().union(*(imported_names(sub.code) for sub in {id(t[3]): t[3] for t in tasks}.values()))
+    twins = {t for lesson in lessons for ex in exercises_of(lesson).values() for t in ex.twins}
+    with Sandbox(hide, limits, unsafe=unsafe, preload=preload, twins=twins) as sandbox:  # its zygote imports meanwhile
+        for lesson in lessons:  # compute the references once, before any child runs
+            for name in exercises_of(lesson):
+                expected.get(lesson, name)
 
-        def work(task):
-            student, lesson, name, sub = task
+        def work(task) -> tuple[str, list[ExerciseGrade]]:
+            student, lesson, names, sub = task
             slot = slots.get()
             try:
-                ex, public, hidden_cases, _, payload = expected.get(lesson, name)
-                outcome = sandbox.run(sub.code, ex, payload, slot)
-                grade = _score(lesson, name, outcome, expected)
-                grade.flags = _flags(sub.source_text, ex) + _denied_flags(outcome, ex)
-            except Exception as exc:  # the grader's own failure on this task: this row only, never the run
-                grade = ExerciseGrade(lesson, name, "sandbox-error", 0.0, 0, 0,
-                                      f"the grader failed on this task: {type(exc).__name__}: {str(exc)[:200]}")
+                specs = [expected.get(lesson, name) for name in names]
+                outcomes = sandbox.run(sub.code, [spec[0] for spec in specs], [spec[4] for spec in specs], slot)
+                graded = []
+                for name, spec, outcome in zip(names, specs, outcomes):
+                    grade = _score(lesson, name, outcome, expected)
+                    grade.flags = _flags(sub.source_text, spec[0]) + _denied_flags(outcome, spec[0])
+                    graded.append(grade)
+            except Exception as exc:  # the grader's own failure on this task: these rows only, never the run
+                graded = [ExerciseGrade(lesson, name, "sandbox-error", 0.0, 0, 0, f"the grader failed on this task: "
+                                        f"{type(exc).__name__}: {str(exc)[:200]}") for name in names]
             finally:
                 slots.put(slot)
-            if sandbox.unsafe:
-                grade.flags.append(UNSAFE_FLAG)
-            return student, grade
+            for grade in graded:
+                if sandbox.unsafe:
+                    grade.flags.append(UNSAFE_FLAG)
+            return student, graded
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for student, grade in tqdm(pool.map(work, tasks), total=len(tasks), desc="grading", unit="run",
-                                       disable=not progress):
-                grades[student][(grade.lesson, grade.exercise)] = grade
+            for student, graded in tqdm(pool.map(work, tasks), total=len(tasks), desc="grading", unit="run",
+                                        disable=not progress):
+                for grade in graded:
+                    grades[student][(grade.lesson, grade.exercise)] = grade
 
     ordered = {s: [grades[s][k] for k in sorted(grades[s])] for s in students}
     write_outputs(ordered, out_csv, feedback_dir)

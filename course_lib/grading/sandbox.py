@@ -1,14 +1,18 @@
-"""Start one sandboxed child per (submission x exercise), bound it, read what it reports, and leave nothing behind.
+"""Start one sandboxed child per run (a submission's notebook with one exercise), bound it, read what it reports,
+and leave nothing behind.
 
 A grading run (:class:`Sandbox`, a context manager) owns, for its whole life:
 
 * a **uid block**, taken under a lock (``flock`` on a root-owned file per block), so that two graders, or a
   grader and a test suite, on one machine never share a uid and never kill each other's runs;
 * a private, root-owned folder holding each task's working folder, an empty start folder and an empty file (to
-  cover hidden files); removed at the end.
+  cover hidden files); removed at the end;
+* a **zygote** (:class:`Zygote`, :func:`course_lib.grading.child.zygote`) started as ``python -I -B`` in the
+  empty folder, which imports the run's heavy modules once and forks each task's child (several times faster
+  than starting Python and importing numpy, torch or matplotlib per task).
 
-Each task gets: a fresh child (:mod:`course_lib.grading.child`) started as ``python -I -B`` in the empty folder;
-one memory and process budget for all of its processes (:class:`RunBudget`, a cgroup, v2 or v1, where the kernel
+Each task (one function exercise, or all the answers of one notebook) gets: a fresh child forked from the
+zygote; one memory and process budget for all of its processes (:class:`RunBudget`, a cgroup, v2 or v1, where the kernel
 offers one); a wall-clock watchdog; and, afterwards, however it ended, every process of the run killed (its
 process group, its cgroup and, as root, its uid). Its report is read without following links, from a regular file
 only, up to a size cap, and validated against a strict schema; anything else is a ``crash`` with the reason.
@@ -23,20 +27,23 @@ import ast
 import base64
 import errno
 import fcntl
+import functools
 import importlib.util
 import json
 import os
 import pickle
+import queue
 import shutil
 import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from course_lib.grading.child import DENIED, EXIT_CONFINE
 
@@ -79,8 +86,8 @@ class RunOutcome:
 # ---- the uid block -------------------------------------------------------------------------------------------
 
 
-def pids_of_uid(uid: int) -> list[int]:
-    """Every process whose real uid is ``uid``."""
+def pids_of_uids(low: int, high: int) -> list[int]:
+    """Every process whose real uid is in ``[low, high)``."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -88,7 +95,7 @@ def pids_of_uid(uid: int) -> list[int]:
                 with open(f"/proc/{entry}/status") as f:
                     for line in f:
                         if line.startswith("Uid:"):
-                            if int(line.split()[1]) == uid:
+                            if low <= int(line.split()[1]) < high:
                                 pids.append(int(entry))
                             break
             except OSError:
@@ -112,7 +119,7 @@ def kill_until_gone(find: Callable[[], list[int]]) -> None:
 
 
 def _kill_uid(uid: int) -> None:
-    kill_until_gone(lambda: pids_of_uid(uid))
+    kill_until_gone(lambda: pids_of_uids(uid, uid + 1))
 
 
 def _lock_dir() -> Path:
@@ -138,8 +145,8 @@ class UidBlock:
                 os.close(fd)
                 continue
             self.fd, self.base = fd, UID_BASE + index * UID_BLOCK
-            for slot in range(UID_BLOCK):  # left over by a grader that died: nobody else can hold this block
-                _kill_uid(self.base + slot)
+            # left over by a grader that died: nobody else can hold this block
+            kill_until_gone(lambda: pids_of_uids(self.base, self.base + UID_BLOCK))
             return
         raise SandboxUnavailable(f"all {UID_BLOCKS} uid blocks are in use by other graders")
 
@@ -286,6 +293,7 @@ def _stub_source(kind: type, name: str, dotted: str) -> str:
     return f"def {name}(*args, **kwargs):\n    raise RuntimeError({message!r})\n"
 
 
+@functools.lru_cache(maxsize=None)
 def strip_twins(twins: tuple[str, ...]) -> tuple[dict[str, dict], list[str]]:
     """For each twin ``module.name``: the module's source with ``name``'s definition replaced by a stub that
     raises, and the files to hide (the module's source and its compiled copies).
@@ -319,6 +327,15 @@ def strip_twins(twins: tuple[str, ...]) -> tuple[dict[str, dict], list[str]]:
 
 
 # ---- the run ---------------------------------------------------------------------------------------------------
+
+
+def _matplotlib_font_cache() -> Path | None:
+    """The grader's own matplotlib font list, where matplotlib keeps it (found without importing matplotlib), or
+    None (then the zygote builds one for the run)."""
+    folder = os.environ.get("MPLCONFIGDIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "matplotlib")
+    found = sorted(Path(folder).glob("fontlist-*.json"))
+    return found[-1] if found else None
 
 
 def kit_paths_to_hide() -> list[str]:
@@ -375,10 +392,74 @@ def read_report(path: Path, exercise: str, cap: int) -> dict | str:
     return report
 
 
+class Zygote:
+    """The grader's side of :func:`course_lib.grading.child.zygote`: start it, ask it for a child per job, learn
+    when each child ends. Thread-safe (several jobs share one zygote)."""
+
+    def __init__(self, command: list[str], env: dict, cwd: Path, preload: list[str], deny: list[str]):
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=cwd,
+                                     start_new_session=True)
+        self.lock = threading.Lock()
+        self.forked: queue.Queue = queue.Queue()
+        self.ended: dict[int, int] = {}
+        self.changed = threading.Condition()
+        self.proc.stdin.write((json.dumps({"preload": preload, "deny": deny}) + "\n").encode())
+        self.proc.stdin.flush()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            kind, _, rest = line.decode().strip().partition(" ")
+            if kind == "pid":
+                self.forked.put(int(rest))
+            elif kind == "exit":
+                pid, code = (int(x) for x in rest.split())
+                with self.changed:
+                    self.ended[pid] = code
+                    self.changed.notify_all()
+        self.forked.put(None)  # the zygote is gone: wake whoever waits for a fork
+        with self.changed:
+            self.changed.notify_all()
+
+    def spawn(self, job: dict) -> int:
+        """Fork a child for ``job``; its pid (its process group and session too)."""
+        with self.lock:
+            self.proc.stdin.write((json.dumps(job) + "\n").encode())
+            self.proc.stdin.flush()
+            pid = self.forked.get(timeout=60)
+        if pid is None:
+            raise RuntimeError("the grader's zygote process ended")
+        return pid
+
+    def wait(self, pid: int, timeout: float) -> int | None:
+        """The child's exit code (as ``Popen.returncode``), or None if it still runs after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while pid not in self.ended:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    return None
+                self.changed.wait(left)
+            return self.ended.pop(pid)
+
+    def close(self) -> None:
+        """Stop the zygote (every run it forked has ended and been killed by then)."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.kill()
+        self.proc.wait()
+
+
 class Sandbox:
     """One grading run's walls: see the module docstring. Use as a context manager."""
 
-    def __init__(self, hide: list[Path], limits: Limits = Limits(), unsafe: bool = False):
+    def __init__(self, hide: list[Path], limits: Limits = Limits(), unsafe: bool = False,
+                 preload: Iterable[str] = (), twins: Iterable[str] = ()):
+        """``preload``: modules the run's notebooks import; ``twins``: every twin of every exercise the run grades
+        (their modules are never preloaded)."""
         self.limits, self.root = limits, os.geteuid() == 0
         if not self.root and not unsafe:
             raise SandboxUnavailable("grading untrusted code needs root (network, file and user isolation); run "
@@ -392,7 +473,24 @@ class Sandbox:
         (self.folder / "start").mkdir(mode=0o555)
         self.empty_file = self.folder / "empty"
         self.empty_file.touch(mode=0o000)
+        (self.folder / "mpl").mkdir()
+        font_cache = _matplotlib_font_cache()
+        if font_cache is not None:  # else the zygote's matplotlib would build it again (seconds)
+            shutil.copy(font_cache, self.folder / "mpl" / font_cache.name)
         self.count = 0
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.folder), "MPLCONFIGDIR": str(self.folder / "mpl"),
+               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "COURSE_PROFILE": "ci",
+               "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "MPLBACKEND": "Agg"}
+        for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "COURSE_KIT_CACHE"):
+            if key in os.environ:
+                env[key] = os.environ[key]
+        import course_lib
+
+        package_root = str(Path(course_lib.__file__).resolve().parents[1])
+        command = [sys.executable, "-I", "-B", "-c", f"import sys; sys.path.insert(0, {package_root!r}); "
+                   "from course_lib.grading.child import zygote; zygote()"]
+        deny = sorted({t.rpartition(".")[0] for t in twins} | {"course_lib.checks", "course_lib.grading.grader"})
+        self.zygote = Zygote(command, env, self.folder / "start", sorted(set(preload)), deny)
 
     def __enter__(self) -> Sandbox:
         return self
@@ -401,91 +499,89 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
+        self.zygote.close()
         os.chmod(self.folder / "start", 0o700)
         shutil.rmtree(self.folder, ignore_errors=True)
         if self.block is not None:
             self.block.release()
             self.block = None
 
-    def run(self, code: list[str], exercise, payload: bytes, slot: int = 0) -> RunOutcome:
-        """Run the notebook's ``code`` and call ``exercise`` (a checks ``Exercise``) on the pickled cases."""
+    def run(self, code: list[str], exercises: list, payloads: list[bytes], slot: int = 0) -> list[RunOutcome]:
+        """Run the notebook's ``code`` once in a fresh child, then each exercise (a checks ``Exercise``) on its
+        pickled cases; one outcome per exercise. Give one function exercise at a time (each gets a child of its
+        own, with its twins denied), or several answers (they are only read)."""
+        if len(exercises) > 1 and any(e.kind != "answer" for e in exercises):
+            raise ValueError("exercises: expected one function exercise, or answers only")
         self.count += 1
         uid = self.block.uid(slot) if self.block is not None else None
         workdir = self.folder / f"task-{self.count}"
         workdir.mkdir(mode=0o700)
         if uid is not None:
             os.chown(workdir, uid, uid)
-        twins, twin_files = strip_twins(exercise.twins)
+        log_path = workdir / "output.log"
+        log_path.touch(mode=0o600)  # root's: the child writes to it through the descriptor it opened before the drop
+        twins, twin_files = strip_twins(tuple(t for e in exercises for t in e.twins))
         lim = self.limits
+        budget = RunBudget.create(f"{self.folder.name}-{self.count}", lim.memory_mb * 2**20, lim.processes)
         job = {
-            "code": code, "exercise": exercise.name, "kind": exercise.kind, "twins": twins,
-            "payload": base64.b64encode(payload).decode("ascii"), "isolate": self.root, "uid": uid,
+            "code": code, "twins": twins, "isolate": self.root, "uid": uid,
+            "exercises": [{"name": e.name, "kind": e.kind, "payload": base64.b64encode(p).decode("ascii")}
+                          for e, p in zip(exercises, payloads)],
             "workdir": str(workdir), "hide": self.hide + twin_files, "empty_file": str(self.empty_file),
-            "tmp_mb": lim.tmp_mb,
+            "tmp_mb": lim.tmp_mb, "log": str(log_path),
+            "cgroup_procs": [str(f / "cgroup.procs") for f in budget.folders] if budget is not None else [],
             "limits": {"cpu_s": int(lim.timeout_s) + 1, "memory_bytes": lim.memory_mb * 2**20,
                        "file_bytes": lim.file_mb * 2**20, "open_files": lim.open_files, "processes": lim.processes},
         }
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1", "COURSE_PROFILE": "ci", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1",
-               "MPLBACKEND": "Agg"}
-        for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "COURSE_KIT_CACHE"):
-            if key in os.environ:
-                env[key] = os.environ[key]
-        import course_lib
-
-        package_root = str(Path(course_lib.__file__).resolve().parents[1])
-        command = [sys.executable, "-I", "-B", "-c",
-                   f"import sys; sys.path.insert(0, {package_root!r}); "
-                   "from course_lib.grading.child import main; main()"]
-        budget = RunBudget.create(f"{self.folder.name}-{self.count}", lim.memory_mb * 2**20, lim.processes)
         start = time.monotonic()
-        timed_out = False
-        with open(workdir / "output.log", "w+b") as log:
-            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                    cwd=self.folder / "start", start_new_session=True)
-            try:
-                if budget is not None:
-                    budget.add(proc.pid)
-                proc.communicate(json.dumps(job).encode(), timeout=lim.timeout_s)  # the watchdog: writing included
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            except (BrokenPipeError, OSError):
-                pass
-            finally:
-                self._kill(proc, uid, budget)
-            elapsed = time.monotonic() - start
+        try:
+            pid = self.zygote.spawn(job)
+        except Exception as exc:
+            if budget is not None:
+                budget.remove()
+            shutil.rmtree(workdir, ignore_errors=True)
+            return [RunOutcome("sandbox-error", f"the sandbox could not start a run: {exc}", [])] * len(exercises)
+        code = self.zygote.wait(pid, lim.timeout_s)  # the watchdog
+        timed_out = code is None
+        self._kill(pid, uid, budget)
+        if code is None:
+            code = self.zygote.wait(pid, 5)
+        elapsed = time.monotonic() - start
+        with open(log_path, "rb") as log:
             log.seek(max(0, os.fstat(log.fileno()).st_size - 400))
             tail = log.read(400).decode("utf-8", "replace")
         out_of_memory = budget is not None and budget.out_of_memory()
         if budget is not None:
             budget.remove()
-        report = read_report(workdir / "result.json", exercise.name, lim.file_mb * 2**20)
+        reports = [read_report(workdir / f"result-{i}.json", e.name, lim.file_mb * 2**20)
+                   for i, e in enumerate(exercises)]
         shutil.rmtree(workdir, ignore_errors=True)
-        if proc.returncode == EXIT_CONFINE:
+        return [self._outcome(report, code, tail, elapsed, timed_out, out_of_memory) for report in reports]
+
+    def _outcome(self, report: dict | str, code: int | None, tail: str, elapsed: float, timed_out: bool,
+                 out_of_memory: bool) -> RunOutcome:
+        lim = self.limits
+        if code == EXIT_CONFINE:
             return RunOutcome("sandbox-error", "the sandbox could not be set up: " + tail.strip()[-300:], [])
         if out_of_memory:  # before the timeout: a run whose children were killed for memory may then hang
             return RunOutcome("memory", f"the run's processes went over {lim.memory_mb} MB together", [])
         if timed_out:
             return RunOutcome("timeout", f"stopped after {lim.timeout_s:.0f} s (wall clock)", [])
         if isinstance(report, str):
-            return RunOutcome(_death_status(proc.returncode, tail),
-                              _death_detail(proc.returncode, elapsed) + f" ({report})", [])
+            return RunOutcome(_death_status(code, tail), _death_detail(code, elapsed) + f" ({report})", [])
         return RunOutcome(report["status"], report["detail"][:500], report["cases"])
 
-    def _kill(self, proc: subprocess.Popen, uid: int | None, budget: RunBudget | None) -> None:
-        """Kill every process of the run: its group, its cgroup and its uid, until none is left."""
+    def _kill(self, pid: int, uid: int | None, budget: RunBudget | None) -> None:
+        """Kill every process of the run: its process group (the child is a session leader), its cgroup and its
+        uid, until none is left."""
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         if budget is not None:
             budget.kill()
         if uid is not None:
             _kill_uid(uid)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
 
     @staticmethod
     def pickled_cases(exercise, cases: list) -> bytes:
