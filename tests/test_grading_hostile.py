@@ -33,7 +33,7 @@ from conftest import ROOT
 from course_lib.checks.lesson01 import EXERCISES
 from course_lib.grading.grader import UNSAFE_FLAG, grade_folder
 from course_lib.grading.sandbox import UID_BASE, UID_BLOCK, UID_BLOCKS, Limits, RunBudget
-from test_grading import AS_ROOT, EXERCISE, LESSON, SOLUTION
+from test_grading import AS_ROOT, EXERCISE, LESSON, SOLUTION, _write
 
 LIMITS = Limits(timeout_s=6.0, memory_mb=1024)
 NAME = "discounted_return"
@@ -255,12 +255,7 @@ def _build(folder: Path, out: Path, port: int, sock: str) -> None:
         values[name] = _Raw(f"Path({values[name]!r})")
 
     def write(student: str, nb=None, raw: bytes | None = None) -> None:
-        (folder / student).mkdir(parents=True)
-        path = folder / student / LESSON
-        if raw is not None:
-            path.write_bytes(raw)
-        else:
-            nbformat.write(nb, path)
+        _write(folder, student, nb, raw)
 
     (folder / "correct").mkdir(parents=True)
     shutil.copy(SOLUTION, folder / "correct" / LESSON)
