@@ -32,7 +32,7 @@ from nbformat.v4 import new_code_cell
 from conftest import ROOT
 from course_lib.checks.lesson01 import EXERCISES
 from course_lib.grading.grader import UNSAFE_FLAG, grade_folder
-from course_lib.grading.sandbox import UID_BASE, UID_BLOCK, UID_BLOCKS, Limits, RunBudget
+from course_lib.grading.sandbox import STATUSES, UID_BASE, UID_BLOCK, UID_BLOCKS, Limits, RunBudget
 from test_grading import AS_ROOT, EXERCISE, LESSON, SOLUTION, _write
 
 LIMITS = Limits(timeout_s=6.0, memory_mb=1024)
@@ -404,6 +404,7 @@ def test_both_graders_wrote_complete_consistent_tables(two_runs):
         table = json.loads((out / "grades.json").read_text())
         assert set(table) == students
         assert len(rows) == len(students)
+        assert {g["status"] for gs in table.values() for g in gs} <= set(STATUSES)
         for row in rows:
             name = row["student"][1:] if row["student"].startswith("'=") else row["student"]
             (g,) = table[name]

@@ -204,72 +204,30 @@ def grade_folder(submissions: Path, out_csv: Path, hidden: Path | None = None, j
     def exercises_of(lesson: str) -> dict:
         return {k: v for k, v in lesson_exercises(lesson).items() if only is None or k in only}
 
-    notebooks, problems, folder_problems = _scan(submissions)
-    students = sorted(set(notebooks) | set(folder_problems))
-    lessons = sorted({lesson for s in students for lesson in [*notebooks.get(s, {}), *problems.get(s, {})]
-                      if exercises_of(lesson)})
+    grades, tasks = _plan(submissions, exercises_of)
+    lessons = sorted({lesson for gs in grades.values() for lesson, _ in gs} | {t[1] for t in tasks})
     out_csv = Path(out_csv)
     feedback_dir = out_csv.with_name(out_csv.stem + "_feedback")
     outputs = [out_csv, out_csv.with_suffix(".json"), out_csv.with_name(f".{out_csv.name}.tmp"),
                out_csv.with_name(f".{out_csv.stem}.json.tmp")]
     hide = [submissions, feedback_dir, *outputs] + ([Path(hidden)] if hidden else [])
+    preload = set().union(*(imported_names(sub.code) for sub in {id(t[3]): t[3] for t in tasks}.values()))
+    twins = {t for lesson in lessons for ex in exercises_of(lesson).values() for t in ex.twins}
     expected = _Expected()
-
-    grades: dict[str, dict[tuple[str, str], ExerciseGrade]] = {s: {} for s in students}
-    tasks = []
-    for student in students:
-        for lesson in lessons:
-            names = exercises_of(lesson)
-            reason = folder_problems.get(student) or problems.get(student, {}).get(lesson)
-            nb = notebooks.get(student, {}).get(lesson)
-            if reason is None and nb is None:
-                for name in names:
-                    grades[student][(lesson, name)] = ExerciseGrade(lesson, name, "missing", 0.0, 0, 0,
-                                                                    "no notebook for this lesson")
-                continue
-            try:
-                if reason is not None:
-                    raise Rejected(reason)
-                sub = load_submission(nb, student, set(names))
-            except Rejected as exc:
-                for name in names:
-                    grades[student][(lesson, name)] = ExerciseGrade(lesson, name, "rejected", 0.0, 0, 0, str(exc))
-                continue
-            answers = [name for name in names if names[name].kind == "answer"]  # only read: one run for them all
-            tasks += [(student, lesson, [name], sub) for name in names if name not in answers]
-            tasks += [(student, lesson, answers, sub)] if answers else []
-
     slots: queue.Queue = queue.Queue()
     for slot in range(max(1, jobs)):
         slots.put(slot)
-
-    preload = set().union(*(imported_names(sub.code) for sub in {id(t[3]): t[3] for t in tasks}.values()))
-    twins = {t for lesson in lessons for ex in exercises_of(lesson).values() for t in ex.twins}
     with Sandbox(hide, limits, unsafe=unsafe, preload=preload, twins=twins) as sandbox:  # its zygote imports meanwhile
         for lesson in lessons:  # compute the references once, before any child runs
             for name in exercises_of(lesson):
                 expected.get(lesson, name)
 
-        def work(task) -> tuple[str, list[ExerciseGrade]]:
-            student, lesson, names, sub = task
+        def work(task):
             slot = slots.get()
             try:
-                specs = [expected.get(lesson, name) for name in names]
-                outcomes = sandbox.run(sub.code, [spec[0] for spec in specs], [spec[4] for spec in specs], slot)
-                graded = []
-                for name, spec, outcome in zip(names, specs, outcomes):
-                    grade = _score(lesson, name, outcome, expected)
-                    grade.flags = _flags(sub.source_text, spec[0]) + _denied_flags(outcome, spec[0])
-                    graded.append(grade)
-            except Exception as exc:  # the grader's own failure on this task: these rows only, never the run
-                graded = [ExerciseGrade(lesson, name, "sandbox-error", 0.0, 0, 0, f"the grader failed on this task: "
-                                        f"{type(exc).__name__}: {str(exc)[:200]}") for name in names]
+                return _grade_task(sandbox, task, expected, slot)
             finally:
                 slots.put(slot)
-            for grade in graded:
-                if sandbox.unsafe:
-                    grade.flags.append(UNSAFE_FLAG)
-            return student, graded
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             for student, graded in tqdm(pool.map(work, tasks), total=len(tasks), desc="grading", unit="run",
@@ -277,9 +235,62 @@ def grade_folder(submissions: Path, out_csv: Path, hidden: Path | None = None, j
                 for grade in graded:
                     grades[student][(grade.lesson, grade.exercise)] = grade
 
-    ordered = {s: [grades[s][k] for k in sorted(grades[s])] for s in students}
+    ordered = {s: [gs[k] for k in sorted(gs)] for s, gs in grades.items()}
     write_outputs(ordered, out_csv, feedback_dir)
     return ordered
+
+
+def _plan(submissions: Path, exercises_of) -> tuple[dict[str, dict], list[tuple]]:
+    """The rows that need no run (``missing``, ``rejected``) and the runs to make: ``(student, lesson, exercise
+    names, submission)``, one per function exercise and one for all of a notebook's answers (only read)."""
+    notebooks, problems, folder_problems = _scan(submissions)
+    students = sorted(set(notebooks) | set(folder_problems))
+    lessons = sorted({lesson for s in students for lesson in [*notebooks.get(s, {}), *problems.get(s, {})]
+                      if exercises_of(lesson)})
+    grades: dict[str, dict[tuple[str, str], ExerciseGrade]] = {s: {} for s in students}
+    tasks = []
+    for student in students:
+        for lesson in lessons:
+            names = exercises_of(lesson)
+            reason = folder_problems.get(student) or problems.get(student, {}).get(lesson)
+            nb = notebooks.get(student, {}).get(lesson)
+            try:
+                if reason is None and nb is None:
+                    grades[student].update({(lesson, name): ExerciseGrade(lesson, name, "missing", 0.0, 0, 0,
+                                                                          "no notebook for this lesson")
+                                            for name in names})
+                    continue
+                if reason is not None:
+                    raise Rejected(reason)
+                sub = load_submission(nb, student, set(names))
+            except Rejected as exc:
+                grades[student].update({(lesson, name): ExerciseGrade(lesson, name, "rejected", 0.0, 0, 0, str(exc))
+                                        for name in names})
+                continue
+            answers = [name for name in names if names[name].kind == "answer"]
+            tasks += [(student, lesson, [name], sub) for name in names if name not in answers]
+            tasks += [(student, lesson, answers, sub)] if answers else []
+    return grades, tasks
+
+
+def _grade_task(sandbox: Sandbox, task: tuple, expected: _Expected, slot: int) -> tuple[str, list[ExerciseGrade]]:
+    """One run in the sandbox and its rows; the grader's own failure here spoils these rows only, never the run."""
+    student, lesson, names, sub = task
+    try:
+        specs = [expected.get(lesson, name) for name in names]
+        outcomes = sandbox.run(sub.code, [spec[0] for spec in specs], [spec[4] for spec in specs], slot)
+        graded = []
+        for name, spec, outcome in zip(names, specs, outcomes):
+            grade = _score(lesson, name, outcome, expected)
+            grade.flags = _flags(sub.source_text, spec[0]) + _denied_flags(outcome, spec[0])
+            graded.append(grade)
+    except Exception as exc:
+        graded = [ExerciseGrade(lesson, name, "sandbox-error", 0.0, 0, 0, f"the grader failed on this task: "
+                                f"{type(exc).__name__}: {str(exc)[:200]}") for name in names]
+    for grade in graded:
+        if sandbox.unsafe:
+            grade.flags.append(UNSAFE_FLAG)
+    return student, graded
 
 
 def _denied_flags(outcome, ex) -> list[str]:
