@@ -44,7 +44,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from torch import nn
 from torch.distributions import Categorical
 
-from course_lib.rl import clipped_surrogate, explained_variance, gae, normalize, value_loss
+from course_lib.rl import clipped_surrogate, explained_variance, gae, guarded_step, normalize, value_loss
 from course_lib.utils import set_seed
 from course_lib.utils.device import small_net_device
 from course_lib.utils.metrics import MetricLogger
@@ -244,6 +244,136 @@ def _set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
 
 
+@dataclass
+class Rollout:
+    """One rollout's buffers, N envs x T steps, filled by :func:`collect_rollout`."""
+
+    obs: torch.Tensor
+    """(N, T, obs_dim) the observation s_t each action was chosen in."""
+    actions: torch.Tensor
+    """(N, T) long: a_t."""
+    logp: torch.Tensor
+    """(N, T) log pi_old(a_t | s_t) at collection time."""
+    rewards: torch.Tensor
+    """(N, T) r_{t+1}."""
+    values: torch.Tensor
+    """(N, T) V(s_t) at collection time."""
+    next_values: torch.Tensor
+    """(N, T) V(s_{t+1}) for bootstrapping; at a time limit, V of the episode's final observation."""
+    terminated: torch.Tensor
+    """(N, T) bool: s_{t+1} is terminal (worth 0)."""
+    truncated: torch.Tensor
+    """(N, T) bool: a time limit cut the episode after step t (bootstrap from ``next_values``)."""
+
+    @classmethod
+    def empty(cls, N: int, T: int, obs_dim: int, device) -> Rollout:
+        obs = torch.zeros((N, T, obs_dim), device=device)  # (N, T, obs_dim)
+        actions = torch.zeros((N, T), dtype=torch.long, device=device)  # (N, T)
+        logp, rewards, values, next_values = (torch.zeros((N, T), device=device) for _ in range(4))  # (N, T) each
+        terminated, truncated = (torch.zeros((N, T), dtype=torch.bool, device=device) for _ in range(2))  # (N, T)
+        return cls(obs, actions, logp, rewards, values, next_values, terminated, truncated)
+
+
+def collect_rollout(agent: ActorCritic, envs: SyncVectorEnv, rollout: Rollout, obs_t: torch.Tensor, counters: dict,
+                    logger: MetricLogger, where: str) -> torch.Tensor:
+    """Phase 2 of :func:`ppo`: T steps in each of the N envs with the current policy, into ``rollout``.
+
+    Logs each finished episode's return and length, and fills ``rollout.next_values``: V of the final
+    observation where a time limit cut an episode, else the next step's V(s_{t+1}).
+
+    Args:
+        obs_t: (N, obs_dim) the envs' current observations. counters: the run's step and episode counters,
+            updated in place. where: names the update in errors.
+
+    Returns:
+        (N, obs_dim) the observations after the rollout.
+    """
+    (N, T), device = rollout.actions.shape, rollout.obs.device
+    for t in range(T):
+        with torch.no_grad():
+            logits = agent(obs_t)  # (N, A)
+            if not torch.isfinite(logits).all():
+                raise FloatingPointError(f"{where}, global step {counters['global_step']}: the policy's "
+                                         "logits are not finite; lower learning_rate or max_grad_norm")
+            dist = Categorical(logits=logits, validate_args=False)
+            action = dist.sample()  # (N,)
+            rollout.obs[:, t], rollout.actions[:, t] = obs_t, action
+            rollout.logp[:, t], rollout.values[:, t] = dist.log_prob(action), agent.value(obs_t)
+        next_obs, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
+        counters["global_step"] += N
+        if not np.isfinite(reward).all():
+            raise FloatingPointError(f"{where}, global step {counters['global_step']}: env "
+                                     f"{int(np.flatnonzero(~np.isfinite(reward))[0])} returned the reward "
+                                     f"{reward[~np.isfinite(reward)][0]}; check the environment")
+        rollout.rewards[:, t] = torch.as_tensor(reward, dtype=torch.float32, device=device)
+        rollout.terminated[:, t] = torch.as_tensor(terminated, device=device)
+        rollout.truncated[:, t] = torch.as_tensor(truncated, device=device)
+        # V(s_{t+1}) for bootstrapping where a time limit cut the episode: the value of its *final*
+        # observation (SAME_STEP autoreset already put the next episode's first observation in next_obs).
+        # Elsewhere V(s_{t+1}) is the next step's values entry, filled in after the rollout.
+        cut = np.flatnonzero(truncated & ~terminated)
+        if len(cut):
+            final = np.stack([info["final_obs"][i] for i in cut])  # (len(cut), obs_dim)
+            with torch.no_grad():
+                rollout.next_values[cut, t] = agent.value(torch.as_tensor(final, dtype=torch.float32, device=device))
+        obs_t = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
+        counters["ep_return"] += reward
+        counters["ep_length"] += 1
+        for i in np.flatnonzero(terminated | truncated):
+            logger.log(counters["global_step"], {"charts/episodic_return": counters["ep_return"][i],
+                                                 "charts/episode_length": counters["ep_length"][i]})
+            counters["ep_return"][i], counters["ep_length"][i] = 0.0, 0
+
+    trunc, next_values = rollout.truncated, rollout.next_values
+    with torch.no_grad():
+        next_values[:, -1] = torch.where(trunc[:, -1], next_values[:, -1], agent.value(obs_t))  # (N,)
+    next_values[:, :-1] = torch.where(trunc[:, :-1], next_values[:, :-1], rollout.values[:, 1:])  # (N, T-1)
+    return obs_t
+
+
+def update_epochs(agent: ActorCritic, optimizer: torch.optim.Optimizer, config: PPOConfig, rollout: Rollout,
+                  advantages: torch.Tensor, returns: torch.Tensor, where: str, global_step: int) -> list[dict]:
+    """Phase 4 of :func:`ppo`: ``update_epochs`` passes of minibatch steps on the rollout's N*T transitions.
+
+    Each minibatch: the clipped surrogate (Schulman et al. 2017, Eq. 7) on its (optionally whitened)
+    advantages, the (optionally clipped) value loss and the entropy bonus, then one guarded, clipped
+    step. The epochs stop early once a minibatch's approx KL exceeds ``config.target_kl``.
+
+    Args:
+        advantages, returns: (N, T) from GAE. where, global_step: name the place in errors.
+
+    Returns:
+        one dict of ``losses/*`` metrics per minibatch step.
+    """
+    N, T = rollout.actions.shape
+    b_obs, b_act, b_logp = rollout.obs.reshape(N * T, -1), rollout.actions.reshape(-1), rollout.logp.reshape(-1)
+    b_adv, b_ret, b_val = advantages.reshape(-1), returns.reshape(-1), rollout.values.reshape(-1)  # (N*T,) each
+    infos = []
+    for epoch in range(config.update_epochs):
+        order = torch.randperm(N * T, device=b_obs.device)
+        for k, start in enumerate(range(0, N * T, config.minibatch_size)):
+            mb = order[start:start + config.minibatch_size]
+            logits = agent(b_obs[mb])  # (M, A)
+            dist = Categorical(logits=logits, validate_args=False)
+            adv = normalize(b_adv[mb]) if config.norm_adv else b_adv[mb]  # (M,)
+            pg_loss, info = clipped_surrogate(dist.log_prob(b_act[mb]), b_logp[mb], adv, config.clip_coef)
+            v_loss, v_info = value_loss(agent.value(b_obs[mb]), b_ret[mb], b_val[mb],
+                                        config.clip_coef if config.clip_vloss else None)
+            entropy = dist.entropy().mean()
+            loss = pg_loss - config.ent_coef * entropy + config.vf_coef * v_loss
+            # backward and a clipped step; a non-finite loss or gradient norm raises FloatingPointError
+            guarded_step(optimizer, loss, agent.parameters(), config.max_grad_norm,
+                         f"{where}, epoch {epoch}, minibatch {k} (global step {global_step})",
+                         parts={"policy": pg_loss, "value": v_loss}, fix="lower learning_rate or max_grad_norm")
+            infos.append({"losses/policy_loss": pg_loss.item(), "losses/value_loss": v_loss.item(),
+                          "losses/entropy": entropy.item(), "losses/loss": loss.item(),
+                          "losses/approx_kl": info["approx_kl"], "losses/clipfrac": info["clipfrac"]})
+        # optional early stop once the policy moved too far from the one that collected the data
+        if config.target_kl is not None and infos[-1]["losses/approx_kl"] > config.target_kl:
+            break
+    return infos
+
+
 def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_fn: Callable[[], gym.Env] | None = None,
         agent: ActorCritic | None = None, updates: int | None = None, checkpoint: str | Path | None = None,
         resume: str | Path | None = None, callback: Callable[[int, ActorCritic], bool] | None = None,
@@ -306,11 +436,7 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
     first = counters["update"]
     last = config.num_updates if updates is None else min(config.num_updates, first + updates)
 
-    N, T = config.num_envs, config.num_steps
-    obs_buf = torch.zeros((N, T, envs.single_observation_space.shape[0]), device=device)  # (N, T, obs_dim)
-    act_buf = torch.zeros((N, T), dtype=torch.long, device=device)  # (N, T)
-    logp_buf, rew_buf, val_buf, next_val_buf = (torch.zeros((N, T), device=device) for _ in range(4))  # (N, T) each
-    term_buf, trunc_buf = (torch.zeros((N, T), dtype=torch.bool, device=device) for _ in range(2))  # (N, T) each
+    rollout = Rollout.empty(config.num_envs, config.num_steps, envs.single_observation_space.shape[0], device)
     logger = MetricLogger(total=config.num_updates * config.batch_size, desc="PPO", live=live, progress=progress,
                           keys_to_plot=["charts/episodic_return", "losses/approx_kl", "losses/clipfrac",
                                         "losses/entropy", "losses/explained_variance", "losses/value_loss"])
@@ -325,87 +451,20 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
             group["lr"] = lr
 
         # 2. collect T steps in each of the N envs with the current policy (no gradient)
-        for t in range(T):
-            with torch.no_grad():
-                logits = agent(obs_t)  # (N, A)
-                if not torch.isfinite(logits).all():
-                    raise FloatingPointError(f"update {update}, global step {counters['global_step']}: the policy's "
-                                             "logits are not finite; lower learning_rate or max_grad_norm")
-                dist = Categorical(logits=logits, validate_args=False)
-                action = dist.sample()  # (N,)
-                obs_buf[:, t], act_buf[:, t] = obs_t, action
-                logp_buf[:, t], val_buf[:, t] = dist.log_prob(action), agent.value(obs_t)
-            next_obs, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
-            counters["global_step"] += N
-            if not np.isfinite(reward).all():
-                raise FloatingPointError(f"update {update}, global step {counters['global_step']}: env "
-                                         f"{int(np.flatnonzero(~np.isfinite(reward))[0])} returned the reward "
-                                         f"{reward[~np.isfinite(reward)][0]}; check the environment")
-            rew_buf[:, t] = torch.as_tensor(reward, dtype=torch.float32, device=device)
-            term_buf[:, t] = torch.as_tensor(terminated, device=device)
-            trunc_buf[:, t] = torch.as_tensor(truncated, device=device)
-            # V(s_{t+1}) for bootstrapping where a time limit cut the episode: the value of its *final*
-            # observation (SAME_STEP autoreset already put the next episode's first observation in next_obs).
-            # Elsewhere V(s_{t+1}) is the next step's val_buf entry, filled in after the rollout.
-            cut = np.flatnonzero(truncated & ~terminated)
-            if len(cut):
-                final = np.stack([info["final_obs"][i] for i in cut])  # (len(cut), obs_dim)
-                with torch.no_grad():
-                    next_val_buf[cut, t] = agent.value(torch.as_tensor(final, dtype=torch.float32, device=device))
-            obs_t = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
-            counters["ep_return"] += reward
-            counters["ep_length"] += 1
-            for i in np.flatnonzero(terminated | truncated):
-                logger.log(counters["global_step"], {"charts/episodic_return": counters["ep_return"][i],
-                                                     "charts/episode_length": counters["ep_length"][i]})
-                counters["ep_return"][i], counters["ep_length"][i] = 0.0, 0
-
-        with torch.no_grad():
-            next_val_buf[:, -1] = torch.where(trunc_buf[:, -1], next_val_buf[:, -1], agent.value(obs_t))  # (N,)
-        next_val_buf[:, :-1] = torch.where(trunc_buf[:, :-1], next_val_buf[:, :-1], val_buf[:, 1:])  # (N, T-1)
+        obs_t = collect_rollout(agent, envs, rollout, obs_t, counters, logger, f"update {update}")
 
         # 3. advantages and value targets by GAE over each env's row (Schulman et al. 2016, Eq. 16)
-        advantages, returns = gae(rew_buf, val_buf, next_val_buf, term_buf, trunc_buf,
-                                  gamma=config.gamma, lam=config.gae_lambda)  # (N, T) each
+        advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
+                                  rollout.truncated, gamma=config.gamma, lam=config.gae_lambda)  # (N, T) each
 
-        # 4. update epochs: shuffle the N*T transitions into minibatches, step on each
-        b_obs, b_act, b_logp = obs_buf.reshape(N * T, -1), act_buf.reshape(-1), logp_buf.reshape(-1)
-        b_adv, b_ret, b_val = advantages.reshape(-1), returns.reshape(-1), val_buf.reshape(-1)  # (N*T,) each
-        infos = []
-        for epoch in range(config.update_epochs):
-            order = torch.randperm(N * T, device=device)
-            for k, start in enumerate(range(0, N * T, config.minibatch_size)):
-                where = f"update {update}, epoch {epoch}, minibatch {k} (global step {counters['global_step']})"
-                mb = order[start:start + config.minibatch_size]
-                logits = agent(b_obs[mb])  # (M, A)
-                dist = Categorical(logits=logits, validate_args=False)
-                adv = normalize(b_adv[mb]) if config.norm_adv else b_adv[mb]  # (M,)
-                pg_loss, info = clipped_surrogate(dist.log_prob(b_act[mb]), b_logp[mb], adv, config.clip_coef)
-                v_loss, v_info = value_loss(agent.value(b_obs[mb]), b_ret[mb], b_val[mb],
-                                            config.clip_coef if config.clip_vloss else None)
-                entropy = dist.entropy().mean()
-                loss = pg_loss - config.ent_coef * entropy + config.vf_coef * v_loss
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"{where}: the loss is {loss.item()} (policy {pg_loss.item()}, "
-                                             f"value {v_loss.item()}); lower learning_rate or max_grad_norm")
-                optimizer.zero_grad()
-                loss.backward()
-                grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
-                if not torch.isfinite(grad_norm):
-                    raise FloatingPointError(f"{where}: the gradient norm is {grad_norm.item()}; "
-                                             "lower learning_rate or max_grad_norm")
-                optimizer.step()
-                infos.append({"losses/policy_loss": pg_loss.item(), "losses/value_loss": v_loss.item(),
-                              "losses/entropy": entropy.item(), "losses/loss": loss.item(),
-                              "losses/approx_kl": info["approx_kl"], "losses/clipfrac": info["clipfrac"]})
-            # optional early stop once the policy moved too far from the one that collected the data
-            if config.target_kl is not None and infos[-1]["losses/approx_kl"] > config.target_kl:
-                break
+        # 4. update epochs: shuffle the N*T transitions into minibatches, a guarded step on each
+        infos = update_epochs(agent, optimizer, config, rollout, advantages, returns,
+                              f"update {update}", counters["global_step"])
 
         # 5. log the update's means, then let the callback evaluate (untimed)
         counters["update"] = update + 1
         metrics = {name: float(np.mean([i[name] for i in infos])) for name in infos[0]}
-        ev = float(explained_variance(val_buf.reshape(-1), returns.reshape(-1)))
+        ev = float(explained_variance(rollout.values.reshape(-1), returns.reshape(-1)))
         if math.isfinite(ev):  # NaN when the returns of the batch do not vary
             metrics["losses/explained_variance"] = ev
         metrics["charts/learning_rate"] = lr
@@ -427,21 +486,37 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
     return PPOResult(agent, logger, counters["global_step"], counters["update"], seconds, stopped)
 
 
-def evaluate(agent: nn.Module, env_fn: Callable[[], gym.Env] | str = "CartPole-v1", episodes: int = 10,
-             seed: int = 10_000) -> np.ndarray:
-    """Undiscounted returns of ``episodes`` greedy episodes (argmax of the logits), run side by side.
+SEEDINGS = ("per_episode", "first_reset")
+"""How :func:`evaluate` seeds its episodes: lesson 7's side-by-side copies, or lesson 6's one seeded stream."""
 
-    One vectorised env with ``episodes`` copies, reset with seeds ``seed, seed + 1, ...``, each
-    copy playing one episode. Works for any module mapping (B, obs_dim) to (B, A) logits.
+
+def evaluate(agent: nn.Module, env_fn: Callable[[], gym.Env] | str = "CartPole-v1", episodes: int = 10,
+             seed: int = 10_000, seeding: str = "per_episode") -> np.ndarray:
+    """Undiscounted returns of ``episodes`` greedy episodes (argmax of the logits).
+
+    Works for any module mapping (B, obs_dim) to (B, A) logits (and (obs_dim,) to (A,)).
+
+    Args:
+        agent: the policy network. env_fn: a Gymnasium id or a function building one env.
+        episodes: how many episodes, >= 1. seed: the seed of the first reset.
+        seeding: one of :data:`SEEDINGS`.
+            ``"per_episode"``: one vectorised env with ``episodes`` copies, reset with seeds ``seed, seed + 1,
+            ...``, each copy playing one episode, all side by side (PPO's, lesson 7);
+            ``"first_reset"``: one env, the episodes one after another; the first reset is seeded with
+            ``seed``, later resets continue the environment's stream (REINFORCE's, lesson 6).
 
     Returns:
         (episodes,) float64.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes: expected an int >= 1, got {episodes!r}")
+    if seeding not in SEEDINGS:
+        raise ValueError(f"seeding: expected one of {SEEDINGS}, got {seeding!r}")
     env_fn = partial(gym.make, env_fn) if isinstance(env_fn, str) else env_fn
-    envs = SyncVectorEnv([env_fn] * episodes, autoreset_mode=AutoresetMode.SAME_STEP)
     device = next(agent.parameters()).device
+    if seeding == "first_reset":
+        return _evaluate_in_turn(agent, env_fn(), episodes, seed, device)
+    envs = SyncVectorEnv([env_fn] * episodes, autoreset_mode=AutoresetMode.SAME_STEP)
     obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
     returns, running = np.zeros(episodes), np.ones(episodes, dtype=bool)
     while running.any():
@@ -451,4 +526,20 @@ def evaluate(agent: nn.Module, env_fn: Callable[[], gym.Env] | str = "CartPole-v
         returns += reward * running
         running &= ~(terminated | truncated)
     envs.close()
+    return returns
+
+
+def _evaluate_in_turn(agent: nn.Module, env: gym.Env, episodes: int, seed: int, device) -> np.ndarray:
+    """:func:`evaluate` with ``seeding="first_reset"``: one env, one episode after another."""
+    returns = np.zeros(episodes)
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed if episode == 0 else None)
+        done = False
+        while not done:
+            with torch.no_grad():
+                logits = agent(torch.as_tensor(obs, dtype=torch.float32, device=device))  # (A,)
+            obs, reward, terminated, truncated, _ = env.step(int(logits.argmax()))
+            returns[episode] += float(reward)
+            done = terminated or truncated
+    env.close()
     return returns

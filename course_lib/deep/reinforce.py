@@ -54,7 +54,8 @@ from torch import nn
 from torch.distributions import Categorical
 from tqdm.auto import tqdm
 
-from course_lib.rl import discounted_returns, normalize, value_loss
+from course_lib.deep.ppo import evaluate as greedy_returns
+from course_lib.rl import discounted_returns, guarded_step, normalize, value_loss
 from course_lib.utils import set_seed
 from course_lib.utils.device import small_net_device
 
@@ -334,34 +335,21 @@ def reinforce(env_id: str = "CartPole-v1", config: ReinforceConfig = REINFORCE_P
                                      "lower lr or max_grad_norm")
         logp = Categorical(logits=logits).log_prob(act_b)  # (N,)
         policy_loss = -(logp * advantages).mean()
-        if not torch.isfinite(policy_loss):
-            raise FloatingPointError(f"{where}: the policy loss is {policy_loss.item()}; lower lr or max_grad_norm")
         # the variance measure: one-episode gradient estimates weighted by G_t - V(s_t) and by G_t alone, both
         # unbiased for the same gradient (Eq. 13.10), so their variances compare (normalising would rescale them)
         params = list(policy.parameters())
         grads = per_episode_gradients(logp, raw_advantages, lengths, params)  # (B, P)
         grads_plain = per_episode_gradients(logp, returns, lengths, params) if config.baseline else grads  # (B, P)
-        policy_opt.zero_grad()
-        policy_loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
-        if not torch.isfinite(grad_norm):
-            raise FloatingPointError(f"{where}: the policy's gradient norm is {grad_norm.item()}; "
-                                     "lower lr or max_grad_norm")
-        policy_opt.step()
+        # backward and a clipped step; a non-finite loss or gradient norm raises FloatingPointError
+        guarded_step(policy_opt, policy_loss, policy.parameters(), config.max_grad_norm, where,
+                     loss_name="policy loss", norm_name="policy's gradient norm", fix="lower lr or max_grad_norm")
         v_loss = None
         if config.baseline:
             for step in range(config.value_steps):
                 loss, _ = value_loss(value_net(obs_b).squeeze(-1), returns)  # 0.5 * mean (V(s_t) - G_t)^2
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"{where}: the value loss is {loss.item()} at value step {step}; "
-                                             "lower baseline_lr or max_grad_norm")
-                value_opt.zero_grad()
-                loss.backward()
-                v_norm = nn.utils.clip_grad_norm_(value_net.parameters(), config.max_grad_norm)
-                if not torch.isfinite(v_norm):
-                    raise FloatingPointError(f"{where}: the value network's gradient norm is {v_norm.item()} at "
-                                             f"value step {step}; lower baseline_lr or max_grad_norm")
-                value_opt.step()
+                guarded_step(value_opt, loss, value_net.parameters(), config.max_grad_norm, where,
+                             loss_name="value loss", norm_name="value network's gradient norm",
+                             at=f" at value step {step}", fix="lower baseline_lr or max_grad_norm")
                 v_loss = loss.item() if v_loss is None else v_loss
 
         # 5. log
@@ -378,26 +366,12 @@ def reinforce(env_id: str = "CartPole-v1", config: ReinforceConfig = REINFORCE_P
 
 
 def evaluate(policy: nn.Module, env_id: str = "CartPole-v1", episodes: int = 10, seed: int = 0) -> np.ndarray:
-    """Returns of ``episodes`` episodes with the greedy action argmax_a pi(a | s).
+    """Returns of ``episodes`` episodes with the greedy action argmax_a pi(a | s): lesson 6's seeding.
 
-    The first reset is seeded with ``seed``; later resets continue the environment's stream.
+    :func:`course_lib.deep.ppo.evaluate` with ``seeding="first_reset"``: the first reset is seeded
+    with ``seed``; later resets continue the environment's stream.
 
     Returns:
         (episodes,) float64 undiscounted returns.
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes: expected an int >= 1, got {episodes!r}")
-    device = next(policy.parameters()).device
-    env = gym.make(env_id)
-    returns = np.zeros(episodes)
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed if episode == 0 else None)
-        done = False
-        while not done:
-            with torch.no_grad():
-                logits = policy(torch.as_tensor(obs, dtype=torch.float32, device=device))  # (A,)
-            obs, reward, terminated, truncated, _ = env.step(int(logits.argmax()))
-            returns[episode] += float(reward)
-            done = terminated or truncated
-    env.close()
-    return returns
+    return greedy_returns(policy, env_id, episodes, seed, seeding="first_reset")

@@ -34,9 +34,9 @@ import torch
 
 from course_lib.data.preferences import PreferencePair
 from course_lib.llm.generation import shared_prompt_logprobs
-from course_lib.llm.models import adamw, check_finetune_config, guarded_step, train_top_layers, untied_lm_head
+from course_lib.llm.models import adamw, check_finetune_config, train_top_layers, untied_lm_head
 from course_lib.llm.tokens import as_reply
-from course_lib.rl import dpo_loss, masked_sum
+from course_lib.rl import dpo_loss, guarded_step, masked_sum
 from course_lib.utils import set_seed
 from course_lib.utils.device import autocast
 from course_lib.utils.metrics import MetricLogger

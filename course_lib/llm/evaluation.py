@@ -24,10 +24,15 @@ import numpy as np
 import torch
 
 from course_lib.data.prompts import topic_of
-from course_lib.llm.ppo import distinct_n
 from course_lib.llm.rollout import sample_responses, sequence_kl, shared_prompt_response_logprobs
 
 ScoreFn = Callable[[list[str], list[str]], Sequence[float]]
+
+
+def distinct_n(texts: Sequence[str], n: int = 2) -> float:
+    """Distinct n-grams over all n-grams of the texts' whitespace words (Li et al. 2016); 0 when there are none."""
+    grams = [tuple(words[i:i + n]) for words in (t.split() for t in texts) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
 
 
 @dataclass

@@ -41,9 +41,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib.llm.models import adamw, guarded_step, parse_trainable, train_top_layers, untied_lm_head
+from course_lib.llm.models import adamw, parse_trainable, train_top_layers, untied_lm_head
 from course_lib.llm.rollout import group_response_logprobs, sample_responses
-from course_lib.rl import group_advantages, kl_k3, masked_mean, masked_sum
+from course_lib.rl import clip_diagnostics, clipped_objective, group_advantages, guarded_step, kl_k3
+from course_lib.rl import masked_mean, masked_sum
 from course_lib.utils import set_seed
 from course_lib.utils.device import MIXED_PRECISIONS, autocast
 from course_lib.utils.metrics import MetricLogger
@@ -144,6 +145,8 @@ def grpo_token_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torc
             "token":     sum_i sum_t term_i,t / sum_i |o_i|             (DAPO, Yu et al. 2025, Section 3.3)
             "constant":  sum_i sum_t term_i,t / (N * max_new_tokens)    (Dr. GRPO, Liu et al. 2025)
 
+    The clipped term and the diagnostics are PPO's own, :func:`course_lib.rl.clipped_objective` and
+    :func:`course_lib.rl.clip_diagnostics`, the very functions CartPole's PPO and RLHF-PPO use.
     With ``loss_norm="token"`` and no KL this is exactly :func:`course_lib.rl.clipped_surrogate` with
     A_i broadcast over the tokens (tested); the other two only weigh the same token terms differently.
 
@@ -157,13 +160,12 @@ def grpo_token_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torc
         kl_coef: beta >= 0. max_new_tokens: the constant of ``"constant"`` (default R).
 
     Returns:
-        ``(loss, info)``; info: ``clipfrac``, ``approx_kl`` (k3 of KL(old || new) per token), ``kl``
-        (mean k3 of KL(pi || pi_ref) per token; 0 without a reference).
+        ``(loss, info)``; info: ``clipfrac``, ``approx_kl`` (k3 of KL(old || new) per token) and
+        ``ratio_mean`` (:func:`~course_lib.rl.clip_diagnostics`), ``kl`` (mean k3 of KL(pi || pi_ref) per
+        token; 0 without a reference).
     """
     if loss_norm not in LOSS_NORMS:
         raise ValueError(f"loss_norm: expected one of {LOSS_NORMS}, got {loss_norm!r}")
-    if not 0 < clip_eps < 1:
-        raise ValueError(f"clip_eps: expected a float in (0, 1), got {clip_eps!r}")
     for name, t in (("old_logp", old_logp), ("mask", mask)):
         if t.shape != logp.shape:
             raise ValueError(f"{name}: expected shape {tuple(logp.shape)} (logp.shape), got {tuple(t.shape)}")
@@ -173,9 +175,8 @@ def grpo_token_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torc
     mask = mask.bool()
     if not mask.any(dim=1).all():
         raise ValueError("mask: expected at least one real token per response")
-    ratio = torch.exp(logp - old_logp.detach())  # (N, R)
     adv = advantages.detach()[:, None]  # (N, 1): broadcast over the response's tokens
-    term = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv)  # (N, R)
+    term, ratio = clipped_objective(logp, old_logp, adv, clip_eps)  # (N, R) each: PPO's clipped term per token
     kl = torch.zeros_like(logp)
     if kl_coef > 0:
         if ref_logp is None or ref_logp.shape != logp.shape:
@@ -189,10 +190,9 @@ def grpo_token_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torc
         loss = -masked_mean(term, mask)
     else:
         loss = -masked_sum(term, mask) / (logp.shape[0] * (max_new_tokens or logp.shape[1]))
+    info = clip_diagnostics(logp, old_logp, ratio, clip_eps, mask)
     with torch.no_grad():
-        info = {"clipfrac": float(masked_mean(((ratio - 1).abs() > clip_eps).float(), mask)),
-                "approx_kl": float(masked_mean(kl_k3(old_logp.detach(), logp.detach()), mask)),
-                "kl": float(masked_mean(kl.detach(), mask))}
+        info["kl"] = float(masked_mean(kl.detach(), mask))
     return loss, info
 
 

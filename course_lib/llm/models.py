@@ -491,19 +491,3 @@ def adamw(params: list, lr: float, weight_decay: float = 0.0):
     devices = {p.device.type for p in params}
     fused = devices == {"cuda"} or (devices == {"cpu"} and torch.__version__ >= (2, 4))
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
-
-
-def guarded_step(optimizer, loss, params: list, max_grad_norm: float, where: str) -> None:
-    """One optimiser step on ``loss`` that never goes on from NaN: a non-finite loss or gradient norm raises
-    FloatingPointError naming ``where`` (e.g. "epoch 0, step 3"); the gradient is clipped to ``max_grad_norm``."""
-    import torch
-
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"{where}: the loss is {loss.item()}; lower learning_rate")
-    optimizer.zero_grad()
-    loss.backward()
-    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    if not torch.isfinite(norm):
-        raise FloatingPointError(f"{where}: the gradient norm is {norm.item()}; lower learning_rate")
-    optimizer.step()
-

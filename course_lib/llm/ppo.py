@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from course_lib.llm.evaluation import distinct_n
 from course_lib.llm.models import adamw, parse_trainable, train_top_layers, untied_lm_head
 from course_lib.llm.rollout import (
     PolicyWithValue,
@@ -47,7 +48,7 @@ from course_lib.llm.rollout import (
     token_rewards,
 )
 from course_lib.llm.tokens import last_token_index
-from course_lib.rl import clipped_surrogate, gae, masked_mean, masked_whiten, value_loss
+from course_lib.rl import clipped_surrogate, gae, guarded_step, masked_mean, masked_whiten, value_loss
 from course_lib.utils import set_seed
 from course_lib.utils.device import MIXED_PRECISIONS, autocast
 from course_lib.utils.metrics import MetricLogger
@@ -170,12 +171,6 @@ def select_trainable(policy: PolicyWithValue, trainable: str) -> list[nn.Paramet
     (tied to the LM head in SmolLM2) and the lower layers stay frozen (:func:`train_top_layers`).
     """
     return train_top_layers(policy.lm.model, [policy.value_head, *untied_lm_head(policy.lm)], trainable)
-
-
-def distinct_n(texts: Sequence[str], n: int = 2) -> float:
-    """Distinct n-grams over all n-grams of the texts' whitespace words (Li et al. 2016); 0 when there are none."""
-    grams = [tuple(words[i:i + n]) for words in (t.split() for t in texts) for i in range(len(words) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 0.0
 
 
 def _step_stats(samples: Samples, scores: torch.Tensor, kl: torch.Tensor, eos_token_id: int) -> dict[str, float]:
@@ -301,15 +296,9 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
                 v_loss, _ = value_loss(values, returns[mb], old_values[mb], config.value_clip, mask=m)
                 entropy = masked_mean(entropy, m)
                 loss = pg_loss + config.vf_coef * v_loss - config.ent_coef * entropy
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"{where}: the loss is {loss.item()} (policy {pg_loss.item()}, value "
-                                             f"{v_loss.item()}); lower learning_rate")
-                optimizer.zero_grad()
-                loss.backward()
-                grad_norm = nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                if not torch.isfinite(grad_norm):
-                    raise FloatingPointError(f"{where}: the gradient norm is {grad_norm.item()}; lower learning_rate")
-                optimizer.step()
+                # backward and a clipped step; a non-finite loss or gradient norm raises FloatingPointError
+                guarded_step(optimizer, loss, params, config.max_grad_norm, where,
+                             parts={"policy": pg_loss, "value": v_loss})
                 infos.append({"losses/policy_loss": pg_loss.item(), "losses/value_loss": v_loss.item(),
                               "losses/entropy": entropy.item(), "losses/approx_kl": info["approx_kl"],
                               "losses/clipfrac": info["clipfrac"]})

@@ -250,8 +250,8 @@ def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=No
     Raises:
         FloatingPointError: a non-finite loss or gradient norm, naming the epoch and step.
     """
-    from course_lib.llm.models import adamw, guarded_step, train_top_layers
-    from course_lib.rl import bradley_terry_loss
+    from course_lib.llm.models import adamw, train_top_layers
+    from course_lib.rl import bradley_terry_loss, guarded_step
     from course_lib.utils import set_seed
     from course_lib.utils.device import autocast
     from course_lib.utils.metrics import MetricLogger

@@ -1,6 +1,8 @@
-"""PPO's losses, written once for CartPole and for RLHF (Schulman et al. 2017, "Proximal Policy Optimization").
+"""PPO's losses, written once for CartPole, RLHF and GRPO (Schulman et al. 2017, "Proximal Policy Optimization").
 
-Every loss returns ``(loss, info)``: a scalar to minimise and a dict of
+:func:`clipped_objective` is the per-token clipped term and :func:`clip_diagnostics` its diagnostics;
+:func:`clipped_surrogate` reduces them to PPO's loss, and GRPO's token loss reduces the same term its
+own three ways (:mod:`course_lib.llm.grpo`). Every loss returns ``(loss, info)``: a scalar to minimise and a dict of
 float diagnostics. Inputs are (B, T) per step (or token) with an optional
 (B, T) mask; flat (N,) inputs work too.
 """
@@ -22,11 +24,65 @@ def _check(name: str, t: torch.Tensor, like: torch.Tensor) -> None:
         raise ValueError(f"{name}: expected shape {tuple(like.shape)}, got {tuple(t.shape)}")
 
 
+def _check_clip_eps(clip_eps) -> None:
+    if not 0 < clip_eps < 1:
+        raise ValueError(f"clip_eps: expected a float in (0, 1), got {clip_eps!r}")
+
+
+def clipped_objective(logp, old_logp, advantages, clip_eps: float = 0.2):
+    """PPO's clipped objective per step (or token), unreduced (Schulman et al. 2017, Eq. 7, inside the mean):
+
+        ratio_t = exp(logp_t - old_logp_t)
+        term_t  = min(ratio_t * A_t, clip(ratio_t, 1 - eps, 1 + eps) * A_t)
+
+    The one implementation behind :func:`clipped_surrogate` (CartPole's PPO, RLHF-PPO) and
+    GRPO's token loss: each caller only chooses how to reduce ``term`` (and what to add to it).
+
+    Args:
+        logp: (B, T) log pi_theta(a_t | s_t) under the current policy (with gradient).
+        old_logp: (B, T) the same under the policy that collected the data (detached here).
+        advantages: (B, T), or any shape that broadcasts to it, e.g. (B, 1) for one advantage per response.
+        clip_eps: epsilon in (0, 1), usually 0.1 to 0.3.
+
+    Returns:
+        ``(term, ratio)``, both (B, T): the objective to maximise and the probability ratio.
+    """
+    _check_clip_eps(clip_eps)
+    log_ratio = logp - old_logp.detach()
+    ratio = torch.exp(log_ratio)  # (B, T)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * advantages
+    return torch.minimum(unclipped, clipped), ratio
+
+
+def clip_diagnostics(logp, old_logp, ratio, clip_eps: float, mask=None) -> dict[str, float]:
+    """PPO's diagnostics of one update, over the real steps (tokens) only:
+
+    * ``clipfrac``: share of steps with |ratio - 1| > eps, on either side (the clip binds on fewer:
+      only where the advantage pushes the ratio further out);
+    * ``approx_kl``: the k3 estimate of KL(old || new) (Schulman's note): the samples come from the
+      old policy, so KL(old || new) = E_old[(r - 1) - log r] with r = new / old;
+    * ``ratio_mean``: the mean probability ratio (1 at the first epoch).
+
+    Args:
+        logp, old_logp, ratio: (B, T) as in :func:`clipped_objective` (no gradient is taken).
+        clip_eps: the epsilon of the clip. mask: (B, T) or None (every step counts).
+    """
+    with torch.no_grad():
+        return {
+            "clipfrac": float(_mean(((ratio - 1).abs() > clip_eps).float(), mask)),
+            "approx_kl": float(_mean(kl_k3(old_logp.detach(), logp.detach()), mask)),
+            "ratio_mean": float(_mean(ratio, mask)),
+        }
+
+
 def clipped_surrogate(logp, old_logp, advantages, clip_eps: float = 0.2, mask=None):
     """PPO's clipped policy loss (Schulman et al. 2017, Eq. 7), negated for minimisation:
 
         ratio = exp(logp - old_logp)
         loss  = -E[ min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) ]
+
+    The mean of :func:`clipped_objective` over the (masked-in) steps, negated.
 
     Args:
         logp: (B, T) log pi_theta(a_t | s_t) under the current policy (with gradient).
@@ -34,27 +90,15 @@ def clipped_surrogate(logp, old_logp, advantages, clip_eps: float = 0.2, mask=No
         advantages: (B, T). clip_eps: epsilon, usually 0.1 to 0.3. mask: (B, T) or None.
 
     Returns:
-        ``(loss, info)``; info: ``clipfrac`` (share of steps with |ratio - 1| > eps, on either side; the
-        clip binds on fewer, only where the advantage pushes the ratio further out), ``approx_kl``
-        (the k3 estimate of KL(old || new), Schulman's note), ``ratio_mean``.
+        ``(loss, info)``; info: ``clipfrac``, ``approx_kl`` (k3 of KL(old || new)) and ``ratio_mean``,
+        from :func:`clip_diagnostics`.
     """
-    if not 0 < clip_eps < 1:
-        raise ValueError(f"clip_eps: expected a float in (0, 1), got {clip_eps!r}")
+    _check_clip_eps(clip_eps)
     _check("old_logp", old_logp, logp)
     _check("advantages", advantages, logp)
-    log_ratio = logp - old_logp.detach()
-    ratio = torch.exp(log_ratio)  # (B, T)
-    unclipped = ratio * advantages
-    clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * advantages
-    loss = -_mean(torch.minimum(unclipped, clipped), mask)
-    with torch.no_grad():
-        info = {
-            "clipfrac": float(_mean(((ratio - 1).abs() > clip_eps).float(), mask)),
-            # samples come from the old policy: KL(old || new) = E_old[(r - 1) - log r], r = new / old
-            "approx_kl": float(_mean(kl_k3(old_logp.detach(), logp.detach()), mask)),
-            "ratio_mean": float(_mean(ratio, mask)),
-        }
-    return loss, info
+    term, ratio = clipped_objective(logp, old_logp, advantages, clip_eps)  # (B, T) each
+    loss = -_mean(term, mask)
+    return loss, clip_diagnostics(logp, old_logp, ratio, clip_eps, mask)
 
 
 def value_loss(values, returns, old_values=None, clip_eps: float | None = None, mask=None):

@@ -1,0 +1,50 @@
+"""One guarded optimiser step, written once for every training loop (PPO, REINFORCE, RLHF, GRPO, DPO, SFT).
+
+A step that never goes on from NaN: a non-finite loss raises before the backward pass, a
+non-finite gradient norm raises before the parameters move. The gradient is clipped to a
+global L2 norm first (Pascanu et al. 2013), in the order zero_grad, backward, clip, step.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import torch
+
+
+def guarded_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: Iterable[torch.Tensor],
+                 max_grad_norm: float, where: str, *, parts: Mapping[str, torch.Tensor] | None = None,
+                 loss_name: str = "loss", norm_name: str = "gradient norm", at: str = "",
+                 fix: str = "lower learning_rate") -> torch.Tensor:
+    """``optimizer.zero_grad()``, ``loss.backward()``, clip the gradient of ``params`` to ``max_grad_norm``, step.
+
+    Equals the plain loop ``zero_grad(); loss.backward(); clip_grad_norm_(params, max_grad_norm); step()``
+    when every number is finite (tested); otherwise it raises and the parameters stay as they were.
+
+    Args:
+        optimizer: the optimiser of ``params``. loss: the scalar to minimise.
+        params: the parameters whose gradient is clipped (all those the optimiser steps).
+        max_grad_norm: clip the gradient to this global L2 norm (``math.inf``: measure it, clip nothing).
+        where: names the place for the error, e.g. ``"epoch 0, step 3"``.
+        parts: named components of ``loss``, shown in the error (e.g. ``{"policy": pg_loss, "value": v_loss}``).
+        loss_name, norm_name: what the message calls the loss and the norm (e.g. ``"policy loss"``,
+            ``"policy's gradient norm"``). at: text after the number (e.g. ``" at value step 3"``).
+        fix: the advice that ends the message (e.g. ``"lower lr or max_grad_norm"``).
+
+    Returns:
+        the gradient norm before clipping, a 0-d tensor.
+
+    Raises:
+        FloatingPointError: ``"{where}: the {loss_name} is nan (policy ..., value ...){at}; {fix}"`` before
+            the backward pass, or ``"{where}: the {norm_name} is nan{at}; {fix}"`` before the step.
+    """
+    if not torch.isfinite(loss):
+        detail = "" if not parts else " (" + ", ".join(f"{k} {v.item()}" for k, v in parts.items()) + ")"
+        raise FloatingPointError(f"{where}: the {loss_name} is {loss.item()}{detail}{at}; {fix}")
+    optimizer.zero_grad()
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    if not torch.isfinite(norm):
+        raise FloatingPointError(f"{where}: the {norm_name} is {norm.item()}{at}; {fix}")
+    optimizer.step()
+    return norm
