@@ -15,7 +15,7 @@ other in this process with the same torch thread count:
   into one forward of 16 sequences per model; fp32, no gradient checkpointing, sequential
   sampling, no logging, saving or evaluation.
 
-The data are the reward-model benchmark's pairs (``bench_reward_model.build_pairs``: a topic's
+The data are the reward-model benchmark's pairs (``_common.build_pairs``: a topic's
 written demonstration as chosen, the next topic's as rejected, prompts in SmolLM2's chat format).
 
 What is compared is the time to train on the same pairs: for TRL the sum of its timed steps; for
@@ -38,7 +38,8 @@ import statistics
 import tempfile
 
 import torch
-from bench_reward_model import ForwardClock, build_pairs, course_lib_order, parse_bench_args, quiet_hf_progress
+
+from _common import ForwardClock, build_pairs, course_lib_order, parse_bench_args, quiet_hf_progress
 
 from course_lib.llm.dpo import DPOConfig, train_dpo
 from course_lib.llm.models import load_model, load_tokenizer, resolve_model
@@ -64,7 +65,7 @@ def run_trl(pairs, steps: int) -> dict:
 
     quiet_hf_progress()
     tok = load_tokenizer()
-    data = preference_dataset([pairs[i] for i in course_lib_order(len(pairs))])
+    data = preference_dataset([pairs[i] for i in course_lib_order(len(pairs), SEED)])
     with tempfile.TemporaryDirectory() as out:
         args = TRLDPOConfig(
             output_dir=out, max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=LR, weight_decay=0.0,

@@ -10,8 +10,9 @@ averaged over all the batch's tokens (TRL's default ``loss_type="dapo"``; course
 constant schedule and the gradient clipped to norm 1. They run one after the other in this process
 with the same torch thread count.
 
-A step is timed from the start of one step to the start of the next: for course_lib the call that
-samples the step's completions, for TRL its ``on_step_begin`` callback, which comes before its
+A step is timed from the start of one step to the start of the next: for course_lib the first forward
+of the step's sampling (a forward pre-hook on the model's body: the first call in eval mode after the
+update's calls in training mode), for TRL its ``on_step_begin`` callback, which comes before its
 generation. The first ``--warmup`` steps are discarded. Sampling makes completions of different
 lengths in the two runs, so the script prints the mean completion length per step of each and
 the time per completion token as well as per step.
@@ -32,9 +33,8 @@ import time
 import numpy as np
 import torch
 
-from bench_reward_model import parse_bench_args, quiet_hf_progress
+from _common import parse_bench_args, quiet_hf_progress
 
-import course_lib.llm.grpo as grpo_module
 from course_lib.data.arithmetic import TRAIN_QUESTIONS, arithmetic_reward
 from course_lib.llm.generation import chat_prompt
 from course_lib.llm.grpo import GRPOConfig, grpo
@@ -52,25 +52,35 @@ def course_lib_order(n: int) -> list[int]:
     return np.random.default_rng(SEED).permutation(n).tolist()
 
 
+class SamplingClock:
+    """A forward pre-hook on the model's body noting when each step's sampling starts: the first forward in eval
+    mode after forwards in training mode (``grpo`` samples in eval mode, then updates in training mode)."""
+
+    def __init__(self, module):
+        self.starts: list[float] = []
+        self.training = True  # the mode of the last forward; as if an update came before the first step
+        self.handle = module.register_forward_pre_hook(self)
+
+    def __call__(self, module, args):
+        if self.training and not module.training:
+            self.starts.append(time.perf_counter())
+        self.training = module.training
+
+    def step_times(self) -> list[float]:
+        """Seconds from each step's sampling to the next step's: one per step but the last."""
+        self.handle.remove()
+        return [b - a for a, b in zip(self.starts, self.starts[1:])]
+
+
 def run_course_lib(prompts: list[str], steps: int) -> dict:
     lm, tok = load_model()
-    starts = []
-    sample = grpo_module.sample_responses
-
-    def timed_sample(*args, **kwargs):
-        starts.append(time.perf_counter())
-        return sample(*args, **kwargs)
-
     config = GRPOConfig(steps=steps, prompts_per_step=1, group_size=G, max_new_tokens=MAX_NEW, temperature=1.0,
                         learning_rate=LR, epochs=1, kl_coef=0.0, scale_advantages=True, loss_norm="token",
                         max_grad_norm=1.0, trainable="all")
-    grpo_module.sample_responses = timed_sample
-    try:
-        result = grpo(lm, tok, prompts, arithmetic_reward, config, seed=SEED, progress=False, live=False)
-    finally:
-        grpo_module.sample_responses = sample
+    clock = SamplingClock(lm.model)
+    result = grpo(lm, tok, prompts, arithmetic_reward, config, seed=SEED, progress=False, live=False)
     lengths = result.logger.as_arrays("grpo/response_length")[1].tolist()
-    return {"times": [b - a for a, b in zip(starts, starts[1:])], "lengths": lengths}
+    return {"times": clock.step_times(), "lengths": lengths}
 
 
 def run_trl(prompts: list[str], steps: int) -> dict:

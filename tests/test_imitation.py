@@ -234,9 +234,26 @@ def test_stop_when_solved_records_its_evaluations():
     stop = StopWhenSolved(partial(make_maze_env, "large"), every=100)
     expert = TableAgent(shortest_path_actions("large"))
     bumper = TableAgent(np.zeros(165, dtype=np.int64))
-    assert stop(64, bumper) is False and stop(128, bumper) is False  # 128 < 64 + 100: not evaluated
-    assert stop(192, expert) is True
-    assert stop.history == [(64, 0.0), (192, 1.0)] and stop.solved_at == 192
+    assert stop(64, expert) is False  # before step 100: not evaluated
+    assert stop(128, bumper) is False and stop(192, expert) is False  # 192 < 200: not evaluated
+    assert stop(256, expert) is True
+    assert stop.history == [(128, 0.0), (256, 1.0)] and stop.solved_at == 256
+    every_update = StopWhenSolved(partial(make_maze_env, "large"))  # every=1: after each update
+    assert [every_update(step, bumper) for step in (64, 128)] == [False, False]
+    assert every_update.steps == [64, 128]
+
+
+def test_stop_when_solved_on_the_mean_greedy_return():
+    # a CartPole controller that balances for the whole episode (see test_ppo.py): 500 on each evaluation
+    controller = torch.nn.Linear(4, 2, bias=False)
+    with torch.no_grad():
+        controller.weight.copy_(torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.001, 0.005, 0.01, 0.005]]))
+    stop = StopWhenSolved("CartPole-v1", 475.0, every=64, episodes=2, measure="return")
+    assert stop(64, controller) is True and stop.history == [(64, 500.0)] and stop.solved_at == 64
+    with torch.no_grad():
+        controller.weight.zero_()  # ties go to action 0: always push left, the pole falls within a few steps
+    stop = StopWhenSolved("CartPole-v1", 475.0, every=64, episodes=2, measure="return")
+    assert stop(64, controller) is False and stop.solved_at is None and stop.scores[0] < 20
 
 
 # ---- behaviour cloning --------------------------------------------------------------------------
@@ -307,6 +324,10 @@ def _bc_call(**kwargs):
     (lambda: random_success_rate(make_maze_env, seed=-2), "seed: expected an int >= 0, got -2"),
     (lambda: StopWhenSolved(make_maze_env, threshold=0), r"threshold: expected a float in \(0, 1\], got 0"),
     (lambda: StopWhenSolved(make_maze_env, every=0), "every: expected an int >= 1, got 0"),
+    (lambda: StopWhenSolved(make_maze_env, measure="reward"), r"measure: expected one of \['success', 'return'\]"),
+    (lambda: StopWhenSolved("CartPole-v1", float("nan"), measure="return"), "threshold: expected a finite float"),
+    (lambda: StopWhenSolved("CartPole-v1", 475.0, greedy=False, measure="return"),
+     r"greedy: expected a bool \(True with measure='return'\), got False"),
 ])
 def test_bad_arguments_are_named(call, message):
     with pytest.raises(ValueError, match=message):

@@ -8,8 +8,9 @@ from dataclasses import replace
 import pytest
 import torch
 
+from course_lib.llm.evaluation import distinct_n
 from course_lib.llm.models import count_parameters, tiny_model
-from course_lib.llm.ppo import RLHF_PRESETS, RLHFConfig, distinct_n, rlhf_ppo, select_trainable
+from course_lib.llm.ppo import RLHF_PRESETS, RLHFConfig, rlhf_ppo, select_trainable
 from course_lib.llm.rollout import PolicyWithValue
 from conftest import changed, lowercase_share, snapshot
 
@@ -36,6 +37,7 @@ def test_full_training_moves_the_embeddings_but_never_the_reference():
     before = snapshot(policy)
     result = rlhf_ppo(policy, tok, PROMPTS, lowercase_share, ONE_STEP, progress=False)
     assert "lm.model.embed_tokens.weight" in changed(before, policy)
+    assert result.skipped_minibatches == 0  # an honest policy's ratios stay far below max_ratio
     assert all(torch.equal(v, before["lm." + k]) for k, v in result.reference.state_dict().items())
 
 
@@ -86,15 +88,31 @@ def test_a_non_finite_score_stops_training_and_names_the_step():
         rlhf_ppo(PolicyWithValue(lm), tok, PROMPTS, lambda p, t: [math.nan] * len(t), ONE_STEP, progress=False)
 
 
+class StaleOldLogprobs(PolicyWithValue):
+    """A policy whose no-training forwards (the old log-probs of step 3) lower every sampled token's logit by
+    1000: log pi_old of each response token is then about -2000 nats at temperature 0.5, so the update's ratio
+    exp(log pi - log pi_old) overflows to inf on every token. Sampling uses ``.lm`` directly and is unchanged."""
+
+    def forward(self, input_ids, attention_mask, logits_from=0):
+        logits, values = super().forward(input_ids, attention_mask, logits_from)  # (B, T - f, V), (B, T)
+        if not self.training:
+            taken = input_ids[:, logits_from + 1:].unsqueeze(-1)  # (B, T - f - 1, 1): the token each position chose
+            logits = logits.clone()
+            logits[:, :-1].scatter_add_(2, taken, logits.new_full(taken.shape, -1000.0))
+        return logits, values
+
+
 def test_ratio_outliers_skip_the_minibatch():
     lm, tok = tiny_model(seed=0)
-    policy = PolicyWithValue(lm)
+    policy = StaleOldLogprobs(lm)
     before = snapshot(policy)
-    config = replace(ONE_STEP, max_ratio=1.0 + 1e-12, temperature=0.5)
-    result = rlhf_ppo(policy, tok, PROMPTS, lowercase_share, config, progress=False)
-    # float noise between the no-grad and the training forward makes some ratio exceed 1 + 1e-12, or not:
-    # either the minibatch was skipped (nothing moved) or it ran
-    assert (result.skipped_minibatches == 1) == (not changed(before, policy))
+    config = replace(ONE_STEP, temperature=0.5, num_minibatches=2)  # one epoch of 2 minibatches of one response
+    with pytest.warns(UserWarning, match="the mean KL to the reference is -"):  # log pi_old - log pi_ref < 0
+        result = rlhf_ppo(policy, tok, PROMPTS, lowercase_share, config, progress=False)
+    assert result.skipped_minibatches == 2
+    assert not changed(before, policy)  # no optimiser step at all
+    assert "losses/policy_loss" not in result.logger.names()  # nothing was trained on, so nothing logged
+    assert result.stopped_early == []
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from course_lib.deep.imitation import StopWhenSolved
 from course_lib.deep.ppo import PPO_PRESETS, ActorCritic, PPOConfig, evaluate, ppo
 from course_lib.utils.metrics import METRICS
 
@@ -210,22 +211,25 @@ def test_evaluate_plays_whole_greedy_episodes():
     assert returns.shape == (5,) and np.all((returns >= 8) & (returns <= 500))
 
 
+def test_evaluate_takes_the_argmax_action():
+    # push right when 0.1 x + 0.5 x' + theta + 0.5 theta' > 0: a hand-made controller that balances the pole for
+    # the whole 500 steps; its logits differ by only 1% of that sum, so sampling from them would be nearly uniform
+    # (random actions last about 22 steps on CartPole)
+    controller = torch.nn.Linear(4, 2, bias=False)
+    with torch.no_grad():
+        controller.weight.copy_(torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.001, 0.005, 0.01, 0.005]]))
+    assert evaluate(controller, "CartPole-v1", episodes=5, seed=0).tolist() == [500.0] * 5
+    with torch.no_grad():
+        controller.weight.neg_()  # the same rule with the actions swapped drops the pole within a few steps
+    assert evaluate(controller, "CartPole-v1", episodes=5, seed=0).max() < 20
+
+
 def solve(config: PPOConfig, seed: int, every: int = 10_000, threshold: float = 475.0):
     """Train with an evaluation of 10 greedy episodes after each `every` env steps; stop once the mean
     reaches `threshold`. Returns the env steps at the solving evaluation, or None."""
-    state = {"next": every, "solved_at": None}
-
-    def callback(step, agent):
-        if step < state["next"]:
-            return False
-        state["next"] += every
-        if evaluate(agent, config.env_id, episodes=10).mean() >= threshold:
-            state["solved_at"] = step
-            return True
-        return False
-
-    ppo(config, seed, callback=callback, progress=False)
-    return state["solved_at"]
+    stop = StopWhenSolved(config.env_id, threshold, every, episodes=10, measure="return")
+    ppo(config, seed, callback=stop, progress=False)
+    return stop.solved_at
 
 
 @pytest.mark.slow

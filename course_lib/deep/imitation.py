@@ -55,6 +55,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, NamedTuple, Sequence
 
 import gymnasium as gym
@@ -63,6 +64,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from course_lib.deep.ppo import evaluate
 from course_lib.envs.maze import CHEESE, MazeRobotEnv
 
 MAZE_MAX_STEPS = 200
@@ -450,35 +452,72 @@ def random_success_rate(env_fn: Callable[[], gym.Env], episodes: int = 100, seed
     return float(_success(lambda obs: rng.integers(n_actions, size=len(obs)), envs, seed).mean())
 
 
+MEASURES = ("success", "return")
+"""What :class:`StopWhenSolved` can score: the success rate or the mean greedy return."""
+
+
 class StopWhenSolved:
-    """A :func:`~course_lib.deep.ppo.ppo` callback: measure the success rate every ``every`` env steps,
-    stop training once it reaches ``threshold``.
+    """A :func:`~course_lib.deep.ppo.ppo` callback: evaluate the greedy policy every ``every`` env steps and
+    stop training once its score reaches ``threshold``.
+
+    Args:
+        env_fn: builds one evaluation env, e.g. ``partial(make_maze_env, "large")``, or a registered env id
+            (``"CartPole-v1"``, made with ``gymnasium.make``).
+        threshold: the score that counts as solved.
+        every: env steps between evaluations: the first call at or after each multiple of ``every``
+            evaluates (``every=1``: after every update).
+        episodes, seed: evaluation episodes, env i reset with ``seed + i``.
+        greedy: with ``measure="success"``, False samples the actions (see :func:`success_rate`).
+        measure: ``"success"``: the share of episodes that reach the goal (:func:`success_rate`; the env
+            reports ``info["is_success"]``; ``threshold`` in (0, 1]). ``"return"``: the mean undiscounted
+            return of greedy episodes (:func:`~course_lib.deep.ppo.evaluate`), e.g. 475 on CartPole-v1,
+            its "solved" level (lesson 7).
 
     After training, ``solved_at`` is the global step of the first evaluation at or above the threshold
-    (None if never) and ``history`` lists ``(global_step, success_rate)`` of every evaluation.
+    (None if never); ``steps`` and ``scores`` list every evaluation, ``history`` pairs them as
+    ``(global_step, score)``.
     """
 
-    def __init__(self, env_fn: Callable[[], gym.Env], threshold: float = 1.0, every: int = 1, episodes: int = 1,
-                 greedy: bool = True, seed: int = 10_000):
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+    def __init__(self, env_fn: Callable[[], gym.Env] | str, threshold: float = 1.0, every: int = 1,
+                 episodes: int = 1, greedy: bool = True, seed: int = 10_000, measure: str = "success"):
+        if measure not in MEASURES:
+            raise ValueError(f"measure: expected one of {list(MEASURES)}, got {measure!r}")
+        real = not isinstance(threshold, bool) and isinstance(threshold, (int, float)) and math.isfinite(threshold)
+        if measure == "success" and not (real and 0 < threshold <= 1):
             raise ValueError(f"threshold: expected a float in (0, 1], got {threshold!r}")
+        if not real:
+            raise ValueError(f"threshold: expected a finite float, got {threshold!r}")
+        if isinstance(env_fn, str):
+            env_fn = partial(gym.make, env_fn)
         _check_eval_args(env_fn, episodes, seed)
         _check_int("every", every, 1)
-        if not isinstance(greedy, bool):
-            raise ValueError(f"greedy: expected a bool, got {greedy!r}")
+        if not isinstance(greedy, bool) or (measure == "return" and not greedy):
+            raise ValueError(f"greedy: expected a bool (True with measure='return'), got {greedy!r}")
         self.env_fn, self.threshold, self.every, self.episodes = env_fn, threshold, every, episodes
-        self.greedy, self.seed = greedy, seed
-        self.next_at = 0
+        self.greedy, self.seed, self.measure = greedy, seed, measure
+        self.next_at = every
         self.solved_at: int | None = None
-        self.history: list[tuple[int, float]] = []
+        self.steps: list[int] = []
+        self.scores: list[float] = []
+
+    @property
+    def history(self) -> list[tuple[int, float]]:
+        return list(zip(self.steps, self.scores))
+
+    def score(self, agent: nn.Module) -> float:
+        """The measure of ``agent`` now: its success rate or its mean greedy return."""
+        if self.measure == "return":
+            return float(evaluate(agent, self.env_fn, self.episodes, self.seed).mean())
+        return success_rate(agent, self.env_fn, self.episodes, self.greedy, self.seed)
 
     def __call__(self, global_step: int, agent: nn.Module) -> bool:
         if global_step < self.next_at:
             return False
-        self.next_at = global_step + self.every
-        rate = success_rate(agent, self.env_fn, self.episodes, self.greedy, self.seed)
-        self.history.append((global_step, rate))
-        if rate >= self.threshold:
+        self.next_at = (global_step // self.every + 1) * self.every  # the next multiple of every
+        score = self.score(agent)
+        self.steps.append(global_step)
+        self.scores.append(score)
+        if score >= self.threshold:
             self.solved_at = global_step
             return True
         return False

@@ -232,6 +232,7 @@ def ppo_stage(out: Path, seed: int = 0) -> PPOStage:
     """Lesson 7's PPO run: its preset for the profile, greedy evaluations every few thousand steps, stop when solved."""
     import matplotlib.pyplot as plt
 
+    from course_lib.deep.imitation import StopWhenSolved
     from course_lib.deep.ppo import PPO_PRESETS, ActorCritic, evaluate, ppo
     from course_lib.utils.plotting import smooth
     from course_lib.utils.profile import by_profile
@@ -243,19 +244,10 @@ def ppo_stage(out: Path, seed: int = 0) -> PPOStage:
     set_seed(seed)
     agent = ActorCritic(4, 2, config.hidden)  # CartPole: 4 observations, 2 actions
     before = float(evaluate(agent, config.env_id, episodes=episodes).mean())
-    record = {"step": [0], "mean": [before]}
-    state = {"next": every}
-
-    def callback(global_step: int, agent) -> bool:
-        if global_step < state["next"]:
-            return False
-        state["next"] += every
-        record["step"].append(global_step)
-        record["mean"].append(float(evaluate(agent, config.env_id, episodes=episodes).mean()))
-        return record["mean"][-1] >= SOLVED
-
-    result = ppo(config, seed=seed, agent=agent, callback=callback, live=False)
+    stop = StopWhenSolved(config.env_id, SOLVED, every, episodes, measure="return")
+    result = ppo(config, seed=seed, agent=agent, callback=stop, live=False)
     after = float(evaluate(result.agent, config.env_id, episodes=episodes).mean())
+    record = {"step": [0, *stop.steps], "mean": [before, *stop.scores]}
     if record["step"][-1] != result.global_step:
         record["step"].append(result.global_step)
         record["mean"].append(after)
