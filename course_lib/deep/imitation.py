@@ -66,6 +66,7 @@ from torch import nn
 
 from course_lib.deep.ppo import evaluate
 from course_lib.envs.maze import CHEESE, MazeRobotEnv
+from course_lib.utils.validation import check_int
 
 MAZE_MAX_STEPS = 200
 """Time limit of :func:`make_maze_env`: long enough for a random walk to reach the cheese now and then
@@ -114,8 +115,7 @@ def make_maze_env(layout: str | Sequence[str] = "large", max_steps: int = MAZE_M
     Module-level, so ``functools.partial(make_maze_env, "large_changed")`` pickles (PPO's checkpoints
     pickle ``env_fn``). ``maze_kwargs`` go to :class:`MazeRobotEnv` (``slip``, rewards, ``render_mode``).
     """
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps: expected an int >= 1, got {max_steps!r}")
+    check_int("max_steps", max_steps, 1)
     return gym.wrappers.TimeLimit(OneHotCell(MazeRobotEnv(layout, **maze_kwargs)), max_episode_steps=max_steps)
 
 
@@ -281,10 +281,6 @@ def _describe(x) -> str:
     return type(x).__name__
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
-
 
 def behaviour_cloning(agent: nn.Module, obs: torch.Tensor, actions: torch.Tensor, *, epochs: int = 200,
                       lr: float = 1e-2, seed: int = 0, batch_size: int | None = None,
@@ -330,12 +326,12 @@ def behaviour_cloning(agent: nn.Module, obs: torch.Tensor, actions: torch.Tensor
         raise ValueError(f"actions: expected a ({n},) long tensor (one per row of obs), got {_describe(actions)}")
     if n == 0:
         raise ValueError("obs: expected at least one row, got 0")
-    _check_int("epochs", epochs, 1)
+    check_int("epochs", epochs, 1)
     if not (isinstance(lr, (int, float)) and 0 < lr <= 1):
         raise ValueError(f"lr: expected a float in (0, 1], got {lr!r}")
-    _check_int("seed", seed, 0)
+    check_int("seed", seed, 0)
     if batch_size is not None:
-        _check_int("batch_size", batch_size, 1)
+        check_int("batch_size", batch_size, 1)
     if not (isinstance(label_smoothing, (int, float)) and 0 <= label_smoothing < 1):
         raise ValueError(f"label_smoothing: expected a float in [0, 1), got {label_smoothing!r}")
     if returns is not None and (not isinstance(returns, torch.Tensor) or returns.shape != (n,)
@@ -389,8 +385,8 @@ def _check_eval_args(env_fn, episodes, seed) -> None:
     if not callable(env_fn):
         raise ValueError(f"env_fn: expected a function that builds an env, e.g. partial(make_maze_env, 'large'), "
                          f"got {env_fn!r}")
-    _check_int("episodes", episodes, 1)
-    _check_int("seed", seed, 0)
+    check_int("episodes", episodes, 1)
+    check_int("seed", seed, 0)
 
 
 def _success(policy: Callable[[np.ndarray], np.ndarray], envs: list[gym.Env], seed: int) -> np.ndarray:
@@ -490,7 +486,7 @@ class StopWhenSolved:
         if isinstance(env_fn, str):
             env_fn = partial(gym.make, env_fn)
         _check_eval_args(env_fn, episodes, seed)
-        _check_int("every", every, 1)
+        check_int("every", every, 1)
         if not isinstance(greedy, bool) or (measure == "return" and not greedy):
             raise ValueError(f"greedy: expected a bool (True with measure='return'), got {greedy!r}")
         self.env_fn, self.threshold, self.every, self.episodes = env_fn, threshold, every, episodes

@@ -48,6 +48,7 @@ from course_lib.rl import clipped_surrogate, explained_variance, gae, guarded_st
 from course_lib.utils import set_seed
 from course_lib.utils.device import small_net_device
 from course_lib.utils.metrics import MetricLogger
+from course_lib.utils.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,7 @@ class PPOConfig:
     def __post_init__(self):
         def positive_int(name):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+            check_int(name, value, 1)
 
         def flag(name):
             if not isinstance(getattr(self, name), bool):
@@ -508,8 +508,7 @@ def evaluate(agent: nn.Module, env_fn: Callable[[], gym.Env] | str = "CartPole-v
     Returns:
         (episodes,) float64.
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes: expected an int >= 1, got {episodes!r}")
+    check_int("episodes", episodes, 1)
     if seeding not in SEEDINGS:
         raise ValueError(f"seeding: expected one of {SEEDINGS}, got {seeding!r}")
     env_fn = partial(gym.make, env_fn) if isinstance(env_fn, str) else env_fn

@@ -58,6 +58,7 @@ from course_lib.deep.ppo import evaluate as greedy_returns
 from course_lib.rl import discounted_returns, guarded_step, normalize, value_loss
 from course_lib.utils import set_seed
 from course_lib.utils.device import small_net_device
+from course_lib.utils.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,7 @@ class ReinforceConfig:
     """Clip each network's gradient to this global L2 norm, > 0 (``math.inf`` turns clipping off); usually 0.5 to 10."""
 
     def __post_init__(self):
-        if isinstance(self.episodes_per_batch, bool) or not isinstance(self.episodes_per_batch, int) \
-                or self.episodes_per_batch < 2:
-            raise ValueError(f"episodes_per_batch: expected an int >= 2, got {self.episodes_per_batch!r}")
+        check_int("episodes_per_batch", self.episodes_per_batch, 2)
         if isinstance(self.episodes, bool) or not isinstance(self.episodes, int) or self.episodes < 1 \
                 or self.episodes % self.episodes_per_batch:
             raise ValueError(f"episodes: expected a positive int multiple of episodes_per_batch "
@@ -97,14 +96,12 @@ class ReinforceConfig:
             raise ValueError(f"lr: expected a float in (0, 1], got {self.lr!r}")
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"gamma: expected a float in [0, 1], got {self.gamma!r}")
-        if isinstance(self.hidden, bool) or not isinstance(self.hidden, int) or self.hidden < 1:
-            raise ValueError(f"hidden: expected an int >= 1, got {self.hidden!r}")
+        check_int("hidden", self.hidden, 1)
         if not isinstance(self.baseline, bool):
             raise ValueError(f"baseline: expected a bool, got {self.baseline!r}")
         if not 0 < self.baseline_lr <= 1:
             raise ValueError(f"baseline_lr: expected a float in (0, 1], got {self.baseline_lr!r}")
-        if isinstance(self.value_steps, bool) or not isinstance(self.value_steps, int) or self.value_steps < 1:
-            raise ValueError(f"value_steps: expected an int >= 1, got {self.value_steps!r}")
+        check_int("value_steps", self.value_steps, 1)
         if not isinstance(self.normalize_advantages, bool):
             raise ValueError(f"normalize_advantages: expected a bool, got {self.normalize_advantages!r}")
         if not self.max_grad_norm > 0:  # also rejects NaN

@@ -21,6 +21,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from course_lib.utils.validation import check_int
+
 PAYOUTS: tuple[str, ...] = ("bernoulli", "gaussian")
 """The reward distributions a lever can have."""
 
@@ -92,12 +94,10 @@ class CatFeederBandit(gym.Env[int, int]):
         means: Sequence[float] | np.ndarray | None = None,
         steps: int = 1000,
     ) -> None:
-        if not _is_int(k) or k < 2:
-            raise ValueError(f"k: expected an int >= 2, got {k!r}")
+        check_int("k", k, 2)
         if payout not in PAYOUTS:
             raise ValueError(f"payout: expected one of {list(PAYOUTS)}, got {payout!r}")
-        if not _is_int(steps) or steps < 1:
-            raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
+        check_int("steps", steps, 1)
         self.k = int(k)
         self.payout = payout
         self.steps = int(steps)

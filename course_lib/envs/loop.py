@@ -21,6 +21,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from course_lib.utils.validation import check_int
+
 
 class Episode(NamedTuple):
     """One episode of the agent-environment loop, T steps long.
@@ -85,8 +87,7 @@ def run_episode(env, policy: Callable[[Any], int], seed: int | None = None, max_
     Raises:
         ValueError: ``max_steps`` is not an int >= 1.
     """
-    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-        raise ValueError(f"max_steps: expected an int >= 1, got {max_steps!r}")
+    check_int("max_steps", max_steps, 1)
     obs, _info = env.reset(seed=seed)
     states, actions, rewards = [int(obs)], [], []
     terminated = truncated = False

@@ -6,6 +6,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from course_lib.utils.validation import check_int
+
 A, B, END = 0, 1, 2
 LEFT, RIGHT = 0, 1
 
@@ -46,8 +48,7 @@ class MaxBiasEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, n_b: int = 10):
-        if not isinstance(n_b, int) or n_b < 2:
-            raise ValueError(f"n_b: expected an int >= 2, got {n_b!r}")
+        check_int("n_b", n_b, 2)
         self.n_b = n_b
         self.observation_space = spaces.Discrete(3)
         self.action_space = spaces.Discrete(n_b)

@@ -52,6 +52,8 @@ from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
+from course_lib.utils.validation import check_int
+
 if TYPE_CHECKING:
     from course_lib.llm.overoptimisation import BestOfNSamples
 
@@ -89,8 +91,7 @@ def greedy_rollout(env, Q: np.ndarray, gamma: float, max_steps: int = 500) -> tu
         raise ValueError(f"Q: expected shape ({env.observation_space.n}, {env.action_space.n}), got {Q.shape}")
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 <= gamma <= 1:
         raise ValueError(f"gamma: expected a float in [0, 1], got {gamma!r}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps: expected an int >= 1, got {max_steps!r}")
+    check_int("max_steps", max_steps, 1)
     s, _ = env.reset()
     discounted, total, weight = 0.0, 0.0, 1.0
     for step in range(1, max_steps + 1):

@@ -40,6 +40,7 @@ from course_lib.rl import dpo_loss, guarded_step, masked_sum
 from course_lib.utils import set_seed
 from course_lib.utils.device import autocast
 from course_lib.utils.metrics import MetricLogger
+from course_lib.utils.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -137,8 +138,7 @@ def reference_logps(reference, tokenizer, pairs: Sequence[PreferencePair], batch
     Computed once before training: pi_ref is frozen, so these numbers never change.
     """
     pairs = _check_pairs(pairs)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size, 1)
     was_training = reference.training
     reference.eval()
     chosen, rejected = [], []

@@ -25,6 +25,7 @@ import torch
 
 from course_lib.data.prompts import topic_of
 from course_lib.llm.rollout import sample_responses, sequence_kl, shared_prompt_response_logprobs
+from course_lib.utils.validation import check_int
 
 ScoreFn = Callable[[list[str], list[str]], Sequence[float]]
 
@@ -168,8 +169,7 @@ def paired_bootstrap(a, b=None, groups=None, level: float = 0.95, n_boot: int = 
     """
     if not (isinstance(level, float) and 0 < level < 1):
         raise ValueError(f"level: expected a float in (0, 1), got {level!r}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 100:
-        raise ValueError(f"n_boot: expected an int >= 100, got {n_boot!r}")
+    check_int("n_boot", n_boot, 100)
     sides = [np.atleast_2d(np.asarray(x, dtype=float)) for x in ((a,) if b is None else (a, b))]
     n = sides[0].shape[1]
     for name, x in zip("ab", sides):
@@ -220,10 +220,8 @@ def evaluate_policy(lm, tokenizer, prompts: Sequence[str], gold_fn: ScoreFn, ref
         seed: seeds the sampling, so every model sees the same random numbers.
         chunk: responses sampled per batch; 64 was the fastest on a 2-core CPU (``bench/bench_sampling.py``, part c).
     """
-    if not isinstance(per_prompt, int) or isinstance(per_prompt, bool) or per_prompt < 1:
-        raise ValueError(f"per_prompt: expected an int >= 1, got {per_prompt!r}")
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-        raise ValueError(f"chunk: expected an int >= 1, got {chunk!r}")
+    check_int("per_prompt", per_prompt, 1)
+    check_int("chunk", chunk, 1)
     repeated = [p for p in prompts for _ in range(per_prompt)]
     was_training = lm.training
     lm.eval()

@@ -13,6 +13,7 @@ from typing import NamedTuple, Sequence
 from course_lib.data.annotators import SimulatedAnnotator, pairs_from_ranking
 from course_lib.data.preferences import PreferencePair, pair_from_record, pair_record
 from course_lib.llm.rollout import sample_responses
+from course_lib.utils.validation import check_int
 
 
 def collect_preferences(model, tokenizer, prompts: Sequence[str], annotator: SimulatedAnnotator,
@@ -38,8 +39,7 @@ def collect_preferences(model, tokenizer, prompts: Sequence[str], annotator: Sim
 
     for name, value, low in (("responses_per_prompt", responses_per_prompt, 2), ("rounds", rounds, 1),
                              ("batch_size", batch_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+        check_int(name, value, low)
     prompts = list(prompts)
     if not prompts or not all(isinstance(p, str) and p for p in prompts):
         raise ValueError(f"prompts: expected a non-empty list of non-empty strings, got {prompts!r:.80}")

@@ -15,6 +15,7 @@ import torch
 from course_lib.llm.models import forward_keyword
 from course_lib.llm.tokens import check_context, completion_ids, encode, pad, position_ids, replies_from, response_mask_from
 from course_lib.rl.logprobs import token_logprobs
+from course_lib.utils.validation import check_int
 
 Messages = list[dict[str, str]]
 
@@ -103,8 +104,7 @@ def sample(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, temper
             the model's context (each naming the argument).
     """
     prompts = _check_texts("prompts", prompts)
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens: expected an int >= 1, got {max_new_tokens!r}")
+    check_int("max_new_tokens", max_new_tokens, 1)
     temperature = _check_temperature(temperature)
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k: expected None or an int >= 1, got {top_k!r}")

@@ -48,6 +48,7 @@ from course_lib.rl import masked_mean, masked_sum
 from course_lib.utils import set_seed
 from course_lib.utils.device import MIXED_PRECISIONS, autocast
 from course_lib.utils.metrics import MetricLogger
+from course_lib.utils.validation import check_int
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
 """reward_fn(prompts, responses) -> one float per response (here a program that checks the answer)."""
@@ -95,8 +96,7 @@ class GRPOConfig:
         for name, low in (("steps", 1), ("prompts_per_step", 1), ("group_size", 2), ("max_new_tokens", 1),
                           ("epochs", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+            check_int(name, value, low)
         checks = [("temperature", self.temperature > 0, "a float > 0"),
                   ("learning_rate", 0 < self.learning_rate < 1, "a float in (0, 1)"),
                   ("clip_eps", 0 < self.clip_eps < 1, "a float in (0, 1)"),

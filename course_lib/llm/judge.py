@@ -37,6 +37,7 @@ import torch
 from course_lib.data.preferences import PreferencePair
 from course_lib.llm.generation import chat_prompt, generate
 from course_lib.llm.tokens import keep_last_logits, position_ids
+from course_lib.utils.validation import check_int
 
 # ---- the constitution -------------------------------------------------------------------------------
 
@@ -171,8 +172,7 @@ def next_token_logits(model, tokenizer, prompts: Sequence[str], batch_size: int 
     prompts = list(prompts)
     if not prompts or not all(isinstance(p, str) and p for p in prompts):
         raise ValueError(f"prompts: expected a non-empty list of non-empty strings, got {prompts!r:.80}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size, 1)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -378,8 +378,7 @@ class ReviseConfig:
     def __post_init__(self):
         for name in ("critique_tokens", "revision_tokens", "batch_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+            check_int(name, value, 1)
         if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
                 or not self.temperature >= 0 or not math.isfinite(self.temperature):
             raise ValueError(f"temperature: expected a finite float >= 0, got {self.temperature!r}")

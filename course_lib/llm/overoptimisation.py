@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from course_lib.llm.reward_model import RewardModel, score_texts
+from course_lib.utils.validation import check_int
 
 ScoreFn = Callable[[list[str], list[str]], Sequence[float]]
 
@@ -103,8 +104,7 @@ def early_stop_index(history, patience: int) -> int:
     h = np.asarray(history, dtype=float)
     if h.ndim != 1 or len(h) == 0:
         raise ValueError(f"history: expected a non-empty 1-d sequence of scores, got shape {h.shape}")
-    if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
-        raise ValueError(f"patience: expected an int >= 1, got {patience!r}")
+    check_int("patience", patience, 1)
     best, waited = 0, 0
     for i in range(1, len(h)):
         if h[i] > h[best]:
@@ -164,8 +164,7 @@ class GoldCheck:
     def __post_init__(self):
         for name in ("every", "per_prompt", "max_new_tokens"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+            check_int(name, value, 1)
         if not self.check_prompts or not all(isinstance(p, str) and p for p in self.check_prompts):
             raise ValueError(f"check_prompts: expected a non-empty list of non-empty strings, "
                              f"got {self.check_prompts!r:.80}")
@@ -245,8 +244,7 @@ class RewardEnsemble(nn.Module):
 
     def __init__(self, rm: RewardModel, k: int):
         super().__init__()
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k: expected an int >= 1, got {k!r}")
+        check_int("k", k, 1)
         self.body = rm.body
         hidden = rm.head.in_features
         self.head = nn.Linear(hidden, k).to(rm.head.weight.device)
@@ -475,8 +473,7 @@ def best_of_n_samples(lm, tokenizer, prompts, n: int, proxy_fn, gold_fn, max_new
     if isinstance(prompts, str) or not prompts:
         raise ValueError(f"prompts: expected a non-empty list of formatted prompts, got {prompts!r:.80}")
     for name, value in (("n", n), ("max_new_tokens", max_new_tokens), ("chunk", chunk)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+        check_int(name, value, 1)
     t0 = time.perf_counter()
     repeated = [p for p in prompts for _ in range(n)]  # (P * n,) prompt by prompt
     was_training = lm.training

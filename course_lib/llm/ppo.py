@@ -52,6 +52,7 @@ from course_lib.rl import clipped_surrogate, gae, guarded_step, masked_mean, mas
 from course_lib.utils import set_seed
 from course_lib.utils.device import MIXED_PRECISIONS, autocast
 from course_lib.utils.metrics import MetricLogger
+from course_lib.utils.validation import check_int
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
 """reward_fn(prompts, responses) -> one float per response (a reward model's score, or any scorer). The
@@ -107,8 +108,7 @@ class RLHFConfig:
     def __post_init__(self):
         for name in ("steps", "batch_size", "max_new_tokens", "ppo_epochs", "num_minibatches"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+            check_int(name, value, 1)
         if self.batch_size % self.num_minibatches:
             raise ValueError(f"num_minibatches: expected a divisor of batch_size ({self.batch_size}), "
                              f"got {self.num_minibatches!r}")

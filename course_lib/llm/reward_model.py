@@ -23,6 +23,7 @@ from torch import nn
 from course_lib.data.preferences import reply_key
 from course_lib.llm.models import forward_keyword
 from course_lib.llm.tokens import encode, last_token_index, pad, position_ids, reply_ids
+from course_lib.utils.validation import check_int
 
 
 class RewardModel(nn.Module):
@@ -88,8 +89,7 @@ class RewardConfig:
         from course_lib.llm.models import check_finetune_config
 
         check_finetune_config(self)
-        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 2:
-            raise ValueError(f"max_length: expected an int >= 2, got {self.max_length!r}")
+        check_int("max_length", self.max_length, 2)
 
 
 REWARD_PRESETS: dict[str, RewardConfig] = {

@@ -29,6 +29,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from course_lib.data.preferences import PreferencePair
+from course_lib.utils.validation import check_int
 
 ALGORITHMS = ("reward", "dpo", "grpo")
 """What :func:`trl_trainer` builds: TRL's ``RewardTrainer``, ``DPOTrainer`` or ``GRPOTrainer``."""
@@ -118,8 +119,7 @@ def lora_config(rank: int):
 
     from course_lib.llm.models import LORA_TARGETS
 
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"rank: expected an int >= 1, got {rank!r}")
+    check_int("rank", rank, 1)
     return LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=list(LORA_TARGETS),
                       bias="none")
 
@@ -152,8 +152,7 @@ def trl_trainer(algorithm: str, model, tokenizer, output_dir: str, *, pairs: Seq
         raise ValueError(f"algorithm: expected one of {ALGORITHMS}, got {algorithm!r}")
     for name, value in (("steps", steps), ("batch_size", batch_size), ("max_length", max_length),
                         ("num_generations", num_generations), ("max_completion_length", max_completion_length)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+        check_int(name, value, 1)
     if not 0 < learning_rate < 1:
         raise ValueError(f"learning_rate: expected a float in (0, 1), got {learning_rate!r}")
     common = dict(output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=batch_size,

@@ -49,6 +49,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from course_lib.envs.bandit import PAYOUTS
+from course_lib.utils.validation import check_int
 
 AGENTS: tuple[str, ...] = ("greedy", "epsilon-greedy", "ucb1", "thompson")
 """The agent names a :class:`BanditConfig` accepts."""
@@ -125,8 +126,7 @@ def ucb_scores(q: np.ndarray, counts: np.ndarray, t: int, c: float) -> np.ndarra
         raise ValueError(f"counts: expected shape {q.shape} (q.shape), got {counts.shape}")
     if np.any(counts < 0):
         raise ValueError(f"counts: expected non-negative counts, got {counts.tolist()}")
-    if not _is_int(t) or t < 1:
-        raise ValueError(f"t: expected an int >= 1, got {t!r}")
+    check_int("t", t, 1)
     if not _is_real(c) or not c >= 0.0 or not math.isfinite(c):
         raise ValueError(f"c: expected a finite float >= 0, got {c!r}")
     pulled = counts > 0  # (K,)
@@ -148,8 +148,7 @@ def incremental_mean(q: float, n: int, reward: float) -> float:
     Returns:
         Q_{n+1}, the mean of all n rewards.
     """
-    if not _is_int(n) or n < 1:
-        raise ValueError(f"n: expected an int >= 1, got {n!r}")
+    check_int("n", n, 1)
     return float(q + (reward - q) / n)
 
 
@@ -168,8 +167,7 @@ class BanditAgent:
     """
 
     def __init__(self, k: int) -> None:
-        if not _is_int(k) or k < 2:
-            raise ValueError(f"k: expected an int >= 2, got {k!r}")
+        check_int("k", k, 2)
         self.k = int(k)
         self.q = np.zeros(self.k, dtype=np.float64)  # (K,)
         self.counts = np.zeros(self.k, dtype=np.int64)  # (K,)
@@ -313,8 +311,7 @@ class BanditConfig:
             raise ValueError(f"epsilon: expected a float in [0, 1], got {self.epsilon!r}")
         if not _is_real(self.c) or not self.c >= 0.0 or not math.isfinite(self.c):
             raise ValueError(f"c: expected a finite float >= 0, got {self.c!r}")
-        if not _is_int(self.steps) or self.steps < 1:
-            raise ValueError(f"steps: expected an int >= 1, got {self.steps!r}")
+        check_int("steps", self.steps, 1)
 
 
 def _lineup(steps: int) -> dict[str, BanditConfig]:
@@ -397,8 +394,7 @@ def run_bandit(env: gym.Env, config: BanditConfig, seed: int, progress: bool = T
     """
     if not isinstance(config, BanditConfig):
         raise ValueError(f"config: expected a BanditConfig, got {type(config).__name__}")
-    if not _is_int(seed) or seed < 0:
-        raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
+    check_int("seed", seed, 0)
     if not isinstance(env.action_space, gym.spaces.Discrete):
         raise ValueError(f"env: expected a Discrete action space, got {env.action_space}")
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from course_lib.utils.validation import check_int
+
 METHODS = ("q_learning", "sarsa", "expected_sarsa")
 
 
@@ -40,16 +42,14 @@ class TDConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")
-        if not isinstance(self.episodes, int) or self.episodes < 1:
-            raise ValueError(f"episodes: expected an int >= 1, got {self.episodes!r}")
+        check_int("episodes", self.episodes, 1)
         if not 0 < self.alpha <= 1:
             raise ValueError(f"alpha: expected a float in (0, 1], got {self.alpha!r}")
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"gamma: expected a float in [0, 1], got {self.gamma!r}")
         if not 0 <= self.epsilon <= 1:
             raise ValueError(f"epsilon: expected a float in [0, 1], got {self.epsilon!r}")
-        if not isinstance(self.planning_steps, int) or self.planning_steps < 0:
-            raise ValueError(f"planning_steps: expected an int >= 0, got {self.planning_steps!r}")
+        check_int("planning_steps", self.planning_steps, 0)
 
 
 TD_PRESETS: dict[str, TDConfig] = {

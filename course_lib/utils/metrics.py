@@ -31,6 +31,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from course_lib.utils.validation import check_int
+
 NAME_PATTERN = re.compile(r"^[a-z_]+/[a-z0-9_]+$")
 """A metric name is ``namespace/name`` in lower case, e.g. ``losses/value_loss``."""
 
@@ -204,10 +206,6 @@ def _grid(n: int) -> tuple[int, int]:
     cols = max(1, min(n, _LIVE_COLUMNS))
     return math.ceil(max(n, 1) / cols), cols
 
-
-def _check_int(arg: str, value, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{arg}: expected an int >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -238,12 +236,12 @@ class MetricLogger:
     def __init__(self, total: int | None = None, desc: str = "", live: bool | None = None, plot_every: int = 10,
                  keys_to_plot: Sequence[str] | None = None, progress: bool = True):
         if total is not None:
-            total = _check_int("total", total, 1)
+            total = check_int("total", total, 1)
         if not isinstance(desc, str):
             raise ValueError(f"desc: expected a str, got {desc!r}")
         if live is not None and not isinstance(live, bool):
             raise ValueError(f"live: expected True, False or None, got {live!r}")
-        self.plot_every = _check_int("plot_every", plot_every, 1)
+        self.plot_every = check_int("plot_every", plot_every, 1)
         if keys_to_plot is not None:
             if isinstance(keys_to_plot, str) or not isinstance(keys_to_plot, Sequence):
                 raise ValueError(f"keys_to_plot: expected a sequence of metric names, got {keys_to_plot!r}")
@@ -347,7 +345,7 @@ class MetricLogger:
         (``value`` for one, ``value[-3] value[-2] value[-1]`` for three; blank where fewer
         were logged).
         """
-        last_n = _check_int("last_n", last_n, 1)
+        last_n = check_int("last_n", last_n, 1)
         if not self.history:
             return "(no metrics logged yet)"
         heads = ["value"] if last_n == 1 else [f"value[{-i}]" for i in range(last_n, 0, -1)]
@@ -406,7 +404,7 @@ class MetricLogger:
         Returns:
             The matplotlib figure.
         """
-        smooth_window = _check_int("smooth_window", smooth_window, 1)
+        smooth_window = check_int("smooth_window", smooth_window, 1)
         if keys is not None:
             unknown = [k for k in self._keys(keys) if k not in self.history]
             if unknown:

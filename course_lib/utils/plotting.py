@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from course_lib.utils.validation import check_int
+
 
 def plot_token_distribution(pairs: Sequence[tuple[str, float]], title: str = "", ax=None):
     """Horizontal bar chart of next-token probabilities, most likely on top.
@@ -37,8 +39,7 @@ def smooth(values, window: int = 10):
     import numpy as np
 
     values = np.asarray(values, dtype=float)
-    if window < 1:
-        raise ValueError(f"window: expected an int >= 1, got {window!r}")
+    check_int("window", window, 1)
     cumsum = np.cumsum(np.insert(values, 0, 0.0))
     out = np.empty_like(values)
     for i in range(len(values)):
