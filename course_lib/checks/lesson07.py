@@ -20,8 +20,7 @@ import functools
 import torch
 
 from course_lib.checks.core import Case, Exercise, check_functions, compare_answers
-from course_lib.harness.lesson07 import with_grad
-from course_lib.harness.tensors import generator
+from course_lib.harness.tensors import generator, with_grad
 from course_lib.rl import clipped_surrogate, gae, value_loss
 
 HINTS = {

@@ -118,9 +118,9 @@ def set_limits(cpu_s: int, memory_bytes: int, file_bytes: int, open_files: int, 
 # ---- seccomp: no sockets -------------------------------------------------------------------------------------
 
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
-_ARCH = {  # machine -> (AUDIT_ARCH, socket, socketcall or None, io_uring_setup)
-    "x86_64": (0xC000003E, 41, None, 425),
-    "aarch64": (0xC00000B7, 198, None, 425),
+_ARCH = {  # machine -> (AUDIT_ARCH, socket, io_uring_setup)
+    "x86_64": (0xC000003E, 41, 425),
+    "aarch64": (0xC00000B7, 198, 425),
 }
 _RET_ALLOW, _RET_KILL, _RET_ERRNO = 0x7FFF0000, 0x80000000, 0x00050000
 _LD_W_ABS, _JEQ_K, _JGE_K, _RET_K = 0x20, 0x15, 0x35, 0x06
@@ -137,7 +137,7 @@ def deny_sockets() -> None:
     arch = _ARCH.get(platform.machine())
     if arch is None:
         raise ConfineError(f"no socket filter for the {platform.machine()} architecture")
-    audit_arch, nr_socket, _, nr_uring = arch
+    audit_arch, nr_socket, nr_uring = arch
     deny = _RET_ERRNO | errno.EACCES
     program = b"".join([
         _bpf(_LD_W_ABS, 0, 0, 4),                 # 0: arch

@@ -22,7 +22,7 @@ import re
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
+from typing import Iterable, NamedTuple
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -58,13 +58,23 @@ def lesson_exercises(lesson: str) -> dict:
         return {}
 
 
+class _Prepared(NamedTuple):
+    """One exercise as the grader holds it: its spec, its cases, their expected values and the sandbox's payload."""
+
+    exercise: object
+    public: list
+    hidden: list
+    expected: list
+    payload: bytes
+
+
 class _Expected:
     """Expected values per (lesson, exercise), computed once with the reference in this process."""
 
     def __init__(self):
-        self._cache: dict = {}
+        self._cache: dict[tuple[str, str], _Prepared] = {}
 
-    def get(self, lesson: str, name: str):
+    def get(self, lesson: str, name: str) -> _Prepared:
         key = (lesson, name)
         if key not in self._cache:
             ex = lesson_exercises(lesson)[name]
@@ -72,7 +82,7 @@ class _Expected:
             payload = Sandbox.pickled_cases(ex, public + hidden)  # pickled before the reference sees the inputs
             reference = ex.call(ex.reference)
             expected = [reference(*c.args, **c.kwargs) for c in public + hidden]
-            self._cache[key] = (ex, public, hidden, expected, payload)
+            self._cache[key] = _Prepared(ex, public, hidden, expected, payload)
         return self._cache[key]
 
 
@@ -278,11 +288,11 @@ def _grade_task(sandbox: Sandbox, task: tuple, expected: _Expected, slot: int) -
     student, lesson, names, sub = task
     try:
         specs = [expected.get(lesson, name) for name in names]
-        outcomes = sandbox.run(sub.code, [spec[0] for spec in specs], [spec[4] for spec in specs], slot)
+        outcomes = sandbox.run(sub.code, [spec.exercise for spec in specs], [spec.payload for spec in specs], slot)
         graded = []
         for name, spec, outcome in zip(names, specs, outcomes):
             grade = _score(lesson, name, outcome, expected)
-            grade.flags = _flags(sub.source_text, spec[0]) + _denied_flags(outcome, spec[0])
+            grade.flags = _flags(sub.source_text, spec.exercise) + _denied_flags(outcome, spec.exercise)
             graded.append(grade)
     except Exception as exc:
         graded = [ExerciseGrade(lesson, name, "sandbox-error", 0.0, 0, 0, f"the grader failed on this task: "

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from course_lib.deep.reinforce import CategoricalPolicy, reward_to_go
+from course_lib.harness.tensors import check_scalar_loss
 from course_lib.rl import normalize
 from course_lib.utils import set_seed
 
@@ -33,15 +34,8 @@ def loss_with_grads(fn: Callable) -> Callable:
         logp = logp.detach().clone().requires_grad_(True)  # each caller gets its own leaves
         adv = advantages.detach().clone().requires_grad_(bool(advantages.requires_grad))
         loss = fn(logp, adv)
-        if not isinstance(loss, torch.Tensor):
-            raise TypeError(f"reinforce_loss should return a 0-d torch tensor that can be back-propagated, got "
-                            f"{type(loss).__name__}; keep to torch operations (no .item(), float() or numpy)")
-        if loss.dim() != 0:
-            raise ValueError(f"reinforce_loss should return one number, a 0-d tensor (the mean over the N steps), "
-                             f"got shape {tuple(loss.shape)}")
-        if not loss.requires_grad:
-            raise RuntimeError("reinforce_loss's loss has no gradient w.r.t. `logp`: it was detached somewhere "
-                               "(.detach() on logp, torch.no_grad(), .item() or numpy); the optimiser could not use it")
+        check_scalar_loss(loss, "reinforce_loss should return", ", a 0-d tensor (the mean over the N steps)",
+                          "reinforce_loss", "`logp`", detached="(.detach() on logp, torch.no_grad(), .item() or numpy)")
         inputs = [logp, adv] if adv.requires_grad else [logp]
         grads = torch.autograd.grad(loss, inputs, allow_unused=True)
         if grads[0] is None:

@@ -14,7 +14,7 @@ import copy
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM  # at import: the grader's sandbox cannot import later
 
-from course_lib.harness.tensors import generator
+from course_lib.harness.tensors import check_scalar_loss, generator
 from course_lib.rl import masked_sum
 
 
@@ -32,15 +32,7 @@ def loss_with_grad(fn, exercise: str, rewards_grad: bool = False):
         rest = [r.detach().clone().requires_grad_(r.requires_grad) if isinstance(r, torch.Tensor) else r
                 for r in rest]
         loss = fn(logp, *rest)
-        if not isinstance(loss, torch.Tensor):
-            raise TypeError(f"{exercise} should return a 0-d torch tensor that can be back-propagated, got "
-                            f"{type(loss).__name__}; keep to torch operations (no .item(), float() or numpy)")
-        if loss.dim() != 0:
-            raise ValueError(f"{exercise} should return one number for the whole batch, a 0-d tensor, got shape "
-                             f"{tuple(loss.shape)}")
-        if not loss.requires_grad:
-            raise RuntimeError(f"{exercise}'s loss has no gradient w.r.t. `logp`: it was detached somewhere "
-                               "(.detach(), torch.no_grad(), .item() or numpy); the optimiser could not use it")
+        check_scalar_loss(loss, f"{exercise} should return", " for the whole batch, a 0-d tensor", exercise, "`logp`")
         if not rewards_grad:
             (grad,) = torch.autograd.grad(loss, logp, allow_unused=True)
             return loss.detach(), torch.zeros_like(logp) if grad is None else grad

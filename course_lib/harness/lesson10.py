@@ -6,6 +6,8 @@ from typing import Callable
 
 import torch
 
+from course_lib.harness.tensors import check_scalar_loss
+
 
 def bt_with_grad(fn: Callable) -> Callable:
     """Call ``fn`` on fresh leaves; return ``(loss, accuracy, d loss / d chosen, d loss / d rejected)``: the student's
@@ -23,16 +25,8 @@ def bt_with_grad(fn: Callable) -> Callable:
             raise TypeError("bradley_terry_loss_fn should return a tuple (loss, accuracy), got "
                             f"{type(result).__name__}")
         loss, accuracy = result
-        if not isinstance(loss, torch.Tensor):
-            raise TypeError(f"bradley_terry_loss_fn's loss should be a 0-d torch tensor that can be back-propagated, "
-                            f"got {type(loss).__name__}; keep to torch operations (no .item(), float() or numpy)")
-        if loss.dim() != 0:
-            raise ValueError(f"bradley_terry_loss_fn's loss should be one number for the whole batch, a 0-d tensor, "
-                             f"got shape {tuple(loss.shape)}")
-        if not loss.requires_grad:
-            raise RuntimeError("bradley_terry_loss_fn's loss has no gradient w.r.t. the scores: it was detached "
-                               "somewhere (.detach(), torch.no_grad(), .item() or numpy); the reward model could "
-                               "not learn from it")
+        check_scalar_loss(loss, "bradley_terry_loss_fn's loss should be", " for the whole batch, a 0-d tensor",
+                          "bradley_terry_loss_fn", "the scores", then="the reward model could not learn from it")
         if isinstance(accuracy, torch.Tensor):
             if accuracy.numel() != 1:
                 raise ValueError(f"bradley_terry_loss_fn's accuracy should be one number, the share of pairs "

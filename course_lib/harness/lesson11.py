@@ -7,12 +7,10 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
-from course_lib.harness.tensors import generator
+from course_lib.harness.tensors import generator, policy_from
 from course_lib.llm.tokens import response_mask_from
 
 TINY_V, TINY_R, TINY_EOS, TINY_GOOD = 6, 6, 1, 3
@@ -86,16 +84,7 @@ def tiny_rlhf_run(step_fn, seed: int = 0, steps: int = 30, beta: float = 0.05, b
     step's samples), ``kl`` (mean exact KL to the reference on them), and the first step's ``first`` output.
     """
     reference = TinyPolicy(seed)
-    for p in reference.parameters():
-        p.requires_grad_(False)
-    policy = copy.deepcopy(reference)
-    for p in policy.parameters():
-        p.requires_grad_(True)
-    if moved:
-        with torch.no_grad():
-            g0 = generator(1000 + seed)
-            for p in policy.parameters():
-                p.add_(0.3 * torch.randn(p.shape, generator=g0))
+    policy = policy_from(reference, 1000 + seed if moved else None)
     optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
     g = generator(seed)
     out = {"score": [], "kl": [], "first": None}

@@ -12,7 +12,7 @@ import copy
 import torch
 from torch import nn
 
-from course_lib.harness.tensors import generator
+from course_lib.harness.tensors import generator, policy_from
 from course_lib.rl import masked_sum, token_logprobs
 
 TINY_V, TINY_PAD, TINY_EOS, TINY_PROMPT, TINY_GOOD = 8, 0, 1, 2, 3
@@ -77,17 +77,8 @@ def tiny_dpo_run(step_fn, seed: int = 0, beta: float = 0.1, steps: int = 30, bat
     ``accuracy`` (share of 32 held-out pairs with a positive implicit reward margin) before and after, and
     whether the reference's weights stayed as they were."""
     reference = TinyLM(seed)
-    for p in reference.parameters():
-        p.requires_grad_(False)
+    policy = policy_from(reference, 2000 + seed if moved else None)
     frozen = {k: v.clone() for k, v in reference.state_dict().items()}
-    policy = copy.deepcopy(reference)
-    for p in policy.parameters():
-        p.requires_grad_(True)
-    if moved:
-        with torch.no_grad():
-            g0 = generator(2000 + seed)
-            for p in policy.parameters():
-                p.add_(0.3 * torch.randn(p.shape, generator=g0))
     optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
     train, held = tiny_pairs(seed, 64), tiny_pairs(seed + 500, 32)
 

@@ -7,9 +7,11 @@ student's update with plain SGD at learning rate :data:`LR`.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
-from course_lib.harness.tensors import generator
+from course_lib.harness.tensors import generator, with_grad
 
 
 def length_mask(lengths, R: int | None = None) -> torch.Tensor:
@@ -18,31 +20,10 @@ def length_mask(lengths, R: int | None = None) -> torch.Tensor:
     return torch.arange(R)[None, :] < torch.tensor(lengths)[:, None]
 
 
-def loss_and_grad(fn):
-    """The check's view of a loss (the ``adapt`` of ``grpo_loss``): call ``fn`` on copies of the case, with a fresh
-    leaf ``logp`` that requires grad; return ``(loss, d loss / d logp)``. The gradient is what the optimiser uses: it
-    must be finite everywhere (0 on the padding), even where the padded log-probs are -inf.
-
-    Raises (inside the check, so the student sees it as their function's error) when the result is not a 0-d tensor
-    with a gradient: a float, a per-response vector, or a detached loss.
-    """
-
-    def run(logp, *rest):
-        logp = logp.detach().clone().requires_grad_(True)  # the student and the reference each get their own leaf
-        loss = fn(logp, *(r.clone() if isinstance(r, torch.Tensor) else r for r in rest))
-        if not isinstance(loss, torch.Tensor):
-            raise TypeError(f"grpo_loss should return a 0-d torch tensor that can be back-propagated, got "
-                            f"{type(loss).__name__}; keep to torch operations (no .item(), float() or numpy)")
-        if loss.dim() != 0:
-            raise ValueError(f"grpo_loss should return one number for the whole batch, a 0-d tensor, got shape "
-                             f"{tuple(loss.shape)}")
-        if not loss.requires_grad:
-            raise RuntimeError("grpo_loss's loss has no gradient w.r.t. `logp`: it was detached somewhere (.detach(), "
-                               "torch.no_grad(), .item() or numpy); the optimiser could not use it")
-        (grad,) = torch.autograd.grad(loss, logp, allow_unused=True)
-        return loss.detach(), torch.zeros_like(logp) if grad is None else grad
-
-    return run
+loss_and_grad = functools.partial(with_grad, exercise="grpo_loss", wrt="logp",
+                                  one_number=" for the whole batch, a 0-d tensor")
+"""The ``adapt`` of ``grpo_loss``: ``(loss, d loss / d logp)`` on a fresh leaf ``logp``. The gradient is what the
+optimiser uses: it must be finite everywhere (0 on the padding), even where the padded log-probs are -inf."""
 
 
 # ---- the tiny task of grpo_group_update -----------------------------------------------------------
