@@ -12,11 +12,11 @@ clip 0.2, vf_coef 0.1.
 * course_lib, all: ``rlhf_ppo`` on ``PolicyWithValue(lm)`` (one body, its LM head and a value
   head) with ``trainable="all"``, lr 1e-5; the reward function is ``score_responses`` of a
   ``RewardModel`` on a second copy of the same LM (its head randomly initialised: the score
-  does not change the work). ``max_update_kl=None``, so every step runs its 4 epochs, as TRL's
+  does not change the work). ``target_kl=None``, so every step runs its 4 epochs, as TRL's
   does (the default 0.5 may stop an update early: less work).
 * course_lib, top:4: ``RLHF_PRESETS["cpu"]``, the partial-parameter preset (the top 4 of 30
   layers, the final norm and the value head trained, lr 2e-4), with the same shapes
-  (``max_new_tokens=32``) and again ``max_update_kl=None``. Its guard against probability
+  (``max_new_tokens=32``) and again ``target_kl=None``. Its guard against probability
   ratios above 10 may skip a minibatch's backward; the script prints how many it skipped.
 * TRL: ``trl.experimental.ppo.PPOTrainer`` (TRL 1.12.0, the last release that ships it) with
   ``AutoModelForCausalLM`` policy and reference, and ``AutoModelForSequenceClassification``
@@ -440,8 +440,8 @@ def main() -> None:
     seq_len = samples.input_ids.shape[1]
 
     full = RLHFConfig(steps=rounds, batch_size=BATCH, max_new_tokens=RESPONSE, temperature=1.0, learning_rate=LR,
-                      kl_coef=KL_COEF, ppo_epochs=EPOCHS, num_minibatches=1, max_update_kl=None, trainable="all")
-    partial = dataclasses.replace(RLHF_PRESETS["cpu"], steps=rounds, max_new_tokens=RESPONSE, max_update_kl=None)
+                      kl_coef=KL_COEF, update_epochs=EPOCHS, num_minibatches=1, target_kl=None, trainable="all")
+    partial = dataclasses.replace(RLHF_PRESETS["cpu"], steps=rounds, max_new_tokens=RESPONSE, target_kl=None)
     names = ["course_lib all", "course_lib top:4"] + ([] if args.skip_trl else ["TRL PPOTrainer"]) + ["raw"]
     baton = Baton(names)
     jobs = {"course_lib all": lambda: run_course_lib(prompts, full, StepClock(names[0], baton, tok.eos_token_id)),

@@ -214,7 +214,7 @@ def test_a_step_trains_only_the_top_layers_and_builds_no_reference_without_kl():
 def test_with_kl_the_reference_is_frozen_and_the_kl_is_logged():
     lm, tok = tiny_model(seed=0)
     before = snapshot(lm)
-    config = replace(ONE_STEP, steps=2, kl_coef=0.1, epochs=2)
+    config = replace(ONE_STEP, steps=2, kl_coef=0.1, update_epochs=2)
     result = grpo(lm, tok, PROMPTS, lowercase_share, config, progress=False)
     assert changed(before, lm)
     assert all(torch.equal(v, before[k]) for k, v in result.reference.state_dict().items())

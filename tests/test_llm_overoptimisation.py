@@ -24,7 +24,7 @@ from course_lib.llm.rollout import PolicyWithValue
 from conftest import lowercase_share
 
 PROMPTS = ["The robot", "The cat", "Cheese is", "A maze"]
-STEPS = replace(RLHF_PRESETS["ci"], steps=3, batch_size=2, max_new_tokens=4, ppo_epochs=1, learning_rate=1e-2,
+STEPS = replace(RLHF_PRESETS["ci"], steps=3, batch_size=2, max_new_tokens=4, update_epochs=1, learning_rate=1e-2,
                 trainable="top:1")
 
 

@@ -15,7 +15,7 @@ from course_lib.llm.rollout import PolicyWithValue
 from conftest import changed, lowercase_share, snapshot
 
 PROMPTS = ["The robot", "The cat", "Cheese is", "A maze"]
-ONE_STEP = replace(RLHF_PRESETS["ci"], steps=1, batch_size=2, max_new_tokens=4, ppo_epochs=1, learning_rate=1e-2)
+ONE_STEP = replace(RLHF_PRESETS["ci"], steps=1, batch_size=2, max_new_tokens=4, update_epochs=1, learning_rate=1e-2)
 
 
 def test_a_step_trains_only_the_top_layers_and_leaves_the_reference_untouched():

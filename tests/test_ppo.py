@@ -62,7 +62,7 @@ def test_presets_are_valid_and_the_fast_preset_fits_the_acceptance_budget():
     ("learning_rate", 0.0, "learning_rate: expected a float in (0, 1], got 0.0"),
     ("gamma", 1.5, "gamma: expected a float in [0, 1], got 1.5"),
     ("gae_lambda", -0.1, "gae_lambda: expected a float in [0, 1], got -0.1"),
-    ("clip_coef", 1.0, "clip_coef: expected a float in (0, 1), got 1.0"),
+    ("clip_eps", 1.0, "clip_eps: expected a float in (0, 1), got 1.0"),
     ("ent_coef", -0.01, "ent_coef: expected a float >= 0, got -0.01"),
     ("vf_coef", 0, "vf_coef: expected a float > 0, got 0"),
     ("max_grad_norm", math.nan, "max_grad_norm: expected a float > 0"),

@@ -119,7 +119,7 @@ def llm_numbers() -> dict:
     out = {}
     tok = None
     rlhf = {"ci": RLHF_PRESETS["ci"],
-            "minibatch_kl_stop": replace(RLHF_PRESETS["ci"], num_minibatches=2, ppo_epochs=3, max_update_kl=0.02,
+            "minibatch_kl_stop": replace(RLHF_PRESETS["ci"], num_minibatches=2, update_epochs=3, target_kl=0.02,
                                          ent_coef=0.01, learning_rate=0.05)}
     for name, config in rlhf.items():
         lm, tok = tiny_model(seed=0, tokenizer=tok, device="cpu")
@@ -131,7 +131,7 @@ def llm_numbers() -> dict:
                                "samples": [[p, r, float(s)] for p, r, s in result.samples]}
     grpo_configs = {"ci": GRPO_PRESETS["ci"]}
     for norm in LOSS_NORMS:
-        grpo_configs[f"epochs2_kl/{norm}"] = replace(GRPO_PRESETS["ci"], epochs=2, kl_coef=0.05, loss_norm=norm,
+        grpo_configs[f"epochs2_kl/{norm}"] = replace(GRPO_PRESETS["ci"], update_epochs=2, kl_coef=0.05, loss_norm=norm,
                                                            learning_rate=0.05)
     for name, config in grpo_configs.items():
         lm, tok = tiny_model(seed=0, tokenizer=tok, device="cpu")

@@ -77,10 +77,10 @@ class PPOConfig:
     """Passes over each batch; usually 3 to 30."""
     norm_adv: bool = True
     """Whiten the advantages of each minibatch (mean 0, std 1)."""
-    clip_coef: float = 0.2
+    clip_eps: float = 0.2
     """PPO's epsilon in (0, 1): the ratio is clipped to [1 - eps, 1 + eps]; usually 0.1 to 0.3."""
     clip_vloss: bool = False
-    """Clip the value update around the old values by ``clip_coef`` (Engstrom et al. 2020 found it rarely helps)."""
+    """Clip the value update around the old values by ``clip_eps`` (Engstrom et al. 2020 found it rarely helps)."""
     ent_coef: float = 0.0
     """Weight of the entropy bonus, >= 0; usually 0 to 0.01."""
     vf_coef: float = 0.5
@@ -119,8 +119,8 @@ class PPOConfig:
         for name in ("gamma", "gae_lambda"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name}: expected a float in [0, 1], got {getattr(self, name)!r}")
-        if not 0 < self.clip_coef < 1:
-            raise ValueError(f"clip_coef: expected a float in (0, 1), got {self.clip_coef!r}")
+        if not 0 < self.clip_eps < 1:
+            raise ValueError(f"clip_eps: expected a float in (0, 1), got {self.clip_eps!r}")
         if not self.ent_coef >= 0:
             raise ValueError(f"ent_coef: expected a float >= 0, got {self.ent_coef!r}")
         if not self.vf_coef > 0:
@@ -356,9 +356,9 @@ def update_epochs(agent: ActorCritic, optimizer: torch.optim.Optimizer, config: 
             logits = agent(b_obs[mb])  # (M, A)
             dist = Categorical(logits=logits, validate_args=False)
             adv = normalize(b_adv[mb]) if config.norm_adv else b_adv[mb]  # (M,)
-            pg_loss, info = clipped_surrogate(dist.log_prob(b_act[mb]), b_logp[mb], adv, config.clip_coef)
+            pg_loss, info = clipped_surrogate(dist.log_prob(b_act[mb]), b_logp[mb], adv, config.clip_eps)
             v_loss, v_info = value_loss(agent.value(b_obs[mb]), b_ret[mb], b_val[mb],
-                                        config.clip_coef if config.clip_vloss else None)
+                                        config.clip_eps if config.clip_vloss else None)
             entropy = dist.entropy().mean()
             loss = pg_loss - config.ent_coef * entropy + config.vf_coef * v_loss
             # backward and a clipped step; a non-finite loss or gradient norm raises FloatingPointError

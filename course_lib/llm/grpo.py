@@ -10,9 +10,9 @@ its tokens. Per step:
 3. group advantages A_i = (r_i - mean(r)) / (std(r) + eps) over each prompt's G responses
    (:func:`~course_lib.rl.group_advantages`; outcome supervision, Shao et al. 2024, Section 4.1.2),
    or r_i - mean(r) without the std-scaling (Dr. GRPO, Liu et al. 2025);
-4. old log-probs (one forward without gradient; skipped when ``epochs`` is 1, where old = current),
+4. old log-probs (one forward without gradient; skipped when ``update_epochs`` is 1, where old = current),
    and the frozen reference's log-probs when ``kl_coef`` > 0;
-5. ``epochs`` updates on the batch: PPO's clipped ratio per token, optionally minus kl_coef times
+5. ``update_epochs`` passes on the batch: PPO's clipped ratio per token, optionally minus kl_coef times
    the k3 estimate of KL(pi || pi_ref) per token, reduced over tokens by the chosen normalisation
    (:func:`grpo_token_loss`), with guards (a non-finite loss or gradient norm raises);
 6. log: reward, its spread within groups, the share of groups with zero spread, response length,
@@ -73,7 +73,7 @@ class GRPOConfig:
     """Sampling temperature > 0; the policy *is* softmax(logits / temperature); usually 0.7 to 1."""
     learning_rate: float = 1e-5
     """Adam step size in (0, 1); usually 1e-6 to 1e-5 for full fine-tuning, 1e-5 to 1e-4 for a few layers."""
-    epochs: int = 1
+    update_epochs: int = 1
     """Updates per batch (GRPO's mu); 1 is on-policy (the ratio is 1 and the clip never acts); usually 1 to 4."""
     clip_eps: float = 0.2
     """PPO's epsilon in (0, 1); usually 0.1 to 0.3."""
@@ -94,7 +94,7 @@ class GRPOConfig:
 
     def __post_init__(self):
         for name, low in (("steps", 1), ("prompts_per_step", 1), ("group_size", 2), ("max_new_tokens", 1),
-                          ("epochs", 1)):
+                          ("update_epochs", 1)):
             value = getattr(self, name)
             check_int(name, value, low)
         checks = [("temperature", self.temperature > 0, "a float > 0"),
@@ -126,7 +126,7 @@ GRPO_PRESETS: dict[str, GRPOConfig] = {
     # SmolLM2-135M on a GPU: every parameter, larger groups and batches, a small KL anchor, bf16 autocast over
     # fp32 weights.
     "gpu": GRPOConfig(steps=100, prompts_per_step=16, group_size=16, max_new_tokens=48, learning_rate=2e-6,
-                      epochs=2, kl_coef=0.02, mixed_precision="bf16"),
+                      update_epochs=2, kl_coef=0.02, mixed_precision="bf16"),
 }
 
 
@@ -276,14 +276,14 @@ def grpo(lm, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: GRP
         # 4. old log-probs (only needed for more than one update per batch) and the reference's
         with torch.no_grad(), autocast(device, config.mixed_precision):
             old_logp = (group_response_logprobs(lm, samples, G, config.temperature)
-                        if config.epochs > 1 else None)  # (B*G, R)
+                        if config.update_epochs > 1 else None)  # (B*G, R)
             ref_logp = (group_response_logprobs(reference, samples, G, config.temperature)
                         if reference is not None else None)  # (B*G, R)
 
         # 5. epochs of updates on the whole batch: the clipped token loss (+ k3 KL), normalised by loss_norm
         lm.train()
         infos = []
-        for epoch in range(config.epochs):
+        for epoch in range(config.update_epochs):
             with autocast(device, config.mixed_precision):  # forward and loss; backward and step on fp32 weights
                 logp = group_response_logprobs(lm, samples, G, config.temperature)  # (B*G, R) fp32: each prompt once
                 old = old_logp if old_logp is not None else logp.detach()  # one update: old = current, ratio 1

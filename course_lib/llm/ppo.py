@@ -17,7 +17,7 @@ implementation details of RLHF with PPO"):
    whitened advantages over the batch's real tokens;
 6. PPO epochs over minibatches: clipped surrogate + clipped value loss - entropy bonus, with
    guards (non-finite loss: error; ratio outliers: skip the minibatch; approx KL above
-   ``max_update_kl``: stop this step's update, with the reason logged);
+   ``target_kl``: stop this step's update, with the reason logged);
 7. log: reward, KL to the reference, entropy, response length, EOS rate, distinct-2, and
    PPO's own diagnostics.
 
@@ -80,7 +80,7 @@ class RLHFConfig:
     """Discount over tokens in [0, 1]; 1 is standard (one score per response)."""
     gae_lambda: float = 0.95
     """GAE's lambda over tokens in [0, 1]; usually 0.9 to 1."""
-    ppo_epochs: int = 4
+    update_epochs: int = 4
     """Passes over each batch; usually 1 to 4."""
     num_minibatches: int = 1
     """Minibatches per epoch, dividing batch_size; usually 1 to 8."""
@@ -94,7 +94,7 @@ class RLHFConfig:
     """Weight of the entropy bonus, >= 0; usually 0 (the KL penalty already keeps the policy spread out)."""
     max_grad_norm: float = 1.0
     """Clip the gradient to this global L2 norm, > 0; usually 0.5 to 1."""
-    max_update_kl: float | None = 0.5
+    target_kl: float | None = 0.5
     """Stop a step's update once a minibatch's approx KL(old || new) per token exceeds this (> 0), or None."""
     max_ratio: float = 10.0
     """Skip a minibatch whose largest probability ratio exceeds this (> 1): a sampling mismatch or an outlier."""
@@ -106,7 +106,7 @@ class RLHFConfig:
     Adam in fp32 (a GPU); old and new log-probs come from the same autocast, so the first ratio stays 1."""
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "max_new_tokens", "ppo_epochs", "num_minibatches"):
+        for name in ("steps", "batch_size", "max_new_tokens", "update_epochs", "num_minibatches"):
             value = getattr(self, name)
             check_int(name, value, 1)
         if self.batch_size % self.num_minibatches:
@@ -122,7 +122,7 @@ class RLHFConfig:
                   ("vf_coef", self.vf_coef > 0, "a float > 0"),
                   ("ent_coef", self.ent_coef >= 0, "a float >= 0"),
                   ("max_grad_norm", self.max_grad_norm > 0, "a float > 0"),
-                  ("max_update_kl", self.max_update_kl is None or self.max_update_kl > 0, "a float > 0 or None"),
+                  ("target_kl", self.target_kl is None or self.target_kl > 0, "a float > 0 or None"),
                   ("max_ratio", self.max_ratio > 1, "a float > 1"),
                   ("mixed_precision", self.mixed_precision in MIXED_PRECISIONS, f"one of {MIXED_PRECISIONS}")]
         for name, ok, expected in checks:
@@ -137,7 +137,7 @@ class RLHFConfig:
 
 RLHF_PRESETS: dict[str, RLHFConfig] = {
     # The test suite with the tiny model: 2 steps of 4 prompts, 8 tokens; proves the loop runs and updates.
-    "ci": RLHFConfig(steps=2, batch_size=4, max_new_tokens=8, ppo_epochs=2, learning_rate=1e-3),
+    "ci": RLHFConfig(steps=2, batch_size=4, max_new_tokens=8, update_epochs=2, learning_rate=1e-3),
     # SmolLM2-135M on a laptop CPU: the top 4 of 30 layers trained, 8 prompts x 24 tokens per step.
     "cpu": RLHFConfig(steps=30, batch_size=8, max_new_tokens=24, learning_rate=2e-4, kl_coef=0.05,
                       trainable="top:4"),
@@ -277,7 +277,7 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
         # 6. PPO epochs over minibatches of whole responses
         policy.train()
         infos, stop_reason = [], None
-        for epoch in range(config.ppo_epochs):
+        for epoch in range(config.update_epochs):
             perm = torch.randperm(config.batch_size, device=device)
             for k in range(config.num_minibatches):
                 where = f"step {step}, epoch {epoch}, minibatch {k}"
@@ -302,9 +302,9 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
                 infos.append({"losses/policy_loss": pg_loss.item(), "losses/value_loss": v_loss.item(),
                               "losses/entropy": entropy.item(), "losses/approx_kl": info["approx_kl"],
                               "losses/clipfrac": info["clipfrac"]})
-                if config.max_update_kl is not None and info["approx_kl"] > config.max_update_kl:
+                if config.target_kl is not None and info["approx_kl"] > config.target_kl:
                     stop_reason = (f"step {step}: update stopped at epoch {epoch}, minibatch {k}: approx KL "
-                                   f"{info['approx_kl']:.3f} > max_update_kl {config.max_update_kl}")
+                                   f"{info['approx_kl']:.3f} > target_kl {config.target_kl}")
                     break
             if stop_reason:
                 result.stopped_early.append(stop_reason)

@@ -87,7 +87,7 @@ def rl_config():
     """Lesson 9's RL settings: the profile's ``RLHF_PRESETS`` with 20 steps (cpu), the gold judge as the reward."""
     from course_lib.llm.ppo import RLHF_PRESETS
 
-    return by_profile(ci=replace(RLHF_PRESETS["cpu"], steps=1, batch_size=4, max_new_tokens=4, ppo_epochs=1),
+    return by_profile(ci=replace(RLHF_PRESETS["cpu"], steps=1, batch_size=4, max_new_tokens=4, update_epochs=1),
                       cpu=replace(RLHF_PRESETS["cpu"], steps=20), gpu=RLHF_PRESETS["gpu"])
 
 
@@ -391,7 +391,7 @@ def hard_config():
     from course_lib.llm.ppo import RLHF_PRESETS
 
     return replace(RLHF_PRESETS[get_profile().name], kl_coef=0.0, max_new_tokens=by_profile(ci=8, cpu=16, gpu=32),
-                   learning_rate=by_profile(ci=1e-3, cpu=4e-4, gpu=2e-5), ppo_epochs=2,
+                   learning_rate=by_profile(ci=1e-3, cpu=4e-4, gpu=2e-5), update_epochs=2,
                    steps=by_profile(ci=2, cpu=28, gpu=200), trainable=by_profile(ci="top:1", cpu="top:4", gpu="all"))
 
 
