@@ -23,7 +23,7 @@ from course_lib.checks.lesson16 import (
     mixed_precision_sgd_step,
     smollm2_shapes,
 )
-from course_lib.llm import models
+from course_lib.llm import finetune, models
 
 # ---- the references agree with peft and with independent computations -------------------------
 
@@ -34,7 +34,7 @@ def test_lora_linear_computes_what_peft_computes_and_merges_as_merge_lora(tokeni
     mine = LoRALinear(torch.nn.Linear(plain.in_features, plain.out_features, bias=plain.bias is not None), 4, 8.0)
     with torch.no_grad():
         mine.base.weight.copy_(plain.weight)
-    models.add_lora(lm.model, rank=4)
+    finetune.add_lora(lm.model, rank=4)
     wrapped = lm.model.layers[0].mlp.up_proj
     with torch.no_grad():
         wrapped.lora_B["default"].weight.normal_(0, 0.2, generator=torch.Generator().manual_seed(1))
@@ -45,7 +45,7 @@ def test_lora_linear_computes_what_peft_computes_and_merges_as_merge_lora(tokeni
         assert torch.allclose(mine(x), wrapped(x), atol=1e-5)  # W x + (alpha / r) B A x, the course's alpha = 2r
         delta = wrapped.get_delta_weight("default")
         assert torch.allclose(mine.merged_weight() - mine.base.weight, delta, atol=1e-6)
-        models.merge_lora(lm.model)
+        finetune.merge_lora(lm.model)
         assert torch.allclose(lm.model.layers[0].mlp.up_proj.weight, mine.merged_weight(), atol=1e-6)
 
 
@@ -67,11 +67,11 @@ def test_lora_linear_starts_as_its_base_and_trains_only_a_and_b():
 def test_lora_param_count_matches_peft_on_smollm2_shapes(tokenizer):
     lm, _ = models.tiny_model(seed=0, tokenizer=tokenizer)
     linears = {n: tuple(m.weight.shape) for n, m in lm.model.named_modules() if isinstance(m, torch.nn.Linear)}
-    trainable = sum(p.numel() for p in models.add_lora(lm.model, rank=3))
-    assert lora_param_count(linears, models.LORA_TARGETS, 3) == trainable
+    trainable = sum(p.numel() for p in finetune.add_lora(lm.model, rank=3))
+    assert lora_param_count(linears, finetune.LORA_TARGETS, 3) == trainable
     # SmolLM2-135M: 30 layers of the 7 projections in SMOLLM2_LAYER; rank 8 trains 2,442,240 of 134,515,008
     assert lora_param_count(smollm2_shapes(), ALL_SEVEN, 8) == 2_442_240
-    assert set(ALL_SEVEN) == set(models.LORA_TARGETS) and len(SMOLLM2_LAYER) == 7
+    assert set(ALL_SEVEN) == set(finetune.LORA_TARGETS) and len(SMOLLM2_LAYER) == 7
     assert isinstance(lora_param_count({"a.q": (3, 2)}, ("q",), 1), int)
 
 

@@ -90,8 +90,8 @@ def test_generate_greedy_is_deterministic_and_batched(tiny):
     [({"prompts": "just a string"}, "prompts: expected a non-empty list of str"),
      ({"prompts": []}, "prompts: expected a non-empty list of str"),
      ({"max_new_tokens": 0}, "max_new_tokens: expected an int >= 1, got 0"),
-     ({"temperature": -1.0}, "temperature: expected a float >= 0, got -1.0"),
-     ({"temperature": float("nan")}, "temperature: expected a float >= 0, got nan")],
+     ({"temperature": -1.0}, r"temperature: expected a float in \[0, inf\) \(0 decodes greedily\), got -1.0"),
+     ({"temperature": float("nan")}, r"temperature: expected a float in \[0, inf\) \(0 decodes greedily\), got nan")],
 )
 def test_generate_rejects_bad_input(tiny, kwargs, message):
     model, tok = tiny

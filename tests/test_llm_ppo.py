@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from course_lib.llm.evaluation import distinct_n
-from course_lib.llm.models import count_parameters, tiny_model
+from course_lib.llm.models import tiny_model
+from course_lib.llm.finetune import count_parameters
 from course_lib.llm.ppo import RLHF_PRESETS, RLHFConfig, rlhf_ppo, select_trainable
 from course_lib.llm.rollout import PolicyWithValue
 from conftest import changed, lowercase_share, snapshot

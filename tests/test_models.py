@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 
-from course_lib.llm import models
+from course_lib.llm import finetune, models
 
 
 @pytest.fixture
@@ -176,9 +176,9 @@ def test_merge_lora_folds_the_adapters_into_the_weights(tokenizer):
 
     lm, _ = models.tiny_model(seed=3, tokenizer=tokenizer)
     original = {n: p.detach().clone() for n, p in lm.named_parameters()}
-    total = models.count_parameters(lm)[1]
-    adapters = models.add_lora(lm.model, rank=2)
-    assert adapters and models.count_parameters(lm)[1] > total
+    total = finetune.count_parameters(lm)[1]
+    adapters = finetune.add_lora(lm.model, rank=2)
+    assert adapters and finetune.count_parameters(lm)[1] > total
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in adapters:  # B starts at 0 (the adapted model equals the base); give it values, as training would
@@ -192,23 +192,23 @@ def test_merge_lora_folds_the_adapters_into_the_weights(tokenizer):
     base_out = models.tiny_model(seed=3, tokenizer=tokenizer)[0](input_ids=ids).logits
     assert not torch.allclose(adapted, base_out, atol=1e-4)  # the adapters change the outputs
 
-    assert models.merge_lora(lm.model) == 2 * len(models.LORA_TARGETS)
+    assert finetune.merge_lora(lm.model) == 2 * len(finetune.LORA_TARGETS)
     assert not any(isinstance(m, BaseTunerLayer) for m in lm.modules())
     assert type(lm.model.layers[0].self_attn.q_proj) is torch.nn.Linear
     assert not [n for n, _ in lm.named_parameters() if "lora_" in n]
-    assert models.count_parameters(lm)[1] == total
+    assert finetune.count_parameters(lm)[1] == total
     assert torch.allclose(lm.model.layers[0].self_attn.q_proj.weight, expected_q, atol=1e-6)
     assert torch.equal(lm.model.embed_tokens.weight, original["model.embed_tokens.weight"])  # not adapted
     with torch.no_grad():
         merged = lm(input_ids=ids).logits
     assert torch.allclose(merged, adapted, atol=1e-5)
-    assert models.merge_lora(lm.model) == 0  # nothing left to merge
+    assert finetune.merge_lora(lm.model) == 0  # nothing left to merge
 
 
 def test_merge_lora_refuses_a_non_finite_adapter(tokenizer):
     lm, _ = models.tiny_model(seed=3, tokenizer=tokenizer)
-    models.add_lora(lm.model, rank=2)
+    finetune.add_lora(lm.model, rank=2)
     with torch.no_grad():
         lm.model.layers[1].mlp.down_proj.lora_B["default"].weight.fill_(float("nan"))
     with pytest.raises(ValueError, match="NaN"):
-        models.merge_lora(lm.model)
+        finetune.merge_lora(lm.model)

@@ -182,7 +182,7 @@ def test_pairs_of_one_ranked_group_share_a_batch_and_each_response_is_scored_onc
 
 @pytest.mark.parametrize("trainable", ["all", "lora:2"])
 def test_a_shared_prompt_prefix_gives_the_plain_encodings_scores_and_gradients(trainable):
-    from course_lib.llm.models import train_top_layers
+    from course_lib.llm.finetune import train_top_layers
 
     lm, tok = tiny_model(seed=0)
     rm = RewardModel(lm)

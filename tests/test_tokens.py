@@ -159,8 +159,8 @@ def test_repeated_prompts_share_one_prefill_and_get_the_same_greedy_reply(tiny):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"temperature": -1.0}, "temperature: expected a float >= 0, got -1.0"),
-    ({"temperature": float("nan")}, "temperature: expected a float >= 0, got nan"),
+    ({"temperature": -1.0}, r"temperature: expected a float in \[0, inf\) \(0 decodes greedily\), got -1.0"),
+    ({"temperature": float("nan")}, r"temperature: expected a float in \[0, inf\) \(0 decodes greedily\), got nan"),
     ({"prompts": [""]}, "prompts: expected each prompt to encode to at least one token"),
     ({"prompts": ["word " * 600]}, "prompts: expected prompt \\+ max_new_tokens <= the model's context of 512"),
     ({"top_k": 0}, "top_k: expected None or an int >= 1, got 0"),

@@ -3,7 +3,7 @@
 * ``LoRALinear`` (a whole-algorithm build): a frozen ``torch.nn.Linear`` with a rank-r adapter beside it,
   h = W x + b + (alpha / r) B A x (Hu et al. 2021, Eq. 3, with the ``alpha / r`` scaling of their Section 4.1), B
   zero at the start so the layer starts as its base, only A and B trainable, and the merged weight W + (alpha / r) B A
-  that :func:`course_lib.llm.models.merge_lora` folds in; checked by behaviour (the output at the start, what
+  that :func:`course_lib.llm.finetune.merge_lora` folds in; checked by behaviour (the output at the start, what
   trains, the output and merged weight for given A and B, a small regression that must learn);
 * ``lora_param_count``: how many parameters rank-r adapters train on the layers whose name is in a target list,
   r (d_in + d_out) per adapted layer, as peft's ``target_modules`` chooses them;

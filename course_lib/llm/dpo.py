@@ -34,13 +34,13 @@ import torch
 
 from course_lib.data.preferences import PreferencePair
 from course_lib.llm.generation import shared_prompt_logprobs
-from course_lib.llm.models import adamw, check_finetune_config, train_top_layers, untied_lm_head
+from course_lib.llm.finetune import adamw, check_finetune_config, train_top_layers, untied_lm_head
 from course_lib.llm.tokens import as_reply
 from course_lib.rl import dpo_loss, guarded_step, masked_sum
 from course_lib.utils import set_seed
 from course_lib.utils.device import autocast
 from course_lib.utils.metrics import MetricLogger
-from course_lib.utils.validation import check_int
+from course_lib.utils.validation import check_float, check_int
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,7 @@ class DPOConfig:
 
     def __post_init__(self):
         check_finetune_config(self, ("epochs", "batch_size", "reference_batch_size"))
-        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not self.beta > 0:
-            raise ValueError(f"beta: expected a float > 0, got {self.beta!r}")
+        check_float("beta", self.beta, "> 0")
 
 
 DPO_PRESETS: dict[str, DPOConfig] = {

@@ -25,7 +25,7 @@ import torch
 
 from course_lib.data.prompts import topic_of
 from course_lib.llm.rollout import sample_responses, sequence_kl, shared_prompt_response_logprobs
-from course_lib.utils.validation import check_int
+from course_lib.utils.validation import check_float, check_int
 
 ScoreFn = Callable[[list[str], list[str]], Sequence[float]]
 
@@ -167,8 +167,7 @@ def paired_bootstrap(a, b=None, groups=None, level: float = 0.95, n_boot: int = 
     data as they are. With S = 1 the seed is not resampled: the interval then says nothing about another
     training seed, and a lesson must say so.
     """
-    if not (isinstance(level, float) and 0 < level < 1):
-        raise ValueError(f"level: expected a float in (0, 1), got {level!r}")
+    check_float("level", level, "(0, 1)")
     check_int("n_boot", n_boot, 100)
     sides = [np.atleast_2d(np.asarray(x, dtype=float)) for x in ((a,) if b is None else (a, b))]
     n = sides[0].shape[1]

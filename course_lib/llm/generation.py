@@ -15,7 +15,7 @@ import torch
 from course_lib.llm.models import forward_keyword
 from course_lib.llm.tokens import check_context, completion_ids, encode, pad, position_ids, replies_from, response_mask_from
 from course_lib.rl.logprobs import token_logprobs
-from course_lib.utils.validation import check_int
+from course_lib.utils.validation import check_float, check_int
 
 Messages = list[dict[str, str]]
 
@@ -69,10 +69,7 @@ class Sampled(NamedTuple):
 
 
 def _check_temperature(temperature) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0 \
-            or temperature == float("inf"):
-        raise ValueError(f"temperature: expected a float >= 0, got {temperature!r} (finite; 0 decodes greedily)")
-    return float(temperature)
+    return check_float("temperature", temperature, "[0, inf)", note="0 decodes greedily")
 
 
 @torch.no_grad()
@@ -277,8 +274,7 @@ def top_k_next_tokens(logits: torch.Tensor, k: int, temperature: float = 1.0):
     V = logits.shape[-1]
     if not isinstance(k, int) or not 1 <= k <= V:
         raise ValueError(f"k: expected an int in [1, {V}], got {k!r}")
-    if not temperature > 0:
-        raise ValueError(f"temperature: expected a float > 0, got {temperature!r}")
+    check_float("temperature", temperature, "> 0")
     probs = torch.softmax(logits.float() / temperature, dim=-1)  # (..., V)
     top = torch.topk(probs, k, dim=-1)  # sorted, largest first
     return top.values, top.indices

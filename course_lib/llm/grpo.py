@@ -41,14 +41,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib.llm.models import adamw, parse_trainable, train_top_layers, untied_lm_head
+from course_lib.llm.finetune import adamw, parse_trainable, train_top_layers, untied_lm_head
 from course_lib.llm.rollout import group_response_logprobs, sample_responses
 from course_lib.rl import clip_diagnostics, clipped_objective, group_advantages, guarded_step, kl_k3
 from course_lib.rl import masked_mean, masked_sum
 from course_lib.utils import set_seed
-from course_lib.utils.device import MIXED_PRECISIONS, autocast
+from course_lib.utils.device import autocast, check_mixed_precision
 from course_lib.utils.metrics import MetricLogger
-from course_lib.utils.validation import check_int
+from course_lib.utils.validation import check_float, check_int
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
 """reward_fn(prompts, responses) -> one float per response (here a program that checks the answer)."""
@@ -97,17 +97,14 @@ class GRPOConfig:
                           ("update_epochs", 1)):
             value = getattr(self, name)
             check_int(name, value, low)
-        checks = [("temperature", self.temperature > 0, "a float > 0"),
-                  ("learning_rate", 0 < self.learning_rate < 1, "a float in (0, 1)"),
-                  ("clip_eps", 0 < self.clip_eps < 1, "a float in (0, 1)"),
-                  ("kl_coef", self.kl_coef >= 0, "a float >= 0"),
-                  ("scale_advantages", isinstance(self.scale_advantages, bool), "True or False"),
-                  ("loss_norm", self.loss_norm in LOSS_NORMS, f"one of {LOSS_NORMS}"),
-                  ("max_grad_norm", self.max_grad_norm > 0, "a float > 0"),
-                  ("mixed_precision", self.mixed_precision in MIXED_PRECISIONS, f"one of {MIXED_PRECISIONS}")]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
+        for name, interval in (("temperature", "> 0"), ("learning_rate", "(0, 1)"), ("clip_eps", "(0, 1)"),
+                               ("kl_coef", ">= 0"), ("max_grad_norm", "> 0")):
+            check_float(name, getattr(self, name), interval)
+        if not isinstance(self.scale_advantages, bool):
+            raise ValueError(f"scale_advantages: expected True or False, got {self.scale_advantages!r}")
+        if self.loss_norm not in LOSS_NORMS:
+            raise ValueError(f"loss_norm: expected one of {LOSS_NORMS}, got {self.loss_norm!r}")
+        check_mixed_precision(self.mixed_precision)
         parse_trainable(self.trainable)
 
     @property

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from course_lib.llm.evaluation import distinct_n
-from course_lib.llm.models import adamw, parse_trainable, train_top_layers, untied_lm_head
+from course_lib.llm.finetune import adamw, parse_trainable, train_top_layers, untied_lm_head
 from course_lib.llm.rollout import (
     PolicyWithValue,
     Samples,
@@ -50,9 +50,9 @@ from course_lib.llm.rollout import (
 from course_lib.llm.tokens import last_token_index
 from course_lib.rl import clipped_surrogate, gae, guarded_step, masked_mean, masked_whiten, value_loss
 from course_lib.utils import set_seed
-from course_lib.utils.device import MIXED_PRECISIONS, autocast
+from course_lib.utils.device import autocast, check_mixed_precision
 from course_lib.utils.metrics import MetricLogger
-from course_lib.utils.validation import check_int
+from course_lib.utils.validation import check_float, check_int
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
 """reward_fn(prompts, responses) -> one float per response (a reward model's score, or any scorer). The
@@ -112,22 +112,13 @@ class RLHFConfig:
         if self.batch_size % self.num_minibatches:
             raise ValueError(f"num_minibatches: expected a divisor of batch_size ({self.batch_size}), "
                              f"got {self.num_minibatches!r}")
-        checks = [("temperature", self.temperature > 0, "a float > 0"),
-                  ("learning_rate", 0 < self.learning_rate < 1, "a float in (0, 1)"),
-                  ("kl_coef", self.kl_coef >= 0, "a float >= 0"),
-                  ("gamma", 0 <= self.gamma <= 1, "a float in [0, 1]"),
-                  ("gae_lambda", 0 <= self.gae_lambda <= 1, "a float in [0, 1]"),
-                  ("clip_eps", 0 < self.clip_eps < 1, "a float in (0, 1)"),
-                  ("value_clip", self.value_clip is None or self.value_clip > 0, "a float > 0 or None"),
-                  ("vf_coef", self.vf_coef > 0, "a float > 0"),
-                  ("ent_coef", self.ent_coef >= 0, "a float >= 0"),
-                  ("max_grad_norm", self.max_grad_norm > 0, "a float > 0"),
-                  ("target_kl", self.target_kl is None or self.target_kl > 0, "a float > 0 or None"),
-                  ("max_ratio", self.max_ratio > 1, "a float > 1"),
-                  ("mixed_precision", self.mixed_precision in MIXED_PRECISIONS, f"one of {MIXED_PRECISIONS}")]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
+        for name, interval in (("temperature", "> 0"), ("learning_rate", "(0, 1)"), ("kl_coef", ">= 0"),
+                               ("gamma", "[0, 1]"), ("gae_lambda", "[0, 1]"), ("clip_eps", "(0, 1)"),
+                               ("vf_coef", "> 0"), ("ent_coef", ">= 0"), ("max_grad_norm", "> 0"), ("max_ratio", "> 1")):
+            check_float(name, getattr(self, name), interval)
+        check_float("value_clip", self.value_clip, "> 0", none_ok=True)
+        check_float("target_kl", self.target_kl, "> 0", none_ok=True)
+        check_mixed_precision(self.mixed_precision)
         parse_trainable(self.trainable)
 
     @property

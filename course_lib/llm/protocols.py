@@ -27,6 +27,7 @@ import numpy as np
 
 from course_lib.llm.evaluation import HeldOutEvaluation, evaluate_policy
 from course_lib.utils import by_profile, get_profile
+from course_lib.utils.validation import check_float
 
 SEEDS = (0, 1, 2)
 """Training seeds of every headline claim: seed 0 runs live in the lesson, 1 and 2 come from the results file."""
@@ -263,8 +264,7 @@ def flip_labels(labels, share: float = RLAIF_FLIP_SHARE, seed: int = RLAIF_LABEL
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.isin(labels, (0, 1)).all():
         raise ValueError(f"labels: expected a 1-d array of 0 and 1, got {labels!r:.80}")
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-        raise ValueError(f"share: expected a float in [0, 1], got {share!r}")
+    check_float("share", share, "[0, 1]")
     flipped = labels.copy()
     chosen = np.random.default_rng([seed, _FLIPS]).permutation(len(labels))[:int(round(share * len(labels)))]
     flipped[chosen] = 1 - flipped[chosen]

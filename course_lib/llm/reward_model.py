@@ -86,7 +86,7 @@ class RewardConfig:
     """``"no"`` (fp32) or ``"bf16"``: forward and loss under bf16 autocast, weights and AdamW in fp32 (a GPU)."""
 
     def __post_init__(self):
-        from course_lib.llm.models import check_finetune_config
+        from course_lib.llm.finetune import check_finetune_config
 
         check_finetune_config(self)
         check_int("max_length", self.max_length, 2)
@@ -250,7 +250,7 @@ def train_reward_model(model: RewardModel, tokenizer, train_pairs, eval_pairs=No
     Raises:
         FloatingPointError: a non-finite loss or gradient norm, naming the epoch and step.
     """
-    from course_lib.llm.models import adamw, train_top_layers
+    from course_lib.llm.finetune import adamw, train_top_layers
     from course_lib.rl import bradley_terry_loss, guarded_step
     from course_lib.utils import set_seed
     from course_lib.utils.device import autocast
@@ -322,7 +322,7 @@ def save_reward_model(model: RewardModel, path, trainable: str, key: dict | None
     """
     from pathlib import Path
 
-    from course_lib.llm.models import parse_trainable
+    from course_lib.llm.finetune import parse_trainable
 
     parse_trainable(trainable)
     trained = {name for name, p in model.named_parameters() if p.requires_grad}
@@ -352,7 +352,8 @@ def load_reward_model(path, causal_lm=None, key: dict | None = None) -> RewardMo
     """
     from pathlib import Path
 
-    from course_lib.llm.models import add_lora, load_model, parse_trainable
+    from course_lib.llm.models import load_model
+    from course_lib.llm.finetune import add_lora, parse_trainable
 
     path = Path(path)
     if not path.is_file():

@@ -23,6 +23,7 @@ from torch import nn
 from course_lib.llm.generation import cached_prefix_logprobs, sample
 from course_lib.llm.tokens import keep_last_logits, last_token_index, position_ids, replies_from
 from course_lib.rl import entropy_from_logits, kl_k1, masked_sum, token_logprobs
+from course_lib.utils.validation import check_float
 
 
 class PolicyWithValue(nn.Module):
@@ -89,8 +90,7 @@ class Samples:
 
 def _check_policy_temperature(temperature) -> None:
     """The policy is softmax(logits / temperature): defined for a temperature > 0 only (0 is greedy decoding)."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature: expected a float > 0 (the policy's sampling temperature), got {temperature!r}")
+    check_float("temperature", temperature, "> 0", note="the policy's sampling temperature")
 
 
 @torch.no_grad()
@@ -180,8 +180,7 @@ def token_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tens
     Returns:
         ``(rewards, kl)``: (B, R) rewards, and (B, R) per-token log-ratios (0 outside the mask).
     """
-    if not kl_coef >= 0:
-        raise ValueError(f"kl_coef: expected a float >= 0, got {kl_coef!r}")
+    check_float("kl_coef", kl_coef, ">= 0")
     mask = response_mask.bool()
     if not mask.any(dim=1).all():
         raise ValueError("response_mask: expected at least one real token per response")

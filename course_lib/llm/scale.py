@@ -29,7 +29,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from course_lib.data.preferences import PreferencePair
-from course_lib.utils.validation import check_int
+from course_lib.utils.validation import check_float, check_int
 
 ALGORITHMS = ("reward", "dpo", "grpo")
 """What :func:`trl_trainer` builds: TRL's ``RewardTrainer``, ``DPOTrainer`` or ``GRPOTrainer``."""
@@ -117,7 +117,7 @@ def lora_config(rank: int):
     """peft's ``LoraConfig`` for SmolLM2-family models: rank ``rank`` on every projection, alpha = 2 * rank."""
     from peft import LoraConfig
 
-    from course_lib.llm.models import LORA_TARGETS
+    from course_lib.llm.finetune import LORA_TARGETS
 
     check_int("rank", rank, 1)
     return LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=list(LORA_TARGETS),
@@ -153,8 +153,7 @@ def trl_trainer(algorithm: str, model, tokenizer, output_dir: str, *, pairs: Seq
     for name, value in (("steps", steps), ("batch_size", batch_size), ("max_length", max_length),
                         ("num_generations", num_generations), ("max_completion_length", max_completion_length)):
         check_int(name, value, 1)
-    if not 0 < learning_rate < 1:
-        raise ValueError(f"learning_rate: expected a float in (0, 1), got {learning_rate!r}")
+    check_float("learning_rate", learning_rate, "(0, 1)")
     common = dict(output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=batch_size,
                   learning_rate=learning_rate, lr_scheduler_type="constant", bf16=bf16, fp16=False,
                   logging_steps=1, save_strategy="no", eval_strategy="no", report_to=[], seed=seed,
@@ -164,9 +163,7 @@ def trl_trainer(algorithm: str, model, tokenizer, output_dir: str, *, pairs: Seq
     common.update(overrides)
     peft_config = lora_config(lora_rank) if lora_rank is not None else None
     beta = (0.1 if algorithm == "dpo" else 0.0) if beta is None else beta
-    if not (beta > 0 if algorithm == "dpo" else beta >= 0):
-        raise ValueError(f"beta: expected a float {'> 0' if algorithm == 'dpo' else '>= 0'} for {algorithm!r}, "
-                         f"got {beta!r}")
+    check_float("beta", beta, "> 0" if algorithm == "dpo" else ">= 0", note=f"for {algorithm!r}")
 
     if algorithm in ("reward", "dpo"):
         if pairs is None:

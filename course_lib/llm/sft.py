@@ -26,7 +26,7 @@ import torch
 
 from course_lib.data.preferences import Reply
 from course_lib.llm.generation import completion_logprobs
-from course_lib.llm.models import adamw, check_finetune_config, train_top_layers, untied_lm_head
+from course_lib.llm.finetune import adamw, check_finetune_config, train_top_layers, untied_lm_head
 from course_lib.rl import guarded_step, masked_mean
 from course_lib.utils import set_seed
 from course_lib.utils.device import autocast
