@@ -92,8 +92,8 @@ import torch  # noqa: E402
 from course_lib.data.prompts import TRAIN_PROMPTS  # noqa: E402
 from course_lib.llm import rollout  # noqa: E402
 from course_lib.llm.generation import chat_prompt, sample  # noqa: E402
-from course_lib.llm.models import cached_model_dir, load_model, load_tokenizer
 from course_lib.llm.finetune import count_parameters# noqa: E402
+from course_lib.llm.models import cached_model_dir, load_model, load_tokenizer
 from course_lib.llm.ppo import RLHF_PRESETS, RLHFConfig, rlhf_ppo, select_trainable  # noqa: E402
 from course_lib.llm.reward_model import RewardModel, score_responses  # noqa: E402
 from course_lib.llm.rollout import PolicyWithValue, response_outputs, sample_responses  # noqa: E402

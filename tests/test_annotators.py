@@ -161,8 +161,10 @@ def test_a_ranking_gives_best_vs_worst_or_every_pair():
 
 
 def test_bad_arguments_name_the_argument():
-    with pytest.raises(ValueError, match="temperature: expected a finite float >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"temperature: expected a float in \[0, inf\), got -1"):
         SimulatedAnnotator(temperature=-1)
+    with pytest.raises(ValueError, match=r"temperature: expected a float in \[0, inf\), got inf"):
+        SimulatedAnnotator(temperature=math.inf)
     with pytest.raises(ValueError, match="prompts, first, second: expected equal lengths, got 2, 1, 1"):
         SimulatedAnnotator().label(["a", "b"], ["x"], ["y"])
     with pytest.raises(ValueError, match="reply: expected a string, got NoneType"):
@@ -178,6 +180,8 @@ def test_ratings_give_every_ordered_pair_with_a_gap():
     assert pairs_from_ratings("p", ["a", "b"], [4, 4]) == []
     with pytest.raises(ValueError, match=r"ratings: expected one per response \(2\), got 3"):
         pairs_from_ratings("p", ["a", "b"], [1, 2, 3])
+    with pytest.raises(ValueError, match="min_gap: expected a float > 0, got 0"):
+        pairs_from_ratings("p", ["a", "b"], [1, 2], min_gap=0)
 
 
 def test_attributes_are_weighted_then_ranked():

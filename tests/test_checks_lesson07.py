@@ -341,8 +341,8 @@ def test_the_experiment_behind_the_prediction_collapses_only_at_the_high_learnin
 
     results = {}
     for lr in (0.003, 0.3):
-        run = ppo(replace(PPO_PRESETS["cartpole_fast"], learning_rate=lr, anneal_lr=False), seed=0, updates=12,
-                  progress=False, live=False)
+        run = ppo(replace(PPO_PRESETS["cartpole_fast"], learning_rate=lr, anneal_lr=False, divergence_kl=None),
+                  seed=0, updates=12, progress=False, live=False)  # the guard off: the collapse is the point
         entropy = run.logger.as_arrays("losses/entropy")[1]
         results[lr] = (entropy[-1], evaluate(run.agent, "CartPole-v1", episodes=10, seed=20_000).mean())
     assert results[0.3][0] < 0.05 and results[0.3][1] < 20  # deterministic, and the pole falls at once

@@ -276,7 +276,7 @@ def test_the_reward_rises_on_a_toy_task():
         return [float(t.startswith(" ")) for t in texts]
 
     config = replace(GRPO_PRESETS["ci"], steps=10, prompts_per_step=4, group_size=8, max_new_tokens=4,
-                     learning_rate=0.3)
+                     learning_rate=0.3, divergence_kl=None)  # a random model at lr 0.3 moves 1-2 nats per update
     before = p_space(lm)
     after = []
     for seed in range(4):

@@ -46,6 +46,8 @@ def test_dpo_loss_rejects_bad_input():
     x = torch.zeros(3)
     with pytest.raises(ValueError, match="beta: expected a float > 0, got 0"):
         dpo_loss(x, x, x, x, beta=0)
+    with pytest.raises(ValueError, match="beta: expected a float > 0, got True"):
+        dpo_loss(x, x, x, x, beta=True)
     with pytest.raises(ValueError, match=r"ref_logp_rejected: expected shape \(B,\) = \(3,\).*got \(2,\)"):
         dpo_loss(x, x, x, torch.zeros(2))
 

@@ -36,6 +36,7 @@ CI = REINFORCE_PRESETS["cartpole_ci"]
     ({"lr": 2.0}, r"lr: expected a float in \(0, 1\], got 2.0"),
     ({"gamma": 1.1}, r"gamma: expected a float in \[0, 1\], got 1.1"),
     ({"gamma": float("nan")}, r"gamma: expected a float in \[0, 1\], got nan"),
+    ({"gamma": True}, r"gamma: expected a float in \[0, 1\], got True"),
     ({"hidden": 0}, r"hidden: expected an int >= 1, got 0"),
     ({"baseline": 1}, r"baseline: expected a bool, got 1"),
     ({"baseline_lr": -1e-3}, r"baseline_lr: expected a float in \(0, 1\], got -0.001"),

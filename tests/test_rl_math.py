@@ -128,6 +128,8 @@ def test_input_validation_names_the_argument():
         gae(r, v, nv, term, trunc, lam=1.5)
     with pytest.raises(ValueError, match=r"gamma: expected a float in \[0, 1\], got -0.1"):
         gae(r, v, nv, term, trunc, gamma=-0.1)
+    with pytest.raises(ValueError, match=r"gamma: expected a float in \[0, 1\], got True"):
+        td_errors(r, v, nv, term, gamma=True)
 
 
 def test_gae_rejects_an_empty_rollout():

@@ -120,6 +120,7 @@ def test_targets():
      ("alpha", 0.0, r"alpha: expected a float in \(0, 1\], got 0.0"),
      ("gamma", -0.1, r"gamma: expected a float in \[0, 1\], got -0.1"),
      ("epsilon", 2.0, r"epsilon: expected a float in \[0, 1\], got 2.0"),
+     ("epsilon", True, r"epsilon: expected a float in \[0, 1\], got True"),
      ("planning_steps", -1, "planning_steps: expected an int >= 0, got -1")],
 )
 def test_config_validation(field, value, message):

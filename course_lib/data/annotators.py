@@ -51,6 +51,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from course_lib.data.preferences import PreferencePair, Reply
+from course_lib.utils.validation import check_float
 
 WEIGHTS: dict[str, float] = {"on_topic": 0.30, "tone": 0.25, "substance": 0.20, "finished": 0.25}
 """The rubric's weights: gold = clean x sum(weight x attribute); they sum to 1, so gold is in [0, 1]."""
@@ -110,9 +111,7 @@ class SimulatedAnnotator:
     reward models), so a changed rule never silently reuses data labelled by the old one. Change it with the rule."""
 
     def __init__(self, temperature: float = 0.05, seed: int = 0):
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0 \
-                or not math.isfinite(temperature):
-            raise ValueError(f"temperature: expected a finite float >= 0, got {temperature!r}")
+        check_float("temperature", temperature, "[0, inf)")
         import snowballstemmer
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -275,8 +274,7 @@ def pairs_from_ratings(prompt: str, responses: Sequence[str], ratings: Sequence[
     Ouyang et al. 2022, Section 3.5).
     """
     _check_responses(responses, ratings, "ratings")
-    if not min_gap > 0:
-        raise ValueError(f"min_gap: expected a float > 0, got {min_gap!r}")
+    check_float("min_gap", min_gap, "> 0")
     pairs = []
     for i, j in itertools.combinations(range(len(responses)), 2):
         if abs(ratings[i] - ratings[j]) >= min_gap:

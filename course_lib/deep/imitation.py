@@ -66,7 +66,7 @@ from torch import nn
 
 from course_lib.deep.ppo import evaluate
 from course_lib.envs.maze import CHEESE, MazeRobotEnv
-from course_lib.utils.validation import check_int
+from course_lib.utils.validation import check_float, check_int
 
 MAZE_MAX_STEPS = 200
 """Time limit of :func:`make_maze_env`: long enough for a random walk to reach the cheese now and then
@@ -200,8 +200,7 @@ def expert_returns(env, gamma: float = 0.99) -> np.ndarray:
     G(s) = r(s, a*) + gamma * G(s') with G = 0 after a terminating move, read off the exact model's
     rewards; the targets for pre-training the critic.
     """
-    if not (isinstance(gamma, (int, float)) and 0 <= gamma <= 1):
-        raise ValueError(f"gamma: expected a float in [0, 1], got {gamma!r}")
+    check_float("gamma", gamma, "[0, 1]")
     maze = _maze(env)
     dist, actions = cheese_distances(maze), shortest_path_actions(maze)
     G = np.full(maze.model.n_states, np.nan)
@@ -327,13 +326,11 @@ def behaviour_cloning(agent: nn.Module, obs: torch.Tensor, actions: torch.Tensor
     if n == 0:
         raise ValueError("obs: expected at least one row, got 0")
     check_int("epochs", epochs, 1)
-    if not (isinstance(lr, (int, float)) and 0 < lr <= 1):
-        raise ValueError(f"lr: expected a float in (0, 1], got {lr!r}")
+    check_float("lr", lr, "(0, 1]")
     check_int("seed", seed, 0)
     if batch_size is not None:
         check_int("batch_size", batch_size, 1)
-    if not (isinstance(label_smoothing, (int, float)) and 0 <= label_smoothing < 1):
-        raise ValueError(f"label_smoothing: expected a float in [0, 1), got {label_smoothing!r}")
+    check_float("label_smoothing", label_smoothing, "[0, 1)")
     if returns is not None and (not isinstance(returns, torch.Tensor) or returns.shape != (n,)
                                 or not torch.isfinite(returns).all()):
         raise ValueError(f"returns: expected a ({n},) tensor of finite floats or None, got {_describe(returns)}")
@@ -478,10 +475,9 @@ class StopWhenSolved:
                  episodes: int = 1, greedy: bool = True, seed: int = 10_000, measure: str = "success"):
         if measure not in MEASURES:
             raise ValueError(f"measure: expected one of {list(MEASURES)}, got {measure!r}")
-        real = not isinstance(threshold, bool) and isinstance(threshold, (int, float)) and math.isfinite(threshold)
-        if measure == "success" and not (real and 0 < threshold <= 1):
-            raise ValueError(f"threshold: expected a float in (0, 1], got {threshold!r}")
-        if not real:
+        if measure == "success":
+            check_float("threshold", threshold, "(0, 1]")
+        elif isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
             raise ValueError(f"threshold: expected a finite float, got {threshold!r}")
         if isinstance(env_fn, str):
             env_fn = partial(gym.make, env_fn)

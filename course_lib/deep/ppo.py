@@ -44,11 +44,12 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from torch import nn
 from torch.distributions import Categorical
 
-from course_lib.rl import clipped_surrogate, explained_variance, gae, guarded_step, normalize, value_loss
+from course_lib.rl import (DivergenceGuard, clipped_surrogate, explained_variance, gae, guarded_step, normalize,
+                           value_loss)
 from course_lib.utils import set_seed
 from course_lib.utils.device import small_net_device
 from course_lib.utils.metrics import MetricLogger
-from course_lib.utils.validation import check_int
+from course_lib.utils.validation import check_float, check_int
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ class PPOConfig:
     """Clip the gradient to this global L2 norm, > 0 (``math.inf``: off); usually 0.5 to 10."""
     target_kl: float | None = None
     """Stop an update's epochs once the approximate KL of a minibatch exceeds this (> 0), or None; usually 0.01-0.05."""
+    divergence_kl: float | None = 1.0
+    """Stop the whole run (:class:`~course_lib.rl.DivergenceError`) once the largest approximate KL of each update,
+    averaged over the last 3 updates, exceeds this (> 0; normal CartPole updates stay below 0.1); None switches the
+    guard off for a deliberate experiment."""
     hidden: int = 64
     """Width of the two tanh hidden layers of the actor and of the critic; usually 32 to 256."""
 
@@ -114,21 +119,15 @@ class PPOConfig:
         if self.batch_size % self.num_minibatches:
             raise ValueError(f"num_minibatches: expected a divisor of the batch size {self.batch_size} "
                              f"(num_envs * num_steps), got {self.num_minibatches!r}")
-        if not 0 < self.learning_rate <= 1:
-            raise ValueError(f"learning_rate: expected a float in (0, 1], got {self.learning_rate!r}")
-        for name in ("gamma", "gae_lambda"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name}: expected a float in [0, 1], got {getattr(self, name)!r}")
-        if not 0 < self.clip_eps < 1:
-            raise ValueError(f"clip_eps: expected a float in (0, 1), got {self.clip_eps!r}")
-        if not self.ent_coef >= 0:
-            raise ValueError(f"ent_coef: expected a float >= 0, got {self.ent_coef!r}")
-        if not self.vf_coef > 0:
-            raise ValueError(f"vf_coef: expected a float > 0, got {self.vf_coef!r}")
-        if not self.max_grad_norm > 0:  # also rejects NaN
-            raise ValueError(f"max_grad_norm: expected a float > 0 (math.inf: no clipping), got {self.max_grad_norm!r}")
-        if self.target_kl is not None and not self.target_kl > 0:
-            raise ValueError(f"target_kl: expected a float > 0 or None, got {self.target_kl!r}")
+        check_float("learning_rate", self.learning_rate, "(0, 1]")
+        check_float("gamma", self.gamma, "[0, 1]")
+        check_float("gae_lambda", self.gae_lambda, "[0, 1]")
+        check_float("clip_eps", self.clip_eps, "(0, 1)")
+        check_float("ent_coef", self.ent_coef, ">= 0")
+        check_float("vf_coef", self.vf_coef, "> 0")
+        check_float("max_grad_norm", self.max_grad_norm, "> 0", note="math.inf: no clipping")
+        check_float("target_kl", self.target_kl, "> 0", none_ok=True)
+        check_float("divergence_kl", self.divergence_kl, "> 0", none_ok=True)
 
     @property
     def batch_size(self) -> int:
@@ -404,6 +403,7 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
     Raises:
         FloatingPointError: a reward, logit, loss or gradient norm is not finite; the message names
             the update and the global step (and the epoch and minibatch). Training never goes on from NaN.
+        DivergenceError: the updates' approximate KL, averaged over 3 updates, exceeded ``config.divergence_kl``.
     """
     if not isinstance(config, PPOConfig):
         raise ValueError(f"config: expected a PPOConfig (e.g. PPO_PRESETS['cartpole_fast']), got {config!r}")
@@ -442,6 +442,7 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
                                         "losses/entropy", "losses/explained_variance", "losses/value_loss"])
     obs_t = torch.as_tensor(next_obs, dtype=torch.float32, device=device)  # (N, obs_dim)
     seconds, stopped = 0.0, False
+    guard = DivergenceGuard(config.divergence_kl)
     started = time.perf_counter()
 
     for update in range(first, last):
@@ -461,9 +462,10 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
         infos = update_epochs(agent, optimizer, config, rollout, advantages, returns,
                               f"update {update}", counters["global_step"])
 
-        # 5. log the update's means, then let the callback evaluate (untimed)
+        # 5. log the update's means, stop a diverging run, then let the callback evaluate (untimed)
         counters["update"] = update + 1
         metrics = {name: float(np.mean([i[name] for i in infos])) for name in infos[0]}
+        guard.check(max(i["losses/approx_kl"] for i in infos), f"update {update}")
         ev = float(explained_variance(rollout.values.reshape(-1), returns.reshape(-1)))
         if math.isfinite(ev):  # NaN when the returns of the batch do not vary
             metrics["losses/explained_variance"] = ev

@@ -58,7 +58,7 @@ from course_lib.deep.ppo import evaluate as greedy_returns
 from course_lib.rl import discounted_returns, guarded_step, normalize, value_loss
 from course_lib.utils import set_seed
 from course_lib.utils.device import small_net_device
-from course_lib.utils.validation import check_int
+from course_lib.utils.validation import check_float, check_int
 
 
 @dataclass(frozen=True)
@@ -92,20 +92,16 @@ class ReinforceConfig:
                 or self.episodes % self.episodes_per_batch:
             raise ValueError(f"episodes: expected a positive int multiple of episodes_per_batch "
                              f"({self.episodes_per_batch}), got {self.episodes!r}")
-        if not 0 < self.lr <= 1:
-            raise ValueError(f"lr: expected a float in (0, 1], got {self.lr!r}")
-        if not 0 <= self.gamma <= 1:
-            raise ValueError(f"gamma: expected a float in [0, 1], got {self.gamma!r}")
+        check_float("lr", self.lr, "(0, 1]")
+        check_float("gamma", self.gamma, "[0, 1]")
         check_int("hidden", self.hidden, 1)
         if not isinstance(self.baseline, bool):
             raise ValueError(f"baseline: expected a bool, got {self.baseline!r}")
-        if not 0 < self.baseline_lr <= 1:
-            raise ValueError(f"baseline_lr: expected a float in (0, 1], got {self.baseline_lr!r}")
+        check_float("baseline_lr", self.baseline_lr, "(0, 1]")
         check_int("value_steps", self.value_steps, 1)
         if not isinstance(self.normalize_advantages, bool):
             raise ValueError(f"normalize_advantages: expected a bool, got {self.normalize_advantages!r}")
-        if not self.max_grad_norm > 0:  # also rejects NaN
-            raise ValueError(f"max_grad_norm: expected a float > 0 (math.inf: no clipping), got {self.max_grad_norm!r}")
+        check_float("max_grad_norm", self.max_grad_norm, "> 0", note="math.inf: no clipping")
 
 
 REINFORCE_PRESETS: dict[str, ReinforceConfig] = {

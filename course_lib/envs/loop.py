@@ -19,9 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, Sequence
 
-import numpy as np
-
-from course_lib.utils.validation import check_int
+from course_lib.utils.validation import check_float, check_int
 
 
 class Episode(NamedTuple):
@@ -43,12 +41,6 @@ class Episode(NamedTuple):
     """True when a time limit cut the episode short (the env's registered limit, or ``max_steps``)."""
 
 
-def _check_gamma(gamma: Any) -> None:
-    if isinstance(gamma, (bool, np.bool_)) or not isinstance(gamma, (int, float, np.integer, np.floating)) \
-            or not 0 <= gamma <= 1:
-        raise ValueError(f"gamma: expected a float in [0, 1], got {gamma!r}")
-
-
 def discounted_return(rewards: Sequence[float], gamma: float) -> float:
     """The discounted return of an episode's rewards (Sutton & Barto 2018, Eq. 3.8):
 
@@ -64,7 +56,7 @@ def discounted_return(rewards: Sequence[float], gamma: float) -> float:
     Raises:
         ValueError: ``gamma`` is not a number in [0, 1].
     """
-    _check_gamma(gamma)
+    check_float("gamma", gamma, "[0, 1]")
     G = 0.0
     for r in reversed(list(rewards)):  # backwards: G_t = r_{t+1} + gamma * G_{t+1}, Eq. 3.9
         G = float(r) + gamma * G

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from course_lib.utils.validation import check_int
+from course_lib.utils.validation import check_float, check_int
 
 if TYPE_CHECKING:
     from course_lib.llm.overoptimisation import BestOfNSamples
@@ -89,8 +89,7 @@ def greedy_rollout(env, Q: np.ndarray, gamma: float, max_steps: int = 500) -> tu
     Q = np.asarray(Q, dtype=float)
     if Q.ndim != 2 or Q.shape[0] != env.observation_space.n or Q.shape[1] != env.action_space.n:
         raise ValueError(f"Q: expected shape ({env.observation_space.n}, {env.action_space.n}), got {Q.shape}")
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 <= gamma <= 1:
-        raise ValueError(f"gamma: expected a float in [0, 1], got {gamma!r}")
+    check_float("gamma", gamma, "[0, 1]")
     check_int("max_steps", max_steps, 1)
     s, _ = env.reset()
     discounted, total, weight = 0.0, 0.0, 1.0

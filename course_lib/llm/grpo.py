@@ -14,7 +14,9 @@ its tokens. Per step:
    and the frozen reference's log-probs when ``kl_coef`` > 0;
 5. ``update_epochs`` passes on the batch: PPO's clipped ratio per token, optionally minus kl_coef times
    the k3 estimate of KL(pi || pi_ref) per token, reduced over tokens by the chosen normalisation
-   (:func:`grpo_token_loss`), with guards (a non-finite loss or gradient norm raises);
+   (:func:`grpo_token_loss`), with RLHF's guards (a non-finite loss or gradient norm raises; an epoch whose ratio
+   exceeds ``max_ratio`` is skipped; approx KL above ``target_kl`` stops the step's epochs; the update's approx KL
+   averaged over 3 steps above ``divergence_kl`` stops the run);
 6. log: reward, its spread within groups, the share of groups with zero spread, response length,
    KL to the reference, clip fraction, and any extra scorers (accuracy, format rate).
 
@@ -43,7 +45,8 @@ from torch import nn
 
 from course_lib.llm.finetune import adamw, parse_trainable, train_top_layers, untied_lm_head
 from course_lib.llm.rollout import group_response_logprobs, sample_responses
-from course_lib.rl import clip_diagnostics, clipped_objective, group_advantages, guarded_step, kl_k3
+from course_lib.rl import (DivergenceGuard, clip_diagnostics, clipped_objective, group_advantages, guarded_step,
+                           kl_k3)
 from course_lib.rl import masked_mean, masked_sum
 from course_lib.utils import set_seed
 from course_lib.utils.device import autocast, check_mixed_precision
@@ -85,6 +88,15 @@ class GRPOConfig:
     """How token terms are averaged: "sequence" (GRPO), "token" (DAPO) or "constant" (Dr. GRPO)."""
     max_grad_norm: float = 1.0
     """Clip the gradient to this global L2 norm, > 0; usually 0.5 to 1."""
+    target_kl: float | None = 0.5
+    """Stop a step's updates once an epoch's approx KL(old || new) per token exceeds this (> 0), or None; acts only
+    with ``update_epochs`` > 1 (with one update the old policy is the current one)."""
+    max_ratio: float = 10.0
+    """Skip an epoch's update whose largest probability ratio exceeds this (> 1); acts only with ``update_epochs`` > 1."""
+    divergence_kl: float | None = 1.0
+    """Stop the whole run (:class:`~course_lib.rl.DivergenceError`) once the approx KL(old || new) per token of each
+    step's update, measured after it by one forward pass without gradient, averaged over the last 3 steps, exceeds
+    this (> 0), or None (off, for a deliberate experiment; also saves that forward pass)."""
     trainable: str = "all"
     """``"all"`` parameters; ``"top:N"``: the top N transformer layers and the final norm;
     ``"lora:R"``: rank-R LoRA adapters on every projection (see :func:`train_top_layers`)."""
@@ -98,8 +110,10 @@ class GRPOConfig:
             value = getattr(self, name)
             check_int(name, value, low)
         for name, interval in (("temperature", "> 0"), ("learning_rate", "(0, 1)"), ("clip_eps", "(0, 1)"),
-                               ("kl_coef", ">= 0"), ("max_grad_norm", "> 0")):
+                               ("kl_coef", ">= 0"), ("max_grad_norm", "> 0"), ("max_ratio", "> 1")):
             check_float(name, getattr(self, name), interval)
+        check_float("target_kl", self.target_kl, "> 0", none_ok=True)
+        check_float("divergence_kl", self.divergence_kl, "> 0", none_ok=True)
         if not isinstance(self.scale_advantages, bool):
             raise ValueError(f"scale_advantages: expected True or False, got {self.scale_advantages!r}")
         if self.loss_norm not in LOSS_NORMS:
@@ -203,6 +217,10 @@ class GRPOResult:
     """The frozen reference (a copy of the starting LM), or None when ``kl_coef`` is 0."""
     samples: list[tuple[str, str, float]] = field(default_factory=list)
     """(prompt, response, reward) of the last step's batch, group by group."""
+    stopped_early: list[str] = field(default_factory=list)
+    """One line per step whose updates stopped before the last epoch at ``target_kl``, with the reason."""
+    skipped_updates: int = 0
+    """Epochs whose update was skipped for a probability ratio above ``max_ratio``."""
     seconds: float = 0.0
 
 
@@ -224,6 +242,7 @@ def grpo(lm, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: GRP
 
     Raises:
         FloatingPointError: a non-finite reward, loss or gradient norm, naming the step and epoch.
+        DivergenceError: the steps' approx KL(old || new), averaged over 3 steps, exceeded ``config.divergence_kl``.
     """
     if not isinstance(config, GRPOConfig):
         raise ValueError(f"config: expected a GRPOConfig (e.g. GRPO_PRESETS['cpu']), got {config!r}")
@@ -246,6 +265,7 @@ def grpo(lm, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: GRP
     result = GRPOResult(logger, reference)
     B, G = config.prompts_per_step, config.group_size
     device = next(lm.parameters()).device
+    guard = DivergenceGuard(config.divergence_kl)
     started = time.perf_counter()
 
     for step in range(config.steps):
@@ -283,13 +303,26 @@ def grpo(lm, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: GRP
         for epoch in range(config.update_epochs):
             with autocast(device, config.mixed_precision):  # forward and loss; backward and step on fp32 weights
                 logp = group_response_logprobs(lm, samples, G, config.temperature)  # (B*G, R) fp32: each prompt once
-                old = old_logp if old_logp is not None else logp.detach()  # one update: old = current, ratio 1
-                loss, info = grpo_token_loss(logp, old, advantages, mask, config.clip_eps, config.loss_norm,
+                if old_logp is None:  # one update: old = current, ratio 1
+                    old_logp = logp.detach()
+                loss, info = grpo_token_loss(logp, old_logp, advantages, mask, config.clip_eps, config.loss_norm,
                                              ref_logp, config.kl_coef, config.max_new_tokens)
+            if float(torch.exp(logp - old_logp).detach()[mask.bool()].max()) > config.max_ratio:  # an outlier: no step
+                result.skipped_updates += 1
+                continue
             # backward and a clipped step; a non-finite loss or gradient norm raises FloatingPointError
             guarded_step(optimizer, loss, params, config.max_grad_norm, f"step {step}, epoch {epoch}")
             infos.append({"losses/policy_loss": loss.item(), "losses/clipfrac": info["clipfrac"],
                           "losses/approx_kl": info["approx_kl"], "grpo/kl": info["kl"]})
+            if config.target_kl is not None and info["approx_kl"] > config.target_kl:
+                result.stopped_early.append(f"step {step}: updates stopped after epoch {epoch}: approx KL "
+                                            f"{info['approx_kl']:.3f} > target_kl {config.target_kl}")
+                break
+        if config.divergence_kl is not None:  # the update's own KL: the policy after it against the sampling one
+            with torch.no_grad(), autocast(device, config.mixed_precision):
+                new_logp = group_response_logprobs(lm, samples, G, config.temperature)  # (B*G, R)
+            moved = clip_diagnostics(new_logp, old_logp, torch.exp(new_logp - old_logp), config.clip_eps, mask)
+            guard.check(moved["approx_kl"], f"step {step}")
 
         # 6. log the step
         group_std = grouped.std(dim=1)  # (B,) Bessel-corrected: the std group_advantages divides by (as TRL's)

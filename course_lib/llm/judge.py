@@ -37,7 +37,7 @@ import torch
 from course_lib.data.preferences import PreferencePair
 from course_lib.llm.generation import chat_prompt, generate
 from course_lib.llm.tokens import keep_last_logits, position_ids
-from course_lib.utils.validation import check_int
+from course_lib.utils.validation import check_float, check_int
 
 # ---- the constitution -------------------------------------------------------------------------------
 
@@ -379,9 +379,7 @@ class ReviseConfig:
         for name in ("critique_tokens", "revision_tokens", "batch_size"):
             value = getattr(self, name)
             check_int(name, value, 1)
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
-                or not self.temperature >= 0 or not math.isfinite(self.temperature):
-            raise ValueError(f"temperature: expected a finite float >= 0, got {self.temperature!r}")
+        check_float("temperature", self.temperature, "[0, inf)", note="0 decodes greedily")
 
 
 REVISE_PRESETS: dict[str, ReviseConfig] = {

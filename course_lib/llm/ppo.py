@@ -17,7 +17,8 @@ implementation details of RLHF with PPO"):
    whitened advantages over the batch's real tokens;
 6. PPO epochs over minibatches: clipped surrogate + clipped value loss - entropy bonus, with
    guards (non-finite loss: error; ratio outliers: skip the minibatch; approx KL above
-   ``target_kl``: stop this step's update, with the reason logged);
+   ``target_kl``: stop this step's update, with the reason logged; approx KL averaged over 3 steps
+   above ``divergence_kl``: stop the run with :class:`~course_lib.rl.DivergenceError`);
 7. log: reward, KL to the reference, entropy, response length, EOS rate, distinct-2, and
    PPO's own diagnostics.
 
@@ -48,7 +49,8 @@ from course_lib.llm.rollout import (
     token_rewards,
 )
 from course_lib.llm.tokens import last_token_index
-from course_lib.rl import clipped_surrogate, gae, guarded_step, masked_mean, masked_whiten, value_loss
+from course_lib.rl import (DivergenceGuard, clip_diagnostics, clipped_surrogate, gae, guarded_step, masked_mean,
+                           masked_whiten, value_loss)
 from course_lib.utils import set_seed
 from course_lib.utils.device import autocast, check_mixed_precision
 from course_lib.utils.metrics import MetricLogger
@@ -98,6 +100,10 @@ class RLHFConfig:
     """Stop a step's update once a minibatch's approx KL(old || new) per token exceeds this (> 0), or None."""
     max_ratio: float = 10.0
     """Skip a minibatch whose largest probability ratio exceeds this (> 1): a sampling mismatch or an outlier."""
+    divergence_kl: float | None = 1.0
+    """Stop the whole run (:class:`~course_lib.rl.DivergenceError`) once each step's largest approx KL(old || new)
+    per token, averaged over the last 3 steps, exceeds this (> 0), or None (off, for a deliberate experiment).
+    Never the KL to the reference, which a run without a KL penalty grows on purpose."""
     trainable: str = "all"
     """``"all"`` parameters; ``"top:N"``: the top N transformer layers, the final norm and the value head;
     ``"lora:R"``: rank-R LoRA adapters on every projection and the value head (see :func:`train_top_layers`)."""
@@ -118,6 +124,7 @@ class RLHFConfig:
             check_float(name, getattr(self, name), interval)
         check_float("value_clip", self.value_clip, "> 0", none_ok=True)
         check_float("target_kl", self.target_kl, "> 0", none_ok=True)
+        check_float("divergence_kl", self.divergence_kl, "> 0", none_ok=True)
         check_mixed_precision(self.mixed_precision)
         parse_trainable(self.trainable)
 
@@ -195,6 +202,7 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
 
     Raises:
         FloatingPointError: a non-finite score, loss or gradient norm, naming the step, epoch and minibatch.
+        DivergenceError: the steps' approx KL(old || new), averaged over 3 steps, exceeded ``config.divergence_kl``.
     """
     if not isinstance(policy, PolicyWithValue):
         raise ValueError(f"policy: expected a PolicyWithValue (PolicyWithValue(causal_lm)), got {type(policy).__name__}")
@@ -221,6 +229,7 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
                            "losses/clipfrac"])
     result = RLHFResult(logger, reference)
     device = next(policy.parameters()).device
+    guard = DivergenceGuard(config.divergence_kl)
     started = time.perf_counter()
 
     for step in range(config.steps):
@@ -267,7 +276,7 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
 
         # 6. PPO epochs over minibatches of whole responses
         policy.train()
-        infos, stop_reason = [], None
+        infos, stop_reason, update_kl = [], None, 0.0
         for epoch in range(config.update_epochs):
             perm = torch.randperm(config.batch_size, device=device)
             for k in range(config.num_minibatches):
@@ -279,9 +288,11 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
                     logp, values, entropy = response_outputs(policy, sub, config.temperature, with_entropy=True,
                                                              entropy_grad=config.ent_coef > 0)  # only logged at 0
                 m = mask[mb]
-                ratio_max = float(torch.exp(logp - old_logp[mb]).detach()[m].max())
-                if ratio_max > config.max_ratio:
+                ratio = torch.exp(logp - old_logp[mb]).detach()  # (M, R)
+                if float(ratio[m].max()) > config.max_ratio:
                     result.skipped_minibatches += 1
+                    skipped = clip_diagnostics(logp.detach(), old_logp[mb], ratio, config.clip_eps, m)
+                    update_kl = max(update_kl, skipped["approx_kl"])
                     continue
                 pg_loss, info = clipped_surrogate(logp, old_logp[mb], advantages[mb], config.clip_eps, mask=m)
                 v_loss, _ = value_loss(values, returns[mb], old_values[mb], config.value_clip, mask=m)
@@ -293,6 +304,7 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
                 infos.append({"losses/policy_loss": pg_loss.item(), "losses/value_loss": v_loss.item(),
                               "losses/entropy": entropy.item(), "losses/approx_kl": info["approx_kl"],
                               "losses/clipfrac": info["clipfrac"]})
+                update_kl = max(update_kl, info["approx_kl"])
                 if config.target_kl is not None and info["approx_kl"] > config.target_kl:
                     stop_reason = (f"step {step}: update stopped at epoch {epoch}, minibatch {k}: approx KL "
                                    f"{info['approx_kl']:.3f} > target_kl {config.target_kl}")
@@ -300,6 +312,7 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
             if stop_reason:
                 result.stopped_early.append(stop_reason)
                 break
+        guard.check(update_kl, f"step {step}")  # a run whose updates keep jumping stops here
 
         # 7. log the step
         if gold_fn is not None:

@@ -352,8 +352,8 @@ def load_reward_model(path, causal_lm=None, key: dict | None = None) -> RewardMo
     """
     from pathlib import Path
 
-    from course_lib.llm.models import load_model
     from course_lib.llm.finetune import add_lora, parse_trainable
+    from course_lib.llm.models import load_model
 
     path = Path(path)
     if not path.is_file():

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from course_lib.utils.validation import check_float
+
 
 def _check_same(name: str, t: torch.Tensor, shape: torch.Size) -> None:
     if t.shape != shape:
@@ -31,17 +33,12 @@ def _check_steps(rewards: torch.Tensor) -> None:
         raise ValueError(f"rewards: expected shape (B, T) with T >= 1 steps, got {tuple(rewards.shape)}")
 
 
-def _check_rate(name: str, x: float) -> None:
-    if not 0 <= x <= 1:
-        raise ValueError(f"{name}: expected a float in [0, 1], got {x!r}")
-
-
 def td_errors(rewards, values, next_values, terminated, gamma: float) -> torch.Tensor:
     """delta_t = r_{t+1} + gamma * V(s_{t+1}) * (1 - terminated_t) - V(s_t)  (Sutton & Barto 2018, Eq. 6.5).
 
     All arguments (B, T); returns (B, T).
     """
-    _check_rate("gamma", gamma)
+    check_float("gamma", gamma, "[0, 1]")
     for name, t in (("values", values), ("next_values", next_values), ("terminated", terminated)):
         _check_same(name, t, rewards.shape)
     return rewards + gamma * next_values * (~terminated.bool()).to(rewards.dtype) - values
@@ -69,7 +66,7 @@ def gae(rewards, values, next_values, terminated, truncated=None, gamma: float =
         ``(advantages, returns)``, both (B, T); returns = advantages + values, the value-function targets.
     """
     _check_steps(rewards)
-    _check_rate("lam", lam)
+    check_float("lam", lam, "[0, 1]")
     delta = td_errors(rewards, values, next_values, terminated, gamma)  # (B, T)
     done = terminated.bool()
     if truncated is not None:

@@ -13,6 +13,7 @@ import torch
 
 from course_lib.rl.kl import kl_k3
 from course_lib.rl.masked import masked_mean
+from course_lib.utils.validation import check_float
 
 
 def _mean(x: torch.Tensor, mask) -> torch.Tensor:
@@ -22,11 +23,6 @@ def _mean(x: torch.Tensor, mask) -> torch.Tensor:
 def _check(name: str, t: torch.Tensor, like: torch.Tensor) -> None:
     if t.shape != like.shape:
         raise ValueError(f"{name}: expected shape {tuple(like.shape)}, got {tuple(t.shape)}")
-
-
-def _check_clip_eps(clip_eps) -> None:
-    if not 0 < clip_eps < 1:
-        raise ValueError(f"clip_eps: expected a float in (0, 1), got {clip_eps!r}")
 
 
 def clipped_objective(logp, old_logp, advantages, clip_eps: float = 0.2):
@@ -47,7 +43,7 @@ def clipped_objective(logp, old_logp, advantages, clip_eps: float = 0.2):
     Returns:
         ``(term, ratio)``, both (B, T): the objective to maximise and the probability ratio.
     """
-    _check_clip_eps(clip_eps)
+    check_float("clip_eps", clip_eps, "(0, 1)")
     log_ratio = logp - old_logp.detach()
     ratio = torch.exp(log_ratio)  # (B, T)
     unclipped = ratio * advantages
@@ -93,7 +89,6 @@ def clipped_surrogate(logp, old_logp, advantages, clip_eps: float = 0.2, mask=No
         ``(loss, info)``; info: ``clipfrac``, ``approx_kl`` (k3 of KL(old || new)) and ``ratio_mean``,
         from :func:`clip_diagnostics`.
     """
-    _check_clip_eps(clip_eps)
     _check("old_logp", old_logp, logp)
     _check("advantages", advantages, logp)
     term, ratio = clipped_objective(logp, old_logp, advantages, clip_eps)  # (B, T) each

@@ -48,3 +48,44 @@ def guarded_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: I
         raise FloatingPointError(f"{where}: the {norm_name} is {norm.item()}{at}; {fix}")
     optimizer.step()
     return norm
+
+
+DIVERGENCE_WINDOW = 3
+"""Updates :class:`DivergenceGuard` averages over."""
+
+
+class DivergenceError(RuntimeError):
+    """A training run stopped by :class:`DivergenceGuard`: its updates moved the policy too far."""
+
+
+class DivergenceGuard:
+    """Stops a run whose updates move the policy far from the one that collected the data.
+
+    After each update the loop calls :meth:`check` with that update's largest approximate KL between the
+    data-collecting (old) policy and the updated one, per step or token (k3, the ``losses/approx_kl`` metric). Once
+    the mean over the last :data:`DIVERGENCE_WINDOW` updates exceeds ``max_kl`` (the updates before the first
+    counting as 0), the run is being ruined rather than trained and :meth:`check` raises :class:`DivergenceError`.
+    The window catches both a collapse in one update (CartPole at a learning rate of 1.0: 58 nats in its first
+    update, 0 after it, as the policy became deterministic) and a run that keeps jumping. It watches the old-to-new
+    KL of single updates only, never the KL to a reference model, which a run without a KL penalty grows on
+    purpose. ``max_kl=None`` switches it off, for deliberate experiments (a learning rate chosen to fail).
+    """
+
+    def __init__(self, max_kl: float | None, *, field: str = "divergence_kl"):
+        self.max_kl, self.field = max_kl, field
+        self.recent: list[tuple[str, float]] = []
+
+    def check(self, approx_kl: float, where: str) -> None:
+        """Record one update's approximate KL; raise :class:`DivergenceError` when the window's mean is too high
+        or the value is not a number."""
+        if self.max_kl is None:
+            return
+        self.recent = (self.recent + [(where, float(approx_kl))])[-DIVERGENCE_WINDOW:]
+        mean = sum(kl for _, kl in self.recent) / DIVERGENCE_WINDOW
+        if not mean <= self.max_kl:  # NaN included
+            shown = "; ".join(f"{w}: {kl:.3g}" for w, kl in self.recent)
+            raise DivergenceError(
+                f"the run diverged: the approximate KL between the policy before and after an update averaged "
+                f"{mean:.3g} over the last {DIVERGENCE_WINDOW} updates ({shown}), above {self.field}={self.max_kl:g}; "
+                f"the updates are too large: lower learning_rate (or update_epochs), or pass {self.field}=None to "
+                f"let a deliberate experiment go on")

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from course_lib.utils.validation import check_float
+
 
 def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor, margin=None):
     """-mean log sigmoid(r_chosen - r_rejected [- margin]) (Ouyang et al. 2022, Eq. 1).
@@ -76,8 +78,7 @@ def dpo_loss(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor, ref_logp_ch
         ``(loss, info)``; info: ``reward_chosen``, ``reward_rejected`` (mean implicit rewards),
         ``reward_margin`` (their mean difference), ``accuracy`` (share of pairs with a positive margin).
     """
-    if not beta > 0:
-        raise ValueError(f"beta: expected a float > 0, got {beta!r}")
+    check_float("beta", beta, "> 0")
     if logp_chosen.dim() != 1:
         B = logp_chosen.shape[0] if logp_chosen.dim() else "B"
         raise ValueError(f"logp_chosen: expected shape (B,) = ({B},), one sequence log-prob per pair, "

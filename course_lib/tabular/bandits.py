@@ -49,7 +49,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from course_lib.envs.bandit import PAYOUTS
-from course_lib.utils.validation import check_int
+from course_lib.utils.validation import check_float, check_int
 
 AGENTS: tuple[str, ...] = ("greedy", "epsilon-greedy", "ucb1", "thompson")
 """The agent names a :class:`BanditConfig` accepts."""
@@ -89,15 +89,20 @@ def epsilon_greedy_action(q: np.ndarray, epsilon: float, rng: np.random.Generato
 
     Args:
         q: (K,) estimated action values Q_t(a).
-        epsilon: exploration probability, a float in [0, 1].
+        epsilon: exploration probability, in [0, 1].
         rng: the generator for both coin flips (explore? which tied arm?).
 
     Returns:
         The arm, an int in [0, K - 1].
     """
     q = _check_vector("q", q)
-    if not _is_real(epsilon) or not 0.0 <= epsilon <= 1.0:
-        raise ValueError(f"epsilon: expected a float in [0, 1], got {epsilon!r}")
+    check_float("epsilon", epsilon, "[0, 1]")
+    return _epsilon_greedy(q, epsilon, rng)
+
+
+def _epsilon_greedy(q: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
+    """:func:`epsilon_greedy_action` without its checks, for the agents: they check ``epsilon`` once, when built,
+    not at every step."""
     if rng.random() < epsilon:
         return int(rng.integers(q.shape[0]))  # explore: every arm, the greedy one included
     return _argmax_random_ties(q, rng)  # exploit
@@ -115,7 +120,7 @@ def ucb_scores(q: np.ndarray, counts: np.ndarray, t: int, c: float) -> np.ndarra
         q: (K,) estimated action values Q_t(a).
         counts: (K,) pull counts N_t(a), non-negative.
         t: the current time step, an int >= 1 (1 for the first pull).
-        c: exploration weight, a float >= 0.
+        c: exploration weight, finite and >= 0.
 
     Returns:
         (K,) float64 scores; the agent pulls their argmax.
@@ -127,8 +132,13 @@ def ucb_scores(q: np.ndarray, counts: np.ndarray, t: int, c: float) -> np.ndarra
     if np.any(counts < 0):
         raise ValueError(f"counts: expected non-negative counts, got {counts.tolist()}")
     check_int("t", t, 1)
-    if not _is_real(c) or not c >= 0.0 or not math.isfinite(c):
-        raise ValueError(f"c: expected a finite float >= 0, got {c!r}")
+    check_float("c", c, "[0, inf)")
+    return _ucb_scores(q, counts, t, c)
+
+
+def _ucb_scores(q: np.ndarray, counts: np.ndarray, t: int, c: float) -> np.ndarray:
+    """:func:`ucb_scores` without its checks, for :class:`UCB1Agent`: its own (K,) ``q`` and ``counts``, the ``t`` it
+    counts, and the ``c`` it checked once, when built."""
     pulled = counts > 0  # (K,)
     bonus = np.full(q.shape, np.inf)  # (K,) an unpulled arm is infinitely promising
     bonus[pulled] = c * np.sqrt(math.log(t) / counts[pulled])
@@ -193,7 +203,7 @@ class GreedyAgent(BanditAgent):
     """Always pull an arm with the highest Q_t(a) (ties at random): pure exploitation."""
 
     def select(self, rng: np.random.Generator) -> int:
-        return epsilon_greedy_action(self.q, 0.0, rng)
+        return _epsilon_greedy(self.q, 0.0, rng)
 
 
 class EpsilonGreedyAgent(BanditAgent):
@@ -201,12 +211,10 @@ class EpsilonGreedyAgent(BanditAgent):
 
     def __init__(self, k: int, epsilon: float = 0.1) -> None:
         super().__init__(k)
-        if not _is_real(epsilon) or not 0.0 <= epsilon <= 1.0:
-            raise ValueError(f"epsilon: expected a float in [0, 1], got {epsilon!r}")
-        self.epsilon = float(epsilon)
+        self.epsilon = check_float("epsilon", epsilon, "[0, 1]")
 
     def select(self, rng: np.random.Generator) -> int:
-        return epsilon_greedy_action(self.q, self.epsilon, rng)
+        return _epsilon_greedy(self.q, self.epsilon, rng)
 
     def __repr__(self) -> str:
         return f"EpsilonGreedyAgent(k={self.k}, epsilon={self.epsilon})"
@@ -217,13 +225,11 @@ class UCB1Agent(BanditAgent):
 
     def __init__(self, k: int, c: float = 0.5) -> None:
         super().__init__(k)
-        if not _is_real(c) or not c >= 0.0 or not math.isfinite(c):
-            raise ValueError(f"c: expected a finite float >= 0, got {c!r}")
-        self.c = float(c)
+        self.c = check_float("c", c, "[0, inf)")
 
     def select(self, rng: np.random.Generator) -> int:
         t = int(self.counts.sum()) + 1  # the step being chosen, 1-based
-        return _argmax_random_ties(ucb_scores(self.q, self.counts, t, self.c), rng)
+        return _argmax_random_ties(_ucb_scores(self.q, self.counts, t, self.c), rng)
 
     def __repr__(self) -> str:
         return f"UCB1Agent(k={self.k}, c={self.c})"
@@ -272,8 +278,8 @@ class ThompsonAgent(BanditAgent):
         return int(np.argmax(theta))  # continuous draws: ties have probability 0
 
     def update(self, action: int, reward: float) -> None:
-        if self.payout == "bernoulli" and _is_real(reward) and not 0.0 <= reward <= 1.0:
-            raise ValueError(f"reward: expected a float in [0, 1] for payout='bernoulli', got {reward!r}")
+        if self.payout == "bernoulli":
+            check_float("reward", reward, "[0, 1]", note="payout='bernoulli'")
         super().update(action, reward)
 
     def __repr__(self) -> str:
@@ -307,10 +313,8 @@ class BanditConfig:
     def __post_init__(self) -> None:
         if self.agent not in AGENTS:
             raise ValueError(f"agent: expected one of {list(AGENTS)}, got {self.agent!r}")
-        if not _is_real(self.epsilon) or not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"epsilon: expected a float in [0, 1], got {self.epsilon!r}")
-        if not _is_real(self.c) or not self.c >= 0.0 or not math.isfinite(self.c):
-            raise ValueError(f"c: expected a finite float >= 0, got {self.c!r}")
+        check_float("epsilon", self.epsilon, "[0, 1]")
+        check_float("c", self.c, "[0, inf)")
         check_int("steps", self.steps, 1)
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from course_lib.utils.validation import check_float
+
 
 @dataclass
 class DPResult:
@@ -26,11 +28,6 @@ class DPResult:
     deltas: list[float] = field(default_factory=list)
     """Convergence trace: value iteration stores the largest value change per sweep; policy
     iteration stores the number of states whose action changed per iteration."""
-
-
-def _check_gamma(gamma: float) -> None:
-    if not (isinstance(gamma, (int, float)) and 0 <= gamma <= 1):
-        raise ValueError(f"gamma: expected a float in [0, 1], got {gamma!r}")
 
 
 def _arrays(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -71,7 +68,7 @@ def policy_evaluation(model, policy: np.ndarray, gamma: float = 0.99, theta: flo
     Returns:
         (S,) V^pi, to within ``theta``.
     """
-    _check_gamma(gamma)
+    check_float("gamma", gamma, "[0, 1]")
     P, R, done = _arrays(model)
     S, A = R.shape
     probs = np.eye(A)[np.asarray(policy, dtype=int)] if np.ndim(policy) == 1 else np.asarray(policy, dtype=float)
@@ -90,7 +87,7 @@ def policy_evaluation(model, policy: np.ndarray, gamma: float = 0.99, theta: flo
 
 def value_iteration(model, gamma: float = 0.99, theta: float = 1e-8, max_sweeps: int = 100_000) -> DPResult:
     """Value iteration (Sutton & Barto 2018, Section 4.4): V <- max_a Q(s, a) until it stops changing."""
-    _check_gamma(gamma)
+    check_float("gamma", gamma, "[0, 1]")
     P, R, done = _arrays(model)
     V = np.zeros(R.shape[0])
     deltas = []
@@ -107,7 +104,7 @@ def value_iteration(model, gamma: float = 0.99, theta: float = 1e-8, max_sweeps:
 
 def policy_iteration(model, gamma: float = 0.99, theta: float = 1e-8, max_iterations: int = 1000) -> DPResult:
     """Policy iteration (Sutton & Barto 2018, Section 4.3): evaluate, improve greedily, until stable."""
-    _check_gamma(gamma)
+    check_float("gamma", gamma, "[0, 1]")
     P, R, done = _arrays(model)
     policy = np.zeros(R.shape[0], dtype=int)
     deltas = []

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from course_lib.utils.validation import check_int
+from course_lib.utils.validation import check_float, check_int
 
 METHODS = ("q_learning", "sarsa", "expected_sarsa")
 
@@ -43,12 +43,9 @@ class TDConfig:
         if self.method not in METHODS:
             raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")
         check_int("episodes", self.episodes, 1)
-        if not 0 < self.alpha <= 1:
-            raise ValueError(f"alpha: expected a float in (0, 1], got {self.alpha!r}")
-        if not 0 <= self.gamma <= 1:
-            raise ValueError(f"gamma: expected a float in [0, 1], got {self.gamma!r}")
-        if not 0 <= self.epsilon <= 1:
-            raise ValueError(f"epsilon: expected a float in [0, 1], got {self.epsilon!r}")
+        check_float("alpha", self.alpha, "(0, 1]")
+        check_float("gamma", self.gamma, "[0, 1]")
+        check_float("epsilon", self.epsilon, "[0, 1]")
         check_int("planning_steps", self.planning_steps, 0)
 
 

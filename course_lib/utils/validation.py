@@ -13,9 +13,9 @@ at ``inf`` refuses infinity).
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
-import operator
 import re
 
 _BOUND = r"\s*(-?(?:inf|\d+(?:\.\d*)?(?:e-?\d+)?))\s*"
@@ -34,17 +34,22 @@ def check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
-def _within(value: float, interval: str) -> bool:
-    """Whether ``value`` lies in ``interval`` (see the module's docstring); a malformed interval is a bug here."""
+@functools.lru_cache(maxsize=None)
+def _bounds(interval: str) -> tuple:
+    """``interval`` parsed once: ``(low, low_included, high, high_included)``; a malformed interval is a bug here."""
     if m := _HALF_LINE.match(interval):
-        compare = operator.ge if m.group(1) == ">=" else operator.gt
-        return compare(value, float(m.group(2)))
+        return float(m.group(2)), m.group(1) == ">=", math.inf, True
     if m := _INTERVAL.match(interval):
-        low, high = float(m.group(2)), float(m.group(3))
-        above = value >= low if m.group(1) == "[" else value > low
-        below = value <= high if m.group(4) == "]" else value < high
-        return above and below
+        return float(m.group(2)), m.group(1) == "[", float(m.group(3)), m.group(4) == "]"
     raise ValueError(f"interval: expected '> a', '>= a' or a bracketed interval such as '(0, 1]', got {interval!r}")
+
+
+def _within(value: float, interval: str) -> bool:
+    """Whether ``value`` lies in ``interval`` (see the module's docstring)."""
+    low, low_in, high, high_in = _bounds(interval)
+    above = value >= low if low_in else value > low
+    below = value <= high if high_in else value < high
+    return above and below
 
 
 def check_float(name: str, value, interval: str, *, none_ok: bool = False, note: str = "") -> float | None:
