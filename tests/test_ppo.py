@@ -1,5 +1,5 @@
-"""PPO on vectorised Gymnasium envs: configuration, training guards, bootstrapping at time limits,
-checkpoint/resume equality, and (slow) solving CartPole-v1."""
+"""PPO on vectorised Gymnasium envs: configuration, training guards, bootstrapping at time limits, and (slow)
+solving CartPole-v1 (checkpoints and resume: tests/test_ppo_checkpoint.py)."""
 
 from __future__ import annotations
 
@@ -176,33 +176,6 @@ def test_truncation_bootstraps_so_the_critic_learns_the_infinite_horizon_value()
     result = ppo(config, seed=0, env_fn=partial(constant_env, 10), progress=False)
     v = result.agent.value(torch.zeros(1, 2)).item()
     assert v == pytest.approx(10.0, abs=0.5)
-
-
-# ---- checkpoint / resume ------------------------------------------------------------------
-
-
-def test_n_updates_then_save_resume_n_updates_equals_2n_straight(tmp_path):
-    """Mid-episode envs, Adam's moments, the RNG states and the annealing schedule all carry over."""
-    config = PPOConfig(num_envs=4, num_steps=48, total_timesteps=4 * 48 * 6, update_epochs=3, num_minibatches=2,
-                       ent_coef=0.01, clip_vloss=True, hidden=32)
-    straight = ppo(config, seed=3, progress=False)
-    first = ppo(config, seed=3, updates=3, checkpoint=tmp_path / "ckpt.pt", progress=False)
-    assert first.updates_done == 3
-    resumed = ppo(config, seed=99, resume=tmp_path / "ckpt.pt", progress=False)  # the seed is taken from the file
-    assert resumed.updates_done == 6 and resumed.global_step == straight.global_step
-    a, b = straight.agent.state_dict(), resumed.agent.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    # and the second half logged the same episodes as the straight run did
-    steps, returns = straight.logger.as_arrays("charts/episodic_return")
-    r_steps, r_returns = resumed.logger.as_arrays("charts/episodic_return")
-    late = steps > first.global_step
-    assert np.array_equal(steps[late], r_steps) and np.array_equal(returns[late], r_returns)
-
-
-def test_resume_refuses_a_changed_config(tmp_path):
-    ppo(CI, seed=0, updates=1, checkpoint=tmp_path / "ckpt.pt", progress=False)
-    with pytest.raises(ValueError, match=r"config: expected the configuration saved in .*changes in \['gamma'\]"):
-        ppo(replace(CI, gamma=0.5), resume=tmp_path / "ckpt.pt", progress=False)
 
 
 # ---- learning -----------------------------------------------------------------------------

@@ -20,17 +20,20 @@ Metrics (names fixed, meanings in ``docs/metrics.md``): ``charts/episodic_return
 ``losses/clipfrac``, ``losses/explained_variance``, ``losses/loss`` (per update), all at
 the global environment step, in a :class:`~course_lib.utils.metrics.MetricLogger`.
 
-Checkpoints (:func:`ppo` with ``checkpoint=`` / ``resume=``) hold the networks, the
-optimiser, the envs (pickled mid-episode), the current observations, the episode
-counters and the Python, NumPy and torch random states, so ``updates=N``, save, resume,
-``updates=N`` gives the same parameters as ``updates=2N`` in one go (tested on CPU).
+Checkpoints (:func:`ppo` with ``checkpoint=`` / ``checkpoint_every=`` / ``resume=``) hold the
+networks, the optimiser, the envs (pickled mid-episode), the current observations, the episode
+counters, the divergence guard's recent KLs and the Python, NumPy and torch random states, so
+``updates=N``, save, resume, ``updates=N`` gives the same parameters as ``updates=2N`` in one go
+(tested on CPU). They are written atomically (:func:`~course_lib.utils.checkpoint.save_checkpoint`):
+every ``checkpoint_every`` updates, at the end of the call, and after the current update on Ctrl-C.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import pickle
-import random
 import time
 from dataclasses import asdict, dataclass, fields
 from functools import partial
@@ -47,6 +50,8 @@ from torch.distributions import Categorical
 from course_lib.rl import (DivergenceGuard, clipped_surrogate, explained_variance, gae, guarded_step, normalize,
                            value_loss)
 from course_lib.utils import set_seed
+from course_lib.utils.checkpoint import (DeferredInterrupt, check_picklable, load_checkpoint, rng_states,
+                                         save_checkpoint, set_rng_states)
 from course_lib.utils.device import small_net_device
 from course_lib.utils.metrics import MetricLogger
 from course_lib.utils.validation import check_float, check_int
@@ -233,14 +238,25 @@ def _check_spaces(envs: SyncVectorEnv) -> tuple[int, int]:
     return obs_space.shape[0], int(act_space.n)
 
 
-def _rng_states() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+def _check_observations(obs: np.ndarray, where: str, envs: SyncVectorEnv, ids=None, kind: str = "") -> None:
+    """Raise FloatingPointError naming the env when a row of ``obs`` (B, obs_dim) holds a NaN or an infinity.
 
+    Checked as the envs return them: fed to the networks, such an observation would surface as non-finite logits or
+    losses, which look like a training problem (and ask for a lower learning rate) but are the environment's.
 
-def _set_rng_states(states: dict) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
+    Args:
+        ids: (B,) the env index of each row (default: row b is env b). kind: "final " for a time limit's final
+            observations.
+    """
+    bad = ~np.isfinite(obs).all(axis=1)  # (B,)
+    if bad.any():
+        b = int(np.flatnonzero(bad)[0])
+        i = int(b if ids is None else ids[b])
+        spec = getattr(envs.envs[i], "spec", None)
+        name = f" ({spec.id})" if spec is not None else ""
+        raise FloatingPointError(f"{where}: env {i}{name} returned a non-finite {kind}observation {obs[b]}; the "
+                                 "environment produced it, so this is not a learning-rate problem: check the "
+                                 "environment's dynamics and observations (or end the episode before they overflow)")
 
 
 @dataclass
@@ -300,6 +316,7 @@ def collect_rollout(agent: ActorCritic, envs: SyncVectorEnv, rollout: Rollout, o
             rollout.logp[:, t], rollout.values[:, t] = dist.log_prob(action), agent.value(obs_t)
         next_obs, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
         counters["global_step"] += N
+        _check_observations(next_obs, f"{where}, global step {counters['global_step']}", envs)
         if not np.isfinite(reward).all():
             raise FloatingPointError(f"{where}, global step {counters['global_step']}: env "
                                      f"{int(np.flatnonzero(~np.isfinite(reward))[0])} returned the reward "
@@ -313,6 +330,7 @@ def collect_rollout(agent: ActorCritic, envs: SyncVectorEnv, rollout: Rollout, o
         cut = np.flatnonzero(truncated & ~terminated)
         if len(cut):
             final = np.stack([info["final_obs"][i] for i in cut])  # (len(cut), obs_dim)
+            _check_observations(final, f"{where}, global step {counters['global_step']}", envs, cut, "final ")
             with torch.no_grad():
                 rollout.next_values[cut, t] = agent.value(torch.as_tensor(final, dtype=torch.float32, device=device))
         obs_t = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
@@ -375,22 +393,34 @@ def update_epochs(agent: ActorCritic, optimizer: torch.optim.Optimizer, config: 
 
 def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_fn: Callable[[], gym.Env] | None = None,
         agent: ActorCritic | None = None, updates: int | None = None, checkpoint: str | Path | None = None,
-        resume: str | Path | None = None, callback: Callable[[int, ActorCritic], bool] | None = None,
-        progress: bool = True, live: bool | None = None, device=None) -> PPOResult:
+        checkpoint_every: int | None = None, resume: str | Path | None = None,
+        callback: Callable[[int, ActorCritic], bool] | None = None, progress: bool = True, live: bool | None = None,
+        device=None) -> PPOResult:
     """Train an actor-critic with PPO (Schulman et al. 2017, Algorithm 1; clipped objective, Eq. 7).
 
     Args:
         config: a :class:`PPOConfig`, e.g. ``PPO_PRESETS["cartpole_fast"]``.
         seed: seeds Python, NumPy and torch (:func:`set_seed`); env i is reset with ``seed + i``.
         env_fn: builds one env (flat ``Box`` observations, ``Discrete`` actions); default
-            ``gym.make(config.env_id)``. Picklable when ``checkpoint`` is used.
+            ``gym.make(config.env_id)``. With ``checkpoint``, it and the envs it builds must pickle (a
+            module-level function or a ``functools.partial``, not a lambda): checked before the first update.
         agent: an :class:`ActorCritic` to start from (e.g. behaviour-cloned), trained in place;
             default a fresh one.
         updates: stop after this many updates in this call (default: the rest of ``config.num_updates``).
             The learning-rate schedule always follows the full ``config.num_updates``.
-        checkpoint: save the whole training state to this file when the call ends.
+        checkpoint: the file the whole training state is saved to (atomically: an interrupted save leaves the
+            previous file whole) every ``checkpoint_every`` updates, when the call ends (the last update or the
+            callback's stop) and on Ctrl-C (the current update finishes, is saved, then KeyboardInterrupt is
+            raised; a second Ctrl-C stops at once). Not on an error: the last good checkpoint stays. It holds
+            ``config`` (as a dict), ``agent`` (the networks' state dict), ``optimizer`` (Adam's state),
+            ``envs`` (the pickled vector env, mid-episode), ``next_obs`` (their current observations),
+            ``counters`` (updates done, the global step, each env's running episode return and length),
+            ``guard`` (the divergence guard's recent KLs) and ``rng`` (the Python, NumPy and torch random
+            states). Not the logged metrics: a resumed run's logger starts empty.
+        checkpoint_every: also save after every K-th update of the run (counted from its start, so a resumed
+            run saves at the same updates), an int >= 1; None: only at the end and on Ctrl-C.
         resume: continue from a file written with ``checkpoint`` (``seed``, ``env_fn`` and ``agent``
-            are then taken from it; ``config`` must equal the saved one).
+            are then taken from it; ``config`` must equal the saved one). May be the same file as ``checkpoint``.
         callback: ``callback(global_step, agent)`` after each update; returning True stops training
             (e.g. an evaluation that found the task solved). Its time is not counted in ``seconds``.
         progress: show a progress bar over environment steps. live: passed to :class:`MetricLogger`.
@@ -401,19 +431,28 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
         a :class:`PPOResult`.
 
     Raises:
-        FloatingPointError: a reward, logit, loss or gradient norm is not finite; the message names
-            the update and the global step (and the epoch and minibatch). Training never goes on from NaN.
+        FloatingPointError: an observation, reward, logit, loss or gradient norm is not finite; the message
+            names the update and the global step (and the env, or the epoch and minibatch). Training never goes
+            on from NaN.
         DivergenceError: the updates' approximate KL, averaged over 3 updates, exceeded ``config.divergence_kl``.
+        KeyboardInterrupt: Ctrl-C with ``checkpoint``, after the current update was saved.
     """
     if not isinstance(config, PPOConfig):
         raise ValueError(f"config: expected a PPOConfig (e.g. PPO_PRESETS['cartpole_fast']), got {config!r}")
     if isinstance(updates, bool) or (updates is not None and (not isinstance(updates, int) or updates < 1)):
         raise ValueError(f"updates: expected an int >= 1 or None, got {updates!r}")
+    if checkpoint is not None and (not isinstance(checkpoint, (str, os.PathLike)) or Path(checkpoint).is_dir()):
+        raise ValueError(f"checkpoint: expected a file path (str or Path) or None, got {checkpoint!r}")
+    if checkpoint_every is not None:
+        if checkpoint is None:
+            raise ValueError(f"checkpoint_every: expected None without checkpoint (where to save), got "
+                             f"{checkpoint_every!r}; pass checkpoint= too")
+        check_int("checkpoint_every", checkpoint_every, 1)
     device = small_net_device(device)
     if resume is not None:
-        state = torch.load(resume, map_location="cpu", weights_only=False)
+        state = load_checkpoint(resume, "ppo")
         if state["config"] != asdict(config):
-            changed = [f.name for f in fields(config) if state["config"][f.name] != getattr(config, f.name)]
+            changed = [f.name for f in fields(config) if state["config"].get(f.name) != getattr(config, f.name)]
             raise ValueError(f"config: expected the configuration saved in {resume}, got changes in {changed}")
         envs = pickle.loads(state["envs"])
         agent = ActorCritic(*_check_spaces(envs), config.hidden).to(device)
@@ -427,12 +466,20 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
             agent = ActorCritic(obs_dim, n_actions, config.hidden)
         agent = agent.to(device)
         next_obs, _ = envs.reset(seed=[seed + i for i in range(config.num_envs)])
+        _check_observations(next_obs, "reset", envs)
         counters = {"update": 0, "global_step": 0, "ep_return": np.zeros(config.num_envs),
                     "ep_length": np.zeros(config.num_envs, dtype=np.int64)}
+    if checkpoint is not None:  # fail now, not at the first save
+        check_picklable("config", config)
+        if env_fn is not None and resume is None:
+            check_picklable("env_fn", env_fn)
+        check_picklable("env_fn", envs, "a checkpoint stores the envs env_fn builds")
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, foreach=True)
+    guard = DivergenceGuard(config.divergence_kl)
     if resume is not None:
         optimizer.load_state_dict(state["optimizer"])
-        _set_rng_states(state["rng"])
+        guard.recent = list(state["guard"])
+        set_rng_states(state["rng"])
     first = counters["update"]
     last = config.num_updates if updates is None else min(config.num_updates, first + updates)
 
@@ -441,50 +488,69 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
                           keys_to_plot=["charts/episodic_return", "losses/approx_kl", "losses/clipfrac",
                                         "losses/entropy", "losses/explained_variance", "losses/value_loss"])
     obs_t = torch.as_tensor(next_obs, dtype=torch.float32, device=device)  # (N, obs_dim)
-    seconds, stopped = 0.0, False
-    guard = DivergenceGuard(config.divergence_kl)
-    started = time.perf_counter()
+    seconds, stopped, saved = 0.0, False, None
 
-    for update in range(first, last):
-        # 1. anneal the learning rate linearly from learning_rate to 0 over the whole run
-        lr = config.learning_rate * (1 - update / config.num_updates) if config.anneal_lr else config.learning_rate
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+    def save() -> None:
+        """The whole training state after ``counters["update"]`` updates, into ``checkpoint``."""
+        nonlocal saved
+        save_checkpoint({"config": asdict(config), "agent": agent.state_dict(), "optimizer": optimizer.state_dict(),
+                         "envs": pickle.dumps(envs), "next_obs": obs_t.cpu().numpy(), "counters": counters,
+                         "guard": list(guard.recent), "rng": rng_states()}, checkpoint, "ppo")
+        saved = counters["update"]
 
-        # 2. collect T steps in each of the N envs with the current policy (no gradient)
-        obs_t = collect_rollout(agent, envs, rollout, obs_t, counters, logger, f"update {update}")
-
-        # 3. advantages and value targets by GAE over each env's row (Schulman et al. 2016, Eq. 16)
-        advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
-                                  rollout.truncated, gamma=config.gamma, lam=config.gae_lambda)  # (N, T) each
-
-        # 4. update epochs: shuffle the N*T transitions into minibatches, a guarded step on each
-        infos = update_epochs(agent, optimizer, config, rollout, advantages, returns,
-                              f"update {update}", counters["global_step"])
-
-        # 5. log the update's means, stop a diverging run, then let the callback evaluate (untimed)
-        counters["update"] = update + 1
-        metrics = {name: float(np.mean([i[name] for i in infos])) for name in infos[0]}
-        guard.check(max(i["losses/approx_kl"] for i in infos), f"update {update}")
-        ev = float(explained_variance(rollout.values.reshape(-1), returns.reshape(-1)))
-        if math.isfinite(ev):  # NaN when the returns of the batch do not vary
-            metrics["losses/explained_variance"] = ev
-        metrics["charts/learning_rate"] = lr
-        logger.log(counters["global_step"], metrics)
-        if callback is not None:
-            seconds += time.perf_counter() - started
-            stopped = bool(callback(counters["global_step"], agent))
+    interrupt = DeferredInterrupt("PPO") if checkpoint is not None else None
+    try:
+        with interrupt or contextlib.nullcontext():
             started = time.perf_counter()
-            if stopped:
-                break
+            for update in range(first, last):
+                # 1. anneal the learning rate linearly from learning_rate to 0 over the whole run
+                lr = config.learning_rate * (1 - update / config.num_updates) if config.anneal_lr \
+                    else config.learning_rate
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
 
-    seconds += time.perf_counter() - started
-    logger.close()
-    if checkpoint is not None:
-        torch.save({"config": asdict(config), "agent": agent.state_dict(), "optimizer": optimizer.state_dict(),
-                    "envs": pickle.dumps(envs), "next_obs": obs_t.cpu().numpy(), "counters": counters,
-                    "rng": _rng_states()}, checkpoint)
-    envs.close()
+                # 2. collect T steps in each of the N envs with the current policy (no gradient)
+                obs_t = collect_rollout(agent, envs, rollout, obs_t, counters, logger, f"update {update}")
+
+                # 3. advantages and value targets by GAE over each env's row (Schulman et al. 2016, Eq. 16)
+                advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
+                                          rollout.truncated, gamma=config.gamma, lam=config.gae_lambda)  # (N, T)
+
+                # 4. update epochs: shuffle the N*T transitions into minibatches, a guarded step on each
+                infos = update_epochs(agent, optimizer, config, rollout, advantages, returns,
+                                      f"update {update}", counters["global_step"])
+
+                # 5. log the update's means, stop a diverging run, then let the callback evaluate (untimed)
+                counters["update"] = update + 1
+                metrics = {name: float(np.mean([i[name] for i in infos])) for name in infos[0]}
+                guard.check(max(i["losses/approx_kl"] for i in infos), f"update {update}")
+                ev = float(explained_variance(rollout.values.reshape(-1), returns.reshape(-1)))
+                if math.isfinite(ev):  # NaN when the returns of the batch do not vary
+                    metrics["losses/explained_variance"] = ev
+                metrics["charts/learning_rate"] = lr
+                logger.log(counters["global_step"], metrics)
+                seconds += time.perf_counter() - started
+                if callback is not None:
+                    stopped = bool(callback(counters["global_step"], agent))
+
+                # 6. save (untimed): every checkpoint_every updates, or now that Ctrl-C asked to stop
+                due = checkpoint_every is not None and counters["update"] % checkpoint_every == 0
+                if interrupt is not None and (interrupt.requested or due):
+                    save()
+                    if interrupt.requested:
+                        raise KeyboardInterrupt(f"PPO: interrupted after update {counters['update']}; saved to "
+                                                f"{str(checkpoint)!r}: continue with ppo(config, resume="
+                                                f"{str(checkpoint)!r})")
+                started = time.perf_counter()
+                if stopped:
+                    break
+            if checkpoint is not None and saved != counters["update"]:
+                save()
+            if interrupt is not None and interrupt.requested:  # Ctrl-C during the last save: all is saved
+                raise KeyboardInterrupt(f"PPO: interrupted after the last update; saved to {str(checkpoint)!r}")
+    finally:
+        logger.close()
+        envs.close()
     return PPOResult(agent, logger, counters["global_step"], counters["update"], seconds, stopped)
 
 
