@@ -59,3 +59,20 @@ def changed(before, module):
     import torch
 
     return {k for k, v in module.state_dict().items() if not torch.equal(v, before[k])}
+
+
+def assert_same_parameters(a, b, atol: float = 1e-6):
+    """Every state tensor of modules ``a`` and ``b`` equal to ``atol`` (a resumed run against a straight one)."""
+    import torch
+
+    a, b = a.state_dict(), b.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0, msg=k)
+
+
+def saved_step(path, kind: str):
+    """The step a checkpoint of ``kind`` at ``path`` holds, or None when there is no file."""
+    from course_lib.utils.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, kind)["step"] if path.exists() else None

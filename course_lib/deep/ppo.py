@@ -30,12 +30,11 @@ every ``checkpoint_every`` updates, at the end of the call, and after the curren
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import pickle
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -50,8 +49,8 @@ from torch.distributions import Categorical
 from course_lib.rl import (DivergenceGuard, clipped_surrogate, explained_variance, gae, guarded_step, normalize,
                            value_loss)
 from course_lib.utils import set_seed
-from course_lib.utils.checkpoint import (DeferredInterrupt, check_picklable, load_checkpoint, rng_states,
-                                         save_checkpoint, set_rng_states)
+from course_lib.utils.checkpoint import (DeferredInterrupt, check_checkpoint_args, check_picklable, resume_state,
+                                         rng_states, save_checkpoint, set_rng_states)
 from course_lib.utils.device import small_net_device
 from course_lib.utils.metrics import MetricLogger
 from course_lib.utils.validation import check_float, check_int
@@ -441,19 +440,12 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
         raise ValueError(f"config: expected a PPOConfig (e.g. PPO_PRESETS['cartpole_fast']), got {config!r}")
     if isinstance(updates, bool) or (updates is not None and (not isinstance(updates, int) or updates < 1)):
         raise ValueError(f"updates: expected an int >= 1 or None, got {updates!r}")
-    if checkpoint is not None and (not isinstance(checkpoint, (str, os.PathLike)) or Path(checkpoint).is_dir()):
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise ValueError(f"checkpoint: expected a file path (str or Path) or None, got {checkpoint!r}")
-    if checkpoint_every is not None:
-        if checkpoint is None:
-            raise ValueError(f"checkpoint_every: expected None without checkpoint (where to save), got "
-                             f"{checkpoint_every!r}; pass checkpoint= too")
-        check_int("checkpoint_every", checkpoint_every, 1)
+    check_checkpoint_args(checkpoint, checkpoint_every, config)
     device = small_net_device(device)
     if resume is not None:
-        state = load_checkpoint(resume, "ppo")
-        if state["config"] != asdict(config):
-            changed = [f.name for f in fields(config) if state["config"].get(f.name) != getattr(config, f.name)]
-            raise ValueError(f"config: expected the configuration saved in {resume}, got changes in {changed}")
+        state = resume_state(resume, "ppo", config)
         envs = pickle.loads(state["envs"])
         agent = ActorCritic(*_check_spaces(envs), config.hidden).to(device)
         agent.load_state_dict(state["agent"])
@@ -470,7 +462,6 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
         counters = {"update": 0, "global_step": 0, "ep_return": np.zeros(config.num_envs),
                     "ep_length": np.zeros(config.num_envs, dtype=np.int64)}
     if checkpoint is not None:  # fail now, not at the first save
-        check_picklable("config", config)
         if env_fn is not None and resume is None:
             check_picklable("env_fn", env_fn)
         check_picklable("env_fn", envs, "a checkpoint stores the envs env_fn builds")
@@ -498,9 +489,9 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
                          "guard": list(guard.recent), "rng": rng_states()}, checkpoint, "ppo")
         saved = counters["update"]
 
-    interrupt = DeferredInterrupt("PPO") if checkpoint is not None else None
+    interrupt = DeferredInterrupt("PPO", enabled=checkpoint is not None)
     try:
-        with interrupt or contextlib.nullcontext():
+        with interrupt:
             started = time.perf_counter()
             for update in range(first, last):
                 # 1. anneal the learning rate linearly from learning_rate to 0 over the whole run
@@ -533,9 +524,9 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
                 if callback is not None:
                     stopped = bool(callback(counters["global_step"], agent))
 
-                # 6. save (untimed): every checkpoint_every updates, or now that Ctrl-C asked to stop
+                # then save (untimed): every checkpoint_every updates, or now that Ctrl-C asked to stop
                 due = checkpoint_every is not None and counters["update"] % checkpoint_every == 0
-                if interrupt is not None and (interrupt.requested or due):
+                if checkpoint is not None and (interrupt.requested or due):
                     save()
                     if interrupt.requested:
                         raise KeyboardInterrupt(f"PPO: interrupted after update {counters['update']}; saved to "
@@ -546,7 +537,7 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
                     break
             if checkpoint is not None and saved != counters["update"]:
                 save()
-            if interrupt is not None and interrupt.requested:  # Ctrl-C during the last save: all is saved
+            if interrupt.requested:  # Ctrl-C during the last save: all is saved
                 raise KeyboardInterrupt(f"PPO: interrupted after the last update; saved to {str(checkpoint)!r}")
     finally:
         logger.close()

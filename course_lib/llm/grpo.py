@@ -20,6 +20,9 @@ its tokens. Per step:
 6. log: reward, its spread within groups, the share of groups with zero spread, response length,
    KL to the reference, clip fraction, and any extra scorers (accuracy, format rate).
 
+With ``checkpoint=`` the run saves itself (atomically) every ``checkpoint_every`` steps, at its end and on
+Ctrl-C; ``resume=`` goes on from such a file exactly as the uninterrupted run would have.
+
 The loss normalisations (``loss_norm``), which differ in how a response's length weighs:
 
 * ``"sequence"``: mean over each response's tokens, then over responses: GRPO's objective
@@ -35,20 +38,25 @@ The loss normalisations (``loss_norm``), which differ in how a response's length
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from course_lib.llm.feedback import model_fingerprint
 from course_lib.llm.finetune import adamw, parse_trainable, train_top_layers, untied_lm_head
 from course_lib.llm.rollout import group_response_logprobs, sample_responses
 from course_lib.rl import (DivergenceGuard, clip_diagnostics, clipped_objective, group_advantages, guarded_step,
                            kl_k3)
 from course_lib.rl import masked_mean, masked_sum
 from course_lib.utils import set_seed
+from course_lib.utils.checkpoint import (DeferredInterrupt, check_checkpoint_args, check_same_as_saved, resume_state,
+                                         rng_states, save_checkpoint, set_rng_states)
 from course_lib.utils.device import autocast, check_mixed_precision
 from course_lib.utils.metrics import MetricLogger
 from course_lib.utils.validation import check_float, check_int
@@ -224,25 +232,48 @@ class GRPOResult:
     seconds: float = 0.0
 
 
+def prompts_digest(prompts: Sequence[str]) -> str:
+    """A short hash of the prompts in their order: a resumed run must draw from the very prompts the saved one did."""
+    return hashlib.sha256(repr(list(prompts)).encode()).hexdigest()[:16]
+
+
 def grpo(lm, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: GRPOConfig = GRPO_PRESETS["cpu"],
          seed: int = 0, extra_metrics: dict[str, RewardFn] | None = None, progress: bool = True,
-         live: bool | None = None) -> GRPOResult:
+         live: bool | None = None, checkpoint: str | Path | None = None, checkpoint_every: int | None = None,
+         resume: str | Path | None = None) -> GRPOResult:
     """Fine-tune the causal LM ``lm`` in place with GRPO against ``reward_fn``; no value model.
 
     Args:
-        lm: a Hugging Face causal LM (the policy), trained in place.
+        lm: a Hugging Face causal LM (the policy), trained in place. With ``resume``: the model the saved run
+            started from, loaded afresh (not the one an interrupted call trained in place; with ``kl_coef`` > 0
+            it is copied as the reference again); checked by its fingerprint.
         tokenizer: its tokenizer, padding on the left.
         prompts: formatted training prompts, cycled through in a shuffled order, ``prompts_per_step`` per step.
         reward_fn: ``reward_fn(prompts, responses)`` -> one float per response.
         config: a :class:`GRPOConfig`, e.g. ``GRPO_PRESETS["cpu"]``.
-        seed: seeds the prompt order and the sampling.
+        seed: seeds the prompt order and the sampling; ignored with ``resume`` (the file holds the random states).
         extra_metrics: name -> scorer, each logged as ``grpo/<name>`` (the mean over the step's responses),
             e.g. ``{"accuracy": correctness_reward, "format_rate": format_reward}``; not trained on.
         progress, live: passed to :class:`MetricLogger`.
+        checkpoint: the file to save the run to (atomically: a save cut short leaves the previous file), every
+            ``checkpoint_every`` steps, at the end of the call, and on Ctrl-C (the current step finishes, is saved,
+            then KeyboardInterrupt is raised). It holds the trained parameters (those the optimiser steps), the
+            optimiser's state, the config, the step, the prompts still to come in the current shuffled pass and
+            the state of the generator that shuffles them, every global random state (sampling draws from
+            torch's), the divergence guard's window, the starting model's fingerprint (the reference is a copy of
+            that model), a hash of the prompts, the metrics logged so far, ``stopped_early`` and
+            ``skipped_updates``.
+        checkpoint_every: save every this many steps (an int >= 1); None: only at the end and on Ctrl-C.
+        resume: go on from a file written with ``checkpoint``, with the same ``config`` and ``prompts`` and the
+            starting model: the result equals that of the run never stopped. ``reward_fn`` and ``extra_metrics``
+            are not saved: pass the same ones. ``result.logger`` holds the whole run's metrics.
 
     Raises:
+        ValueError: a bad argument (named in the message); with ``resume``, a checkpoint of another config, other
+            prompts or another starting model.
         FloatingPointError: a non-finite reward, loss or gradient norm, naming the step and epoch.
         DivergenceError: the steps' approx KL(old || new), averaged over 3 steps, exceeded ``config.divergence_kl``.
+        KeyboardInterrupt: after Ctrl-C, once the step is finished and saved to ``checkpoint``.
     """
     if not isinstance(config, GRPOConfig):
         raise ValueError(f"config: expected a GRPOConfig (e.g. GRPO_PRESETS['cpu']), got {config!r}")
@@ -251,6 +282,18 @@ def grpo(lm, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: GRP
         raise ValueError(f"prompts: expected at least prompts_per_step ({config.prompts_per_step}) non-empty "
                          f"strings, got {len(prompts)}")
     extra_metrics = dict(extra_metrics or {})
+    check_checkpoint_args(checkpoint, checkpoint_every, config)
+    state = None
+    identity = {}  # what a resumed run must share with the saved one
+    if checkpoint is not None or resume is not None:
+        identity = {"model": model_fingerprint(lm), "prompts": prompts_digest(prompts)}
+    if resume is not None:
+        state = resume_state(resume, "grpo", config)
+        check_same_as_saved("prompts", identity["prompts"], state["prompts"], resume,
+                            f"the {state['num_prompts']} prompts, in the same order, that", f"{len(prompts)} prompts given")
+        check_same_as_saved("lm", identity["model"], state["model"], resume, "the starting model",
+                            "load it again (the call that saved the file trained its model in place, and the "
+                            "reference is a copy of the starting model)")
     set_seed(seed)
     reference = None
     if config.kl_coef > 0:  # the frozen copy costs memory and a forward per step: only when it is used
@@ -266,76 +309,115 @@ def grpo(lm, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: GRP
     B, G = config.prompts_per_step, config.group_size
     device = next(lm.parameters()).device
     guard = DivergenceGuard(config.divergence_kl)
+    first = 0
+    names = {id(p): name for name, p in lm.named_parameters()}
+    trained = {names[id(p)]: p for p in params}
+    if state is not None:  # everything a straight run would hold after the saved step
+        if set(state["params"]) != set(trained):
+            raise ValueError(f"resume: {str(resume)!r} holds the parameters {sorted(state['params'])[:3]}..., "
+                             f"this model trains {sorted(trained)[:3]}...")
+        with torch.no_grad():
+            for name, p in trained.items():
+                p.copy_(state["params"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        first, order, rng.bit_generator.state = state["step"], list(state["order"]), state["order_rng"]
+        guard.recent = list(state["guard"])
+        result.stopped_early, result.skipped_updates = list(state["stopped_early"]), state["skipped_updates"]
+        logger.history = {k: list(v) for k, v in state["history"].items()}
+        set_rng_states(state["rng"])
+
+    def save(step: int) -> None:
+        save_checkpoint({"config": asdict(config), "step": step, "order": list(order),
+                         "order_rng": rng.bit_generator.state, "params": {n: p.detach() for n, p in trained.items()},
+                         "optimizer": optimizer.state_dict(), "rng": rng_states(), "guard": list(guard.recent),
+                         **identity, "num_prompts": len(prompts), "history": logger.history,
+                         "stopped_early": result.stopped_early, "skipped_updates": result.skipped_updates},
+                        checkpoint, "grpo")
+
+    saved_step = None
     started = time.perf_counter()
+    with DeferredInterrupt("GRPO", enabled=checkpoint is not None) as interrupt:
+        for step in range(first, config.steps):
+            # 1. B prompts (a fresh shuffled pass when the last one is used up), each repeated G times, sampled
+            while len(order) < B:
+                order += rng.permutation(len(prompts)).tolist()
+            batch_prompts = [prompts[i] for i in order[:B] for _ in range(G)]  # (B * G,), group by group
+            del order[:B]
+            lm.eval()
+            with autocast(device, config.mixed_precision):  # the same precision as the update's forward passes
+                samples = sample_responses(lm, tokenizer, batch_prompts, config.max_new_tokens, config.temperature)
+            mask = samples.response_mask  # (B*G, R)
 
-    for step in range(config.steps):
-        # 1. B prompts (a fresh shuffled pass when the last one is used up), each repeated G times, sampled
-        while len(order) < B:
-            order += rng.permutation(len(prompts)).tolist()
-        batch_prompts = [prompts[i] for i in order[:B] for _ in range(G)]  # (B * G,), group by group
-        del order[:B]
-        lm.eval()
-        with autocast(device, config.mixed_precision):  # the same precision as the update's forward passes
-            samples = sample_responses(lm, tokenizer, batch_prompts, config.max_new_tokens, config.temperature)
-        mask = samples.response_mask  # (B*G, R)
+            # 2. score every response with the reward program
+            rewards = torch.as_tensor(np.asarray(reward_fn(batch_prompts, samples.texts), dtype=np.float32),
+                                      device=device)  # (B*G,)
+            if rewards.shape != (B * G,) or not torch.isfinite(rewards).all():
+                raise FloatingPointError(f"step {step}: reward_fn returned {rewards.tolist()}; expected {B * G} "
+                                         "finite floats")
 
-        # 2. score every response with the reward program
-        rewards = torch.as_tensor(np.asarray(reward_fn(batch_prompts, samples.texts), dtype=np.float32),
-                                  device=device)  # (B*G,)
-        if rewards.shape != (B * G,) or not torch.isfinite(rewards).all():
-            raise FloatingPointError(f"step {step}: reward_fn returned {rewards.tolist()}; expected {B * G} "
-                                     "finite floats")
+            # 3. group-relative advantages: each response against the other G - 1 of its prompt (Shao et al. 2024)
+            grouped = rewards.view(B, G)  # (B, G)
+            advantages = group_advantages(grouped, scale=config.scale_advantages).reshape(B * G)  # (B*G,)
 
-        # 3. group-relative advantages: each response against the other G - 1 of its prompt (Shao et al. 2024)
-        grouped = rewards.view(B, G)  # (B, G)
-        advantages = group_advantages(grouped, scale=config.scale_advantages).reshape(B * G)  # (B*G,)
-
-        # 4. old log-probs (only needed for more than one update per batch) and the reference's
-        with torch.no_grad(), autocast(device, config.mixed_precision):
-            old_logp = (group_response_logprobs(lm, samples, G, config.temperature)
-                        if config.update_epochs > 1 else None)  # (B*G, R)
-            ref_logp = (group_response_logprobs(reference, samples, G, config.temperature)
-                        if reference is not None else None)  # (B*G, R)
-
-        # 5. epochs of updates on the whole batch: the clipped token loss (+ k3 KL), normalised by loss_norm
-        lm.train()
-        infos = []
-        for epoch in range(config.update_epochs):
-            with autocast(device, config.mixed_precision):  # forward and loss; backward and step on fp32 weights
-                logp = group_response_logprobs(lm, samples, G, config.temperature)  # (B*G, R) fp32: each prompt once
-                if old_logp is None:  # one update: old = current, ratio 1
-                    old_logp = logp.detach()
-                loss, info = grpo_token_loss(logp, old_logp, advantages, mask, config.clip_eps, config.loss_norm,
-                                             ref_logp, config.kl_coef, config.max_new_tokens)
-            if float(torch.exp(logp - old_logp).detach()[mask.bool()].max()) > config.max_ratio:  # an outlier: no step
-                result.skipped_updates += 1
-                continue
-            # backward and a clipped step; a non-finite loss or gradient norm raises FloatingPointError
-            guarded_step(optimizer, loss, params, config.max_grad_norm, f"step {step}, epoch {epoch}")
-            infos.append({"losses/policy_loss": loss.item(), "losses/clipfrac": info["clipfrac"],
-                          "losses/approx_kl": info["approx_kl"], "grpo/kl": info["kl"]})
-            if config.target_kl is not None and info["approx_kl"] > config.target_kl:
-                result.stopped_early.append(f"step {step}: updates stopped after epoch {epoch}: approx KL "
-                                            f"{info['approx_kl']:.3f} > target_kl {config.target_kl}")
-                break
-        if config.divergence_kl is not None:  # the update's own KL: the policy after it against the sampling one
+            # 4. old log-probs (only needed for more than one update per batch) and the reference's
             with torch.no_grad(), autocast(device, config.mixed_precision):
-                new_logp = group_response_logprobs(lm, samples, G, config.temperature)  # (B*G, R)
-            moved = clip_diagnostics(new_logp, old_logp, torch.exp(new_logp - old_logp), config.clip_eps, mask)
-            guard.check(moved["approx_kl"], f"step {step}")
+                old_logp = (group_response_logprobs(lm, samples, G, config.temperature)
+                            if config.update_epochs > 1 else None)  # (B*G, R)
+                ref_logp = (group_response_logprobs(reference, samples, G, config.temperature)
+                            if reference is not None else None)  # (B*G, R)
 
-        # 6. log the step
-        group_std = grouped.std(dim=1)  # (B,) Bessel-corrected: the std group_advantages divides by (as TRL's)
-        stats = {"grpo/reward_mean": float(rewards.mean()), "grpo/reward_std": float(group_std.mean()),
-                 "grpo/zero_std_share": float((group_std == 0).float().mean()),
-                 "grpo/response_length": float(mask.sum(dim=1).float().mean())}
-        for name, fn in extra_metrics.items():
-            stats[f"grpo/{name}"] = float(np.mean(fn(batch_prompts, samples.texts)))
-        for name in infos[0]:
-            stats[name] = float(np.mean([i[name] for i in infos]))
-        logger.log(step + 1, stats)
-        result.samples = list(zip(batch_prompts, samples.texts, rewards.tolist()))
+            # 5. epochs of updates on the whole batch: the clipped token loss (+ k3 KL), normalised by loss_norm
+            lm.train()
+            infos = []
+            for epoch in range(config.update_epochs):
+                with autocast(device, config.mixed_precision):  # forward and loss; backward and step on fp32 weights
+                    # (B*G, R) fp32: each prompt runs once
+                    logp = group_response_logprobs(lm, samples, G, config.temperature)
+                    if old_logp is None:  # one update: old = current, ratio 1
+                        old_logp = logp.detach()
+                    loss, info = grpo_token_loss(logp, old_logp, advantages, mask, config.clip_eps, config.loss_norm,
+                                                 ref_logp, config.kl_coef, config.max_new_tokens)
+                ratio_max = float(torch.exp(logp - old_logp).detach()[mask.bool()].max())
+                if ratio_max > config.max_ratio:  # an outlier: no step
+                    result.skipped_updates += 1
+                    continue
+                # backward and a clipped step; a non-finite loss or gradient norm raises FloatingPointError
+                guarded_step(optimizer, loss, params, config.max_grad_norm, f"step {step}, epoch {epoch}")
+                infos.append({"losses/policy_loss": loss.item(), "losses/clipfrac": info["clipfrac"],
+                              "losses/approx_kl": info["approx_kl"], "grpo/kl": info["kl"]})
+                if config.target_kl is not None and info["approx_kl"] > config.target_kl:
+                    result.stopped_early.append(f"step {step}: updates stopped after epoch {epoch}: approx KL "
+                                                f"{info['approx_kl']:.3f} > target_kl {config.target_kl}")
+                    break
+            if config.divergence_kl is not None:  # the update's own KL: the policy after it against the sampling one
+                with torch.no_grad(), autocast(device, config.mixed_precision):
+                    new_logp = group_response_logprobs(lm, samples, G, config.temperature)  # (B*G, R)
+                moved = clip_diagnostics(new_logp, old_logp, torch.exp(new_logp - old_logp), config.clip_eps, mask)
+                guard.check(moved["approx_kl"], f"step {step}")
 
+            # 6. log the step, and save when due
+            group_std = grouped.std(dim=1)  # (B,) Bessel-corrected: the std group_advantages divides by (as TRL's)
+            stats = {"grpo/reward_mean": float(rewards.mean()), "grpo/reward_std": float(group_std.mean()),
+                     "grpo/zero_std_share": float((group_std == 0).float().mean()),
+                     "grpo/response_length": float(mask.sum(dim=1).float().mean())}
+            for name, fn in extra_metrics.items():
+                stats[f"grpo/{name}"] = float(np.mean(fn(batch_prompts, samples.texts)))
+            for name in infos[0] if infos else []:  # every epoch skipped at max_ratio: nothing trained, nothing logged
+                stats[name] = float(np.mean([i[name] for i in infos]))
+            logger.log(step + 1, stats)
+            result.samples = list(zip(batch_prompts, samples.texts, rewards.tolist()))
+
+            interrupted = interrupt.requested
+            if interrupted or (checkpoint_every is not None and (step + 1) % checkpoint_every == 0):
+                save(step + 1)
+                saved_step = step + 1
+            if interrupted:
+                lm.eval()
+                logger.close()
+                raise KeyboardInterrupt(f"GRPO: interrupted after {step + 1} of {config.steps} steps, saved to "
+                                        f"{str(checkpoint)!r}; go on with resume={str(checkpoint)!r}")
+        if checkpoint is not None and saved_step != config.steps:
+            save(config.steps)
     lm.eval()
     logger.close()
     result.seconds = time.perf_counter() - started

@@ -36,7 +36,7 @@ import copy
 import hashlib
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -58,7 +58,7 @@ from course_lib.llm.tokens import last_token_index
 from course_lib.rl import (DivergenceGuard, clip_diagnostics, clipped_surrogate, gae, guarded_step, masked_mean,
                            masked_whiten, value_loss)
 from course_lib.utils import set_seed
-from course_lib.utils.checkpoint import (DeferredInterrupt, check_picklable, load_checkpoint, rng_states,
+from course_lib.utils.checkpoint import (DeferredInterrupt, check_checkpoint_args, resume_state, rng_states,
                                          save_checkpoint, set_rng_states)
 from course_lib.utils.device import autocast, check_mixed_precision
 from course_lib.utils.metrics import MetricLogger
@@ -286,19 +286,10 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
     if len(prompts) < config.batch_size or not all(isinstance(p, str) and p for p in prompts):
         raise ValueError(f"prompts: expected at least batch_size ({config.batch_size}) non-empty strings, "
                          f"got {len(prompts)}")
-    if checkpoint_every is not None:
-        check_int("checkpoint_every", checkpoint_every, 1)
-        if checkpoint is None:
-            raise ValueError(f"checkpoint_every: expected together with checkpoint (the file to save to), got "
-                             f"checkpoint_every={checkpoint_every!r} and checkpoint=None")
-    if checkpoint is not None:
-        check_picklable("config", config)
+    check_checkpoint_args(checkpoint, checkpoint_every, config)
     state = None
     if resume is not None:
-        state = load_checkpoint(resume, CHECKPOINT_KIND)
-        if state["config"] != asdict(config):
-            changed = [f.name for f in fields(config) if state["config"].get(f.name) != getattr(config, f.name)]
-            raise ValueError(f"config: expected the configuration saved in {resume}, got changes in {changed}")
+        state = resume_state(resume, CHECKPOINT_KIND, config)
         seed = state["seed"]
     set_seed(seed)
     copied = reference is None
@@ -349,7 +340,7 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
     result = RLHFResult(logger, reference)
     device = next(policy.parameters()).device
     started = time.perf_counter()
-    with DeferredInterrupt("RLHF-PPO") as interrupt:  # Ctrl-C: finish the step, save it, then stop
+    with DeferredInterrupt("RLHF-PPO", enabled=checkpoint is not None) as interrupt:  # Ctrl-C: finish the step, save, stop
         for step in range(first, config.steps):
             # 1. a batch of prompts (a fresh shuffled pass when the last one is used up), one sampled response each
             while len(order) < config.batch_size:
@@ -440,7 +431,7 @@ def rlhf_ppo(policy: PolicyWithValue, tokenizer, prompts: Sequence[str], reward_
             logger.log(step + 1, stats)
             result.samples = list(zip(batch_prompts, samples.texts, scores.tolist()))
 
-            # 8. save every checkpoint_every steps and on Ctrl-C (then stop), after the whole step
+            # then save every checkpoint_every steps and on Ctrl-C (then stop): not a phase of PPO, bookkeeping
             if checkpoint is not None and (interrupt.requested or step + 1 == config.steps
                                            or (checkpoint_every is not None and (step + 1) % checkpoint_every == 0)):
                 save(step + 1)

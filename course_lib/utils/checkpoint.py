@@ -21,6 +21,7 @@ import signal
 import sys
 import tempfile
 import threading
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,49 @@ def save_checkpoint(state: dict, path: str | os.PathLike, kind: str) -> Path:
         finally:
             os.close(dir_fd)
     return path
+
+
+def check_checkpoint_args(checkpoint, checkpoint_every, config) -> None:
+    """The checks every loop's ``checkpoint=`` / ``checkpoint_every=`` pair shares: an int >= 1, only with a file to
+    save to, that file not a folder, and a ``config`` that pickles (checked now, not at the first save)."""
+    from course_lib.utils.validation import check_int
+
+    if checkpoint_every is not None:
+        if checkpoint is None:
+            raise ValueError(f"checkpoint_every: expected it only together with checkpoint (the file to save to), "
+                             f"got checkpoint_every={checkpoint_every!r} without checkpoint")
+        check_int("checkpoint_every", checkpoint_every, 1)
+    if checkpoint is not None:
+        if Path(checkpoint).is_dir():
+            raise ValueError(f"checkpoint: expected a file path, got the folder {str(checkpoint)!r}")
+        check_picklable("config", config)
+
+
+def resume_state(resume, kind: str, config) -> dict:
+    """The state a checkpoint of ``kind`` at ``resume`` holds, after checking that it was written with ``config``
+    (:func:`check_same_config`)."""
+    state = load_checkpoint(resume, kind)
+    check_same_config(config, state["config"], resume)
+    return state
+
+
+def check_same_config(config, saved: dict, path) -> None:
+    """Raise a ValueError naming each field of the dataclass ``config`` that differs from ``saved`` (the
+    ``asdict`` of the config a checkpoint was written with): a resumed run must compute what the first part did."""
+    if saved != asdict(config):
+        changed = [f.name for f in fields(config) if saved.get(f.name) != getattr(config, f.name)]
+        shown = "; ".join(f"{n}: saved {saved.get(n)!r}, given {getattr(config, n)!r}" for n in changed)
+        raise ValueError(f"config: expected the configuration saved in {str(path)!r}, got changes in {changed} "
+                         f"({shown})")
+
+
+def check_same_as_saved(name: str, given: str, saved: str, path, expected: str, fix: str = "") -> None:
+    """Raise a ValueError naming the argument ``name`` when the fingerprint ``given`` of what was passed differs from
+    the ``saved`` one: ``"{name}: expected {expected} the run saved in {path} used ({saved}), got another ({given})"``
+    and the ``fix``, if any."""
+    if given != saved:
+        raise ValueError(f"{name}: expected {expected} the run saved in {str(path)!r} used (fingerprint {saved}), got "
+                         f"another one ({given}){'; ' + fix if fix else ''}")
 
 
 def load_checkpoint(path: str | os.PathLike, kind: str) -> dict:
@@ -121,11 +165,12 @@ class DeferredInterrupt:
 
     The first Ctrl-C (SIGINT) only sets ``requested`` and says so on stderr: the loop finishes its update, saves a
     consistent checkpoint and raises KeyboardInterrupt itself. A second Ctrl-C raises KeyboardInterrupt at once.
-    Outside the main thread (where signal handlers cannot be set) it changes nothing.
+    With ``enabled=False`` (a run that saves no checkpoint) and outside the main thread (where signal handlers
+    cannot be set) it changes nothing: Ctrl-C stops at once.
     """
 
-    def __init__(self, what: str):
-        self.what = what
+    def __init__(self, what: str, enabled: bool = True):
+        self.what, self.enabled = what, enabled
         self.requested = False
         self._previous = None
 
@@ -137,7 +182,7 @@ class DeferredInterrupt:
               "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
 
     def __enter__(self) -> DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread():
+        if self.enabled and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)
         return self
 
