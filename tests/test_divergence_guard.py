@@ -56,7 +56,7 @@ def test_cartpole_ppo_at_learning_rate_one_stops():
 @pytest.mark.parametrize("lr", [0.5, 0.9])
 def test_rlhf_at_a_huge_learning_rate_stops(lr):
     lm, tok = tiny_model(seed=0)
-    config = replace(RLHF_PRESETS["ci"], steps=6, learning_rate=lr)
+    config = replace(RLHF_PRESETS["ci"], steps=6, learning_rate=lr, divergence_kl=1.0)  # the cpu presets' bound
     with pytest.raises(DivergenceError, match=r"step \d: "):
         rlhf_ppo(PolicyWithValue(lm), tok, PROMPTS, lowercase_share, config, progress=False)
 
@@ -66,7 +66,7 @@ def test_rlhf_at_a_huge_learning_rate_stops(lr):
 def test_grpo_at_a_huge_learning_rate_stops(lr, update_epochs):
     """With one update per batch the ratio is 1 during the update: the guard's KL is measured after it."""
     lm, tok = tiny_model(seed=0)
-    config = replace(GRPO_PRESETS["ci"], steps=6, learning_rate=lr, update_epochs=update_epochs)
+    config = replace(GRPO_PRESETS["ci"], steps=6, learning_rate=lr, update_epochs=update_epochs, divergence_kl=1.0)
     with pytest.raises(DivergenceError, match=r"step \d: "):
         grpo(lm, tok, PROMPTS, lowercase_share, config, progress=False)
 
@@ -78,7 +78,7 @@ def test_the_kl_to_the_reference_never_counts():
     reference, _ = tiny_model(seed=1, tokenizer=tok)
     with torch.no_grad():
         reference.model.norm.weight.mul_(30)  # peaked next-token distributions: far from the policy's
-    config = replace(RLHF_PRESETS["ci"], steps=4, kl_coef=0.0)
+    config = replace(RLHF_PRESETS["ci"], steps=4, kl_coef=0.0, divergence_kl=1.0)
     run = rlhf_ppo(PolicyWithValue(lm), tok, PROMPTS, lowercase_share, config, reference=reference, progress=False)
     kl_to_reference = run.logger.as_arrays("rlhf/kl")[1]
     assert len(kl_to_reference) == 4 and kl_to_reference.min() > 5 * config.divergence_kl

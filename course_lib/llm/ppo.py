@@ -142,8 +142,11 @@ class RLHFConfig:
 
 
 RLHF_PRESETS: dict[str, RLHFConfig] = {
-    # The test suite with the tiny model: 2 steps of 4 prompts, 8 tokens; proves the loop runs and updates.
-    "ci": RLHFConfig(steps=2, batch_size=4, max_new_tokens=8, update_epochs=2, learning_rate=1e-3),
+    # The test suite with the tiny model: 2 steps of 4 prompts, 8 tokens; proves the loop runs and updates. The
+    # lessons' ci runs use it on SmolLM2 too, where one Adam step on every parameter moves each token by tens of
+    # nats: such runs check the code, not learning, so the divergence guard is off (its own tests switch it on).
+    "ci": RLHFConfig(steps=2, batch_size=4, max_new_tokens=8, update_epochs=2, learning_rate=1e-3,
+                     divergence_kl=None),
     # SmolLM2-135M on a laptop CPU: the top 4 of 30 layers trained, 8 prompts x 24 tokens per step.
     "cpu": RLHFConfig(steps=30, batch_size=8, max_new_tokens=24, learning_rate=2e-4, kl_coef=0.05,
                       trainable="top:4"),
