@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -11,6 +12,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+# The checkpoint tests press Ctrl-C (SIGINT to this process) and expect Python's KeyboardInterrupt, as in a terminal
+# or a notebook. A shell that starts the suite as a background job hands it SIGINT ignored, and Python then keeps it
+# ignored: give SIGINT back to Python, whatever the runner inherited.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
