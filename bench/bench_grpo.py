@@ -76,7 +76,8 @@ def run_course_lib(prompts: list[str], steps: int) -> dict:
     lm, tok = load_model()
     config = GRPOConfig(steps=steps, prompts_per_step=1, group_size=G, max_new_tokens=MAX_NEW, temperature=1.0,
                         learning_rate=LR, update_epochs=1, kl_coef=0.0, scale_advantages=True, loss_norm="token",
-                        max_grad_norm=1.0, trainable="all")
+                        max_grad_norm=1.0, trainable="all",
+                        divergence_kl=None)  # TRL has no such guard: its extra forward pass would not be like for like
     clock = SamplingClock(lm.model)
     result = grpo(lm, tok, prompts, arithmetic_reward, config, seed=SEED, progress=False, live=False)
     lengths = result.logger.as_arrays("grpo/response_length")[1].tolist()

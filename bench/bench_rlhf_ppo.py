@@ -441,8 +441,10 @@ def main() -> None:
     seq_len = samples.input_ids.shape[1]
 
     full = RLHFConfig(steps=rounds, batch_size=BATCH, max_new_tokens=RESPONSE, temperature=1.0, learning_rate=LR,
-                      kl_coef=KL_COEF, update_epochs=EPOCHS, num_minibatches=1, target_kl=None, trainable="all")
-    partial = dataclasses.replace(RLHF_PRESETS["cpu"], steps=rounds, max_new_tokens=RESPONSE, target_kl=None)
+                      kl_coef=KL_COEF, update_epochs=EPOCHS, num_minibatches=1, target_kl=None, trainable="all",
+                      divergence_kl=None)  # like TRL, which has no divergence guard: the same updates on both sides
+    partial = dataclasses.replace(RLHF_PRESETS["cpu"], steps=rounds, max_new_tokens=RESPONSE, target_kl=None,
+                                  divergence_kl=None)
     names = ["course_lib all", "course_lib top:4"] + ([] if args.skip_trl else ["TRL PPOTrainer"]) + ["raw"]
     baton = Baton(names)
     jobs = {"course_lib all": lambda: run_course_lib(prompts, full, StepClock(names[0], baton, tok.eos_token_id)),
