@@ -390,6 +390,36 @@ def update_epochs(agent: ActorCritic, optimizer: torch.optim.Optimizer, config: 
     return infos
 
 
+def _start(config: PPOConfig, seed: int, env_fn, agent, state: dict | None, device):
+    """The envs, the agent, the first observations and the counters of a run: rebuilt from a checkpoint's
+    ``state``, or new (seeded; the agent made or moved to ``device``; each env reset with ``seed + i``)."""
+    if state is not None:
+        envs = pickle.loads(state["envs"])
+        agent = ActorCritic(*_check_spaces(envs), config.hidden).to(device)
+        agent.load_state_dict(state["agent"])
+        return envs, agent, state["next_obs"], state["counters"]
+    set_seed(seed)
+    envs = make_envs(env_fn or partial(gym.make, config.env_id), config.num_envs)
+    obs_dim, n_actions = _check_spaces(envs)
+    agent = (agent if agent is not None else ActorCritic(obs_dim, n_actions, config.hidden)).to(device)
+    next_obs, _ = envs.reset(seed=[seed + i for i in range(config.num_envs)])
+    _check_observations(next_obs, "reset", envs)
+    counters = {"update": 0, "global_step": 0, "ep_return": np.zeros(config.num_envs),
+                "ep_length": np.zeros(config.num_envs, dtype=np.int64)}
+    return envs, agent, next_obs, counters
+
+
+def _update_metrics(infos: list[dict], rollout: Rollout, returns: torch.Tensor, lr: float) -> dict[str, float]:
+    """One update's logged values: the means of its minibatches' ``losses/*``, the critic's explained variance
+    (left out when the batch's returns do not vary, where it is NaN) and the learning rate."""
+    metrics = {name: float(np.mean([i[name] for i in infos])) for name in infos[0]}
+    ev = float(explained_variance(rollout.values.reshape(-1), returns.reshape(-1)))
+    if math.isfinite(ev):
+        metrics["losses/explained_variance"] = ev
+    metrics["charts/learning_rate"] = lr
+    return metrics
+
+
 def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_fn: Callable[[], gym.Env] | None = None,
         agent: ActorCritic | None = None, updates: int | None = None, checkpoint: str | Path | None = None,
         checkpoint_every: int | None = None, resume: str | Path | None = None,
@@ -444,30 +474,15 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
         raise ValueError(f"checkpoint: expected a file path (str or Path) or None, got {checkpoint!r}")
     check_checkpoint_args(checkpoint, checkpoint_every, config)
     device = small_net_device(device)
-    if resume is not None:
-        state = resume_state(resume, "ppo", config)
-        envs = pickle.loads(state["envs"])
-        agent = ActorCritic(*_check_spaces(envs), config.hidden).to(device)
-        agent.load_state_dict(state["agent"])
-        next_obs, counters = state["next_obs"], state["counters"]
-    else:
-        set_seed(seed)
-        envs = make_envs(env_fn or partial(gym.make, config.env_id), config.num_envs)
-        obs_dim, n_actions = _check_spaces(envs)
-        if agent is None:
-            agent = ActorCritic(obs_dim, n_actions, config.hidden)
-        agent = agent.to(device)
-        next_obs, _ = envs.reset(seed=[seed + i for i in range(config.num_envs)])
-        _check_observations(next_obs, "reset", envs)
-        counters = {"update": 0, "global_step": 0, "ep_return": np.zeros(config.num_envs),
-                    "ep_length": np.zeros(config.num_envs, dtype=np.int64)}
+    state = resume_state(resume, "ppo", config) if resume is not None else None
+    envs, agent, next_obs, counters = _start(config, seed, env_fn, agent, state, device)
     if checkpoint is not None:  # fail now, not at the first save
-        if env_fn is not None and resume is None:
+        if env_fn is not None and state is None:
             check_picklable("env_fn", env_fn)
         check_picklable("env_fn", envs, "a checkpoint stores the envs env_fn builds")
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, foreach=True)
     guard = DivergenceGuard(config.divergence_kl)
-    if resume is not None:
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         guard.recent = list(state["guard"])
         set_rng_states(state["rng"])
@@ -513,13 +528,8 @@ def ppo(config: PPOConfig = PPO_PRESETS["cartpole_fast"], seed: int = 0, *, env_
 
                 # 5. log the update's means, stop a diverging run, then let the callback evaluate (untimed)
                 counters["update"] = update + 1
-                metrics = {name: float(np.mean([i[name] for i in infos])) for name in infos[0]}
                 guard.check(max(i["losses/approx_kl"] for i in infos), f"update {update}")
-                ev = float(explained_variance(rollout.values.reshape(-1), returns.reshape(-1)))
-                if math.isfinite(ev):  # NaN when the returns of the batch do not vary
-                    metrics["losses/explained_variance"] = ev
-                metrics["charts/learning_rate"] = lr
-                logger.log(counters["global_step"], metrics)
+                logger.log(counters["global_step"], _update_metrics(infos, rollout, returns, lr))
                 seconds += time.perf_counter() - started
                 if callback is not None:
                     stopped = bool(callback(counters["global_step"], agent))
